@@ -1,0 +1,154 @@
+// revox/layers/layer.hpp — the layer contract, and the compile-time check of it.
+//
+// A layer is a value type templated on its element type T. Its kinds of sub-layers are
+// fixed at compile time; its sizes (channels, groups, expand ratio) are set at run time in
+// its constructor, which throws revox::Error on nonsense (wrong channel counts, groups not
+// dividing channels, non-positive sizes). Every layer provides:
+//
+//   using value_type = T;
+//   Shape5 output_shape(Shape5 in) const;
+//       The output extent for an input extent; throws revox::Error naming the layer, the
+//       expected and the actual value when `in` does not fit the layer.
+//   template <class Fn> void visit_params(Fn&& fn);
+//       Calls fn(const std::string& name, Param<T>&) for each parameter, in a fixed order,
+//       with PyTorch's names and layouts. Parameter-free layers call nothing.
+//   void reset_parameters(Rng& rng);
+//       PyTorch's default initialisation, written through host pointers.
+//   template <class Dev> struct Saved;
+//       What forward keeps for backward. It may hold a view of the input x: the caller
+//       keeps x alive and unchanged until backward has run.
+//   template <class Dev>
+//   void forward(const Dev& dev, TensorView<const T> x, TensorView<T> y,
+//                Saved<Dev>* saved) const;
+//       y = f(x), every element of y ASSIGNED. y.shape == output_shape(x.shape). With
+//       saved == nullptr (inference, or inside a reversible block) nothing is kept.
+//   template <class Dev>
+//   void backward(const Dev& dev, Saved<Dev>& saved, TensorView<const T> dy,
+//                 TensorView<T> dx);
+//       dx = (df/dx)^T dy is ASSIGNED; parameter gradients ACCUMULATE (+=) into each
+//       Param's grad. dx may be an empty view when the caller does not need it. backward
+//       may release what `saved` holds, so run forward again before another backward.
+//
+// Layers must be deterministic functions of (x, parameters): no dropout and no running
+// statistics, so that a reversible block can recompute them exactly.
+#pragma once
+
+#include <string>
+#include <type_traits>
+#include <utility>
+
+#include "revox/core/device.hpp"
+#include "revox/core/parameters.hpp"
+#include "revox/core/random.hpp"
+#include "revox/core/tensor.hpp"
+
+namespace revox {
+
+// The Saved type of layer L on device Dev.
+template <class L, class Dev>
+using saved_t = typename L::template Saved<Dev>;
+
+namespace detail {
+
+template <class L, class = void>
+struct has_value_type : std::false_type {};
+template <class L>
+struct has_value_type<L, std::void_t<typename L::value_type>> : std::true_type {};
+
+template <class L, class = void>
+struct has_output_shape : std::false_type {};
+template <class L>
+struct has_output_shape<
+    L, std::enable_if_t<std::is_same_v<
+           decltype(std::declval<const L&>().output_shape(std::declval<Shape5>())), Shape5>>>
+    : std::true_type {};
+
+struct ParamVisitorProbe {
+  template <class P>
+  void operator()(const std::string&, P&) const {}
+};
+template <class L, class = void>
+struct has_visit_params : std::false_type {};
+template <class L>
+struct has_visit_params<
+    L, std::void_t<decltype(std::declval<L&>().visit_params(ParamVisitorProbe{}))>>
+    : std::true_type {};
+
+template <class L, class = void>
+struct has_reset_parameters : std::false_type {};
+template <class L>
+struct has_reset_parameters<
+    L, std::void_t<decltype(std::declval<L&>().reset_parameters(std::declval<Rng&>()))>>
+    : std::true_type {};
+
+template <class L, class Dev, class = void>
+struct has_saved : std::false_type {};
+template <class L, class Dev>
+struct has_saved<L, Dev, std::void_t<typename L::template Saved<Dev>>> : std::true_type {};
+
+template <class L, class Dev, class = void>
+struct has_forward : std::false_type {};
+template <class L, class Dev>
+struct has_forward<
+    L, Dev,
+    std::void_t<decltype(std::declval<const L&>().forward(
+        std::declval<const Dev&>(), std::declval<TensorView<const typename L::value_type>>(),
+        std::declval<TensorView<typename L::value_type>>(),
+        std::declval<typename L::template Saved<Dev>*>()))>> : std::true_type {};
+
+template <class L, class Dev, class = void>
+struct has_backward : std::false_type {};
+template <class L, class Dev>
+struct has_backward<
+    L, Dev,
+    std::void_t<decltype(std::declval<L&>().backward(
+        std::declval<const Dev&>(), std::declval<typename L::template Saved<Dev>&>(),
+        std::declval<TensorView<const typename L::value_type>>(),
+        std::declval<TensorView<typename L::value_type>>()))>> : std::true_type {};
+
+}  // namespace detail
+
+// True when L satisfies the layer contract on device Dev.
+template <class L, class Dev = Cpu>
+inline constexpr bool is_layer_v =
+    detail::has_value_type<L>::value && detail::has_output_shape<L>::value &&
+    detail::has_visit_params<L>::value && detail::has_reset_parameters<L>::value &&
+    detail::has_saved<L, Dev>::value && detail::has_forward<L, Dev>::value &&
+    detail::has_backward<L, Dev>::value;
+
+// Fails compilation with one readable sentence per missing piece of the contract.
+// Returns true so it can sit inside a static_assert or a constexpr variable.
+template <class L, class Dev = Cpu>
+constexpr bool check_layer_contract() {
+  static_assert(detail::has_value_type<L>::value,
+                "revox layer contract: the layer must declare `using value_type = T;`");
+  static_assert(detail::has_output_shape<L>::value,
+                "revox layer contract: the layer must provide "
+                "`Shape5 output_shape(Shape5 in) const`");
+  static_assert(detail::has_visit_params<L>::value,
+                "revox layer contract: the layer must provide "
+                "`template <class Fn> void visit_params(Fn&& fn)` (empty for no parameters)");
+  static_assert(detail::has_reset_parameters<L>::value,
+                "revox layer contract: the layer must provide "
+                "`void reset_parameters(Rng& rng)`");
+  static_assert(detail::has_saved<L, Dev>::value,
+                "revox layer contract: the layer must declare "
+                "`template <class Dev> struct Saved` (empty when nothing is saved)");
+  if constexpr (detail::has_value_type<L>::value && detail::has_saved<L, Dev>::value) {
+    static_assert(detail::has_forward<L, Dev>::value,
+                  "revox layer contract: the layer must provide `forward(const Dev&, "
+                  "TensorView<const T> x, TensorView<T> y, Saved<Dev>* saved) const`");
+    static_assert(detail::has_backward<L, Dev>::value,
+                  "revox layer contract: the layer must provide `backward(const Dev&, "
+                  "Saved<Dev>& saved, TensorView<const T> dy, TensorView<T> dx)`");
+  }
+  return true;
+}
+
+// Shared by layers: checks that y has the shape the layer produces for x.
+inline void check_output_view(const char* layer, const Shape5& expected, const Shape5& actual) {
+  REVOX_CHECK(expected == actual, layer, ": output shape ", actual,
+              " does not match the expected ", expected);
+}
+
+}  // namespace revox
