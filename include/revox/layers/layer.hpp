@@ -19,7 +19,8 @@
 //       keeps x alive and unchanged until backward has run.
 //   template <class Dev>
 //   void forward(const Dev& dev, TensorView<const T> x, TensorView<T> y,
-//                Saved<Dev>* saved) const;
+//                nondeduced_t<Saved<Dev>>* saved) const;
+//       (nondeduced_t lets callers pass a plain nullptr: Dev comes from `dev` alone.)
 //       y = f(x), every element of y ASSIGNED. y.shape == output_shape(x.shape). With
 //       saved == nullptr (inference, or inside a reversible block) nothing is kept.
 //   template <class Dev>
@@ -43,6 +44,14 @@
 #include "revox/core/tensor.hpp"
 
 namespace revox {
+
+// Keeps a function parameter out of template argument deduction (std::type_identity_t).
+template <class T>
+struct type_identity {
+  using type = T;
+};
+template <class T>
+using nondeduced_t = typename type_identity<T>::type;
 
 // The Saved type of layer L on device Dev.
 template <class L, class Dev>

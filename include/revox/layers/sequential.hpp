@@ -65,7 +65,7 @@ class Sequential {
 
   template <class Dev>
   void forward(const Dev& dev, TensorView<const value_type> x, TensorView<value_type> y,
-               Saved<Dev>* saved) const {
+               nondeduced_t<Saved<Dev>>* saved) const {
     check_output_view("Sequential", output_shape(x.shape), y.shape);
     Tensor<value_type, Dev> owner;
     forward_from<0>(dev, x, y, saved, owner);
