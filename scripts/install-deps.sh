@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages revox needs to build and test. Idempotent: packages that
+# are already installed are skipped, and apt is only called when something is missing.
+# Run as root (CI) or with sudo available.
+#   scripts/install-deps.sh           build + test dependencies
+#   scripts/install-deps.sh --peers   also oneDNN, for the peer benchmarks
+set -euo pipefail
+
+packages=(
+  build-essential cmake pkg-config
+  libeigen3-dev        # CPU GEMM and linear algebra
+  catch2               # tests (v2.13)
+  nlohmann-json3-dev   # safetensors headers, configs
+)
+if [[ "${1:-}" == "--peers" ]]; then
+  packages+=(libdnnl-dev)
+fi
+
+missing=()
+for package in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$package")
+  fi
+done
+
+if [[ ${#missing[@]} -eq 0 ]]; then
+  echo "install-deps: all ${#packages[@]} packages already installed"
+  exit 0
+fi
+
+sudo_cmd=()
+if [[ $(id -u) -ne 0 ]]; then
+  command -v sudo >/dev/null || { echo "install-deps: run as root or install sudo" >&2; exit 1; }
+  sudo_cmd=(sudo)
+fi
+echo "install-deps: installing ${missing[*]}"
+"${sudo_cmd[@]}" apt-get update -qq
+DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends \
+  "${missing[@]}"
