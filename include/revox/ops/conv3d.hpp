@@ -1,0 +1,57 @@
+// revox/ops/conv3d.hpp — dispatchers for the dense 3D convolution (stride 1, 'same' padding,
+// groups 1, odd kernel_size): one signature for every device. Shapes and semantics are in
+// ops/cpu/conv3d.hpp:
+//   conv3d_forward(dev, x, weight, bias_or_null, y, kernel_size)                 y  ASSIGNED
+//   conv3d_backward_data(dev, dy, weight, dx, kernel_size)                       dx ASSIGNED
+//   conv3d_backward_weight(dev, x, dy, dweight, dbias_or_null, kernel_size)      ACCUMULATED
+// Pointers are device memory; weight is (Cout, Cin, k, k, k) row-major, PyTorch's layout.
+#pragma once
+
+#include "revox/core/device.hpp"
+#include "revox/core/tensor.hpp"
+#include "revox/ops/cpu/conv3d.hpp"
+
+namespace revox::ops {
+
+template <class Dev, class T>
+void conv3d_forward(const Dev& dev, TensorView<const T> x, cpu::conv3d_detail::const_ptr<T> weight,
+                    cpu::conv3d_detail::const_ptr<T> bias, TensorView<T> y, int kernel_size) {
+  if constexpr (is_cpu_v<Dev>) {
+    (void)dev;
+    cpu::conv3d_forward(x, weight, bias, y, kernel_size);
+  } else {
+    static_assert(::revox::detail::always_false_v<Dev>,
+                  "ops::conv3d_forward: no kernel for this device yet (CUDA kernels arrive with "
+                  "the CUDA backend)");
+  }
+}
+
+template <class Dev, class T>
+void conv3d_backward_data(const Dev& dev, TensorView<const T> dy,
+                          cpu::conv3d_detail::const_ptr<T> weight, TensorView<T> dx,
+                          int kernel_size) {
+  if constexpr (is_cpu_v<Dev>) {
+    (void)dev;
+    cpu::conv3d_backward_data(dy, weight, dx, kernel_size);
+  } else {
+    static_assert(::revox::detail::always_false_v<Dev>,
+                  "ops::conv3d_backward_data: no kernel for this device yet (CUDA kernels arrive "
+                  "with the CUDA backend)");
+  }
+}
+
+template <class Dev, class T>
+void conv3d_backward_weight(const Dev& dev, TensorView<const T> x, TensorView<const T> dy,
+                            cpu::conv3d_detail::mut_ptr<T> dweight,
+                            cpu::conv3d_detail::mut_ptr<T> dbias, int kernel_size) {
+  if constexpr (is_cpu_v<Dev>) {
+    (void)dev;
+    cpu::conv3d_backward_weight(x, dy, dweight, dbias, kernel_size);
+  } else {
+    static_assert(::revox::detail::always_false_v<Dev>,
+                  "ops::conv3d_backward_weight: no kernel for this device yet (CUDA kernels "
+                  "arrive with the CUDA backend)");
+  }
+}
+
+}  // namespace revox::ops

@@ -1,0 +1,443 @@
+// Conv3d and its CPU kernels: the im2col + GEMM fast path (chunked) against the plain
+// reference, gradients against finite differences, misuse errors, parameters, and the
+// scratch memory the tracking allocator sees.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "revox/core/memory.hpp"
+#include "revox/layers/conv3d.hpp"
+#include "revox/layers/pointwise_conv3d.hpp"
+#include "revox/ops/cpu/conv3d.hpp"
+#include "revox/testing/gradcheck.hpp"
+
+namespace {
+
+using revox::index_t;
+using revox::Shape5;
+using revox::Tensor;
+
+template <class T>
+double tolerance() {
+  return std::is_same_v<T, float> ? 1e-5 : 1e-12;
+}
+
+// The weight gradient sums over every voxel of the batch in T (Eigen's GEMM), so its
+// rounding error relative to the result grows like sqrt(voxels).
+template <class T>
+double weight_grad_tolerance(index_t voxels) {
+  return tolerance<T>() * std::max(1.0, std::sqrt(static_cast<double>(voxels) / 64.0));
+}
+
+template <class T>
+Tensor<T> random_tensor(Shape5 shape, revox::Rng& rng) {
+  Tensor<T> t(shape);
+  revox::fill_uniform(t.view(), rng, -1.0, 1.0);
+  return t;
+}
+
+// max over elements of |actual - expected| / (1 + |expected|); infinity for a non-finite
+// value (an element the kernel never wrote still holds its NaN poison).
+template <class T>
+double max_error(const Tensor<T>& actual, const Tensor<T>& expected) {
+  REQUIRE(actual.shape() == expected.shape());
+  double worst = 0.0;
+  for (index_t i = 0; i < actual.numel(); ++i) {
+    const double a = static_cast<double>(actual[i]);
+    const double e = static_cast<double>(expected[i]);
+    if (!std::isfinite(a) || !std::isfinite(e)) return std::numeric_limits<double>::infinity();
+    worst = std::max(worst, std::abs(a - e) / (1.0 + std::abs(e)));
+  }
+  return worst;
+}
+
+struct Case {
+  index_t n, cin, cout, d, h, w;
+};
+
+// Sizes 1 to 7 per axis (odd ones included), channel counts 1 to 7, and one wider case.
+const Case kCases[] = {
+    {1, 1, 1, 1, 1, 1}, {2, 3, 5, 5, 6, 7}, {1, 7, 4, 2, 3, 4}, {2, 2, 7, 3, 2, 3},
+    {1, 4, 6, 1, 1, 1}, {2, 5, 1, 2, 3, 2}, {1, 20, 19, 3, 4, 5},
+};
+
+// Runs forward, backward_data and backward_weight through the fast path (with the given
+// scratch budget) and the reference on random data, outputs poisoned differently, and
+// checks that they agree.
+template <class T>
+void compare_with_reference(const Case& c, int kernel_size, bool with_bias,
+                            index_t scratch_bytes, revox::Rng& rng) {
+  CAPTURE(c.n, c.cin, c.cout, c.d, c.h, c.w, kernel_size, with_bias, scratch_bytes);
+  const T nan = std::numeric_limits<T>::quiet_NaN();
+  const index_t k = kernel_size;
+  const Shape5 xs{c.n, c.cin, c.d, c.h, c.w};
+  const Shape5 ys = xs.with_channels(c.cout);
+  const Shape5 ws = revox::flat_shape(c.cout * c.cin * k * k * k);
+  const Shape5 bs = revox::flat_shape(c.cout);
+  const auto x = random_tensor<T>(xs, rng);
+  const auto weight = random_tensor<T>(ws, rng);
+  const auto bias = random_tensor<T>(bs, rng);
+  const T* bias_ptr = with_bias ? bias.data() : nullptr;
+
+  auto y_fast = Tensor<T>::full(ys, nan);
+  auto y_ref = Tensor<T>::full(ys, T(12345));
+  revox::cpu::conv3d_forward(x.cview(), weight.data(), bias_ptr, y_fast.view(), kernel_size,
+                             scratch_bytes);
+  revox::cpu::reference::conv3d_forward(x.cview(), weight.data(), bias_ptr, y_ref.view(),
+                                        kernel_size);
+  CHECK(max_error(y_fast, y_ref) <= tolerance<T>());
+
+  const auto dy = random_tensor<T>(ys, rng);
+  auto dx_fast = Tensor<T>::full(xs, nan);
+  auto dx_ref = Tensor<T>::full(xs, T(-777));
+  revox::cpu::conv3d_backward_data(dy.cview(), weight.data(), dx_fast.view(), kernel_size,
+                                   scratch_bytes);
+  revox::cpu::reference::conv3d_backward_data(dy.cview(), weight.data(), dx_ref.view(),
+                                              kernel_size);
+  CHECK(max_error(dx_fast, dx_ref) <= tolerance<T>());
+
+  // Parameter gradients accumulate: both start from the same random prior.
+  const auto dw_prior = random_tensor<T>(ws, rng);
+  const auto db_prior = random_tensor<T>(bs, rng);
+  auto dw_fast = dw_prior.clone();
+  auto dw_ref = dw_prior.clone();
+  auto db_fast = db_prior.clone();
+  auto db_ref = db_prior.clone();
+  revox::cpu::conv3d_backward_weight(x.cview(), dy.cview(), dw_fast.data(),
+                                     with_bias ? db_fast.data() : nullptr, kernel_size,
+                                     scratch_bytes);
+  revox::cpu::reference::conv3d_backward_weight(x.cview(), dy.cview(), dw_ref.data(),
+                                                with_bias ? db_ref.data() : nullptr, kernel_size);
+  CHECK(max_error(dw_fast, dw_ref) <= weight_grad_tolerance<T>(c.n * c.d * c.h * c.w));
+  CHECK(max_error(db_fast, db_ref) <= tolerance<T>());
+  if (!with_bias) CHECK(max_error(db_fast, db_prior) == 0.0);
+}
+
+// Bytes of one output row's columns: Cin * k^3 * W elements.
+template <class T>
+index_t row_bytes(const Shape5& x, int kernel_size) {
+  const index_t k = kernel_size;
+  return x.c * k * k * k * x.w * static_cast<index_t>(sizeof(T));
+}
+
+}  // namespace
+
+TEMPLATE_TEST_CASE("cpu::conv3d fast path matches the reference", "[op][conv3d]", float,
+                   double) {
+  revox::Rng rng(42);
+  for (const Case& c : kCases) {
+    for (const int kernel_size : {1, 3}) {
+      for (const bool with_bias : {true, false}) {
+        compare_with_reference<TestType>(c, kernel_size, with_bias, revox::cpu::kConv3dScratchBytes,
+                                         rng);
+      }
+    }
+  }
+}
+
+TEMPLATE_TEST_CASE("cpu::conv3d gives the same result in several row chunks",
+                   "[op][conv3d][chunks]", float, double) {
+  using T = TestType;
+  revox::Rng rng(5);
+  const Case c{2, 3, 4, 5, 6, 7};
+  const Shape5 xs{c.n, c.cin, c.d, c.h, c.w};
+  const index_t row = row_bytes<T>(xs, 3);
+  struct Budget {
+    index_t bytes, chunks, rows_per_chunk;
+  };
+  // 30 output rows (D * H); budgets of 1 row, 4 rows (balanced: 8 chunks of 4, the last of 2),
+  // 7 rows (balanced: 5 chunks of 6), and less than one row (still one row per chunk).
+  const Budget budgets[] = {{row, 30, 1}, {4 * row, 8, 4}, {7 * row + row / 2, 5, 6},
+                            {1, 30, 1}, {revox::cpu::kConv3dScratchBytes, 1, 30}};
+  for (const auto& budget : budgets) {
+    CAPTURE(budget.bytes);
+    const auto chunking =
+        revox::cpu::conv3d_chunking(xs, 3, static_cast<index_t>(sizeof(T)), budget.bytes);
+    CHECK(chunking.chunks == budget.chunks);
+    CHECK(chunking.rows_per_chunk == budget.rows_per_chunk);
+    CHECK(chunking.scratch_elements == xs.c * 27 * budget.rows_per_chunk * xs.w);
+    for (const bool with_bias : {true, false}) {
+      compare_with_reference<T>(c, 3, with_bias, budget.bytes, rng);
+    }
+  }
+}
+
+TEST_CASE("cpu::conv3d matches the reference where its OpenMP loops run in parallel",
+          "[op][conv3d]") {
+  // Large enough to pass the size thresholds of im2col, col2im, the bias fill and the bias
+  // gradient sums (the shapes above are all below them), in one chunk and in several.
+  revox::Rng rng(17);
+  const Case c{1, 2, 9, 16, 16, 32};
+  const Shape5 xs{c.n, c.cin, c.d, c.h, c.w};
+  compare_with_reference<float>(c, 3, true, revox::cpu::kConv3dScratchBytes, rng);
+  compare_with_reference<float>(c, 3, true, 40 * row_bytes<float>(xs, 3), rng);
+}
+
+TEST_CASE("cpu::conv3d_chunking bounds the column buffer", "[op][conv3d][chunks]") {
+  // A 64-channel 32x64x64 input: 2048 rows of 64 * 27 * 64 floats (442 KB) each.
+  const Shape5 x{1, 64, 32, 64, 64};
+  const auto chunking = revox::cpu::conv3d_chunking(x, 3, 4);
+  CHECK(chunking.chunks > 1);
+  CHECK(chunking.chunks * chunking.rows_per_chunk >= 2048);
+  CHECK((chunking.chunks - 1) * chunking.rows_per_chunk < 2048);
+  CHECK(chunking.scratch_elements * 4 <= revox::cpu::kConv3dScratchBytes);
+  CHECK(chunking.scratch_elements * 4 > revox::cpu::kConv3dScratchBytes / 2);
+  // One row larger than the budget still runs, one row at a time.
+  const Shape5 wide{1, 480, 4, 4, 256};
+  const auto single = revox::cpu::conv3d_chunking(wide, 3, 8);
+  CHECK(single.rows_per_chunk == 1);
+  CHECK(single.chunks == 16);
+  CHECK(single.scratch_elements == 480 * 27 * 256);
+  // An empty input has no chunks.
+  CHECK(revox::cpu::conv3d_chunking(Shape5{1, 2, 0, 3, 3}, 3, 4).chunks == 0);
+}
+
+TEST_CASE("cpu::conv3d is a zero-padded cross-correlation", "[op][conv3d]") {
+  // A single tap W[0, 0, kd=0, kh=1, kw=2] = 1 gives y[d, h, w] = x[d - 1, h, w + 1] (0 outside).
+  const Shape5 s{1, 1, 3, 4, 5};
+  revox::Rng rng(9);
+  const auto x = random_tensor<double>(s, rng);
+  std::vector<double> weight(27, 0.0);
+  weight[(0 * 3 + 1) * 3 + 2] = 1.0;
+  Tensor<double> y_fast(s);
+  Tensor<double> y_ref(s);
+  revox::cpu::conv3d_forward(x.cview(), weight.data(), nullptr, y_fast.view(), 3);
+  revox::cpu::reference::conv3d_forward(x.cview(), weight.data(), nullptr, y_ref.view(), 3);
+  for (index_t d = 0; d < s.d; ++d)
+    for (index_t h = 0; h < s.h; ++h)
+      for (index_t w = 0; w < s.w; ++w) {
+        const double expected = (d >= 1 && w + 1 < s.w) ? x.view().at(0, 0, d - 1, h, w + 1) : 0.0;
+        CAPTURE(d, h, w);
+        CHECK(y_fast.view().at(0, 0, d, h, w) == expected);
+        CHECK(y_ref.view().at(0, 0, d, h, w) == expected);
+      }
+
+  // All-ones weights on an all-ones input count the in-bounds taps times Cin, plus the bias.
+  const Shape5 ones_shape{1, 2, 3, 3, 4};
+  const auto ones = Tensor<double>::full(ones_shape, 1.0);
+  const std::vector<double> ones_weight(2 * 27, 1.0);
+  const double bias = 0.5;
+  Tensor<double> y(ones_shape.with_channels(1));
+  revox::cpu::conv3d_forward(ones.cview(), ones_weight.data(), &bias, y.view(), 3);
+  auto taps = [](index_t i, index_t extent) { return 3 - (i == 0) - (i == extent - 1); };
+  for (index_t d = 0; d < 3; ++d)
+    for (index_t h = 0; h < 3; ++h)
+      for (index_t w = 0; w < 4; ++w) {
+        CAPTURE(d, h, w);
+        CHECK(y.view().at(0, 0, d, h, w) ==
+              static_cast<double>(2 * taps(d, 3) * taps(h, 3) * taps(w, 4)) + bias);
+      }
+}
+
+TEST_CASE("Conv3d with kernel_size 1 equals PointwiseConv3d", "[layer][conv3d]") {
+  revox::Conv3d<float> conv(5, 3, 1);
+  revox::PointwiseConv3d<float> pointwise(5, 3);
+  revox::Parameters<float> conv_params(conv);
+  revox::Parameters<float> pointwise_params(pointwise);
+  revox::Rng rng(21);
+  conv.reset_parameters(rng);
+  REQUIRE(conv_params.size() == pointwise_params.size());
+  std::copy(conv_params.values().data, conv_params.values().data + conv_params.size(),
+            pointwise_params.values().data);
+  const auto x = random_tensor<float>(Shape5{2, 5, 3, 4, 5}, rng);
+  const auto dy = random_tensor<float>(Shape5{2, 3, 3, 4, 5}, rng);
+  Tensor<float> y_conv(dy.shape());
+  Tensor<float> y_pointwise(dy.shape());
+  Tensor<float> dx_conv(x.shape());
+  Tensor<float> dx_pointwise(x.shape());
+  const revox::Cpu dev;
+  revox::Conv3d<float>::Saved<revox::Cpu> conv_saved;
+  revox::PointwiseConv3d<float>::Saved<revox::Cpu> pointwise_saved;
+  conv.forward(dev, x.cview(), y_conv.view(), &conv_saved);
+  pointwise.forward(dev, x.cview(), y_pointwise.view(), &pointwise_saved);
+  conv.backward(dev, conv_saved, dy.cview(), dx_conv.view());
+  pointwise.backward(dev, pointwise_saved, dy.cview(), dx_pointwise.view());
+  CHECK(max_error(y_conv, y_pointwise) == 0.0);
+  CHECK(max_error(dx_conv, dx_pointwise) == 0.0);
+  for (index_t i = 0; i < conv_params.size(); ++i) {
+    CHECK(conv_params.grads()[i] == pointwise_params.grads()[i]);
+  }
+}
+
+TEST_CASE("Conv3d passes gradcheck", "[layer][conv3d][gradcheck]") {
+  struct GradCase {
+    index_t cin, cout;
+    int kernel_size;
+    Shape5 input;
+    index_t max_checks;  // 0: every entry
+  };
+  const GradCase cases[] = {
+      {1, 1, 3, Shape5{1, 1, 3, 3, 3}, 0},  {2, 3, 3, Shape5{1, 2, 2, 3, 4}, 0},
+      {3, 2, 3, Shape5{2, 3, 3, 2, 3}, 0},  {1, 2, 3, Shape5{2, 1, 1, 1, 1}, 0},
+      {2, 2, 3, Shape5{1, 2, 5, 6, 7}, 96}, {3, 4, 1, Shape5{2, 3, 2, 3, 4}, 0},
+      {1, 1, 1, Shape5{1, 1, 1, 1, 1}, 0},  {5, 2, 1, Shape5{1, 5, 3, 2, 3}, 0},
+  };
+  for (const auto& c : cases) {
+    for (const bool with_bias : {true, false}) {
+      CAPTURE(c.cin, c.cout, c.kernel_size, c.input, with_bias);
+      revox::Conv3d<double> layer(c.cin, c.cout, c.kernel_size, with_bias);
+      revox::Parameters<double> params(layer);
+      revox::testing::GradcheckOptions options;
+      options.max_checks_per_tensor = c.max_checks;
+      const auto result = revox::testing::gradcheck(layer, params, c.input, options);
+      INFO(result.report);
+      REQUIRE(result.passed);
+      if (c.max_checks == 0) {
+        CHECK(result.checked == c.input.numel() + revox::param_count(layer));
+      }
+    }
+  }
+}
+
+TEST_CASE("Conv3d releases its scratch memory and keeps it to one column buffer",
+          "[layer][conv3d][memory]") {
+  revox::Conv3d<float> layer(4, 5, 3);
+  revox::Parameters<float> params(layer);
+  revox::Rng rng(13);
+  layer.reset_parameters(rng);
+  const auto x = random_tensor<float>(Shape5{2, 4, 5, 6, 7}, rng);
+  const auto dy = random_tensor<float>(Shape5{2, 5, 5, 6, 7}, rng);
+  Tensor<float> y(dy.shape());
+  Tensor<float> dx(x.shape());
+  const auto chunking = revox::cpu::conv3d_chunking(x.shape(), 3, 4);
+  const auto column_bytes = static_cast<std::size_t>(chunking.scratch_elements) * sizeof(float);
+  REQUIRE(column_bytes > 0);
+
+  auto& allocator = revox::cpu_allocator();
+  const auto before = allocator.stats();
+  allocator.reset_peak();
+  revox::Conv3d<float>::Saved<revox::Cpu> saved;
+  layer.forward(revox::Cpu{}, x.cview(), y.view(), &saved);
+  CHECK(allocator.current_bytes() == before.current_bytes);
+  layer.backward(revox::Cpu{}, saved, dy.cview(), dx.view());
+  const auto after = allocator.stats();
+  CHECK(after.current_bytes == before.current_bytes);
+  CHECK(after.live_allocations == before.live_allocations);
+  CHECK(after.peak_bytes == before.current_bytes + column_bytes);
+  // One buffer for the forward, one each for backward data and backward weight.
+  CHECK(after.total_allocations == before.total_allocations + 3);
+
+  // With a small budget the buffer shrinks to the chunk.
+  const index_t budget = row_bytes<float>(x.shape(), 3) * 2;
+  allocator.reset_peak();
+  revox::cpu::conv3d_forward(x.cview(), params.values().data, nullptr, y.view(), 3, budget);
+  CHECK(allocator.current_bytes() == before.current_bytes);
+  CHECK(allocator.peak_bytes() == before.current_bytes + static_cast<std::size_t>(budget));
+}
+
+TEST_CASE("Conv3d rejects misuse with readable errors", "[layer][conv3d][errors]") {
+  using Catch::Contains;
+  using Layer = revox::Conv3d<float>;
+  CHECK_THROWS_AS(Layer(4, 8, 2), revox::Error);
+  CHECK_THROWS_WITH(Layer(4, 8, 2), Contains("Conv3d: kernel_size must be 1 or 3, got 2"));
+  CHECK_THROWS_WITH(Layer(4, 8, 5), Contains("Conv3d: kernel_size must be 1 or 3, got 5"));
+  CHECK_THROWS_WITH(Layer(4, 8, 0), Contains("Conv3d: kernel_size must be 1 or 3, got 0"));
+  CHECK_THROWS_WITH(Layer(0, 8, 3), Contains("Conv3d: in_channels must be positive, got 0"));
+  CHECK_THROWS_WITH(Layer(4, 0, 3), Contains("Conv3d: out_channels must be positive, got 0"));
+  CHECK_THROWS_WITH(Layer(4, -2, 1), Contains("Conv3d: out_channels must be positive, got -2"));
+
+  Layer layer(4, 6, 3);
+  CHECK_THROWS_WITH(layer.output_shape(Shape5{1, 3, 2, 2, 2}),
+                    Contains("Conv3d: input channels: expected 4, got 3"));
+  CHECK_THROWS_WITH(layer.output_shape(Shape5{1, 4, 2, 0, 2}),
+                    Contains("Conv3d: input extents must be positive"));
+  CHECK_THROWS_WITH(layer.output_shape(Shape5{1, 4, 2, 2, -1}),
+                    Contains("Conv3d: input extents must be positive"));
+  CHECK(layer.output_shape(Shape5{2, 4, 3, 5, 7}) == Shape5{2, 6, 3, 5, 7});
+
+  const revox::Cpu dev;
+  auto x = Tensor<float>::zeros(Shape5{1, 4, 2, 3, 4});
+  auto y = Tensor<float>::zeros(Shape5{1, 6, 2, 3, 4});
+  CHECK_THROWS_WITH(layer.forward(dev, x.cview(), y.view(), nullptr),
+                    Contains("Conv3d::forward: parameters are not bound"));
+
+  revox::Parameters<float> params(layer);
+  auto y_wrong = Tensor<float>::zeros(Shape5{1, 6, 3, 3, 4});
+  CHECK_THROWS_WITH(layer.forward(dev, x.cview(), y_wrong.view(), nullptr),
+                    Contains("Conv3d: output shape (N=1, C=6, D=3, H=3, W=4) does not match the "
+                             "expected (N=1, C=6, D=2, H=3, W=4)"));
+  auto x_wrong = Tensor<float>::zeros(Shape5{1, 5, 2, 3, 4});
+  CHECK_THROWS_WITH(layer.forward(dev, x_wrong.cview(), y.view(), nullptr),
+                    Contains("Conv3d: input channels: expected 4, got 5"));
+
+  revox::Conv3d<float>::Saved<revox::Cpu> empty_saved;
+  auto dx = Tensor<float>::zeros(x.shape());
+  CHECK_THROWS_WITH(layer.backward(dev, empty_saved, y.cview(), dx.view()),
+                    Contains("Conv3d::backward: nothing saved"));
+
+  revox::Conv3d<float>::Saved<revox::Cpu> saved;
+  layer.forward(dev, x.cview(), y.view(), &saved);
+  auto dx_wrong = Tensor<float>::zeros(Shape5{2, 4, 2, 3, 4});
+  CHECK_THROWS_WITH(layer.backward(dev, saved, y.cview(), dx_wrong.view()),
+                    Contains("Conv3d::backward: dx shape (N=2, C=4, D=2, H=3, W=4) does not "
+                             "match the input shape (N=1, C=4, D=2, H=3, W=4)"));
+  auto dy_wrong = Tensor<float>::zeros(Shape5{1, 5, 2, 3, 4});
+  CHECK_THROWS_WITH(layer.backward(dev, saved, dy_wrong.cview(), dx.view()),
+                    Contains("Conv3d::backward: dy shape (N=1, C=5, D=2, H=3, W=4) does not "
+                             "match the output shape (N=1, C=6, D=2, H=3, W=4)"));
+
+  // The kernels themselves refuse even kernel sizes and mismatched extents.
+  const float* weight = params.values().data;
+  CHECK_THROWS_WITH(revox::cpu::conv3d_forward(x.cview(), weight, nullptr, y.view(), 2),
+                    Contains("cpu::conv3d_forward: kernel_size must be odd and positive"));
+  CHECK_THROWS_WITH(
+      revox::cpu::reference::conv3d_backward_data(y.cview(), weight, dx.view(), 4),
+      Contains("kernel_size must be odd and positive ('same' padding), got 4"));
+  CHECK_THROWS_WITH(revox::cpu::conv3d_backward_data(y.cview(), weight, dx_wrong.view(), 3),
+                    Contains("cpu::conv3d_backward_data: dy (N=1, C=6, D=2, H=3, W=4) and dx "
+                             "(N=2, C=4, D=2, H=3, W=4) must have the same batch and spatial "
+                             "extents"));
+}
+
+TEST_CASE("Conv3d parameters have PyTorch's names, shapes and initialisation",
+          "[layer][conv3d][params]") {
+  STATIC_REQUIRE(revox::is_layer_v<revox::Conv3d<float>>);
+  STATIC_REQUIRE(revox::is_layer_v<revox::Conv3d<double>>);
+
+  for (const int kernel_size : {1, 3}) {
+    for (const bool with_bias : {true, false}) {
+      CAPTURE(kernel_size, with_bias);
+      revox::Conv3d<float> layer(4, 8, kernel_size, with_bias);
+      CHECK(layer.padding() == kernel_size / 2);
+      std::vector<std::string> names;
+      std::vector<revox::ParamShape> shapes;
+      layer.visit_params([&](const std::string& name, revox::Param<float>& p) {
+        names.push_back(name);
+        shapes.push_back(p.shape);
+      });
+      const index_t k = kernel_size;
+      if (with_bias) {
+        REQUIRE(names == std::vector<std::string>{"weight", "bias"});
+        CHECK(shapes[1] == revox::ParamShape{8});
+      } else {
+        REQUIRE(names == std::vector<std::string>{"weight"});
+      }
+      CHECK(shapes[0] == revox::ParamShape{8, 4, k, k, k});
+      CHECK(revox::param_count(layer) == 32 * k * k * k + (with_bias ? 8 : 0));
+    }
+  }
+
+  // U(-1/sqrt(fan_in), 1/sqrt(fan_in)) with fan_in = Cin * 27 for weight and bias.
+  revox::Conv3d<double> layer(4, 32, 3);
+  revox::Parameters<double> params(layer);
+  revox::Rng rng(7);
+  layer.reset_parameters(rng);
+  const double bound = 1.0 / std::sqrt(4.0 * 27.0);
+  const auto& w = layer.weight();
+  const auto [w_min, w_max] = std::minmax_element(w.value, w.value + w.numel());
+  CHECK(*w_max <= bound);
+  CHECK(*w_min >= -bound);
+  CHECK(*w_max > 0.95 * bound);
+  CHECK(*w_min < -0.95 * bound);
+  const auto& b = layer.bias();
+  const auto [b_min, b_max] = std::minmax_element(b.value, b.value + b.numel());
+  CHECK(*b_max <= bound);
+  CHECK(*b_min >= -bound);
+  CHECK(*b_max > 0.5 * bound);
+  CHECK(*b_min < -0.5 * bound);
+}
