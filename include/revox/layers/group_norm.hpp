@@ -1,0 +1,127 @@
+// revox/layers/group_norm.hpp — GroupNorm<T>, PyTorch's
+//   nn.GroupNorm(num_groups, num_channels, eps=eps, affine=True)
+// Each sample's channels are split into num_groups groups of C/G consecutive channels; each
+// group is normalised by its own mean and biased variance over (C/G)*D*H*W elements, then
+// scaled and shifted per channel: y = (x - mean) / sqrt(var + eps) * weight[c] + bias[c].
+// No running statistics: the output depends on x and the parameters only.
+//
+// Shapes:     x, y, dy, dx: (N, C, D, H, W), C = num_channels.
+// Parameters: "weight" [C] (reset to 1), "bias" [C] (reset to 0).
+// Saved:      a view of x (the caller keeps x alive and unchanged until backward), and the
+//             mean and rstd = 1/sqrt(var + eps) of each (n, g), owned, (N, G) in double.
+// Backward:   dx = (dy/dx)^T dy is ASSIGNED (skipped when dx is empty); dweight and dbias
+//             ACCUMULATE. Backward releases what `saved` holds.
+// Preconditions: num_channels divisible by num_groups (the constructor checks); the layer is
+//             bound to a Parameters before forward. Kernels: revox/ops/group_norm.hpp.
+#pragma once
+
+#include <cmath>
+#include <string>
+
+#include "revox/core/error.hpp"
+#include "revox/core/init.hpp"
+#include "revox/core/parameters.hpp"
+#include "revox/core/tensor.hpp"
+#include "revox/layers/layer.hpp"
+#include "revox/ops/group_norm.hpp"
+
+namespace revox {
+
+template <class T>
+class GroupNorm {
+ public:
+  using value_type = T;
+
+  template <class Dev>
+  struct Saved {
+    TensorView<const T> x;
+    Tensor<double, Dev> mean;  // (N, G, 1, 1, 1)
+    Tensor<double, Dev> rstd;  // (N, G, 1, 1, 1)
+  };
+
+  GroupNorm(index_t num_groups, index_t num_channels, double eps = 1e-5)
+      : num_groups_(num_groups), num_channels_(num_channels), eps_(eps) {
+    REVOX_CHECK(num_groups > 0, "GroupNorm: num_groups must be positive, got ", num_groups);
+    REVOX_CHECK(num_channels > 0, "GroupNorm: num_channels must be positive, got ", num_channels);
+    REVOX_CHECK(num_channels % num_groups == 0, "GroupNorm: channels (", num_channels,
+                ") must be divisible by num_groups (", num_groups, ")");
+    REVOX_CHECK(std::isfinite(eps) && eps >= 0.0, "GroupNorm: eps must be finite and >= 0, got ",
+                eps);
+    weight_ = Param<T>(ParamShape{num_channels});
+    bias_ = Param<T>(ParamShape{num_channels});
+  }
+
+  index_t num_groups() const { return num_groups_; }
+  index_t num_channels() const { return num_channels_; }
+  double eps() const { return eps_; }
+  Param<T>& weight() { return weight_; }
+  const Param<T>& weight() const { return weight_; }
+  Param<T>& bias() { return bias_; }
+  const Param<T>& bias() const { return bias_; }
+
+  Shape5 output_shape(Shape5 in) const {
+    REVOX_CHECK(in.valid(), "GroupNorm: input extents must be positive, got ", in);
+    REVOX_CHECK_EQ("GroupNorm: input channels", num_channels_, in.c);
+    return in;
+  }
+
+  template <class Fn>
+  void visit_params(Fn&& fn) {
+    fn(std::string("weight"), weight_);
+    fn(std::string("bias"), bias_);
+  }
+
+  void reset_parameters(Rng& /*rng*/) {
+    check_bound();
+    init::constant(weight_.value, weight_.numel(), T(1));
+    init::constant(bias_.value, bias_.numel(), T(0));
+  }
+
+  template <class Dev>
+  void forward(const Dev& dev, TensorView<const T> x, TensorView<T> y,
+               nondeduced_t<Saved<Dev>>* saved) const {
+    check_output_view("GroupNorm", output_shape(x.shape), y.shape);
+    check_bound();
+    double* mean = nullptr;
+    double* rstd = nullptr;
+    if (saved != nullptr) {
+      const Shape5 stats{x.shape.n, num_groups_, 1, 1, 1};
+      saved->x = x;
+      saved->mean = Tensor<double, Dev>(stats);
+      saved->rstd = Tensor<double, Dev>(stats);
+      mean = saved->mean.data();
+      rstd = saved->rstd.data();
+    }
+    ops::group_norm_forward(dev, x, num_groups_, eps_, weight_.value, bias_.value, y, mean,
+                            rstd);
+  }
+
+  template <class Dev>
+  void backward(const Dev& dev, Saved<Dev>& saved, TensorView<const T> dy, TensorView<T> dx) {
+    REVOX_CHECK(saved.x.data != nullptr && !saved.mean.empty() && !saved.rstd.empty(),
+                "GroupNorm::backward: nothing saved; run forward with `saved` before each "
+                "backward");
+    check_bound();
+    REVOX_CHECK(dy.shape == saved.x.shape, "GroupNorm::backward: dy shape ", dy.shape,
+                " does not match the expected ", saved.x.shape);
+    if (!dx.empty()) check_output_view("GroupNorm::backward (dx)", saved.x.shape, dx.shape);
+    ops::group_norm_backward(dev, saved.x, dy, num_groups_, saved.mean.data(),
+                             saved.rstd.data(), weight_.value, dx, weight_.grad, bias_.grad);
+    saved = Saved<Dev>{};
+  }
+
+ private:
+  void check_bound() const {
+    REVOX_CHECK(weight_.bound() && bias_.bound(),
+                "GroupNorm: parameters are not bound; construct a Parameters<T> from the layer "
+                "(or the model holding it) first");
+  }
+
+  index_t num_groups_;
+  index_t num_channels_;
+  double eps_;
+  Param<T> weight_;
+  Param<T> bias_;
+};
+
+}  // namespace revox

@@ -1,0 +1,327 @@
+// DepthwiseConv3d: the fast CPU kernels against the plain references, PyTorch's
+// cross-correlation convention on hand-computed cases, independence from the thread count,
+// gradcheck of the layer, misuse errors and the parameter layout.
+#include <catch2/catch.hpp>
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "revox/layers/depthwise_conv3d.hpp"
+#include "revox/ops/cpu/depthwise_conv3d.hpp"
+#include "revox/testing/gradcheck.hpp"
+
+using revox::index_t;
+using revox::Shape5;
+using revox::Tensor;
+
+namespace {
+
+template <class T>
+Tensor<T> random_tensor(Shape5 shape, revox::Rng& rng, double low = -1.0, double high = 1.0) {
+  Tensor<T> t(shape);
+  revox::fill_uniform(t.view(), rng, low, high);
+  return t;
+}
+
+template <class T>
+Tensor<T> filled(Shape5 shape, T value) {
+  return Tensor<T>::full(shape, value);
+}
+
+// Worst |a - b| / max(1, |b|); infinity when an element is NaN or the sizes differ.
+template <class T>
+double max_error(const Tensor<T>& a, const Tensor<T>& b) {
+  if (a.numel() != b.numel()) return std::numeric_limits<double>::infinity();
+  double worst = 0.0;
+  for (index_t i = 0; i < a.numel(); ++i) {
+    const double expected = static_cast<double>(b[i]);
+    const double err = std::abs(static_cast<double>(a[i]) - expected) / std::max(1.0, std::abs(expected));
+    if (!(err <= worst)) worst = std::isnan(err) ? std::numeric_limits<double>::infinity() : err;
+  }
+  return worst;
+}
+
+template <class T>
+constexpr double tolerance() {
+  return std::is_same_v<T, float> ? 1e-5 : 1e-12;
+}
+
+template <class T>
+T nan() {
+  return std::numeric_limits<T>::quiet_NaN();
+}
+
+const Shape5 kShapes[] = {
+    {1, 1, 1, 1, 1}, {1, 3, 5, 6, 7}, {2, 2, 2, 3, 4}, {1, 4, 1, 1, 9}, {2, 5, 3, 2, 1},
+    {1, 2, 9, 1, 2}, {1, 6, 4, 3, 37}, {3, 1, 2, 2, 2}, {1, 7, 2, 3, 3},
+};
+
+}  // namespace
+
+TEMPLATE_TEST_CASE("depthwise_conv3d fast path matches the reference", "[ops][depthwise_conv3d]",
+                   float, double) {
+  using T = TestType;
+  revox::Rng rng(2024);
+  for (const Shape5& shape : kShapes) {
+    for (const bool with_bias : {true, false}) {
+      INFO("shape " << shape << ", bias " << with_bias);
+      const Shape5 wshape{shape.c, 1, 3, 3, 3};
+      const Tensor<T> x = random_tensor<T>(shape, rng);
+      const Tensor<T> dy = random_tensor<T>(shape, rng);
+      const Tensor<T> weight = random_tensor<T>(wshape, rng);
+      const Tensor<T> bias = random_tensor<T>(revox::flat_shape(shape.c), rng);
+      const T* bias_ptr = with_bias ? bias.data() : nullptr;
+
+      Tensor<T> y_fast = filled(shape, nan<T>());
+      Tensor<T> y_ref = filled(shape, T(-777));
+      revox::cpu::depthwise_conv3d_forward(x.cview(), weight.data(), bias_ptr, y_fast.view());
+      revox::cpu::reference::depthwise_conv3d_forward(x.cview(), weight.data(), bias_ptr,
+                                                      y_ref.view());
+      CHECK(max_error(y_fast, y_ref) <= tolerance<T>());
+
+      Tensor<T> dx_fast = filled(shape, nan<T>());
+      Tensor<T> dx_ref = filled(shape, T(-777));
+      revox::cpu::depthwise_conv3d_backward_data(dy.cview(), weight.data(), dx_fast.view());
+      revox::cpu::reference::depthwise_conv3d_backward_data(dy.cview(), weight.data(),
+                                                            dx_ref.view());
+      CHECK(max_error(dx_fast, dx_ref) <= tolerance<T>());
+
+      // Weight gradients accumulate onto the same random prior in both.
+      const Tensor<T> prior_w = random_tensor<T>(wshape, rng);
+      const Tensor<T> prior_b = random_tensor<T>(revox::flat_shape(shape.c), rng);
+      Tensor<T> dw_fast = prior_w.clone();
+      Tensor<T> dw_ref = prior_w.clone();
+      Tensor<T> db_fast = prior_b.clone();
+      Tensor<T> db_ref = prior_b.clone();
+      revox::cpu::depthwise_conv3d_backward_weight(x.cview(), dy.cview(), dw_fast.data(),
+                                                   with_bias ? db_fast.data() : nullptr);
+      revox::cpu::reference::depthwise_conv3d_backward_weight(
+          x.cview(), dy.cview(), dw_ref.data(), with_bias ? db_ref.data() : nullptr);
+      CHECK(max_error(dw_fast, dw_ref) <= tolerance<T>());
+      CHECK(max_error(db_fast, db_ref) <= tolerance<T>());
+      if (!with_bias) CHECK(std::memcmp(db_fast.data(), prior_b.data(), prior_b.bytes()) == 0);
+    }
+  }
+}
+
+TEST_CASE("depthwise_conv3d is PyTorch's cross-correlation with zero padding",
+          "[ops][depthwise_conv3d]") {
+  const Shape5 shape{1, 2, 3, 4, 5};
+  revox::Rng rng(7);
+  const Tensor<double> x = random_tensor<double>(shape, rng);
+  // Channel 0 has one tap (i, j, k) = (0, 1, 2): y[d,h,w] = x[d-1, h, w+1].
+  // Channel 1 has one tap (2, 0, 1) with weight 2, and bias 0.5: y = 2 x[d+1, h-1, w] + 0.5.
+  Tensor<double> weight = Tensor<double>::zeros(Shape5{2, 1, 3, 3, 3});
+  weight[0 * 27 + 0 * 9 + 1 * 3 + 2] = 1.0;
+  weight[1 * 27 + 2 * 9 + 0 * 3 + 1] = 2.0;
+  const double bias[2] = {0.0, 0.5};
+  auto x_at = [&](index_t c, index_t d, index_t h, index_t w) {
+    const bool inside = d >= 0 && d < shape.d && h >= 0 && h < shape.h && w >= 0 && w < shape.w;
+    return inside ? x.cview().at(0, c, d, h, w) : 0.0;
+  };
+  for (const bool fast : {true, false}) {
+    INFO((fast ? "fast path" : "reference"));
+    Tensor<double> y = filled(shape, nan<double>());
+    if (fast) {
+      revox::cpu::depthwise_conv3d_forward(x.cview(), weight.data(), bias, y.view());
+    } else {
+      revox::cpu::reference::depthwise_conv3d_forward(x.cview(), weight.data(), bias, y.view());
+    }
+    for (index_t d = 0; d < shape.d; ++d)
+      for (index_t h = 0; h < shape.h; ++h)
+        for (index_t w = 0; w < shape.w; ++w) {
+          REQUIRE(y.cview().at(0, 0, d, h, w) == x_at(0, d - 1, h, w + 1));
+          REQUIRE(y.cview().at(0, 1, d, h, w) == 2.0 * x_at(1, d + 1, h - 1, w) + 0.5);
+        }
+  }
+}
+
+TEST_CASE("depthwise_conv3d of ones counts the in-volume neighbours", "[ops][depthwise_conv3d]") {
+  // A 3x3x3 kernel of ones over a 3x3x3 volume of ones: 27 at the centre, 18 at a face
+  // centre, 12 at an edge centre, 8 at a corner. Backward-data of ones is the same.
+  const Shape5 shape{1, 1, 3, 3, 3};
+  const Tensor<float> ones = filled(shape, 1.0f);
+  const Tensor<float> weight = filled(Shape5{1, 1, 3, 3, 3}, 1.0f);
+  Tensor<float> y = filled(shape, nan<float>());
+  Tensor<float> dx = filled(shape, nan<float>());
+  revox::cpu::depthwise_conv3d_forward(ones.cview(), weight.data(), nullptr, y.view());
+  revox::cpu::depthwise_conv3d_backward_data(ones.cview(), weight.data(), dx.view());
+  for (const auto* out : {&y, &dx}) {
+    const auto v = out->cview();
+    CHECK(v.at(0, 0, 1, 1, 1) == 27.0f);
+    CHECK(v.at(0, 0, 0, 1, 1) == 18.0f);
+    CHECK(v.at(0, 0, 1, 1, 2) == 18.0f);
+    CHECK(v.at(0, 0, 0, 0, 1) == 12.0f);
+    CHECK(v.at(0, 0, 2, 2, 2) == 8.0f);
+    CHECK(v.at(0, 0, 0, 0, 0) == 8.0f);
+  }
+  // dweight[i,j,k] = sum of x over the positions that tap (i,j,k) reads: 3 - |i-1| in each axis.
+  Tensor<float> dweight = Tensor<float>::zeros(Shape5{1, 1, 3, 3, 3});
+  float dbias = 1.0f;
+  revox::cpu::depthwise_conv3d_backward_weight(ones.cview(), ones.cview(), dweight.data(), &dbias);
+  CHECK(dweight[1 * 9 + 1 * 3 + 1] == 27.0f);
+  CHECK(dweight[0] == 8.0f);
+  CHECK(dweight[0 * 9 + 1 * 3 + 1] == 18.0f);
+  CHECK(dbias == 28.0f);
+}
+
+TEMPLATE_TEST_CASE("depthwise_conv3d results do not depend on the number of threads",
+                   "[ops][depthwise_conv3d]", float, double) {
+  using T = TestType;
+  // Large enough for the kernels to start a parallel team.
+  const Shape5 shape{2, 6, 9, 17, 33};
+  REQUIRE(shape.numel() >= revox::cpu::detail::kDepthwiseParallelMin);
+  revox::Rng rng(99);
+  const Tensor<T> x = random_tensor<T>(shape, rng);
+  const Tensor<T> dy = random_tensor<T>(shape, rng);
+  const Tensor<T> weight = random_tensor<T>(Shape5{6, 1, 3, 3, 3}, rng);
+  const Tensor<T> bias = random_tensor<T>(revox::flat_shape(6), rng);
+  struct Outputs {
+    Tensor<T> y, dx, dweight, dbias;
+  };
+  auto run = [&](int threads) {
+    const int before = omp_get_max_threads();
+    omp_set_num_threads(threads);
+    Outputs out{Tensor<T>(shape), Tensor<T>(shape),
+                Tensor<T>::zeros(Shape5{6, 1, 3, 3, 3}), Tensor<T>::zeros(revox::flat_shape(6))};
+    revox::cpu::depthwise_conv3d_forward(x.cview(), weight.data(), bias.data(), out.y.view());
+    revox::cpu::depthwise_conv3d_backward_data(dy.cview(), weight.data(), out.dx.view());
+    revox::cpu::depthwise_conv3d_backward_weight(x.cview(), dy.cview(), out.dweight.data(),
+                                                 out.dbias.data());
+    omp_set_num_threads(before);
+    return out;
+  };
+  const Outputs one = run(1);
+  for (const int threads : {2, 3}) {
+    INFO(threads << " threads");
+    const Outputs many = run(threads);
+    CHECK(std::memcmp(one.y.data(), many.y.data(), one.y.bytes()) == 0);
+    CHECK(std::memcmp(one.dx.data(), many.dx.data(), one.dx.bytes()) == 0);
+    CHECK(std::memcmp(one.dweight.data(), many.dweight.data(), one.dweight.bytes()) == 0);
+    CHECK(std::memcmp(one.dbias.data(), many.dbias.data(), one.dbias.bytes()) == 0);
+  }
+}
+
+TEST_CASE("DepthwiseConv3d with bias passes gradcheck", "[layer][depthwise_conv3d][gradcheck]") {
+  for (const index_t channels : {1, 3, 4}) {
+    for (const index_t batch : {1, 2}) {
+      for (const Shape5 spatial : {Shape5{0, 0, 3, 4, 5}, Shape5{0, 0, 2, 1, 3}, Shape5{0, 0, 1, 1, 1}}) {
+        const Shape5 shape{batch, channels, spatial.d, spatial.h, spatial.w};
+        INFO("shape " << shape);
+        revox::DepthwiseConv3d<double> layer(channels);
+        revox::Parameters<double> params(layer);
+        const auto result = revox::testing::gradcheck(layer, params, shape);
+        INFO(result.report);
+        REQUIRE(result.passed);
+      }
+    }
+  }
+}
+
+TEST_CASE("DepthwiseConv3d without bias passes gradcheck", "[layer][depthwise_conv3d][gradcheck]") {
+  for (const index_t channels : {2, 5}) {
+    for (const index_t batch : {1, 2}) {
+      const Shape5 shape{batch, channels, 3, 2, 4};
+      INFO("shape " << shape);
+      revox::DepthwiseConv3d<double> layer(channels, /*bias=*/false);
+      revox::Parameters<double> params(layer);
+      const auto result = revox::testing::gradcheck(layer, params, shape);
+      INFO(result.report);
+      REQUIRE(result.passed);
+    }
+  }
+}
+
+TEST_CASE("DepthwiseConv3d rejects misuse with readable errors", "[layer][depthwise_conv3d]") {
+  using Catch::Contains;
+  CHECK_THROWS_WITH(revox::DepthwiseConv3d<float>(0),
+                    "DepthwiseConv3d: channels must be positive, got 0");
+  CHECK_THROWS_AS(revox::DepthwiseConv3d<float>(-3), revox::Error);
+
+  revox::DepthwiseConv3d<float> layer(4);
+  const Shape5 shape{1, 4, 3, 3, 3};
+  Tensor<float> x = Tensor<float>::zeros(shape);
+  Tensor<float> y(shape);
+  CHECK_THROWS_WITH(layer.forward(revox::Cpu{}, x.cview(), y.view(), nullptr),
+                    Contains("parameters are not bound"));
+
+  revox::Parameters<float> params(layer);
+  CHECK_THROWS_WITH(layer.output_shape(Shape5{1, 3, 3, 3, 3}),
+                    "DepthwiseConv3d: input channels: expected 4, got 3");
+  CHECK_THROWS_WITH(layer.output_shape(Shape5{1, 4, 0, 3, 3}),
+                    Contains("DepthwiseConv3d: input extents must be positive"));
+  CHECK_THROWS_WITH(layer.output_shape(Shape5{0, 4, 3, 3, 3}),
+                    Contains("input extents must be positive"));
+
+  Tensor<float> y_wrong(Shape5{1, 4, 3, 3, 2});
+  CHECK_THROWS_WITH(layer.forward(revox::Cpu{}, x.cview(), y_wrong.view(), nullptr),
+                    Contains("DepthwiseConv3d: output shape"));
+  Tensor<float> x_wrong = Tensor<float>::zeros(Shape5{1, 2, 3, 3, 3});
+  Tensor<float> y2(Shape5{1, 2, 3, 3, 3});
+  CHECK_THROWS_WITH(layer.forward(revox::Cpu{}, x_wrong.cview(), y2.view(), nullptr),
+                    Contains("input channels: expected 4, got 2"));
+
+  revox::DepthwiseConv3d<float>::Saved<revox::Cpu> saved;
+  CHECK_THROWS_WITH(layer.backward(revox::Cpu{}, saved, y.cview(), x.view()),
+                    Contains("nothing saved"));
+  layer.forward(revox::Cpu{}, x.cview(), y.view(), &saved);
+  Tensor<float> dx_wrong(Shape5{1, 4, 3, 2, 3});
+  CHECK_THROWS_WITH(layer.backward(revox::Cpu{}, saved, y.cview(), dx_wrong.view()),
+                    Contains("DepthwiseConv3d::backward (dx): output shape"));
+  CHECK_THROWS_WITH(layer.backward(revox::Cpu{}, saved, y_wrong.cview(), x.view()),
+                    Contains("DepthwiseConv3d::backward: dy shape"));
+
+  // The kernels check their own arguments too.
+  CHECK_THROWS_WITH(revox::cpu::depthwise_conv3d_forward(x.cview(), layer.weight().value,
+                                                         nullptr, y_wrong.view()),
+                    Contains("depthwise_conv3d_forward: y shape"));
+  CHECK_THROWS_WITH(revox::cpu::depthwise_conv3d_forward(x.cview(), nullptr, nullptr, y.view()),
+                    Contains("weight must not be null"));
+}
+
+TEST_CASE("DepthwiseConv3d parameters follow PyTorch", "[layer][depthwise_conv3d]") {
+  STATIC_REQUIRE(revox::is_layer_v<revox::DepthwiseConv3d<float>>);
+  STATIC_REQUIRE(revox::is_layer_v<revox::DepthwiseConv3d<double>>);
+  for (const bool with_bias : {true, false}) {
+    revox::DepthwiseConv3d<float> layer(6, with_bias);
+    std::vector<std::string> names;
+    std::vector<revox::ParamShape> shapes;
+    layer.visit_params([&](const std::string& name, revox::Param<float>& p) {
+      names.push_back(name);
+      shapes.push_back(p.shape);
+    });
+    if (with_bias) {
+      REQUIRE(names == std::vector<std::string>{"weight", "bias"});
+      CHECK(shapes[1] == revox::ParamShape{6});
+    } else {
+      REQUIRE(names == std::vector<std::string>{"weight"});
+    }
+    CHECK(shapes[0] == revox::ParamShape{6, 1, 3, 3, 3});
+    CHECK(revox::param_count(layer) == 6 * 27 + (with_bias ? 6 : 0));
+    CHECK(layer.output_shape(Shape5{2, 6, 5, 6, 7}) == Shape5{2, 6, 5, 6, 7});
+  }
+
+  // reset_parameters: U(-1/sqrt(27), 1/sqrt(27)) for weight and bias (fan_in = 1 * 27).
+  revox::DepthwiseConv3d<double> layer(40);
+  revox::Parameters<double> params(layer);
+  revox::Rng rng(3);
+  layer.reset_parameters(rng);
+  const double bound = 1.0 / std::sqrt(27.0);
+  for (const auto* p : {&layer.weight(), &layer.bias()}) {
+    double low = 1.0, high = -1.0;
+    for (index_t i = 0; i < p->numel(); ++i) {
+      low = std::min(low, p->value[i]);
+      high = std::max(high, p->value[i]);
+    }
+    CHECK(low >= -bound);
+    CHECK(high <= bound);
+    CHECK(low < -0.5 * bound);  // spread over the range, not a constant
+    CHECK(high > 0.5 * bound);
+  }
+}
