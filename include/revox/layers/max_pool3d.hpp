@@ -1,0 +1,79 @@
+// revox/layers/max_pool3d.hpp — MaxPool3d<T>: 2x2x2 max pooling with stride 2 and no
+// padding (torch.nn.MaxPool3d(2)), the downsampling between U-Net encoder levels.
+//
+// Shapes:   x (N, C, D, H, W) with D, H, W >= 2  ->  y (N, C, D/2, H/2, W/2), floored as in
+//           PyTorch (a trailing odd row, column or slice is dropped).
+// Forward:  y ASSIGNED. Ties: the first maximum in (kd, kh, kw) order wins; a NaN in a
+//           window makes its output NaN (PyTorch's CPU kernel; see ops/cpu/max_pool3d.hpp).
+// Saved:    the argmax of each window as one byte per OUTPUT element (Tensor<uint8_t, Dev>,
+//           value (kd * 2 + kh) * 2 + kw) and the input shape; x itself is not kept.
+// Backward: dx ASSIGNED (skipped when dx is empty): each dy goes to its window's argmax,
+//           every other input voxel (floored-away ones included) gets 0. Backward releases
+//           the saved argmax: run forward with `saved` again before another backward.
+// No parameters.
+#pragma once
+
+#include <cstdint>
+#include <utility>
+
+#include "revox/core/error.hpp"
+#include "revox/core/random.hpp"
+#include "revox/core/tensor.hpp"
+#include "revox/layers/layer.hpp"
+#include "revox/ops/max_pool3d.hpp"
+
+namespace revox {
+
+template <class T>
+class MaxPool3d {
+ public:
+  using value_type = T;
+  template <class Dev>
+  struct Saved {
+    Tensor<std::uint8_t, Dev> argmax;  // (N, C, D/2, H/2, W/2)
+    Shape5 input_shape{};
+  };
+
+  MaxPool3d() = default;
+
+  Shape5 output_shape(Shape5 in) const {
+    REVOX_CHECK(in.valid(), "MaxPool3d: input shape ", in, " must have all extents positive");
+    REVOX_CHECK(in.d >= 2, "MaxPool3d: input D (", in.d, ") must be at least 2");
+    REVOX_CHECK(in.h >= 2, "MaxPool3d: input H (", in.h, ") must be at least 2");
+    REVOX_CHECK(in.w >= 2, "MaxPool3d: input W (", in.w, ") must be at least 2");
+    return Shape5{in.n, in.c, in.d / 2, in.h / 2, in.w / 2};
+  }
+  template <class Fn>
+  void visit_params(Fn&&) {}
+  void reset_parameters(Rng&) {}
+
+  template <class Dev>
+  void forward(const Dev& dev, TensorView<const T> x, TensorView<T> y,
+               nondeduced_t<Saved<Dev>>* saved) const {
+    const Shape5 out = output_shape(x.shape);
+    check_output_view("MaxPool3d", out, y.shape);
+    if (saved == nullptr) {
+      ops::max_pool3d(dev, x, y, TensorView<std::uint8_t>{});
+      return;
+    }
+    if (saved->argmax.shape() != out) saved->argmax = Tensor<std::uint8_t, Dev>(out);
+    saved->input_shape = x.shape;
+    ops::max_pool3d(dev, x, y, saved->argmax.view());
+  }
+
+  template <class Dev>
+  void backward(const Dev& dev, Saved<Dev>& saved, TensorView<const T> dy, TensorView<T> dx) {
+    REVOX_CHECK(!saved.argmax.empty(), "MaxPool3d::backward: nothing was saved; run forward "
+                "with `saved` before each backward");
+    REVOX_CHECK(dy.shape == saved.argmax.shape(), "MaxPool3d::backward: dy shape ", dy.shape,
+                " does not match the output shape ", saved.argmax.shape());
+    if (!dx.empty()) {
+      REVOX_CHECK(dx.shape == saved.input_shape, "MaxPool3d::backward: dx shape ", dx.shape,
+                  " does not match the input shape ", saved.input_shape);
+      ops::max_pool3d_backward(dev, dy, saved.argmax.cview(), dx);
+    }
+    saved.argmax = Tensor<std::uint8_t, Dev>();
+  }
+};
+
+}  // namespace revox

@@ -1,0 +1,264 @@
+// Add (skip connections) and the add / add_inplace / sub_inplace ops: fast path against the
+// reference, in-place aliasing, gradcheck through a channel-splitting test layer, misuse.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <limits>
+#include <sstream>
+#include <string>
+
+#include "revox/layers/add.hpp"
+#include "revox/ops/add.hpp"
+#include "revox/ops/cpu/add.hpp"
+#include "revox/testing/gradcheck.hpp"
+
+using revox::Shape5;
+using revox::Tensor;
+using revox::index_t;
+
+namespace {
+
+template <class T>
+Tensor<T> random_tensor(Shape5 shape, revox::Rng& rng, double low, double high) {
+  Tensor<T> t(shape);
+  revox::fill_uniform(t.view(), rng, low, high);
+  return t;
+}
+
+// One IEEE operation per element: fast path and reference agree bit for bit.
+template <class T>
+void require_identical(const Tensor<T>& actual, const Tensor<T>& expected, const std::string& what) {
+  REQUIRE(actual.shape() == expected.shape());
+  index_t bad = 0;
+  index_t first = -1;
+  for (index_t i = 0; i < actual.numel(); ++i) {
+    if (!(actual[i] == expected[i]) && bad++ == 0) first = i;
+  }
+  INFO(what << ": " << bad << " mismatches; first at " << first);
+  REQUIRE(bad == 0);
+}
+
+std::string str(const Shape5& s) {
+  std::ostringstream out;
+  out << s;
+  return out.str();
+}
+
+// y = x[:, :C/2] + x[:, C/2:], so that the generic gradcheck can drive Add's forward and
+// backward (Add itself is binary and does not fit the unary layer contract).
+template <class T>
+class AddHalves {
+ public:
+  using value_type = T;
+  template <class Dev>
+  struct Saved {
+    Shape5 input_shape{};
+  };
+
+  Shape5 output_shape(Shape5 in) const {
+    REVOX_CHECK(in.c % 2 == 0, "AddHalves: channels (", in.c, ") must be even");
+    return in.with_channels(in.c / 2);
+  }
+  template <class Fn>
+  void visit_params(Fn&& fn) {
+    add_.visit_params(fn);
+  }
+  void reset_parameters(revox::Rng& rng) { add_.reset_parameters(rng); }
+
+  template <class Dev>
+  void forward(const Dev& dev, revox::TensorView<const T> x, revox::TensorView<T> y,
+               revox::nondeduced_t<Saved<Dev>>* saved) const {
+    const Shape5 half = output_shape(x.shape);
+    Tensor<T, Dev> a(half);
+    Tensor<T, Dev> b(half);
+    for (index_t n = 0; n < half.n; ++n) {
+      for (index_t i = 0; i < half.c * half.spatial(); ++i) {
+        a.view().channel(n, 0)[i] = x.channel(n, 0)[i];
+        b.view().channel(n, 0)[i] = x.channel(n, half.c)[i];
+      }
+    }
+    add_.forward(dev, a.cview(), b.cview(), y);
+    if (saved != nullptr) saved->input_shape = x.shape;
+  }
+
+  template <class Dev>
+  void backward(const Dev& dev, Saved<Dev>& saved, revox::TensorView<const T> dy,
+                revox::TensorView<T> dx) {
+    const Shape5 half = output_shape(saved.input_shape);
+    Tensor<T, Dev> da(half);
+    Tensor<T, Dev> db(half);
+    add_.backward(dev, dy, da.view(), db.view());
+    for (index_t n = 0; n < half.n; ++n) {
+      for (index_t i = 0; i < half.c * half.spatial(); ++i) {
+        dx.channel(n, 0)[i] = da.view().channel(n, 0)[i];
+        dx.channel(n, half.c)[i] = db.view().channel(n, 0)[i];
+      }
+    }
+  }
+
+ private:
+  revox::Add<T> add_;
+};
+
+const Shape5 kShapes[] = {{1, 1, 1, 1, 1}, {1, 3, 5, 6, 7}, {2, 2, 2, 3, 2},
+                          {1, 4, 3, 3, 3}, {1, 2, 33, 34, 35}};
+
+}  // namespace
+
+TEMPLATE_TEST_CASE("add: fast path matches the reference", "[layer][add]", float, double) {
+  using T = TestType;
+  revox::Rng rng(17);
+  const T poisons[] = {std::numeric_limits<T>::quiet_NaN(), T(-7.77e7)};
+  for (const Shape5& shape : kShapes) {
+    INFO("shape " << shape);
+    const Tensor<T> a = random_tensor<T>(shape, rng, -2.0, 2.0);
+    const Tensor<T> b = random_tensor<T>(shape, rng, -2.0, 2.0);
+    Tensor<T> sum_ref = Tensor<T>::full(shape, T(123));
+    revox::cpu::reference::add(a.cview(), b.cview(), sum_ref.view());
+    Tensor<T> plus_ref = a.clone();
+    revox::cpu::reference::add_inplace(plus_ref.view(), b.cview());
+    Tensor<T> minus_ref = a.clone();
+    revox::cpu::reference::sub_inplace(minus_ref.view(), b.cview());
+    for (index_t i = 0; i < shape.numel(); i += 97) {
+      REQUIRE(sum_ref[i] == a[i] + b[i]);
+      REQUIRE(minus_ref[i] == a[i] - b[i]);
+    }
+    for (T poison : poisons) {
+      Tensor<T> sum = Tensor<T>::full(shape, poison);
+      revox::cpu::add(a.cview(), b.cview(), sum.view());
+      require_identical(sum, sum_ref, "add");
+    }
+    Tensor<T> plus = a.clone();
+    revox::cpu::add_inplace(plus.view(), b.cview());
+    require_identical(plus, plus_ref, "add_inplace");
+    Tensor<T> minus = a.clone();
+    revox::cpu::sub_inplace(minus.view(), b.cview());
+    require_identical(minus, minus_ref, "sub_inplace");
+  }
+}
+
+TEMPLATE_TEST_CASE("add: in place, y may be a or b", "[layer][add]", float, double) {
+  using T = TestType;
+  const revox::Cpu cpu;
+  revox::Rng rng(3);
+  const revox::Add<T> add;
+  for (const Shape5& shape : kShapes) {
+    INFO("shape " << shape);
+    const Tensor<T> a = random_tensor<T>(shape, rng, -2.0, 2.0);
+    const Tensor<T> b = random_tensor<T>(shape, rng, -2.0, 2.0);
+    Tensor<T> expected(shape);
+    revox::cpu::reference::add(a.cview(), b.cview(), expected.view());
+
+    Tensor<T> y_is_a = a.clone();
+    add.forward(cpu, y_is_a.cview(), b.cview(), y_is_a.view());
+    require_identical(y_is_a, expected, "y aliases a");
+
+    Tensor<T> y_is_b = b.clone();
+    add.forward(cpu, a.cview(), y_is_b.cview(), y_is_b.view());
+    require_identical(y_is_b, expected, "y aliases b");
+
+    Tensor<T> doubled = a.clone();
+    revox::ops::add(cpu, doubled.cview(), doubled.cview(), doubled.view());
+    Tensor<T> twice_a(shape);
+    revox::cpu::reference::add(a.cview(), a.cview(), twice_a.view());
+    require_identical(doubled, twice_a, "y, a and b are one view");
+
+    Tensor<T> accumulated = a.clone();
+    revox::ops::add_inplace(cpu, accumulated.view(), b.cview());
+    require_identical(accumulated, expected, "ops::add_inplace");
+    revox::ops::sub_inplace(cpu, accumulated.view(), b.cview());
+    revox::cpu::reference::sub_inplace(expected.view(), b.cview());
+    require_identical(accumulated, expected, "ops::sub_inplace");
+  }
+}
+
+TEST_CASE("add: backward copies dy into da and db", "[layer][add]") {
+  const revox::Cpu cpu;
+  revox::Rng rng(4);
+  const revox::Add<double> add;
+  const Shape5 shape{1, 3, 5, 6, 7};
+  const Tensor<double> dy = random_tensor<double>(shape, rng, -1.0, 1.0);
+  Tensor<double> da = Tensor<double>::full(shape, std::nan(""));
+  Tensor<double> db = Tensor<double>::full(shape, std::nan(""));
+  add.backward(cpu, dy.cview(), da.view(), db.view());
+  require_identical(da, dy, "da");
+  require_identical(db, dy, "db");
+
+  // Either gradient may be skipped.
+  Tensor<double> only_b = Tensor<double>::full(shape, std::nan(""));
+  add.backward(cpu, dy.cview(), revox::TensorView<double>{}, only_b.view());
+  require_identical(only_b, dy, "db alone");
+  Tensor<double> only_a = Tensor<double>::full(shape, std::nan(""));
+  add.backward(cpu, dy.cview(), only_a.view(), revox::TensorView<double>{});
+  require_identical(only_a, dy, "da alone");
+
+  // da may be dy itself (the gradient passes straight through).
+  Tensor<double> shared = dy.clone();
+  Tensor<double> other = Tensor<double>::full(shape, std::nan(""));
+  add.backward(cpu, shared.cview(), shared.view(), other.view());
+  require_identical(shared, dy, "da is dy");
+  require_identical(other, dy, "db beside an aliased da");
+}
+
+TEST_CASE("add: gradcheck through a channel-splitting layer", "[layer][add][gradcheck]") {
+  AddHalves<double> layer;
+  revox::Parameters<double> params(layer);
+  CHECK(params.count() == 0);
+  const Shape5 shapes[] = {{1, 2, 1, 1, 1}, {1, 4, 5, 6, 7}, {2, 6, 2, 3, 3}, {2, 2, 3, 2, 1}};
+  for (const Shape5& shape : shapes) {
+    const auto result = revox::testing::gradcheck(layer, params, shape);
+    INFO("shape " << shape << "\n" << result.report);
+    REQUIRE(result.passed);
+    REQUIRE(result.checked == shape.numel());
+  }
+}
+
+TEST_CASE("add: no parameters", "[layer][add]") {
+  revox::Add<float> add;
+  CHECK(revox::param_count(add) == 0);
+  revox::Rng rng(1);
+  add.reset_parameters(rng);
+  CHECK(add.output_shape(Shape5{1, 2, 3, 4, 5}, Shape5{1, 2, 3, 4, 5}) == Shape5{1, 2, 3, 4, 5});
+}
+
+TEST_CASE("add: misuse throws readable errors", "[layer][add]") {
+  using Catch::Contains;
+  const revox::Cpu cpu;
+  const revox::Add<float> add;
+  const Shape5 shape{1, 2, 3, 4, 5};
+  const Shape5 other{1, 3, 3, 4, 5};
+  const Tensor<float> a = Tensor<float>::full(shape, 1.0f);
+  const Tensor<float> b = Tensor<float>::full(other, 2.0f);
+  Tensor<float> y(shape);
+  CHECK_THROWS_WITH(add.forward(cpu, a.cview(), b.cview(), y.view()),
+                    Contains("Add: shapes of a") && Contains(str(shape)) && Contains(str(other)));
+  CHECK_THROWS_WITH(add.output_shape(Shape5{1, 0, 3, 4, 5}, Shape5{1, 0, 3, 4, 5}),
+                    Contains("Add: input shape") && Contains("positive"));
+  Tensor<float> wrong_y(other);
+  CHECK_THROWS_WITH(add.forward(cpu, a.cview(), a.cview(), wrong_y.view()),
+                    Contains("Add: output shape") && Contains(str(other)));
+
+  // Partial overlap (a shifted view of the same memory) cannot be computed in place.
+  Tensor<float> buffer = Tensor<float>::full(Shape5{1, 1, 1, 1, 10}, 1.0f);
+  const revox::TensorView<float> head{buffer.data(), Shape5{1, 1, 1, 1, 8}};
+  const revox::TensorView<float> shifted{buffer.data() + 1, Shape5{1, 1, 1, 1, 8}};
+  CHECK_THROWS_WITH(revox::ops::add(cpu, revox::TensorView<const float>(head),
+                                    revox::TensorView<const float>(head), shifted),
+                    Contains("ops::add: y and a partially overlap"));
+  CHECK_THROWS_WITH(revox::ops::add_inplace(cpu, shifted, revox::TensorView<const float>(head)),
+                    Contains("ops::add_inplace: y and x partially overlap"));
+  CHECK_THROWS_WITH(revox::ops::sub_inplace(cpu, y.view(), b.cview()),
+                    Contains("ops::sub_inplace: shapes of y") && Contains(str(other)));
+  CHECK_THROWS_WITH(revox::ops::add_inplace(cpu, y.view(), b.cview()),
+                    Contains("ops::add_inplace: shapes of y"));
+
+  Tensor<float> dy(shape);
+  Tensor<float> wrong_da(other);
+  Tensor<float> db(shape);
+  CHECK_THROWS_WITH(add.backward(cpu, dy.cview(), wrong_da.view(), db.view()),
+                    Contains("Add::backward: da shape") && Contains(str(other)));
+  CHECK_THROWS_WITH(add.backward(cpu, dy.cview(), db.view(), wrong_da.view()),
+                    Contains("Add::backward: db shape"));
+  CHECK_THROWS_WITH(add.backward(cpu, revox::TensorView<const float>{}, db.view(), db.view()),
+                    Contains("Add::backward: dy shape"));
+}

@@ -1,0 +1,268 @@
+// MaxPool3d: fast path against the reference, PyTorch's tie-breaking and NaN rules,
+// flooring of odd extents, gradcheck, and misuse.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "revox/layers/max_pool3d.hpp"
+#include "revox/ops/cpu/max_pool3d.hpp"
+#include "revox/testing/gradcheck.hpp"
+
+using revox::Shape5;
+using revox::Tensor;
+using revox::index_t;
+
+namespace {
+
+using Argmax = Tensor<std::uint8_t>;
+
+template <class T>
+Tensor<T> random_tensor(Shape5 shape, revox::Rng& rng, double low, double high) {
+  Tensor<T> t(shape);
+  revox::fill_uniform(t.view(), rng, low, high);
+  return t;
+}
+
+template <class T>
+void fill_with(Tensor<T>& t, T value) {
+  for (index_t i = 0; i < t.numel(); ++i) t[i] = value;
+}
+
+Shape5 pooled(Shape5 in) { return Shape5{in.n, in.c, in.d / 2, in.h / 2, in.w / 2}; }
+
+// Max pooling only selects and routes values, so results must agree bit for bit.
+template <class T>
+void require_identical(const Tensor<T>& actual, const Tensor<T>& expected, const std::string& what) {
+  REQUIRE(actual.shape() == expected.shape());
+  index_t bad = 0;
+  index_t first = -1;
+  for (index_t i = 0; i < actual.numel(); ++i) {
+    const bool same = (std::isnan(static_cast<double>(actual[i])) &&
+                       std::isnan(static_cast<double>(expected[i]))) ||
+                      actual[i] == expected[i];
+    if (!same && bad++ == 0) first = i;
+  }
+  INFO(what << ": " << bad << " mismatches; first at " << first << ": "
+            << (first >= 0 ? +actual[first] : 0) << " vs " << (first >= 0 ? +expected[first] : 0));
+  REQUIRE(bad == 0);
+}
+
+const Shape5 kShapes[] = {{1, 2, 5, 6, 7}, {2, 3, 2, 2, 2}, {1, 1, 3, 3, 3},
+                          {1, 4, 4, 5, 2}, {2, 1, 7, 2, 3}, {1, 2, 2, 3, 40},
+                          {1, 2, 33, 34, 35}};  // the last one is large enough to run parallel
+
+}  // namespace
+
+TEMPLATE_TEST_CASE("max_pool3d: fast path matches the reference", "[layer][max_pool3d]", float,
+                   double) {
+  using T = TestType;
+  revox::Rng rng(99);
+  const T poisons[] = {std::numeric_limits<T>::quiet_NaN(), T(-7.77e7)};
+  for (const Shape5& in : kShapes) {
+    INFO("input " << in);
+    const Shape5 out = pooled(in);
+    const Tensor<T> x = random_tensor<T>(in, rng, -1.0, 1.0);
+    const Tensor<T> dy = random_tensor<T>(out, rng, -1.0, 1.0);
+
+    Tensor<T> y_ref = Tensor<T>::full(out, T(123));
+    Argmax argmax_ref = Argmax::full(out, 0xEE);
+    revox::cpu::reference::max_pool3d(x.cview(), y_ref.view(), argmax_ref.view());
+    Tensor<T> dx_ref = Tensor<T>::full(in, T(123));
+    revox::cpu::reference::max_pool3d_backward(dy.cview(), argmax_ref.cview(), dx_ref.view());
+    for (index_t i = 0; i < argmax_ref.numel(); ++i) REQUIRE(argmax_ref[i] < 8);
+
+    for (T poison : poisons) {
+      Tensor<T> y = Tensor<T>::full(out, poison);
+      Argmax argmax = Argmax::full(out, 0xFF);
+      revox::cpu::max_pool3d(x.cview(), y.view(), argmax.view());
+      require_identical(y, y_ref, "forward y");
+      require_identical(argmax, argmax_ref, "forward argmax");
+
+      Tensor<T> y_inference = Tensor<T>::full(out, poison);
+      revox::cpu::max_pool3d(x.cview(), y_inference.view(), revox::TensorView<std::uint8_t>{});
+      require_identical(y_inference, y_ref, "forward y without argmax");
+
+      Tensor<T> dx = Tensor<T>::full(in, poison);
+      revox::cpu::max_pool3d_backward(dy.cview(), argmax.cview(), dx.view());
+      require_identical(dx, dx_ref, "backward dx");
+    }
+  }
+}
+
+TEMPLATE_TEST_CASE("max_pool3d: ties and NaN follow PyTorch's CPU kernel",
+                   "[layer][max_pool3d]", float, double) {
+  using T = TestType;
+  const T nan = std::numeric_limits<T>::quiet_NaN();
+  const T inf = std::numeric_limits<T>::infinity();
+  struct Case {
+    const char* what;
+    T window[8];  // in (kd, kh, kw) order
+    int argmax;
+  };
+  const Case cases[] = {
+      {"all equal: the first wins", {1, 1, 1, 1, 1, 1, 1, 1}, 0},
+      {"equal maxima: the first wins", {0, 3, 1, 3, 2, 3, 0, 0}, 1},
+      {"all -inf: the first", {-inf, -inf, -inf, -inf, -inf, -inf, -inf, -inf}, 0},
+      {"-inf then a finite value", {-inf, -inf, -5, -inf, -6, -inf, -inf, -inf}, 2},
+      {"the last position", {0, 1, 2, 3, 4, 5, 6, 7}, 7},
+      {"+inf", {0, 1, inf, 3, inf, 5, 6, 7}, 2},
+      {"one NaN beats larger values after it", {0, 1, nan, 5, 6, 7, 8, 9}, 2},
+      {"two NaNs: the last wins", {0, 1, nan, 5, 6, 7, nan, 9}, 6},
+      {"NaN first", {nan, 1, 2, 3, 4, 5, 6, 7}, 0},
+      {"NaN last", {9, 1, 2, 3, 4, 5, 6, nan}, 7},
+  };
+  constexpr index_t kCases = sizeof(cases) / sizeof(cases[0]);
+  // One case per channel, repeated along W so the vectorised loop runs full and partial
+  // vectors.
+  constexpr index_t kRepeats = 19;
+  const Shape5 in{1, kCases, 2, 2, 2 * kRepeats};
+  const Shape5 out = pooled(in);
+  Tensor<T> x(in);
+  for (index_t c = 0; c < kCases; ++c)
+    for (int k = 0; k < 8; ++k)
+      for (index_t r = 0; r < kRepeats; ++r) {
+        x.view().at(0, c, k / 4, (k / 2) % 2, 2 * r + k % 2) = cases[c].window[k];
+      }
+  Tensor<T> dy(out);
+  for (index_t i = 0; i < dy.numel(); ++i) dy[i] = T(1) + static_cast<T>(i);
+
+  for (bool fast : {true, false}) {
+    INFO((fast ? "fast path" : "reference"));
+    Tensor<T> y = Tensor<T>::full(out, T(-99));
+    Argmax argmax = Argmax::full(out, 0xFF);
+    Tensor<T> dx = Tensor<T>::full(in, nan);
+    if (fast) {
+      revox::cpu::max_pool3d(x.cview(), y.view(), argmax.view());
+      revox::cpu::max_pool3d_backward(dy.cview(), argmax.cview(), dx.view());
+    } else {
+      revox::cpu::reference::max_pool3d(x.cview(), y.view(), argmax.view());
+      revox::cpu::reference::max_pool3d_backward(dy.cview(), argmax.cview(), dx.view());
+    }
+    for (index_t c = 0; c < kCases; ++c) {
+      INFO(cases[c].what);
+      const T expected_y = cases[c].window[cases[c].argmax];
+      for (index_t r = 0; r < kRepeats; ++r) {
+        REQUIRE(int{argmax.view().at(0, c, 0, 0, r)} == cases[c].argmax);
+        const T value = y.view().at(0, c, 0, 0, r);
+        if (std::isnan(expected_y)) {
+          REQUIRE(std::isnan(value));
+        } else {
+          REQUIRE(value == expected_y);
+        }
+        const T g = dy.view().at(0, c, 0, 0, r);
+        for (int k = 0; k < 8; ++k) {
+          const T routed = dx.view().at(0, c, k / 4, (k / 2) % 2, 2 * r + k % 2);
+          REQUIRE(routed == (k == cases[c].argmax ? g : T(0)));
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("max_pool3d: odd extents are floored and their trailing voxels get zero gradient",
+          "[layer][max_pool3d]") {
+  const revox::Cpu cpu;
+  revox::MaxPool3d<double> pool;
+  const Shape5 in{1, 2, 5, 6, 7};
+  CHECK(pool.output_shape(in) == Shape5{1, 2, 2, 3, 3});
+  CHECK(pool.output_shape(Shape5{1, 1, 2, 2, 2}) == Shape5{1, 1, 1, 1, 1});
+  CHECK(pool.output_shape(Shape5{2, 3, 3, 3, 3}) == Shape5{2, 3, 1, 1, 1});
+  // The floored-away voxels hold the largest values: they must not be read.
+  Tensor<double> x = Tensor<double>::full(in, 1000.0);
+  revox::Rng rng(5);
+  for (index_t c = 0; c < 2; ++c)
+    for (index_t d = 0; d < 4; ++d)
+      for (index_t h = 0; h < 6; ++h)
+        for (index_t w = 0; w < 6; ++w) x.view().at(0, c, d, h, w) = rng.uniform(-1.0, 1.0);
+  const Shape5 out = pool.output_shape(in);
+  Tensor<double> y(out);
+  revox::MaxPool3d<double>::Saved<revox::Cpu> saved;
+  pool.forward(cpu, x.cview(), y.view(), &saved);
+  for (index_t i = 0; i < y.numel(); ++i) REQUIRE(y[i] < 1.0);
+  CHECK(saved.input_shape == in);
+  CHECK(saved.argmax.shape() == out);
+  CHECK(saved.argmax.bytes() == static_cast<std::size_t>(out.numel()));  // one byte each
+
+  const Tensor<double> dy = Tensor<double>::full(out, 2.0);
+  Tensor<double> dx = Tensor<double>::full(in, std::nan(""));
+  pool.backward(cpu, saved, dy.cview(), dx.view());
+  double total = 0.0;
+  for (index_t c = 0; c < 2; ++c)
+    for (index_t d = 0; d < 5; ++d)
+      for (index_t h = 0; h < 6; ++h)
+        for (index_t w = 0; w < 7; ++w) {
+          const double g = dx.view().at(0, c, d, h, w);
+          REQUIRE(!std::isnan(g));
+          if (d == 4 || w == 6) REQUIRE(g == 0.0);
+          total += g;
+        }
+  CHECK(total == 2.0 * static_cast<double>(out.numel()));
+}
+
+TEST_CASE("max_pool3d: gradcheck", "[layer][max_pool3d][gradcheck]") {
+  revox::MaxPool3d<double> pool;
+  revox::Parameters<double> params(pool);
+  const Shape5 shapes[] = {{1, 1, 2, 2, 2}, {1, 2, 5, 6, 7}, {2, 3, 3, 3, 3}, {2, 1, 4, 5, 3}};
+  for (const Shape5& shape : shapes) {
+    const auto result = revox::testing::gradcheck(pool, params, shape);
+    INFO("shape " << shape << "\n" << result.report);
+    REQUIRE(result.passed);
+    REQUIRE(result.checked == shape.numel());
+  }
+}
+
+TEST_CASE("max_pool3d: contract and no parameters", "[layer][max_pool3d]") {
+  STATIC_REQUIRE(revox::check_layer_contract<revox::MaxPool3d<float>>());
+  STATIC_REQUIRE(revox::is_layer_v<revox::MaxPool3d<double>>);
+  revox::MaxPool3d<double> pool;
+  CHECK(revox::param_count(pool) == 0);
+  revox::Rng rng(1);
+  pool.reset_parameters(rng);
+}
+
+TEST_CASE("max_pool3d: misuse throws readable errors", "[layer][max_pool3d]") {
+  using Catch::Contains;
+  const revox::Cpu cpu;
+  revox::MaxPool3d<float> pool;
+  CHECK_THROWS_WITH(pool.output_shape(Shape5{1, 2, 1, 4, 4}),
+                    Contains("MaxPool3d: input D (1) must be at least 2"));
+  CHECK_THROWS_WITH(pool.output_shape(Shape5{1, 2, 4, 1, 4}),
+                    Contains("MaxPool3d: input H (1) must be at least 2"));
+  CHECK_THROWS_WITH(pool.output_shape(Shape5{1, 2, 4, 4, 1}),
+                    Contains("MaxPool3d: input W (1) must be at least 2"));
+  CHECK_THROWS_WITH(pool.output_shape(Shape5{1, 0, 4, 4, 4}),
+                    Contains("MaxPool3d: input shape") && Contains("positive"));
+  CHECK_THROWS_WITH(pool.output_shape(Shape5{0, 2, 4, 4, 4}), Contains("MaxPool3d: input shape"));
+
+  const Shape5 in{1, 2, 4, 5, 6};
+  const Tensor<float> x = Tensor<float>::full(in, 1.0f);
+  Tensor<float> wrong_y(Shape5{1, 2, 2, 3, 3});
+  CHECK_THROWS_WITH(pool.forward(cpu, x.cview(), wrong_y.view(), nullptr),
+                    Contains("MaxPool3d: output shape") && Contains("H=3") && Contains("H=2"));
+
+  const Tensor<float> too_thin = Tensor<float>::full(Shape5{1, 1, 2, 2, 1}, 1.0f);
+  Tensor<float> y_thin(Shape5{1, 1, 1, 1, 1});
+  CHECK_THROWS_WITH(pool.forward(cpu, too_thin.cview(), y_thin.view(), nullptr),
+                    Contains("MaxPool3d: input W (1) must be at least 2"));
+
+  revox::MaxPool3d<float>::Saved<revox::Cpu> saved;
+  Tensor<float> y(pool.output_shape(in));
+  Tensor<float> dx(in);
+  CHECK_THROWS_WITH(pool.backward(cpu, saved, y.cview(), dx.view()),
+                    Contains("MaxPool3d::backward: nothing was saved"));
+  pool.forward(cpu, x.cview(), y.view(), &saved);
+  Tensor<float> wrong_dx(Shape5{1, 2, 4, 5, 5});
+  CHECK_THROWS_WITH(pool.backward(cpu, saved, y.cview(), wrong_dx.view()),
+                    Contains("MaxPool3d::backward: dx shape") && Contains("input shape"));
+  CHECK_THROWS_WITH(pool.backward(cpu, saved, wrong_y.cview(), dx.view()),
+                    Contains("MaxPool3d::backward: dy shape"));
+  // backward releases the argmax: a second backward without a new forward is refused.
+  pool.backward(cpu, saved, y.cview(), dx.view());
+  CHECK(saved.argmax.empty());
+  CHECK_THROWS_WITH(pool.backward(cpu, saved, y.cview(), dx.view()),
+                    Contains("nothing was saved"));
+}

@@ -1,0 +1,259 @@
+// UpsampleTrilinear: hand-computed values and edge clamping, fast path against the 8-tap
+// reference, determinism across thread counts, gradcheck, and misuse.
+#include <catch2/catch.hpp>
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "revox/layers/upsample_trilinear.hpp"
+#include "revox/ops/cpu/upsample_trilinear.hpp"
+#include "revox/testing/gradcheck.hpp"
+
+using revox::Shape5;
+using revox::Tensor;
+using revox::index_t;
+
+namespace {
+
+template <class T>
+Tensor<T> random_tensor(Shape5 shape, revox::Rng& rng, double low, double high) {
+  Tensor<T> t(shape);
+  revox::fill_uniform(t.view(), rng, low, high);
+  return t;
+}
+
+Shape5 doubled(Shape5 in) { return Shape5{in.n, in.c, 2 * in.d, 2 * in.h, 2 * in.w}; }
+
+template <class T>
+struct Tolerance;
+template <>
+struct Tolerance<float> {
+  static constexpr double rtol = 1e-5;
+  static constexpr double atol = 1e-6;
+};
+template <>
+struct Tolerance<double> {
+  static constexpr double rtol = 1e-12;
+  static constexpr double atol = 1e-14;
+};
+
+template <class T>
+void require_close(const Tensor<T>& actual, const Tensor<T>& expected, const std::string& what) {
+  REQUIRE(actual.shape() == expected.shape());
+  index_t bad = 0;
+  index_t first = -1;
+  double worst = 0.0;
+  for (index_t i = 0; i < actual.numel(); ++i) {
+    const double a = actual[i];
+    const double e = expected[i];
+    const double error = std::abs(a - e);
+    worst = std::max(worst, error);
+    if (!(error <= Tolerance<T>::atol + Tolerance<T>::rtol * std::abs(e)) && bad++ == 0) first = i;
+  }
+  INFO(what << ": " << bad << " mismatches, max |diff| " << worst << "; first at " << first
+            << ": " << (first >= 0 ? actual[first] : T(0)) << " vs "
+            << (first >= 0 ? expected[first] : T(0)));
+  REQUIRE(bad == 0);
+}
+
+// Runs the fast path or the reference on one input.
+template <class T>
+Tensor<T> upsample(const Tensor<T>& x, bool fast) {
+  Tensor<T> y = Tensor<T>::full(doubled(x.shape()), std::numeric_limits<T>::quiet_NaN());
+  if (fast) {
+    revox::cpu::upsample_trilinear(x.cview(), y.view());
+  } else {
+    revox::cpu::reference::upsample_trilinear(x.cview(), y.view());
+  }
+  return y;
+}
+
+// A line of values along one axis (0 = D, 1 = H, 2 = W) of a 1-channel volume.
+Shape5 line_shape(int axis, index_t length) {
+  return Shape5{1, 1, axis == 0 ? length : 1, axis == 1 ? length : 1, axis == 2 ? length : 1};
+}
+index_t along(const Shape5& s, int axis, index_t i, index_t j, index_t k) {
+  // (i, j, k) = position along the axis, then the two other axes.
+  if (axis == 0) return s.offset(0, 0, i, j, k);
+  if (axis == 1) return s.offset(0, 0, j, i, k);
+  return s.offset(0, 0, j, k, i);
+}
+
+}  // namespace
+
+TEMPLATE_TEST_CASE("upsample_trilinear: hand-computed values and clamping at the edges",
+                   "[layer][upsample_trilinear]", float, double) {
+  using T = TestType;
+  // [a, b] -> [a, 0.75a + 0.25b, 0.25a + 0.75b, b]; with a = 2, b = 10 every value is exact.
+  // [1, 5, 13] -> [1, 2, 4, 7, 11, 13]: the first and last outputs are clamped to the edges.
+  struct Line {
+    std::vector<T> in;
+    std::vector<T> out;
+  };
+  const Line lines[] = {{{2, 10}, {2, 4, 8, 10}}, {{1, 5, 13}, {1, 2, 4, 7, 11, 13}}, {{3}, {3, 3}}};
+  for (bool fast : {true, false}) {
+    for (int axis = 0; axis < 3; ++axis) {
+      for (const Line& line : lines) {
+        INFO((fast ? "fast path" : "reference") << ", axis " << axis << ", length "
+                                               << line.in.size());
+        const auto length = static_cast<index_t>(line.in.size());
+        const Shape5 in = line_shape(axis, length);
+        Tensor<T> x(in);
+        for (index_t i = 0; i < length; ++i) x[along(in, axis, i, 0, 0)] = line.in[i];
+        const Tensor<T> y = upsample(x, fast);
+        // The other two axes have size 1 -> 2, and just repeat the line.
+        for (index_t i = 0; i < 2 * length; ++i)
+          for (index_t j = 0; j < 2; ++j)
+            for (index_t k = 0; k < 2; ++k) {
+              REQUIRE(y[along(y.shape(), axis, i, j, k)] == line.out[i]);
+            }
+      }
+    }
+    // 1x1x1: all eight outputs are the input.
+    const Tensor<T> one = Tensor<T>::full(Shape5{1, 1, 1, 1, 1}, T(-4.25));
+    const Tensor<T> y = upsample(one, fast);
+    for (index_t i = 0; i < 8; ++i) REQUIRE(y[i] == T(-4.25));
+  }
+}
+
+TEMPLATE_TEST_CASE("upsample_trilinear: hand-computed backward", "[layer][upsample_trilinear]",
+                   float, double) {
+  using T = TestType;
+  // Input [a, b] along W; every one of the four output rows gets dy = [1, 2, 3, 4]:
+  //   dx[0] = 4 * (1 + 0.75 * 2 + 0.25 * 3) = 13,  dx[1] = 4 * (0.25 * 2 + 0.75 * 3 + 4) = 27.
+  const Shape5 in{1, 1, 1, 1, 2};
+  Tensor<T> dy(doubled(in));
+  for (index_t r = 0; r < 4; ++r)
+    for (index_t w = 0; w < 4; ++w) dy[r * 4 + w] = static_cast<T>(w + 1);
+  for (bool fast : {true, false}) {
+    INFO((fast ? "fast path" : "reference"));
+    Tensor<T> dx = Tensor<T>::full(in, std::numeric_limits<T>::quiet_NaN());
+    if (fast) {
+      revox::cpu::upsample_trilinear_backward(dy.cview(), dx.view());
+    } else {
+      revox::cpu::reference::upsample_trilinear_backward(dy.cview(), dx.view());
+    }
+    CHECK(dx[0] == T(13));
+    CHECK(dx[1] == T(27));
+  }
+}
+
+TEMPLATE_TEST_CASE("upsample_trilinear: fast path matches the reference",
+                   "[layer][upsample_trilinear]", float, double) {
+  using T = TestType;
+  revox::Rng rng(31);
+  const Shape5 shapes[] = {{1, 1, 1, 1, 1}, {1, 2, 2, 3, 4}, {2, 3, 5, 6, 7},
+                           {1, 1, 3, 1, 2}, {1, 2, 1, 7, 1}, {1, 1, 2, 2, 33}};
+  const T poisons[] = {std::numeric_limits<T>::quiet_NaN(), T(-7.77e7)};
+  for (const Shape5& in : shapes) {
+    INFO("input " << in);
+    const Shape5 out = doubled(in);
+    const Tensor<T> x = random_tensor<T>(in, rng, -1.0, 1.0);
+    const Tensor<T> dy = random_tensor<T>(out, rng, -1.0, 1.0);
+    Tensor<T> y_ref = Tensor<T>::full(out, T(123));
+    revox::cpu::reference::upsample_trilinear(x.cview(), y_ref.view());
+    Tensor<T> dx_ref = Tensor<T>::full(in, T(123));
+    revox::cpu::reference::upsample_trilinear_backward(dy.cview(), dx_ref.view());
+    for (T poison : poisons) {
+      Tensor<T> y = Tensor<T>::full(out, poison);
+      revox::cpu::upsample_trilinear(x.cview(), y.view());
+      require_close(y, y_ref, "forward");
+      Tensor<T> dx = Tensor<T>::full(in, poison);
+      revox::cpu::upsample_trilinear_backward(dy.cview(), dx.view());
+      require_close(dx, dx_ref, "backward");
+    }
+    // Every output's weights sum to 1, so the gradient's total is dy's total.
+    double dx_total = 0.0;
+    double dy_total = 0.0;
+    for (index_t i = 0; i < dx_ref.numel(); ++i) dx_total += dx_ref[i];
+    for (index_t i = 0; i < dy.numel(); ++i) dy_total += dy[i];
+    CHECK(dx_total == Approx(dy_total).epsilon(1e-5).margin(1e-5));
+  }
+}
+
+TEST_CASE("upsample_trilinear: results do not depend on the thread count",
+          "[layer][upsample_trilinear]") {
+  revox::Rng rng(8);
+  // Large enough (262144 outputs) for the kernels to run in parallel.
+  const Shape5 in{1, 4, 16, 16, 16};
+  const Tensor<float> x = random_tensor<float>(in, rng, -1.0, 1.0);
+  const Tensor<float> dy = random_tensor<float>(doubled(in), rng, -1.0, 1.0);
+  const int threads_before = omp_get_max_threads();
+  Tensor<float> y_by_threads[2] = {Tensor<float>(doubled(in)), Tensor<float>(doubled(in))};
+  Tensor<float> dx_by_threads[2] = {Tensor<float>(in), Tensor<float>(in)};
+  const int counts[2] = {1, 3};
+  for (int i = 0; i < 2; ++i) {
+    omp_set_num_threads(counts[i]);
+    revox::cpu::upsample_trilinear(x.cview(), y_by_threads[i].view());
+    revox::cpu::upsample_trilinear_backward(dy.cview(), dx_by_threads[i].view());
+  }
+  omp_set_num_threads(threads_before);
+  CHECK(std::memcmp(y_by_threads[0].data(), y_by_threads[1].data(), y_by_threads[0].bytes()) == 0);
+  CHECK(std::memcmp(dx_by_threads[0].data(), dx_by_threads[1].data(), dx_by_threads[0].bytes()) ==
+        0);
+}
+
+TEST_CASE("upsample_trilinear: gradcheck", "[layer][upsample_trilinear][gradcheck]") {
+  revox::UpsampleTrilinear<double> up;
+  revox::Parameters<double> params(up);
+  const Shape5 shapes[] = {{1, 1, 1, 1, 1}, {1, 2, 2, 3, 4}, {2, 1, 3, 2, 3}, {1, 1, 5, 6, 7},
+                           {2, 3, 1, 2, 1}};
+  for (const Shape5& shape : shapes) {
+    const auto result = revox::testing::gradcheck(up, params, shape);
+    INFO("shape " << shape << "\n" << result.report);
+    REQUIRE(result.passed);
+    REQUIRE(result.checked == shape.numel());
+  }
+}
+
+TEST_CASE("upsample_trilinear: contract, saved shape and no parameters",
+          "[layer][upsample_trilinear]") {
+  STATIC_REQUIRE(revox::check_layer_contract<revox::UpsampleTrilinear<float>>());
+  STATIC_REQUIRE(revox::is_layer_v<revox::UpsampleTrilinear<double>>);
+  revox::UpsampleTrilinear<double> up;
+  CHECK(revox::param_count(up) == 0);
+  revox::Rng rng(1);
+  up.reset_parameters(rng);
+  CHECK(up.output_shape(Shape5{2, 3, 5, 6, 7}) == Shape5{2, 3, 10, 12, 14});
+  const Tensor<double> x = Tensor<double>::full(Shape5{1, 2, 3, 1, 2}, 1.0);
+  Tensor<double> y(up.output_shape(x.shape()));
+  revox::UpsampleTrilinear<double>::Saved<revox::Cpu> saved;
+  up.forward(revox::Cpu{}, x.cview(), y.view(), &saved);
+  CHECK(saved.input_shape == x.shape());
+}
+
+TEST_CASE("upsample_trilinear: misuse throws readable errors", "[layer][upsample_trilinear]") {
+  using Catch::Contains;
+  const revox::Cpu cpu;
+  revox::UpsampleTrilinear<float> up;
+  CHECK_THROWS_WITH(up.output_shape(Shape5{1, 2, 0, 4, 4}),
+                    Contains("UpsampleTrilinear: input shape") && Contains("positive"));
+  CHECK_THROWS_WITH(up.output_shape(Shape5{1, -2, 3, 4, 4}),
+                    Contains("UpsampleTrilinear: input shape"));
+
+  const Shape5 in{1, 2, 3, 4, 5};
+  const Tensor<float> x = Tensor<float>::full(in, 1.0f);
+  Tensor<float> wrong_y(Shape5{1, 2, 6, 8, 9});
+  CHECK_THROWS_WITH(up.forward(cpu, x.cview(), wrong_y.view(), nullptr),
+                    Contains("UpsampleTrilinear: output shape") && Contains("W=9") &&
+                        Contains("W=10"));
+
+  revox::UpsampleTrilinear<float>::Saved<revox::Cpu> saved;
+  Tensor<float> y(up.output_shape(in));
+  Tensor<float> dx(in);
+  CHECK_THROWS_WITH(up.backward(cpu, saved, y.cview(), dx.view()),
+                    Contains("UpsampleTrilinear::backward: nothing was saved"));
+  up.forward(cpu, x.cview(), y.view(), &saved);
+  Tensor<float> wrong_dx(Shape5{1, 3, 3, 4, 5});
+  CHECK_THROWS_WITH(up.backward(cpu, saved, y.cview(), wrong_dx.view()),
+                    Contains("UpsampleTrilinear::backward: dx shape") && Contains("input shape"));
+  CHECK_THROWS_WITH(up.backward(cpu, saved, wrong_y.cview(), dx.view()),
+                    Contains("UpsampleTrilinear::backward: dy shape"));
+  CHECK_NOTHROW(up.backward(cpu, saved, y.cview(), revox::TensorView<float>{}));
+}
