@@ -11,10 +11,12 @@
 #include "revox/ops/add.hpp"
 #include "revox/ops/cpu/add.hpp"
 #include "revox/testing/gradcheck.hpp"
+#include "support/test_layers.hpp"
 
 using revox::Shape5;
 using revox::Tensor;
 using revox::index_t;
+using revox_test::AddHalves;
 
 namespace {
 
@@ -43,62 +45,6 @@ std::string str(const Shape5& s) {
   out << s;
   return out.str();
 }
-
-// y = x[:, :C/2] + x[:, C/2:], so that the generic gradcheck can drive Add's forward and
-// backward (Add itself is binary and does not fit the unary layer contract).
-template <class T>
-class AddHalves {
- public:
-  using value_type = T;
-  template <class Dev>
-  struct Saved {
-    Shape5 input_shape{};
-  };
-
-  Shape5 output_shape(Shape5 in) const {
-    REVOX_CHECK(in.c % 2 == 0, "AddHalves: channels (", in.c, ") must be even");
-    return in.with_channels(in.c / 2);
-  }
-  template <class Fn>
-  void visit_params(Fn&& fn) {
-    add_.visit_params(fn);
-  }
-  void reset_parameters(revox::Rng& rng) { add_.reset_parameters(rng); }
-
-  template <class Dev>
-  void forward(const Dev& dev, revox::TensorView<const T> x, revox::TensorView<T> y,
-               revox::nondeduced_t<Saved<Dev>>* saved) const {
-    const Shape5 half = output_shape(x.shape);
-    Tensor<T, Dev> a(half);
-    Tensor<T, Dev> b(half);
-    for (index_t n = 0; n < half.n; ++n) {
-      for (index_t i = 0; i < half.c * half.spatial(); ++i) {
-        a.view().channel(n, 0)[i] = x.channel(n, 0)[i];
-        b.view().channel(n, 0)[i] = x.channel(n, half.c)[i];
-      }
-    }
-    add_.forward(dev, a.cview(), b.cview(), y);
-    if (saved != nullptr) saved->input_shape = x.shape;
-  }
-
-  template <class Dev>
-  void backward(const Dev& dev, Saved<Dev>& saved, revox::TensorView<const T> dy,
-                revox::TensorView<T> dx) {
-    const Shape5 half = output_shape(saved.input_shape);
-    Tensor<T, Dev> da(half);
-    Tensor<T, Dev> db(half);
-    add_.backward(dev, dy, da.view(), db.view());
-    for (index_t n = 0; n < half.n; ++n) {
-      for (index_t i = 0; i < half.c * half.spatial(); ++i) {
-        dx.channel(n, 0)[i] = da.view().channel(n, 0)[i];
-        dx.channel(n, half.c)[i] = db.view().channel(n, 0)[i];
-      }
-    }
-  }
-
- private:
-  revox::Add<T> add_;
-};
 
 const Shape5 kShapes[] = {{1, 1, 1, 1, 1}, {1, 3, 5, 6, 7}, {2, 2, 2, 3, 2},
                           {1, 4, 3, 3, 3}, {1, 2, 33, 34, 35}};

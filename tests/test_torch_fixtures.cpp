@@ -17,6 +17,7 @@
 #include "revox/layers/pointwise_conv3d.hpp"
 #include "revox/layers/sequential.hpp"
 #include "revox/layers/upsample_trilinear.hpp"
+#include "support/test_layers.hpp"
 #include "support/torch_fixture.hpp"
 
 using namespace revox;
@@ -40,7 +41,7 @@ const std::vector<std::string> kAllFixtures = {
     "groupnorm_1_3", "groupnorm_3_3", "relu", "relu6", "leakyrelu", "maxpool_5x6x7",
     "maxpool_4x4x4_batch2", "upsample_2x3x4", "upsample_1x2x3_batch2", "mbconv_e2_4to4_batch2",
     "mbconv_e1_4to4", "mbconv_e2_4to6", "mbconv_e1_4to6_batch2", "sequential",
-    "sequential_nested", "sequential_nested_batch2"};
+    "sequential_nested", "sequential_nested_batch2", "add_halves", "add_halves_batch2"};
 
 }  // namespace
 
@@ -111,6 +112,12 @@ TEST_CASE("torch fixtures: MBConv", "[torch][layer][mbconv]") {
   check_fixture("mbconv_e1_4to4", "MBConv", MBConv<double>(4, 4, 1, 2));
   check_fixture("mbconv_e2_4to6", "MBConv", MBConv<double>(4, 6, 2, 2));
   check_fixture("mbconv_e1_4to6_batch2", "MBConv", MBConv<double>(4, 6, 1, 2));
+}
+
+TEST_CASE("torch fixtures: Add", "[torch][layer][add]") {
+  // Add is binary; AddHalves feeds it the two channel halves of the fixture's input.
+  check_fixture("add_halves", "Add", revox_test::AddHalves<double>());
+  check_fixture("add_halves_batch2", "Add", revox_test::AddHalves<double>());
 }
 
 TEST_CASE("torch fixtures: Sequential and nested Sequential", "[torch][layer][sequential]") {

@@ -2,6 +2,7 @@
 // Parameters) and to prove that user-defined layers plug into revox.
 #pragma once
 
+#include "revox/layers/add.hpp"
 #include "revox/layers/layer.hpp"
 
 namespace revox_test {
@@ -131,6 +132,62 @@ class FirstChannels {
 
  private:
   revox::index_t keep_;
+};
+
+// y = x[:, :C/2] + x[:, C/2:], so that the generic gradcheck can drive Add's forward and
+// backward (Add itself is binary and does not fit the unary layer contract).
+template <class T>
+class AddHalves {
+ public:
+  using value_type = T;
+  template <class Dev>
+  struct Saved {
+    revox::Shape5 input_shape{};
+  };
+
+  revox::Shape5 output_shape(revox::Shape5 in) const {
+    REVOX_CHECK(in.c % 2 == 0, "AddHalves: channels (", in.c, ") must be even");
+    return in.with_channels(in.c / 2);
+  }
+  template <class Fn>
+  void visit_params(Fn&& fn) {
+    add_.visit_params(fn);
+  }
+  void reset_parameters(revox::Rng& rng) { add_.reset_parameters(rng); }
+
+  template <class Dev>
+  void forward(const Dev& dev, revox::TensorView<const T> x, revox::TensorView<T> y,
+               revox::nondeduced_t<Saved<Dev>>* saved) const {
+    const revox::Shape5 half = output_shape(x.shape);
+    revox::Tensor<T, Dev> a(half);
+    revox::Tensor<T, Dev> b(half);
+    for (revox::index_t n = 0; n < half.n; ++n) {
+      for (revox::index_t i = 0; i < half.c * half.spatial(); ++i) {
+        a.view().channel(n, 0)[i] = x.channel(n, 0)[i];
+        b.view().channel(n, 0)[i] = x.channel(n, half.c)[i];
+      }
+    }
+    add_.forward(dev, a.cview(), b.cview(), y);
+    if (saved != nullptr) saved->input_shape = x.shape;
+  }
+
+  template <class Dev>
+  void backward(const Dev& dev, Saved<Dev>& saved, revox::TensorView<const T> dy,
+                revox::TensorView<T> dx) {
+    const revox::Shape5 half = output_shape(saved.input_shape);
+    revox::Tensor<T, Dev> da(half);
+    revox::Tensor<T, Dev> db(half);
+    add_.backward(dev, dy, da.view(), db.view());
+    for (revox::index_t n = 0; n < half.n; ++n) {
+      for (revox::index_t i = 0; i < half.c * half.spatial(); ++i) {
+        dx.channel(n, 0)[i] = da.view().channel(n, 0)[i];
+        dx.channel(n, half.c)[i] = db.view().channel(n, 0)[i];
+      }
+    }
+  }
+
+ private:
+  revox::Add<T> add_;
 };
 
 }  // namespace revox_test
