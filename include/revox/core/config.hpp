@@ -18,4 +18,13 @@ namespace revox {
 
 using index_t = std::int64_t;
 
+// Keeps a function parameter out of template argument deduction (C++20's
+// std::type_identity_t), e.g. so that a plain nullptr can stand for an optional pointer.
+template <class T>
+struct type_identity {
+  using type = T;
+};
+template <class T>
+using nondeduced_t = typename type_identity<T>::type;
+
 }  // namespace revox

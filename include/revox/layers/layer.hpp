@@ -45,14 +45,6 @@
 
 namespace revox {
 
-// Keeps a function parameter out of template argument deduction (std::type_identity_t).
-template <class T>
-struct type_identity {
-  using type = T;
-};
-template <class T>
-using nondeduced_t = typename type_identity<T>::type;
-
 // The Saved type of layer L on device Dev.
 template <class L, class Dev>
 using saved_t = typename L::template Saved<Dev>;

@@ -28,13 +28,9 @@ namespace conv3d_detail {
 
 // Raw parameter pointers take no part in deducing T, so that a plain nullptr bias works.
 template <class T>
-struct Identity {
-  using type = T;
-};
+using const_ptr = const nondeduced_t<T>*;
 template <class T>
-using const_ptr = const typename Identity<T>::type*;
-template <class T>
-using mut_ptr = typename Identity<T>::type*;
+using mut_ptr = nondeduced_t<T>*;
 
 template <class T>
 using RowMatrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
