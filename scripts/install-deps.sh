@@ -11,6 +11,8 @@ packages=(
   libeigen3-dev        # CPU GEMM and linear algebra
   catch2               # tests (v2.13)
   nlohmann-json3-dev   # safetensors headers, configs
+  libnifti2-dev libznz-dev zlib1g-dev  # NIfTI I/O (revox::nifti)
+  libbenchmark-dev     # Google Benchmark (benchmarks/)
 )
 if [[ "${1:-}" == "--peers" ]]; then
   packages+=(libdnnl-dev)
