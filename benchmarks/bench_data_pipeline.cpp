@@ -1,0 +1,160 @@
+// The BraTS data pipeline for one case, stage by stage and end to end: load (4 modalities +
+// seg, .nii.gz, 240 x 240 x 155), z-score over the brain, centered crop/pad to the paper's
+// 256 x 256 x 160, and one augmentation pass (rotation, scaling, flips, intensity, elastic)
+// of image and labels. Data preparation must keep up with a training step; docs/results.md
+// puts the two side by side. Threads: OMP_NUM_THREADS.
+//   OMP_NUM_THREADS=2 build/benchmarks/bench_data_pipeline
+//
+// Setup (untimed, once): write_phantom_dataset writes one synthetic case in the exact BraTS
+// 2020 layout to a fresh folder under the system temp dir, removed at exit. Stages after
+// the first work on a copy of the previous stage's output, made while the timer is paused.
+#include <benchmark/benchmark.h>
+
+#include <omp.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <string>
+#include <system_error>
+#include <utility>
+
+#include "revox/core/random.hpp"
+#include "revox/core/tensor.hpp"
+#include "revox/data/augment.hpp"
+#include "revox/data/brats.hpp"
+#include "revox/data/phantom.hpp"
+#include "revox/data/preprocess.hpp"
+
+namespace {
+
+namespace fs = std::filesystem;
+using revox::Tensor;
+
+constexpr std::uint64_t kAugmentSeed = 7;
+
+// One phantom case on disk for the whole run.
+class PhantomOnDisk {
+ public:
+  PhantomOnDisk()
+      : root_(fs::temp_directory_path() /
+              ("revox_bench_data_pipeline_" + std::to_string(static_cast<long>(::getpid())))) {
+    fs::remove_all(root_);
+    revox::data::write_phantom_dataset(root_, 1);
+    const auto cases = revox::data::discover_brats_cases(root_);
+    REVOX_CHECK(cases.size() == 1, "bench_data_pipeline: expected one phantom case, found ",
+                cases.size());
+    case_ = cases.front();
+  }
+  PhantomOnDisk(const PhantomOnDisk&) = delete;
+  PhantomOnDisk& operator=(const PhantomOnDisk&) = delete;
+  ~PhantomOnDisk() {
+    std::error_code ignored;
+    fs::remove_all(root_, ignored);
+  }
+  const revox::data::BratsCase& brats_case() const { return case_; }
+
+ private:
+  fs::path root_;
+  revox::data::BratsCase case_;
+};
+
+const revox::data::BratsCase& phantom_case() {
+  static const PhantomOnDisk phantom;
+  return phantom.brats_case();
+}
+
+revox::data::LoadedCase load() {
+  revox::data::LoadOptions options;
+  options.expected_size = revox::data::brats_volume_size;
+  return revox::data::load_brats_case(phantom_case(), options);
+}
+
+struct Prepared {
+  Tensor<float> image;            // (1, 4, D, H, W)
+  Tensor<std::uint8_t> labels;    // (1, 1, D, H, W)
+};
+
+Prepared crop_pad(const Tensor<float>& image, const Tensor<std::uint8_t>& labels) {
+  revox::data::CropPad plan;
+  Prepared out;
+  out.image = revox::data::crop_or_pad(image, revox::data::paper_volume_size, plan);
+  out.labels = revox::data::crop_or_pad(labels, plan);
+  return out;
+}
+
+void augment(Prepared& p) {
+  revox::Rng rng(kAugmentSeed);  // the same sample every iteration: comparable timings
+  const auto sample = revox::data::draw_augmentation({}, rng, p.image.shape());
+  revox::data::augment(p.image, &p.labels, sample);
+}
+
+void set_counters(benchmark::State& state) {
+  state.counters["threads"] = omp_get_max_threads();
+}
+
+void BM_Load(benchmark::State& state) {
+  phantom_case();
+  for (auto _ : state) {
+    auto loaded = load();
+    benchmark::DoNotOptimize(loaded.image.data());
+  }
+  set_counters(state);
+}
+BENCHMARK(BM_Load)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+void BM_ZScore(benchmark::State& state) {
+  const auto loaded = load();
+  for (auto _ : state) {
+    state.PauseTiming();
+    auto image = loaded.image.clone();
+    state.ResumeTiming();
+    revox::data::zscore_nonzero(image, loaded.id);
+    benchmark::DoNotOptimize(image.data());
+  }
+  set_counters(state);
+}
+BENCHMARK(BM_ZScore)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+void BM_CropPad(benchmark::State& state) {
+  auto loaded = load();
+  revox::data::zscore_nonzero(loaded.image, loaded.id);
+  for (auto _ : state) {
+    auto prepared = crop_pad(loaded.image, *loaded.labels);
+    benchmark::DoNotOptimize(prepared.image.data());
+  }
+  set_counters(state);
+}
+BENCHMARK(BM_CropPad)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+void BM_Augment(benchmark::State& state) {
+  auto loaded = load();
+  revox::data::zscore_nonzero(loaded.image, loaded.id);
+  const auto prepared = crop_pad(loaded.image, *loaded.labels);
+  for (auto _ : state) {
+    state.PauseTiming();
+    Prepared p{prepared.image.clone(), prepared.labels.clone()};
+    state.ResumeTiming();
+    augment(p);
+    benchmark::DoNotOptimize(p.image.data());
+  }
+  set_counters(state);
+}
+BENCHMARK(BM_Augment)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// Everything a training step waits for: load + z-score + crop/pad + augment.
+void BM_FullPipeline(benchmark::State& state) {
+  phantom_case();
+  for (auto _ : state) {
+    auto loaded = load();
+    revox::data::zscore_nonzero(loaded.image, loaded.id);
+    auto prepared = crop_pad(loaded.image, *loaded.labels);
+    augment(prepared);
+    benchmark::DoNotOptimize(prepared.image.data());
+  }
+  set_counters(state);
+}
+BENCHMARK(BM_FullPipeline)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+}  // namespace
+
+BENCHMARK_MAIN();
