@@ -32,6 +32,15 @@
 //
 // Layers must be deterministic functions of (x, parameters): no dropout and no running
 // statistics, so that a reversible block can recompute them exactly.
+//
+// Reversible layers (revox/layers/reversible.hpp: ReversibleBlock<F, G>, ReversibleSequence;
+// is_reversible_v<L> is true for them) follow the same contract with two differences a
+// container must respect: their Saved holds a MUTABLE view of the output y instead of
+// anything about x, and backward rebuilds the input in y's memory (after backward the
+// caller's y holds x). They may run in place (y the very memory of x), their backward may
+// propagate the gradient in place (dx the very memory of dy), and `inverse(dev, y)` turns y
+// back into x. So a container keeps no input for them, and nothing else may read their
+// input or rely on y after their backward.
 #pragma once
 
 #include <string>
