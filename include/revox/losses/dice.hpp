@@ -1,0 +1,222 @@
+// revox/losses/dice.hpp — region-based soft Dice loss and BCE + Dice, on logits.
+//
+// logits, targets: (N, C, D, H, W), one channel per region (BraTS: WT, TC, ET; any C works);
+// targets in [0, 1] (binary region masks, soft targets allowed). With p = sigmoid(logit):
+//
+//   soft_dice_loss:  for each sample n and channel c, over the D*H*W voxels,
+//                      dice[n, c] = (2 sum(p t) + smooth) / (sum(p) + sum(t) + smooth)
+//                    loss = 1 - mean over (n, c) of dice[n, c]
+//                    (per sample, unsquared, as in Brügger's PRU; smooth keeps an empty
+//                    target channel well defined: predicting it empty scores ~1).
+//   bce_dice_loss:   bce_weight * mean over all elements of BCE-with-logits
+//                    + dice_weight * soft_dice_loss,
+//                    BCE(x, t) = max(x, 0) - x t + log1p(exp(-|x|))  (stable for any x).
+//
+// Both return the loss as double and ASSIGN d loss / d logits into `dlogits` (same shape as
+// logits; pass an empty view to skip the gradient). Sums run in double also for float data;
+// the parallel sums are deterministic: every (n, c) plane is cut into fixed chunks whose
+// partial sums land in fixed slots and are added in a fixed order, so the result does not
+// depend on the number of threads.
+//
+// Preconditions, checked (revox::Error): logits non-empty, targets and dlogits of the same
+// shape, every logit finite, every target in [0, 1], smooth > 0, weights finite and >= 0.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "revox/core/error.hpp"
+#include "revox/core/tensor.hpp"
+
+namespace revox::losses {
+namespace detail {
+
+// Elements per chunk of the deterministic reduction.
+inline constexpr index_t kLossChunk = index_t{1} << 14;
+
+// p = sigmoid(x) and q = 1 - p, both to full relative precision (no cancellation in 1 - p).
+inline void sigmoid_pair(double x, double& p, double& q) {
+  const double e = std::exp(-std::abs(x));
+  const double r = 1.0 / (1.0 + e);
+  if (x >= 0.0) {
+    p = r;
+    q = e * r;
+  } else {
+    p = e * r;
+    q = r;
+  }
+}
+
+struct ChunkSums {
+  double intersection = 0.0;  // sum p t
+  double prob = 0.0;          // sum p
+  double target = 0.0;        // sum t
+  double bce = 0.0;           // sum BCE(x, t)
+  index_t bad_logit = -1;     // first offending flat index in the chunk, or -1
+  index_t bad_target = -1;
+};
+
+struct PlaneSums {
+  std::vector<double> intersection, prob, target;  // per (n, c) plane
+  double bce = 0.0;                                // over all elements
+};
+
+inline std::string position(Shape5 s, index_t flat) {
+  const index_t w = flat % s.w;
+  const index_t h = (flat / s.w) % s.h;
+  const index_t d = (flat / (s.w * s.h)) % s.d;
+  const index_t c = (flat / s.spatial()) % s.c;
+  const index_t n = flat / (s.spatial() * s.c);
+  return revox::detail::concat("(n=", n, ", c=", c, ", d=", d, ", h=", h, ", w=", w, ")");
+}
+
+template <class T>
+void check_inputs(const char* loss, TensorView<const T> logits, TensorView<const T> targets,
+                  TensorView<T> dlogits) {
+  REVOX_CHECK(logits.data != nullptr && logits.shape.valid(), loss,
+              ": logits must be a non-empty (N, C, D, H, W) tensor, got shape ", logits.shape);
+  REVOX_CHECK(targets.data != nullptr, loss, ": targets must not be empty");
+  REVOX_CHECK(targets.shape == logits.shape, loss, ": targets must have the shape of logits ",
+              logits.shape, ", got ", targets.shape);
+  REVOX_CHECK(dlogits.empty() || dlogits.shape == logits.shape, loss,
+              ": dlogits must have the shape of logits ", logits.shape, " (or be empty), got ",
+              dlogits.shape);
+}
+
+// Per-plane sums of p t, p and t (and the total BCE when with_bce), in double, validating
+// every logit and target on the way.
+template <class T>
+PlaneSums plane_sums(const char* loss, TensorView<const T> logits, TensorView<const T> targets,
+                     bool with_bce) {
+  const Shape5 shape = logits.shape;
+  const index_t planes = shape.n * shape.c;
+  const index_t spatial = shape.spatial();
+  const index_t chunks = (spatial + kLossChunk - 1) / kLossChunk;
+  std::vector<ChunkSums> slots(static_cast<std::size_t>(planes * chunks));
+  const T* x = logits.data;
+  const T* t = targets.data;
+  const index_t slot_count = planes * chunks;
+#pragma omp parallel for schedule(static) if (logits.numel() > kLossChunk)
+  for (index_t slot = 0; slot < slot_count; ++slot) {
+    const index_t plane = slot / chunks;
+    const index_t begin = plane * spatial + (slot % chunks) * kLossChunk;
+    const index_t end = std::min(begin + kLossChunk, (plane + 1) * spatial);
+    ChunkSums sums;
+    for (index_t i = begin; i < end; ++i) {
+      const double xi = static_cast<double>(x[i]);
+      const double ti = static_cast<double>(t[i]);
+      if (!std::isfinite(xi) && sums.bad_logit < 0) sums.bad_logit = i;
+      if (!(ti >= 0.0 && ti <= 1.0) && sums.bad_target < 0) sums.bad_target = i;
+      double p, q;
+      sigmoid_pair(xi, p, q);
+      sums.intersection += p * ti;
+      sums.prob += p;
+      sums.target += ti;
+      if (with_bce) sums.bce += std::max(xi, 0.0) - xi * ti + std::log1p(std::exp(-std::abs(xi)));
+    }
+    slots[static_cast<std::size_t>(slot)] = sums;
+  }
+
+  PlaneSums out;
+  out.intersection.assign(static_cast<std::size_t>(planes), 0.0);
+  out.prob.assign(static_cast<std::size_t>(planes), 0.0);
+  out.target.assign(static_cast<std::size_t>(planes), 0.0);
+  index_t bad_logit = -1;
+  index_t bad_target = -1;
+  for (index_t slot = 0; slot < slot_count; ++slot) {
+    const ChunkSums& s = slots[static_cast<std::size_t>(slot)];
+    const auto plane = static_cast<std::size_t>(slot / chunks);
+    out.intersection[plane] += s.intersection;
+    out.prob[plane] += s.prob;
+    out.target[plane] += s.target;
+    out.bce += s.bce;
+    if (bad_logit < 0) bad_logit = s.bad_logit;
+    if (bad_target < 0) bad_target = s.bad_target;
+  }
+  REVOX_CHECK(bad_logit < 0, loss, ": logits must be finite, got ",
+              static_cast<double>(x[bad_logit]), " at ",
+              position(shape, bad_logit));
+  REVOX_CHECK(bad_target < 0, loss, ": targets must lie in [0, 1], got ",
+              static_cast<double>(t[bad_target]), " at ",
+              position(shape, bad_target));
+  return out;
+}
+
+// The loss for the given weights, and its gradient assigned into dlogits (unless empty).
+template <class T>
+double dice_bce(const char* loss, TensorView<const T> logits, TensorView<const T> targets,
+                TensorView<T> dlogits, double smooth, double bce_weight, double dice_weight) {
+  check_inputs(loss, logits, targets, dlogits);
+  REVOX_CHECK(std::isfinite(smooth) && smooth > 0.0, loss,
+              ": smooth must be positive and finite (it keeps the Dice of an empty channel "
+              "defined), got ", smooth);
+  REVOX_CHECK(std::isfinite(bce_weight) && bce_weight >= 0.0, loss,
+              ": bce_weight must be finite and non-negative, got ", bce_weight);
+  REVOX_CHECK(std::isfinite(dice_weight) && dice_weight >= 0.0, loss,
+              ": dice_weight must be finite and non-negative, got ", dice_weight);
+  const bool with_bce = bce_weight != 0.0;
+  const PlaneSums sums = plane_sums(loss, logits, targets, with_bce);
+
+  const Shape5 shape = logits.shape;
+  const index_t planes = shape.n * shape.c;
+  const double inv_planes = 1.0 / static_cast<double>(planes);
+  const double inv_numel = 1.0 / static_cast<double>(logits.numel());
+  // dice = A / U with A = 2 I + smooth, U = P + S + smooth. d dice / d p_i = (2 t_i U - A) / U^2,
+  // and d loss / d p_i = -dice_weight / planes * that.
+  std::vector<double> numerator(static_cast<std::size_t>(planes));
+  std::vector<double> union_(static_cast<std::size_t>(planes));
+  double dice_sum = 0.0;
+  for (index_t plane = 0; plane < planes; ++plane) {
+    const auto k = static_cast<std::size_t>(plane);
+    numerator[k] = 2.0 * sums.intersection[k] + smooth;
+    union_[k] = sums.prob[k] + sums.target[k] + smooth;
+    dice_sum += numerator[k] / union_[k];
+  }
+  const double dice_loss = 1.0 - dice_sum * inv_planes;
+  const double value = dice_weight * dice_loss + (with_bce ? bce_weight * sums.bce * inv_numel : 0.0);
+  if (dlogits.empty()) return value;
+
+  const index_t spatial = shape.spatial();
+  const T* x = logits.data;
+  const T* t = targets.data;
+  T* dx = dlogits.data;
+  const double bce_scale = bce_weight * inv_numel;
+#pragma omp parallel for schedule(static) if (logits.numel() > kLossChunk)
+  for (index_t plane = 0; plane < planes; ++plane) {
+    const auto k = static_cast<std::size_t>(plane);
+    const double u = union_[k];
+    const double scale = -dice_weight * inv_planes / (u * u);
+    const double a = numerator[k];
+    const index_t begin = plane * spatial;
+    for (index_t i = begin; i < begin + spatial; ++i) {
+      double p, q;
+      sigmoid_pair(static_cast<double>(x[i]), p, q);
+      const double ti = static_cast<double>(t[i]);
+      const double dp = scale * (2.0 * ti * u - a);
+      dx[i] = static_cast<T>(dp * p * q + bce_scale * (p - ti));
+    }
+  }
+  return value;
+}
+
+}  // namespace detail
+
+// 1 - mean over (n, c) of the soft Dice of sigmoid(logits) and targets; see the header comment.
+template <class T>
+double soft_dice_loss(TensorView<const T> logits, TensorView<const T> targets,
+                      TensorView<T> dlogits, double smooth = 1.0) {
+  return detail::dice_bce("soft_dice_loss", logits, targets, dlogits, smooth, 0.0, 1.0);
+}
+
+// bce_weight * mean BCE-with-logits + dice_weight * soft_dice_loss.
+template <class T>
+double bce_dice_loss(TensorView<const T> logits, TensorView<const T> targets,
+                     TensorView<T> dlogits, double smooth = 1.0, double bce_weight = 1.0,
+                     double dice_weight = 1.0) {
+  return detail::dice_bce("bce_dice_loss", logits, targets, dlogits, smooth, bce_weight,
+                          dice_weight);
+}
+
+}  // namespace revox::losses

@@ -1,0 +1,331 @@
+// Soft Dice and BCE + Dice on logits: against a plain serial reference, against central
+// finite differences, against PyTorch (tests/fixtures/training/loss_*.safetensors, written
+// by tests/fixtures/make_training_fixtures.py), on known values, across thread counts, and
+// on misuse.
+#include <catch2/catch.hpp>
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <limits>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "revox/core/random.hpp"
+#include "revox/core/tensor.hpp"
+#include "revox/io/safetensors.hpp"
+#include "revox/losses/dice.hpp"
+
+using namespace revox;
+
+namespace {
+
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+// The loss written as directly as possible, in double, serially.
+double reference_loss(const Tensor<double>& x, const Tensor<double>& t, double smooth,
+                      double bce_weight, double dice_weight) {
+  const Shape5 s = x.shape();
+  double dice_sum = 0.0;
+  double bce = 0.0;
+  for (index_t n = 0; n < s.n; ++n) {
+    for (index_t c = 0; c < s.c; ++c) {
+      double inter = 0.0, psum = 0.0, tsum = 0.0;
+      for (index_t i = 0; i < s.spatial(); ++i) {
+        const index_t k = (n * s.c + c) * s.spatial() + i;
+        const double p = 1.0 / (1.0 + std::exp(-x[k]));
+        inter += p * t[k];
+        psum += p;
+        tsum += t[k];
+        bce += -(t[k] * std::log(p) + (1.0 - t[k]) * std::log(1.0 - p));
+      }
+      dice_sum += (2.0 * inter + smooth) / (psum + tsum + smooth);
+    }
+  }
+  const double planes = static_cast<double>(s.n * s.c);
+  return dice_weight * (1.0 - dice_sum / planes) +
+         bce_weight * bce / static_cast<double>(x.numel());
+}
+
+template <class T>
+Tensor<T> random_logits(Shape5 shape, Rng& rng, double scale = 2.0) {
+  Tensor<T> x(shape);
+  for (index_t i = 0; i < x.numel(); ++i) x[i] = static_cast<T>(scale * rng.normal());
+  return x;
+}
+
+template <class T>
+Tensor<T> random_targets(Shape5 shape, Rng& rng, double fraction = 0.4) {
+  Tensor<T> t(shape);
+  for (index_t i = 0; i < t.numel(); ++i) t[i] = rng.uniform01() < fraction ? T(1) : T(0);
+  return t;
+}
+
+template <class T>
+double call_loss(bool bce, TensorView<const T> x, TensorView<const T> t, TensorView<T> dx,
+                 double smooth, double bce_weight, double dice_weight) {
+  return bce ? losses::bce_dice_loss(x, t, dx, smooth, bce_weight, dice_weight)
+             : losses::soft_dice_loss(x, t, dx, smooth);
+}
+
+const std::vector<Shape5> kShapes = {{1, 3, 2, 3, 4}, {2, 3, 3, 2, 2}, {1, 1, 1, 1, 1},
+                                     {2, 2, 1, 2, 3}, {1, 5, 3, 1, 2}};
+
+// |a - e| <= rtol * max(|e|, floor * max|e|) for every element; returns the worst detail.
+bool close_tensors(const std::vector<double>& expected, const double* actual, double rtol,
+                   double floor, std::string& detail) {
+  double scale = 0.0;
+  for (double e : expected) scale = std::max(scale, std::abs(e));
+  bool ok = true;
+  for (std::size_t i = 0; i < expected.size(); ++i) {
+    const double allowed = rtol * std::max(std::abs(expected[i]), floor * scale);
+    const double error = std::abs(actual[i] - expected[i]);
+    if (!(error <= allowed)) {
+      if (ok) {
+        std::ostringstream out;
+        out.precision(17);
+        out << "element " << i << ": revox " << actual[i] << ", expected " << expected[i];
+        detail = out.str();
+      }
+      ok = false;
+    }
+  }
+  return ok;
+}
+
+}  // namespace
+
+TEST_CASE("losses: soft Dice and BCE + Dice match a plain reference", "[loss][dice]") {
+  Rng rng(11);
+  for (const bool bce : {false, true}) {
+    for (const Shape5 shape : kShapes) {
+      for (const double smooth : {1.0, 1e-3}) {
+        INFO("bce " << bce << " shape " << shape << " smooth " << smooth);
+        const auto x = random_logits<double>(shape, rng);
+        const auto t = random_targets<double>(shape, rng);
+        const double bw = bce ? 0.7 : 0.0;
+        const double dw = bce ? 1.3 : 1.0;
+        const double expected = reference_loss(x, t, smooth, bw, dw);
+        auto dx = Tensor<double>::full(shape, kNaN);
+        const double loss = call_loss<double>(bce, x.cview(), t.cview(), dx.view(), smooth, bw, dw);
+        CHECK(loss == Approx(expected).epsilon(1e-12).margin(1e-14));
+        for (index_t i = 0; i < dx.numel(); ++i) REQUIRE(std::isfinite(dx[i]));
+        // The loss does not depend on whether the gradient is asked for.
+        CHECK(call_loss<double>(bce, x.cview(), t.cview(), TensorView<double>{}, smooth, bw, dw) ==
+              loss);
+
+        // float: same loss within float rounding of the inputs' sigmoid, same gradient.
+        Tensor<float> xf(shape), tf(shape);
+        for (index_t i = 0; i < x.numel(); ++i) {
+          xf[i] = static_cast<float>(x[i]);
+          tf[i] = static_cast<float>(t[i]);
+        }
+        auto dxf = Tensor<float>::full(shape, std::numeric_limits<float>::quiet_NaN());
+        const double lossf =
+            call_loss<float>(bce, xf.cview(), tf.cview(), dxf.view(), smooth, bw, dw);
+        CHECK(lossf == Approx(loss).epsilon(1e-6).margin(1e-7));
+        double scale = 0.0;
+        for (index_t i = 0; i < dx.numel(); ++i) scale = std::max(scale, std::abs(dx[i]));
+        for (index_t i = 0; i < dx.numel(); ++i) {
+          INFO("element " << i);
+          REQUIRE(std::abs(double(dxf[i]) - dx[i]) <= 1e-5 * std::max(std::abs(dx[i]), 0.01 * scale));
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("losses: gradients match central finite differences", "[loss][dice][gradcheck]") {
+  Rng rng(12);
+  const double h = 1e-6;
+  for (const bool bce : {false, true}) {
+    for (const Shape5 shape : kShapes) {
+      INFO("bce " << bce << " shape " << shape);
+      auto x = random_logits<double>(shape, rng);
+      // Soft targets as well as binary ones: the loss is defined for t in [0, 1].
+      Tensor<double> t(shape);
+      for (index_t i = 0; i < t.numel(); ++i) {
+        t[i] = i % 3 == 0 ? rng.uniform01() : (rng.uniform01() < 0.5 ? 1.0 : 0.0);
+      }
+      const double smooth = 0.5;
+      const double bw = bce ? 0.8 : 0.0;
+      const double dw = bce ? 1.2 : 1.0;
+      auto dx = Tensor<double>::full(shape, kNaN);
+      call_loss<double>(bce, x.cview(), t.cview(), dx.view(), smooth, bw, dw);
+      for (index_t i = 0; i < x.numel(); ++i) {
+        const double saved = x[i];
+        x[i] = saved + h;
+        const double plus = call_loss<double>(bce, x.cview(), t.cview(), {}, smooth, bw, dw);
+        x[i] = saved - h;
+        const double minus = call_loss<double>(bce, x.cview(), t.cview(), {}, smooth, bw, dw);
+        x[i] = saved;
+        const double numeric = (plus - minus) / (2.0 * h);
+        INFO("element " << i << ": analytic " << dx[i] << ", numeric " << numeric);
+        REQUIRE(std::abs(dx[i] - numeric) <= 1e-9 + 1e-6 * std::abs(numeric));
+      }
+    }
+  }
+}
+
+TEST_CASE("losses: known values", "[loss][dice]") {
+  const Shape5 shape{1, 3, 2, 3, 4};
+  Rng rng(13);
+  const auto t = random_targets<double>(shape, rng);
+  Tensor<double> x(shape);
+  // A confident, correct prediction: Dice ~ 1, BCE ~ 0.
+  for (index_t i = 0; i < x.numel(); ++i) x[i] = t[i] > 0.5 ? 40.0 : -40.0;
+  CHECK(losses::soft_dice_loss(x.cview(), t.cview(), TensorView<double>{}) ==
+        Approx(0.0).margin(1e-12));
+  CHECK(losses::bce_dice_loss(x.cview(), t.cview(), TensorView<double>{}) ==
+        Approx(0.0).margin(1e-12));
+  // An empty target predicted empty scores Dice smooth / smooth = 1; predicted full, it
+  // scores smooth / (voxels + smooth).
+  auto empty = Tensor<double>::zeros(shape);
+  auto low = Tensor<double>::full(shape, -40.0);
+  auto high = Tensor<double>::full(shape, 40.0);
+  CHECK(losses::soft_dice_loss(low.cview(), empty.cview(), TensorView<double>{}) ==
+        Approx(0.0).margin(1e-12));
+  CHECK(losses::soft_dice_loss(high.cview(), empty.cview(), TensorView<double>{}, 2.0) ==
+        Approx(1.0 - 2.0 / (24.0 + 2.0)).epsilon(1e-12));
+  // Logits of 0: p = 1/2 everywhere, BCE = log 2.
+  auto zero = Tensor<double>::zeros(shape);
+  const double dice_only = losses::soft_dice_loss(zero.cview(), t.cview(), TensorView<double>{});
+  CHECK(losses::bce_dice_loss(zero.cview(), t.cview(), TensorView<double>{}, 1.0, 1.0, 1.0) ==
+        Approx(dice_only + std::log(2.0)).epsilon(1e-12));
+  CHECK(losses::bce_dice_loss(zero.cview(), t.cview(), TensorView<double>{}, 1.0, 2.0, 0.0) ==
+        Approx(2.0 * std::log(2.0)).epsilon(1e-12));
+  // Extreme logits stay finite in value and gradient.
+  auto extreme = Tensor<double>::full(shape, 700.0);
+  for (index_t i = 0; i < extreme.numel(); i += 2) extreme[i] = -700.0;
+  auto dx = Tensor<double>::full(shape, kNaN);
+  CHECK(std::isfinite(losses::bce_dice_loss(extreme.cview(), t.cview(), dx.view())));
+  for (index_t i = 0; i < dx.numel(); ++i) REQUIRE(std::isfinite(dx[i]));
+}
+
+TEST_CASE("losses: the result does not depend on the thread count", "[loss][dice]") {
+  // Several chunks per plane (16384 elements each), so the parallel reduction has work to split.
+  const Shape5 shape{1, 3, 20, 30, 70};
+  Rng rng(14);
+  const auto x = random_logits<float>(shape, rng);
+  const auto t = random_targets<float>(shape, rng);
+  const int before = omp_get_max_threads();
+  std::vector<double> values;
+  std::vector<Tensor<float>> grads;
+  for (const int threads : {1, 2, 3}) {
+    omp_set_num_threads(threads);
+    grads.push_back(Tensor<float>::full(shape, std::numeric_limits<float>::quiet_NaN()));
+    values.push_back(losses::bce_dice_loss(x.cview(), t.cview(), grads.back().view()));
+  }
+  omp_set_num_threads(before);
+  for (std::size_t k = 1; k < values.size(); ++k) {
+    CHECK(values[k] == values[0]);
+    CHECK(std::memcmp(grads[k].data(), grads[0].data(), grads[0].bytes()) == 0);
+  }
+  // And the chunked sums agree with the plain reference.
+  Tensor<double> xd(shape), td(shape);
+  for (index_t i = 0; i < x.numel(); ++i) {
+    xd[i] = x[i];
+    td[i] = t[i];
+  }
+  CHECK(values[0] == Approx(reference_loss(xd, td, 1.0, 1.0, 1.0)).epsilon(1e-12));
+}
+
+TEST_CASE("losses: PyTorch fixtures", "[loss][dice][torch]") {
+  const std::filesystem::path dir = std::filesystem::path(REVOX_FIXTURE_DIR) / "training";
+  const std::vector<std::string> names = {"loss_dice_batch2", "loss_dice_smooth_empty",
+                                          "loss_dice_soft_targets", "loss_bce_dice_batch2",
+                                          "loss_bce_dice_weighted"};
+  std::vector<std::string> on_disk;
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+    const std::string stem = entry.path().stem().string();
+    if (entry.path().extension() == ".safetensors" && stem.rfind("loss_", 0) == 0) {
+      on_disk.push_back(stem);
+    }
+  }
+  std::sort(on_disk.begin(), on_disk.end());
+  auto sorted_names = names;
+  std::sort(sorted_names.begin(), sorted_names.end());
+  CHECK(on_disk == sorted_names);  // every loss fixture is tested
+  for (const auto& name : names) {
+    INFO("fixture training/" << name);
+    const auto file = io::read_safetensors(dir / (name + ".safetensors"));
+    const auto& shape_ref = file.at("logits").shape;
+    REQUIRE(shape_ref.size() == 5);
+    const Shape5 shape{shape_ref[0], shape_ref[1], shape_ref[2], shape_ref[3], shape_ref[4]};
+    const bool bce = file.meta("loss") == "bce_dice";
+    CHECK((bce || file.meta("loss") == "soft_dice"));
+    const double smooth = std::stod(file.meta("smooth"));
+    const double bw = std::stod(file.meta("bce_weight"));
+    const double dw = std::stod(file.meta("dice_weight"));
+    const auto logits = file.at("logits").to_double();
+    const auto targets = file.at("targets").to_double();
+    const double expected = file.at("loss").to_double().at(0);
+    const auto expected_grad = file.at("grad_logits").to_double();
+
+    Tensor<double> x(shape), t(shape);
+    std::copy(logits.begin(), logits.end(), x.data());
+    std::copy(targets.begin(), targets.end(), t.data());
+    auto dx = Tensor<double>::full(shape, kNaN);
+    const double loss = call_loss<double>(bce, x.cview(), t.cview(), dx.view(), smooth, bw, dw);
+    CHECK(loss == Approx(expected).epsilon(1e-12));
+    std::string detail;
+    const bool grad_ok = close_tensors(expected_grad, dx.data(), 1e-12, 0.01, detail);
+    INFO("double gradient: " << detail);
+    CHECK(grad_ok);
+
+    Tensor<float> xf(shape), tf(shape);
+    for (index_t i = 0; i < x.numel(); ++i) {
+      xf[i] = static_cast<float>(x[i]);
+      tf[i] = static_cast<float>(t[i]);
+    }
+    auto dxf = Tensor<float>::full(shape, std::numeric_limits<float>::quiet_NaN());
+    const double lossf = call_loss<float>(bce, xf.cview(), tf.cview(), dxf.view(), smooth, bw, dw);
+    CHECK(lossf == Approx(expected).epsilon(1e-5));
+    std::vector<double> gradf(dxf.data(), dxf.data() + dxf.numel());
+    std::string detail_f;
+    const bool gradf_ok = close_tensors(expected_grad, gradf.data(), 1e-4, 0.01, detail_f);
+    INFO("float gradient: " << detail_f);
+    CHECK(gradf_ok);
+  }
+}
+
+TEST_CASE("losses: misuse throws a readable revox::Error", "[loss][dice][errors]") {
+  const Shape5 shape{1, 3, 2, 3, 4};
+  Rng rng(15);
+  auto x = random_logits<double>(shape, rng);
+  auto t = random_targets<double>(shape, rng);
+  auto dx = Tensor<double>(shape);
+  const Tensor<double> t_wrong(Shape5{1, 2, 2, 3, 4});
+  auto dx_wrong = Tensor<double>(Shape5{1, 3, 2, 3, 5});
+  using Catch::Contains;
+  CHECK_THROWS_WITH(losses::soft_dice_loss(x.cview(), t_wrong.cview(), dx.view()),
+                    Contains("soft_dice_loss: targets must have the shape of logits"));
+  CHECK_THROWS_WITH(losses::bce_dice_loss(x.cview(), t.cview(), dx_wrong.view()),
+                    Contains("bce_dice_loss: dlogits must have the shape of logits"));
+  CHECK_THROWS_WITH(losses::soft_dice_loss(TensorView<const double>{}, t.cview(), dx.view()),
+                    Contains("logits must be a non-empty"));
+  CHECK_THROWS_WITH(losses::soft_dice_loss(x.cview(), t.cview(), dx.view(), 0.0),
+                    Contains("smooth must be positive"));
+  CHECK_THROWS_WITH(losses::bce_dice_loss(x.cview(), t.cview(), dx.view(), 1.0, -1.0),
+                    Contains("bce_weight must be finite and non-negative, got -1"));
+  CHECK_THROWS_WITH(losses::bce_dice_loss(x.cview(), t.cview(), dx.view(), 1.0, 1.0, kNaN),
+                    Contains("dice_weight must be finite"));
+
+  t.view().at(0, 2, 1, 2, 3) = 1.5;
+  CHECK_THROWS_WITH(losses::soft_dice_loss(x.cview(), t.cview(), dx.view()),
+                    Contains("targets must lie in [0, 1], got 1.5 at (n=0, c=2, d=1, h=2, w=3)"));
+  t.view().at(0, 2, 1, 2, 3) = kNaN;
+  CHECK_THROWS_WITH(losses::bce_dice_loss(x.cview(), t.cview(), dx.view()),
+                    Contains("targets must lie in [0, 1], got nan"));
+  t.view().at(0, 2, 1, 2, 3) = 1.0;
+  x.view().at(0, 1, 0, 1, 2) = std::numeric_limits<double>::infinity();
+  CHECK_THROWS_WITH(losses::soft_dice_loss(x.cview(), t.cview(), dx.view()),
+                    Contains("logits must be finite, got inf at (n=0, c=1, d=0, h=1, w=2)"));
+  x.view().at(0, 1, 0, 1, 2) = kNaN;
+  CHECK_THROWS_WITH(losses::bce_dice_loss(x.cview(), t.cview(), dx.view()),
+                    Contains("logits must be finite, got nan"));
+  CHECK_THROWS_AS(losses::bce_dice_loss(x.cview(), t.cview(), dx.view()), revox::Error);
+}

@@ -1,0 +1,423 @@
+// Adam, AdamW, SGD and MultiStepLR: against PyTorch over several steps
+// (tests/fixtures/training/optim_*.safetensors, written by
+// tests/fixtures/make_training_fixtures.py), checkpoint round trips through visit_state and
+// set_steps, the padding of the flat buffers, and misuse.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <limits>
+#include <map>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "revox/core/parameters.hpp"
+#include "revox/core/random.hpp"
+#include "revox/io/safetensors.hpp"
+#include "revox/optim/adam.hpp"
+#include "revox/optim/schedule.hpp"
+#include "revox/optim/sgd.hpp"
+
+using namespace revox;
+
+namespace {
+
+// The parameter set of the fixtures: odd sizes, so the flat buffers have padding.
+template <class T>
+struct ThreeParams {
+  Param<T> weight{ParamShape{3, 2, 1, 1, 3}};
+  Param<T> bias{ParamShape{5}};
+  Param<T> norm_weight{ParamShape{7}};
+  template <class Fn>
+  void visit_params(Fn&& fn) {
+    fn("weight", weight);
+    fn("bias", bias);
+    fn("norm.weight", norm_weight);
+  }
+};
+
+std::vector<int> parse_ints(const std::string& text) {
+  std::vector<int> out;
+  std::stringstream in(text);
+  std::string item;
+  while (std::getline(in, item, ',')) out.push_back(std::stoi(item));
+  return out;
+}
+
+// Runs the optimizer the fixture names and returns it through a visitor-friendly variant.
+template <class T>
+struct AnyOptimizer {
+  std::unique_ptr<optim::Adam<T>> adam;
+  std::unique_ptr<optim::AdamW<T>> adamw;
+  std::unique_ptr<optim::SGD<T>> sgd;
+
+  void step() {
+    if (adam) adam->step();
+    if (adamw) adamw->step();
+    if (sgd) sgd->step();
+  }
+  void set_lr(double lr) {
+    if (adam) adam->set_lr(lr);
+    if (adamw) adamw->set_lr(lr);
+    if (sgd) sgd->set_lr(lr);
+  }
+  std::int64_t steps() const {
+    return adam ? adam->steps() : adamw ? adamw->steps() : sgd->steps();
+  }
+  template <class Fn>
+  void visit_state(Fn&& fn) {
+    if (adam) adam->visit_state(fn);
+    if (adamw) adamw->visit_state(fn);
+    if (sgd) sgd->visit_state(fn);
+  }
+};
+
+template <class T>
+AnyOptimizer<T> make_optimizer(const io::SafetensorsFile& file, Parameters<T>& params) {
+  const std::string kind = file.meta("optimizer");
+  const auto number = [&](const char* key) { return std::stod(file.meta(key)); };
+  AnyOptimizer<T> opt;
+  if (kind == "Adam") {
+    opt.adam = std::make_unique<optim::Adam<T>>(
+        params, optim::AdamOptions{number("lr"), number("beta1"), number("beta2"), number("eps"),
+                                   number("weight_decay")});
+  } else if (kind == "AdamW") {
+    opt.adamw = std::make_unique<optim::AdamW<T>>(
+        params, optim::AdamWOptions{number("lr"), number("beta1"), number("beta2"),
+                                    number("eps"), number("weight_decay")});
+  } else {
+    REQUIRE(kind == "SGD");
+    opt.sgd = std::make_unique<optim::SGD<T>>(
+        params, optim::SGDOptions{number("lr"), number("momentum"), number("dampening"),
+                                  number("weight_decay"), file.meta("nesterov") == "true"});
+  }
+  return opt;
+}
+
+// Every element within rtol * max(|expected|, floor * max |expected|): relative, with a
+// floor for entries that cancel to ~0 (wider for float, whose inputs carry rounding).
+template <class T>
+void check_close(const std::string& label, const std::vector<double>& expected, const T* actual,
+                 double rtol) {
+  const double floor = sizeof(T) == sizeof(double) ? 1e-3 : 1e-2;
+  double scale = 0.0;
+  for (double e : expected) scale = std::max(scale, std::abs(e));
+  for (std::size_t i = 0; i < expected.size(); ++i) {
+    const double a = static_cast<double>(actual[i]);
+    INFO(label << " element " << i << ": revox " << a << ", torch " << expected[i]);
+    REQUIRE(std::abs(a - expected[i]) <= rtol * std::max(std::abs(expected[i]), floor * scale));
+  }
+}
+
+template <class T>
+bool padding_is_zero(TensorView<const T> flat, const std::vector<ParamEntry>& entries) {
+  index_t next = 0;
+  for (const auto& e : entries) {
+    for (index_t i = next; i < e.offset; ++i) {
+      if (!(flat[i] == T(0))) return false;
+    }
+    next = e.offset + e.shape.numel();
+  }
+  for (index_t i = next; i < flat.numel(); ++i) {
+    if (!(flat[i] == T(0))) return false;
+  }
+  return true;
+}
+
+template <class T>
+void run_optimizer_fixture(const std::string& name, double rtol) {
+  INFO("fixture training/" << name << ", " << (sizeof(T) == 8 ? "double" : "float"));
+  const auto file = io::read_safetensors(std::filesystem::path(REVOX_FIXTURE_DIR) / "training" /
+                                         (name + ".safetensors"));
+  ThreeParams<T> model;
+  Parameters<T> params(model);
+  for (const auto& e : params.entries()) {
+    const auto initial = file.at("initial." + e.name).to_double();
+    REQUIRE(static_cast<index_t>(initial.size()) == e.shape.numel());
+    for (std::size_t i = 0; i < initial.size(); ++i) {
+      params.values()[e.offset + static_cast<index_t>(i)] = static_cast<T>(initial[i]);
+    }
+  }
+  auto opt = make_optimizer<T>(file, params);
+  const optim::MultiStepLR schedule(std::stod(file.meta("lr")), parse_ints(file.meta("milestones")),
+                                    std::stod(file.meta("gamma")));
+  const auto lrs = file.at("lr").to_double();
+  const int steps = std::stoi(file.meta("steps"));
+  REQUIRE(static_cast<int>(lrs.size()) == steps);
+  bool lr_changed = false;
+  for (int k = 0; k < steps; ++k) {
+    INFO("step " << k);
+    const double lr = schedule.lr_at_epoch(k);
+    CHECK(lr == Approx(lrs[static_cast<std::size_t>(k)]).epsilon(1e-15));
+    lr_changed = lr_changed || lr != lrs[0];
+    opt.set_lr(lr);
+    // The padding of the gradient buffer holds garbage: the optimizer must not read it.
+    std::fill(params.grads().data, params.grads().data + params.size(),
+              std::numeric_limits<T>::quiet_NaN());
+    const std::string prefix = "step" + std::to_string(k) + ".";
+    for (const auto& e : params.entries()) {
+      const auto grad = file.at(prefix + "grad." + e.name).to_double();
+      for (std::size_t i = 0; i < grad.size(); ++i) {
+        params.grads()[e.offset + static_cast<index_t>(i)] = static_cast<T>(grad[i]);
+      }
+    }
+    opt.step();
+    CHECK(opt.steps() == k + 1);
+    CHECK(padding_is_zero<T>(params.values(), params.entries()));
+    for (const auto& e : params.entries()) {
+      check_close(prefix + "param." + e.name, file.at(prefix + "param." + e.name).to_double(),
+                  params.values().data + e.offset, rtol);
+    }
+    int buffers = 0;
+    opt.visit_state([&](const char* state, TensorView<T> buffer) {
+      ++buffers;
+      REQUIRE(buffer.numel() == params.size());
+      CHECK(padding_is_zero<T>(buffer, params.entries()));
+      for (const auto& e : params.entries()) {
+        const std::string key = prefix + state + "." + e.name;
+        REQUIRE(file.contains(key));
+        check_close(key, file.at(key).to_double(), buffer.data + e.offset, rtol);
+      }
+    });
+    // Every state buffer PyTorch has, revox has too.
+    std::size_t torch_tensors = 0;
+    for (const auto& [key, tensor] : file.tensors) {
+      if (key.rfind(prefix, 0) == 0 && key.rfind(prefix + "grad.", 0) != 0 &&
+          key.rfind(prefix + "param.", 0) != 0) {
+        ++torch_tensors;
+      }
+    }
+    const auto torch_buffers = static_cast<int>(torch_tensors / params.entries().size());
+    CHECK(buffers == torch_buffers);
+  }
+  CHECK(lr_changed);
+}
+
+const std::vector<std::string> kOptimFixtures = {
+    "optim_adam_wd",      "optim_adam_betas",   "optim_adamw",    "optim_adamw_betas",
+    "optim_sgd_momentum", "optim_sgd_nesterov", "optim_sgd_plain"};
+
+// Fills grads with fresh random values (parameter elements only).
+template <class T>
+void random_grads(Parameters<T>& params, Rng& rng) {
+  for (const auto& e : params.entries()) {
+    fill_uniform(params.grads().data + e.offset, e.shape.numel(), rng, -1.0, 1.0);
+  }
+}
+
+// Runs `steps` steps of a fresh optimizer from `make`, checkpoints it (params, state, steps,
+// lr), continues both it and a restored copy for two more steps, and requires identical
+// results.
+template <class Make>
+void check_checkpoint_round_trip(Make make) {
+  Rng rng(21);
+  ThreeParams<double> model_a, model_b;
+  Parameters<double> a(model_a), b(model_b);
+  for (const auto& e : a.entries()) {
+    fill_uniform(a.values().data + e.offset, e.shape.numel(), rng, -1.0, 1.0);
+  }
+  auto opt_a = make(a);
+  for (int k = 0; k < 3; ++k) {
+    random_grads(a, rng);
+    opt_a.step();
+  }
+  opt_a.set_lr(opt_a.lr() * 0.5);
+  // Restore into a fresh optimizer on other parameters.
+  std::copy(a.values().data, a.values().data + a.size(), b.values().data);
+  auto opt_b = make(b);
+  std::map<std::string, std::vector<double>> saved;
+  opt_a.visit_state([&](const char* state, TensorView<double> buffer) {
+    saved[state].assign(buffer.data, buffer.data + buffer.numel());
+  });
+  CHECK_FALSE(saved.empty());
+  opt_b.visit_state([&](const char* state, TensorView<double> buffer) {
+    REQUIRE(saved.count(state) == 1);
+    std::copy(saved[state].begin(), saved[state].end(), buffer.data);
+  });
+  opt_b.set_steps(opt_a.steps());
+  opt_b.set_lr(opt_a.lr());
+  CHECK(opt_b.steps() == 3);
+  for (int k = 0; k < 2; ++k) {
+    random_grads(a, rng);
+    std::copy(a.grads().data, a.grads().data + a.size(), b.grads().data);
+    opt_a.step();
+    opt_b.step();
+  }
+  CHECK(std::memcmp(a.values().data, b.values().data, a.size() * sizeof(double)) == 0);
+}
+
+}  // namespace
+
+TEST_CASE("optim: Adam matches torch.optim.Adam over several steps", "[optim][adam][torch]") {
+  for (const char* name : {"optim_adam_wd", "optim_adam_betas"}) {
+    run_optimizer_fixture<double>(name, 1e-12);
+    run_optimizer_fixture<float>(name, 2e-5);
+  }
+}
+
+TEST_CASE("optim: AdamW matches torch.optim.AdamW over several steps", "[optim][adamw][torch]") {
+  for (const char* name : {"optim_adamw", "optim_adamw_betas"}) {
+    run_optimizer_fixture<double>(name, 1e-12);
+    run_optimizer_fixture<float>(name, 2e-5);
+  }
+}
+
+TEST_CASE("optim: SGD matches torch.optim.SGD over several steps", "[optim][sgd][torch]") {
+  for (const char* name : {"optim_sgd_momentum", "optim_sgd_nesterov", "optim_sgd_plain"}) {
+    run_optimizer_fixture<double>(name, 1e-12);
+    run_optimizer_fixture<float>(name, 2e-5);
+  }
+}
+
+TEST_CASE("optim: every optimizer fixture is tested", "[optim][torch][fixtures]") {
+  std::vector<std::string> on_disk;
+  for (const auto& entry : std::filesystem::directory_iterator(
+           std::filesystem::path(REVOX_FIXTURE_DIR) / "training")) {
+    const std::string stem = entry.path().stem().string();
+    if (entry.path().extension() == ".safetensors" && stem.rfind("optim_", 0) == 0) {
+      on_disk.push_back(stem);
+    }
+  }
+  std::sort(on_disk.begin(), on_disk.end());
+  auto expected = kOptimFixtures;
+  std::sort(expected.begin(), expected.end());
+  CHECK(on_disk == expected);
+}
+
+TEST_CASE("optim: AdamW without weight decay is Adam without weight decay", "[optim][adamw]") {
+  Rng rng(22);
+  ThreeParams<float> model_a, model_b;
+  Parameters<float> a(model_a), b(model_b);
+  for (const auto& e : a.entries()) {
+    fill_uniform(a.values().data + e.offset, e.shape.numel(), rng, -1.0, 1.0);
+  }
+  std::copy(a.values().data, a.values().data + a.size(), b.values().data);
+  optim::Adam<float> adam(a, {2e-3, 0.9, 0.99, 1e-6, 0.0});
+  optim::AdamW<float> adamw(b, {2e-3, 0.9, 0.99, 1e-6, 0.0});
+  for (int k = 0; k < 3; ++k) {
+    random_grads(a, rng);
+    std::copy(a.grads().data, a.grads().data + a.size(), b.grads().data);
+    adam.step();
+    adamw.step();
+  }
+  CHECK(std::memcmp(a.values().data, b.values().data, a.size() * sizeof(float)) == 0);
+  // With weight decay they differ (L2 in the gradient vs decoupled decay).
+  optim::Adam<float> adam_wd(a, {2e-3, 0.9, 0.99, 1e-6, 0.1});
+  optim::AdamW<float> adamw_wd(b, {2e-3, 0.9, 0.99, 1e-6, 0.1});
+  adam_wd.step();
+  adamw_wd.step();
+  CHECK(std::memcmp(a.values().data, b.values().data, a.size() * sizeof(float)) != 0);
+  // Defaults are PyTorch's.
+  CHECK(optim::AdamOptions{}.weight_decay == 0.0);
+  CHECK(optim::AdamWOptions{}.weight_decay == 1e-2);
+  CHECK(adam.lr() == 2e-3);
+}
+
+TEST_CASE("optim: checkpoint round trip through visit_state and set_steps", "[optim][state]") {
+  check_checkpoint_round_trip([](Parameters<double>& p) {
+    return optim::Adam<double>(p, {1e-2, 0.9, 0.999, 1e-8, 0.1});
+  });
+  check_checkpoint_round_trip([](Parameters<double>& p) {
+    return optim::AdamW<double>(p, {1e-2, 0.8, 0.99, 1e-8, 0.1});
+  });
+  check_checkpoint_round_trip([](Parameters<double>& p) {
+    return optim::SGD<double>(p, {0.1, 0.9, 0.0, 0.01, true});
+  });
+  // State names, as PyTorch's state_dict spells them.
+  ThreeParams<double> model;
+  Parameters<double> params(model);
+  std::vector<std::string> names;
+  optim::Adam<double>(params).visit_state([&](const char* n, TensorView<double>) { names.push_back(n); });
+  CHECK(names == std::vector<std::string>{"exp_avg", "exp_avg_sq"});
+  // Read-only access for saving.
+  const optim::AdamW<double> const_adamw(params);
+  index_t visited = 0;
+  const_adamw.visit_state([&](const char*, TensorView<const double> v) { visited += v.numel(); });
+  CHECK(visited == 2 * params.size());
+  const optim::SGD<double> const_sgd(params, {0.1, 0.5});
+  const_sgd.visit_state([&](const char*, TensorView<const double> v) { visited += v.numel(); });
+  CHECK(visited == 3 * params.size());
+  names.clear();
+  optim::SGD<double>(params, {0.1, 0.9}).visit_state(
+      [&](const char* n, TensorView<double>) { names.push_back(n); });
+  CHECK(names == std::vector<std::string>{"momentum_buffer"});
+  names.clear();
+  optim::SGD<double>(params, {0.1}).visit_state(
+      [&](const char* n, TensorView<double>) { names.push_back(n); });
+  CHECK(names.empty());
+}
+
+TEST_CASE("optim: SGD's momentum buffer starts as the first gradient", "[optim][sgd]") {
+  ThreeParams<double> model;
+  Parameters<double> params(model);
+  Rng rng(23);
+  random_grads(params, rng);
+  optim::SGD<double> sgd(params, {0.5, 0.9, 0.3, 0.0, false});
+  sgd.step();
+  for (const auto& e : params.entries()) {
+    for (index_t i = e.offset; i < e.offset + e.shape.numel(); ++i) {
+      // Buffer = g (not (1 - dampening) g), so p = -lr g.
+      REQUIRE(params.values()[i] == -0.5 * params.grads()[i]);
+    }
+  }
+}
+
+TEST_CASE("optim: MultiStepLR matches torch.optim.lr_scheduler.MultiStepLR", "[optim][schedule]") {
+  const auto paper = optim::MultiStepLR::paper();
+  CHECK(paper.base_lr() == 1e-4);
+  CHECK(paper.gamma() == 0.2);
+  CHECK(paper.lr_at_epoch(0) == 1e-4);
+  CHECK(paper.lr_at_epoch(249) == 1e-4);
+  CHECK(paper.lr_at_epoch(250) == 1e-4 * 0.2);
+  CHECK(paper.lr_at_epoch(399) == 1e-4 * 0.2);
+  CHECK(paper.lr_at_epoch(400) == 1e-4 * 0.2 * 0.2);
+  CHECK(paper.lr_at_epoch(499) == 1e-4 * 0.2 * 0.2);
+  // Unsorted and repeated milestones: PyTorch counts a repeated milestone once per listing,
+  // and a milestone at epoch 0 applies from the start.
+  const optim::MultiStepLR odd(1.0, {5, 0, 3, 3}, 0.5);
+  CHECK(odd.milestones() == std::vector<int>{0, 3, 3, 5});
+  CHECK(odd.lr_at_epoch(0) == 0.5);
+  CHECK(odd.lr_at_epoch(2) == 0.5);
+  CHECK(odd.lr_at_epoch(3) == 0.5 * 0.25);
+  CHECK(odd.lr_at_epoch(5) == 0.5 * 0.25 * 0.5);
+  CHECK(odd.lr_at_epoch(100) == 0.5 * 0.25 * 0.5);
+  CHECK(optim::MultiStepLR(0.1, {}).lr_at_epoch(7) == 0.1);
+
+  using Catch::Contains;
+  CHECK_THROWS_WITH(optim::MultiStepLR(-1.0, {1}), Contains("MultiStepLR: base_lr must be"));
+  CHECK_THROWS_WITH(optim::MultiStepLR(1.0, {1}, 0.0), Contains("gamma must be finite and positive"));
+  CHECK_THROWS_WITH(optim::MultiStepLR(1.0, {-2}), Contains("milestones must be non-negative epochs, got -2"));
+  CHECK_THROWS_WITH(paper.lr_at_epoch(-1), Contains("epoch must be non-negative, got -1"));
+}
+
+TEST_CASE("optim: misuse throws a readable revox::Error", "[optim][errors]") {
+  ThreeParams<double> model;
+  Parameters<double> params(model);
+  using Catch::Contains;
+  CHECK_THROWS_WITH(optim::Adam<double>(params, {-1e-3}),
+                    Contains("Adam: lr must be finite and non-negative, got -0.001"));
+  CHECK_THROWS_WITH(optim::Adam<double>(params, {1e-3, 1.0}),
+                    Contains("Adam: beta1 must be in [0, 1), got 1"));
+  CHECK_THROWS_WITH(optim::AdamW<double>(params, {1e-3, 0.9, -0.1}),
+                    Contains("AdamW: beta2 must be in [0, 1), got -0.1"));
+  CHECK_THROWS_WITH(optim::AdamW<double>(params, {1e-3, 0.9, 0.999, -1.0}),
+                    Contains("AdamW: eps must be finite and non-negative"));
+  CHECK_THROWS_WITH(optim::Adam<double>(params, {1e-3, 0.9, 0.999, 1e-8, -0.5}),
+                    Contains("Adam: weight_decay must be finite and non-negative, got -0.5"));
+  CHECK_THROWS_WITH(optim::SGD<double>(params, {}),
+                    Contains("SGD: lr is required and must be finite and non-negative"));
+  CHECK_THROWS_WITH(optim::SGD<double>(params, {0.1, 0.0, 0.0, 0.0, true}),
+                    Contains("SGD: Nesterov momentum requires momentum > 0 and dampening 0"));
+  CHECK_THROWS_WITH(optim::SGD<double>(params, {0.1, 0.9, 0.1, 0.0, true}),
+                    Contains("dampening 0.1"));
+  CHECK_THROWS_WITH(optim::SGD<double>(params, {0.1, -0.9}),
+                    Contains("SGD: momentum must be finite and non-negative"));
+  optim::Adam<double> adam(params);
+  CHECK_THROWS_WITH(adam.set_lr(std::numeric_limits<double>::quiet_NaN()),
+                    Contains("Adam: lr must be finite"));
+  CHECK_THROWS_WITH(adam.set_steps(-3), Contains("Adam: steps must be non-negative, got -3"));
+}
