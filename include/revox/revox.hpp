@@ -1,6 +1,8 @@
-// revox/revox.hpp — the umbrella header: every CPU-side public header of revox. Include
-// the individual headers instead to keep compile times down. CUDA code additionally
-// includes revox/core/cuda.hpp and the ops/cuda/*.cuh kernels from .cu translation units.
+// revox/revox.hpp — the umbrella header: the CPU-side library (core, layers, models,
+// losses, optimizers, safetensors, metrics, testing). Include the individual headers instead
+// to keep compile times down. The NIfTI and BraTS data headers (io/nifti.hpp, data/*.hpp)
+// need nifti_clib (CMake target revox::nifti) and are included separately. CUDA code
+// additionally includes revox/core/cuda.hpp and the ops/cuda/*.cuh kernels from .cu files.
 #pragma once
 
 #include "revox/core/config.hpp"
@@ -16,12 +18,23 @@
 #include "revox/layers/activations.hpp"
 #include "revox/layers/add.hpp"
 #include "revox/layers/conv3d.hpp"
+#include "revox/layers/conv_block.hpp"
 #include "revox/layers/depthwise_conv3d.hpp"
 #include "revox/layers/group_norm.hpp"
 #include "revox/layers/layer.hpp"
 #include "revox/layers/max_pool3d.hpp"
 #include "revox/layers/mbconv.hpp"
 #include "revox/layers/pointwise_conv3d.hpp"
+#include "revox/layers/reversible.hpp"
 #include "revox/layers/sequential.hpp"
 #include "revox/layers/upsample_trilinear.hpp"
+#include "revox/losses/dice.hpp"
+#include "revox/metrics/distance_transform.hpp"
+#include "revox/metrics/segmentation.hpp"
+#include "revox/models/unet.hpp"
+#include "revox/models/unet_config.hpp"
 #include "revox/ops/fill.hpp"
+#include "revox/optim/adam.hpp"
+#include "revox/optim/schedule.hpp"
+#include "revox/optim/sgd.hpp"
+#include "revox/testing/gradcheck.hpp"
