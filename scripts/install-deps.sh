@@ -13,6 +13,8 @@ packages=(
   nlohmann-json3-dev   # safetensors headers, configs
   libnifti2-dev libznz-dev zlib1g-dev  # NIfTI I/O (revox::nifti)
   libbenchmark-dev     # Google Benchmark (benchmarks/)
+  libcli11-dev         # command lines of examples/brats (revox-brats)
+  libstb-dev           # PNG writing (stb_image_write) for revox-brats' plots and overlays
 )
 if [[ "${1:-}" == "--peers" ]]; then
   packages+=(libdnnl-dev)

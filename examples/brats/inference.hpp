@@ -1,0 +1,141 @@
+// revox-brats inference: one BraTS case through a trained UNet, back into the case's grid.
+//
+//   image (1, 4, D, H, W), z-scored (data::zscore_nonzero)
+//   -> full volume: centred zero padding of every axis up to the next multiple of
+//      2^(levels - 1) (the U-Net's size divisor), one forward pass (no saved activations);
+//      sliding window: centred zero padding of every axis up to at least the window, then
+//      revox::sliding_window_inference with Gaussian importance weighting (window^3 patches,
+//      the window a multiple of the divisor)
+//   -> sigmoid of the three logits (WT, TC, ET), averaged across windows
+//   -> data::undo_crop_or_pad back to (1, 3, D, H, W) in the original grid
+//   -> labels (1, 1, D, H, W) by data::labels_from_regions at 0.5 in the case's convention
+//      (nested: ET -> 4 or 3, else TC -> 1, else WT -> 2, else 0).
+// Predictions are written as <out>/<case id>.nii.gz (uint8) with the case's geometry, and
+// probability maps as <case id>_prob_{wt,tc,et}.nii.gz (float32).
+#pragma once
+
+#include <array>
+#include <cmath>
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+
+#include "revox/core/device.hpp"
+#include "revox/core/error.hpp"
+#include "revox/core/tensor.hpp"
+#include "revox/data/brats.hpp"
+#include "revox/data/preprocess.hpp"
+#include "revox/metrics/segmentation.hpp"
+#include "revox/models/sliding_window.hpp"
+#include "revox/models/unet.hpp"
+
+namespace revox::brats {
+
+struct InferenceOptions {
+  index_t window = 0;    // sliding-window patch edge (a cube); 0 = full volume
+  double overlap = 0.5;  // sliding window only
+};
+
+inline constexpr std::array<const char*, 3> kRegionFileTags{"wt", "tc", "et"};
+
+inline void sigmoid_in_place(float* values, index_t count) {
+  for (index_t i = 0; i < count; ++i) values[i] = 1.0f / (1.0f + std::exp(-values[i]));
+}
+
+inline index_t round_up(index_t value, index_t multiple) {
+  return (value + multiple - 1) / multiple * multiple;
+}
+
+// Checks the options against the model; throws revox::Error naming the problem.
+inline void check_inference_options(const UNetConfig& config, const InferenceOptions& options) {
+  if (options.window == 0) return;
+  const index_t divisor = config.size_divisor();
+  REVOX_CHECK(options.window > 0 && options.window % divisor == 0, "--sliding-window ",
+              options.window, " must be a positive multiple of ", divisor, " (the model has ",
+              config.levels(), " levels, so every input extent must be divisible by ", divisor,
+              ")");
+  REVOX_CHECK(options.overlap >= 0.0 && options.overlap < 1.0, "--overlap must be in [0, 1), got ",
+              options.overlap);
+}
+
+// Region probabilities (1, 3, D, H, W) = sigmoid(logits) in the image's own grid.
+inline Tensor<float> predict_probabilities(const UNet<float>& net, const Tensor<float>& image,
+                                           const InferenceOptions& options) {
+  const UNetConfig& config = net.config();
+  check_inference_options(config, options);
+  const Shape5 s = image.shape();
+  REVOX_CHECK(s.n == 1 && s.c == config.in_channels, "predict: the image has shape ", s,
+              ", the model expects (1, ", config.in_channels, ", D, H, W)");
+  const data::Size3 source = data::spatial_size(s);
+  data::Size3 target{};
+  for (std::size_t a = 0; a < 3; ++a) {
+    target[a] = options.window == 0 ? round_up(source[a], config.size_divisor())
+                                    : std::max(source[a], options.window);
+  }
+  data::CropPad plan;
+  const Tensor<float> padded = data::crop_or_pad(image, target, plan);
+  const Cpu dev{};
+  Tensor<float> probabilities;
+  if (options.window == 0) {
+    probabilities = Tensor<float>(net.output_shape(padded.shape()));
+    net.forward(dev, padded.cview(), probabilities.view(), nullptr);
+    sigmoid_in_place(probabilities.data(), probabilities.numel());
+  } else {
+    SlidingWindowOptions window;
+    window.patch = {options.window, options.window, options.window};
+    window.overlap = options.overlap;
+    probabilities = sliding_window_inference(
+        padded, config.out_channels, window,
+        [&](TensorView<const float> in, TensorView<float> out) {
+          net.forward(dev, in, out, nullptr);
+          sigmoid_in_place(out.data, out.shape.numel());
+        });
+  }
+  return data::undo_crop_or_pad(probabilities, plan);
+}
+
+// Dice of WT, TC, ET (BraTS rule: 1 when both are empty) between two label volumes.
+inline std::array<double, 3> region_dice(const Tensor<std::uint8_t>& pred,
+                                         const Tensor<std::uint8_t>& truth,
+                                         data::LabelConvention convention) {
+  REVOX_CHECK(pred.shape() == truth.shape(), "region_dice: prediction shape ", pred.shape(),
+              " differs from the ground truth's ", truth.shape());
+  const std::uint8_t et = data::enhancing_label(convention);
+  std::array<metrics::ConfusionCounts, 3> counts{};
+  for (index_t i = 0; i < pred.numel(); ++i) {
+    const std::uint8_t p = pred[i];
+    const std::uint8_t t = truth[i];
+    const bool in_p[3] = {p != 0, p == 1 || p == et, p == et};
+    const bool in_t[3] = {t != 0, t == 1 || t == et, t == et};
+    for (std::size_t r = 0; r < 3; ++r) {
+      auto& c = counts[r];
+      if (in_p[r] && in_t[r]) ++c.true_positives;
+      else if (in_p[r]) ++c.false_positives;
+      else if (in_t[r]) ++c.false_negatives;
+      else ++c.true_negatives;
+    }
+  }
+  return {metrics::dice(counts[0]), metrics::dice(counts[1]), metrics::dice(counts[2])};
+}
+
+inline std::filesystem::path prediction_path(const std::filesystem::path& out,
+                                             const std::string& case_id) {
+  return out / (case_id + ".nii.gz");
+}
+
+inline std::filesystem::path probability_path(const std::filesystem::path& out,
+                                              const std::string& case_id, std::size_t region) {
+  return out / (case_id + "_prob_" + kRegionFileTags[region] + ".nii.gz");
+}
+
+// One channel (1, 1, D, H, W) of a (1, C, D, H, W) tensor, copied.
+inline Tensor<float> channel_copy(const Tensor<float>& tensor, index_t channel) {
+  const Shape5 s = tensor.shape();
+  Tensor<float> out(s.with_channels(1));
+  const float* src = tensor.data() + channel * s.spatial();
+  std::copy(src, src + s.spatial(), out.data());
+  return out;
+}
+
+}  // namespace revox::brats

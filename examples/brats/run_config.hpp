@@ -1,0 +1,284 @@
+// revox-brats training config: one JSON object, resolved from a preset or a file plus
+// `--set key=value` overrides, validated, and written to RUN_DIR/config.json.
+//
+//   {
+//     "model":            UNetConfig JSON (revox/models/unet_config.hpp), fully resolved
+//     "epochs":           30            epochs to run (an epoch = samples_per_epoch steps)
+//     "samples_per_epoch": 0            0: one pass over the training cases
+//     "learning_rate":    1e-3          Adam
+//     "weight_decay":     0             Adam's L2 term
+//     "milestones":       [20]          MultiStepLR epochs
+//     "gamma":            0.2           MultiStepLR factor
+//     "loss":             "dice"        or "bce_dice"
+//     "patch_size":       [32, 32, 32]  D, H, W of a training patch (multiples of 2^(levels-1))
+//     "sampling":         "patch"       random patches; "full": the whole volume, centered
+//                                       crop/pad to a multiple of 2^(levels-1)
+//     "tumor_probability": 0.7          share of patches centered on a random tumor voxel
+//     "holdout_fraction": 0.2           share of cases held out for validation (seeded split)
+//     "holdout_count":    0             > 0: exactly this many (BraTS 2020: 40 -> 329/40 of 369)
+//     "validate_every":   1             epochs between hold-out validations (and the last one)
+//     "augment": {"enabled": true, "rotation_degrees": 20, "scale": 0.1,
+//                 "flip_probability": 0.5, "intensity": 0.1, "intensity_shift": 0,
+//                 "elastic_sigma": 10, "elastic_control_points": 3}
+//     "seed":             1             split, initialisation, order, patches, augmentation
+//     "threads":          2             OpenMP threads
+//   }
+// Unknown keys (at any level) are rejected by name. Presets (training_preset):
+//   small        the README's default run: model "small" widths 16,32,64,128 on phantom data
+//   tiny         model "tiny", 16^3 patches, 2 epochs (tests)
+//   mbconv-base, mbconv-deeper, mbconv-wider, baseline   the paper's models with its
+//                settings: full volumes (sampling "full"), lr 1e-4, milestones [250, 400],
+//                gamma 0.2, 500 epochs, hold-out 40 cases (BraTS 2020: 329 train / 40)
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "revox/core/error.hpp"
+#include "revox/data/augment.hpp"
+#include "revox/models/unet_config.hpp"
+
+namespace revox::brats {
+
+struct RunConfig {
+  nlohmann::json json;  // the resolved config, as written to config.json
+  UNetConfig model;
+  int epochs = 30;
+  int samples_per_epoch = 0;
+  double learning_rate = 1e-3;
+  double weight_decay = 0.0;
+  std::vector<int> milestones;
+  double gamma = 0.2;
+  std::string loss = "dice";
+  std::array<index_t, 3> patch_size{32, 32, 32};
+  std::string sampling = "patch";
+  double tumor_probability = 0.7;
+  double holdout_fraction = 0.2;
+  int holdout_count = 0;
+  int validate_every = 1;
+  bool augment_enabled = true;
+  data::AugmentOptions augment;
+  std::uint64_t seed = 1;
+  int threads = 2;
+};
+
+inline std::vector<std::string> training_preset_names() {
+  return {"small", "tiny", "mbconv-base", "mbconv-deeper", "mbconv-wider", "baseline"};
+}
+
+// Every key with its default value (model: the "small" preset).
+inline nlohmann::json default_run_json() {
+  nlohmann::json j;
+  j["model"] = to_json(unet_preset("small"));
+  j["epochs"] = 30;
+  j["samples_per_epoch"] = 0;
+  j["learning_rate"] = 1e-3;
+  j["weight_decay"] = 0.0;
+  j["milestones"] = std::vector<int>{20};
+  j["gamma"] = 0.2;
+  j["loss"] = "dice";
+  j["patch_size"] = std::vector<int>{32, 32, 32};
+  j["sampling"] = "patch";
+  j["tumor_probability"] = 0.7;
+  j["holdout_fraction"] = 0.2;
+  j["holdout_count"] = 0;
+  j["validate_every"] = 1;
+  j["augment"] = {{"enabled", true},         {"rotation_degrees", 20.0},
+                  {"scale", 0.1},            {"flip_probability", 0.5},
+                  {"intensity", 0.1},        {"intensity_shift", 0.0},
+                  {"elastic_sigma", 10.0},   {"elastic_control_points", 3}};
+  j["seed"] = 1;
+  j["threads"] = 2;
+  return j;
+}
+
+namespace detail {
+
+inline std::string valid_keys(const nlohmann::json& object) {
+  std::string keys;
+  for (const auto& item : object.items()) keys += (keys.empty() ? "" : ", ") + item.key();
+  return keys;
+}
+
+inline const char* kUNetKeys[] = {"preset",         "in_channels",  "out_channels",
+                                  "widths",         "expand_ratio", "blocks_per_level",
+                                  "decoder_blocks", "num_groups",   "block",
+                                  "reversible",     "input_size"};
+
+// Overlays `patch` onto `base`, rejecting keys `base` does not have (the model object is
+// checked by unet_config_from_json instead).
+inline void merge_checked(nlohmann::json& base, const nlohmann::json& patch,
+                          const std::string& where) {
+  REVOX_CHECK(patch.is_object(), "training config: ", where.empty() ? "the config" : where,
+              " must be a JSON object, got ", patch.dump());
+  for (const auto& item : patch.items()) {
+    const std::string key = where.empty() ? item.key() : where + "." + item.key();
+    if (where.empty() && item.key() == "model") {
+      REVOX_CHECK(item.value().is_object(), "training config: 'model' must be a JSON object");
+      // A preset inside "model" replaces the model, then the other keys apply.
+      nlohmann::json model = item.value().contains("preset") ? nlohmann::json::object()
+                                                             : base["model"];
+      for (const auto& m : item.value().items()) model[m.key()] = m.value();
+      base["model"] = to_json(unet_config_from_json(model));
+      continue;
+    }
+    if (!base.contains(item.key())) {
+      throw Error("training config: unknown key '" + key + "'; valid keys: " +
+                  valid_keys(base));
+    }
+    if (base[item.key()].is_object()) {
+      merge_checked(base[item.key()], item.value(), key);
+    } else {
+      base[item.key()] = item.value();
+    }
+  }
+}
+
+inline double number(const nlohmann::json& j, const char* key, double low, double high) {
+  const auto& v = j.at(key);
+  REVOX_CHECK(v.is_number(), "training config: '", key, "' must be a number, got ", v.dump());
+  const double x = v.get<double>();
+  REVOX_CHECK(x >= low && x <= high, "training config: '", key, "' must be in [", low, ", ",
+              high, "], got ", x);
+  return x;
+}
+
+inline long long integer(const nlohmann::json& j, const char* key, long long low) {
+  const auto& v = j.at(key);
+  REVOX_CHECK(v.is_number_integer() && v.get<long long>() >= low, "training config: '", key,
+              "' must be an integer >= ", low, ", got ", v.dump());
+  return v.get<long long>();
+}
+
+}  // namespace detail
+
+// The config of a training preset (see the top of this file).
+inline nlohmann::json training_preset(const std::string& name) {
+  nlohmann::json j = default_run_json();
+  if (name == "small") {
+    // Tuned for scripts/run-default.sh (phantom cases, 2 CPU threads, <= 15 minutes).
+    return j;
+  }
+  if (name == "tiny") {
+    j["model"] = to_json(unet_preset("tiny"));
+    j["epochs"] = 2;
+    j["milestones"] = std::vector<int>{};
+    j["patch_size"] = std::vector<int>{16, 16, 16};
+    j["validate_every"] = 1;
+    return j;
+  }
+  for (const char* paper : {"mbconv-base", "mbconv-deeper", "mbconv-wider", "baseline"}) {
+    if (name == paper) {
+      j["model"] = to_json(unet_preset(name));
+      j["epochs"] = 500;
+      j["learning_rate"] = 1e-4;
+      j["milestones"] = std::vector<int>{250, 400};
+      j["gamma"] = 0.2;
+      j["sampling"] = "full";
+      j["holdout_count"] = 40;
+      j["validate_every"] = 10;
+      return j;
+    }
+  }
+  std::string valid;
+  for (const auto& n : training_preset_names()) valid += (valid.empty() ? "" : ", ") + n;
+  throw Error("training config: unknown preset '" + name + "'; valid presets: " + valid);
+}
+
+// Applies "a.b.c=value": value is parsed as JSON when it is valid JSON (numbers, true,
+// [1,2], "text"), else taken as a string. Unknown keys are rejected by name.
+inline void apply_set(nlohmann::json& config, const std::string& assignment) {
+  const auto eq = assignment.find('=');
+  REVOX_CHECK(eq != std::string::npos && eq > 0, "--set '", assignment,
+              "': expected key=value, e.g. epochs=10 or model.expand_ratio=4");
+  const std::string key = assignment.substr(0, eq);
+  const std::string text = assignment.substr(eq + 1);
+  nlohmann::json value;
+  try {
+    value = nlohmann::json::parse(text);
+  } catch (const nlohmann::json::exception&) {
+    value = text;
+  }
+  // Build {"a": {"b": {"c": value}}} and merge it (which checks every level).
+  std::vector<std::string> parts;
+  std::size_t start = 0;
+  while (true) {
+    const auto dot = key.find('.', start);
+    parts.push_back(key.substr(start, dot - start));
+    if (dot == std::string::npos) break;
+    start = dot + 1;
+  }
+  for (const auto& p : parts) REVOX_CHECK(!p.empty(), "--set '", assignment, "': empty key part");
+  if (parts[0] == "model" && parts.size() == 2) {
+    bool known = false;
+    for (const char* k : detail::kUNetKeys) known = known || parts[1] == k;
+    if (!known) {
+      std::string valid;
+      for (const char* k : detail::kUNetKeys) valid += (valid.empty() ? "" : ", ") + std::string(k);
+      throw Error("training config: unknown key '" + key + "'; valid model keys: " + valid);
+    }
+  }
+  nlohmann::json patch = value;
+  for (std::size_t i = parts.size(); i-- > 0;) patch = nlohmann::json{{parts[i], patch}};
+  detail::merge_checked(config, patch, "");
+}
+
+// Validates a resolved config and converts it to a RunConfig.
+inline RunConfig parse_run_config(const nlohmann::json& input) {
+  nlohmann::json j = default_run_json();
+  detail::merge_checked(j, input, "");
+  RunConfig c;
+  c.model = unet_config_from_json(j["model"]);
+  c.epochs = static_cast<int>(detail::integer(j, "epochs", 1));
+  c.samples_per_epoch = static_cast<int>(detail::integer(j, "samples_per_epoch", 0));
+  c.learning_rate = detail::number(j, "learning_rate", 0.0, 10.0);
+  c.weight_decay = detail::number(j, "weight_decay", 0.0, 10.0);
+  REVOX_CHECK(j["milestones"].is_array(), "training config: 'milestones' must be an array of "
+              "epochs, got ", j["milestones"].dump());
+  for (const auto& m : j["milestones"]) {
+    REVOX_CHECK(m.is_number_integer() && m.get<long long>() >= 0,
+                "training config: 'milestones' must hold integers >= 0, got ", m.dump());
+    c.milestones.push_back(m.get<int>());
+  }
+  c.gamma = detail::number(j, "gamma", 1e-12, 1e12);
+  REVOX_CHECK(j["loss"] == "dice" || j["loss"] == "bce_dice",
+              "training config: 'loss' must be \"dice\" or \"bce_dice\", got ", j["loss"].dump());
+  c.loss = j["loss"].get<std::string>();
+  REVOX_CHECK(j["sampling"] == "patch" || j["sampling"] == "full",
+              "training config: 'sampling' must be \"patch\" or \"full\", got ",
+              j["sampling"].dump());
+  c.sampling = j["sampling"].get<std::string>();
+  const auto& patch = j["patch_size"];
+  REVOX_CHECK(patch.is_array() && patch.size() == 3, "training config: 'patch_size' must be "
+              "[D, H, W], got ", patch.dump());
+  for (std::size_t a = 0; a < 3; ++a) {
+    REVOX_CHECK(patch[a].is_number_integer() && patch[a].get<long long>() >= 1 &&
+                    patch[a].get<index_t>() % c.model.size_divisor() == 0,
+                "training config: 'patch_size' ", patch.dump(), " must hold positive multiples "
+                "of ", c.model.size_divisor(), " (the model has ", c.model.levels(), " levels)");
+    c.patch_size[a] = patch[a].get<index_t>();
+  }
+  c.tumor_probability = detail::number(j, "tumor_probability", 0.0, 1.0);
+  c.holdout_fraction = detail::number(j, "holdout_fraction", 0.0, 0.9);
+  c.holdout_count = static_cast<int>(detail::integer(j, "holdout_count", 0));
+  c.validate_every = static_cast<int>(detail::integer(j, "validate_every", 1));
+  const auto& a = j["augment"];
+  REVOX_CHECK(a["enabled"].is_boolean(), "training config: 'augment.enabled' must be true or "
+              "false, got ", a["enabled"].dump());
+  c.augment_enabled = a["enabled"].get<bool>();
+  c.augment.rotation_degrees = detail::number(a, "rotation_degrees", 0.0, 180.0);
+  c.augment.scale = detail::number(a, "scale", 0.0, 0.9);
+  c.augment.flip_probability = detail::number(a, "flip_probability", 0.0, 1.0);
+  c.augment.intensity = detail::number(a, "intensity", 0.0, 0.9);
+  c.augment.intensity_shift = detail::number(a, "intensity_shift", 0.0, 10.0);
+  c.augment.elastic_sigma = detail::number(a, "elastic_sigma", 0.0, 100.0);
+  c.augment.elastic_control_points = detail::integer(a, "elastic_control_points", 2);
+  c.seed = static_cast<std::uint64_t>(detail::integer(j, "seed", 0));
+  c.threads = static_cast<int>(detail::integer(j, "threads", 1));
+  c.json = j;
+  return c;
+}
+
+}  // namespace revox::brats

@@ -1,0 +1,105 @@
+// revox-brats train: see trainer.hpp for what a run does and writes, run_config.hpp for the
+// config keys and presets.
+// stb_image_write, private to this file (overlay_png.cpp has its own static copy).
+#define STB_IMAGE_WRITE_STATIC
+#define STB_IMAGE_WRITE_IMPLEMENTATION
+#include <stb/stb_image_write.h>
+
+#include <fstream>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+
+#include "commands.hpp"
+#include "run_config.hpp"
+#include "trainer.hpp"
+
+namespace {
+
+struct TrainArgs {
+  std::string data, out, preset, config_file;
+  std::vector<std::string> sets;
+  int epochs = 0, threads = 0;
+  long long seed = -1;
+  bool resume = false;
+};
+
+nlohmann::json resolve_config(const TrainArgs& a) {
+  nlohmann::json config;
+  if (!a.config_file.empty()) {
+    std::ifstream in(a.config_file);
+    REVOX_CHECK(in.good(), "cannot read --config '", a.config_file, "'");
+    nlohmann::json file;
+    try {
+      file = nlohmann::json::parse(in);
+    } catch (const nlohmann::json::exception& e) {
+      throw revox::Error("--config '" + a.config_file + "' is not valid JSON: " + e.what());
+    }
+    config = revox::brats::default_run_json();
+    try {
+      config = revox::brats::parse_run_config(file).json;
+    } catch (const revox::Error& e) {
+      throw revox::Error("--config '" + a.config_file + "': " + e.what());
+    }
+  } else {
+    config = revox::brats::training_preset(a.preset.empty() ? "small" : a.preset);
+  }
+  for (const auto& s : a.sets) revox::brats::apply_set(config, s);
+  if (a.seed >= 0) config["seed"] = a.seed;
+  return revox::brats::parse_run_config(config).json;
+}
+
+}  // namespace
+
+void add_train_command(CLI::App& app) {
+  auto args = std::make_shared<TrainArgs>();
+  CLI::App* cmd = app.add_subcommand(
+      "train",
+      "Train a reversible 3D U-Net on BraTS cases (seeded train/hold-out split, augmentation, "
+      "Adam + MultiStepLR, hold-out Dice, latest/best checkpoints, exact --resume)");
+  cmd->add_option("--data", args->data, "folder of BraTS cases (any release layout)")
+      ->required();
+  cmd->add_option("--out", args->out, "run directory (must be new or empty unless --resume)")
+      ->required();
+  auto* preset = cmd->add_option("--preset", args->preset,
+                                 "training preset: small (default), tiny, mbconv-base, "
+                                 "mbconv-deeper, mbconv-wider, baseline");
+  auto* config = cmd->add_option("--config", args->config_file,
+                                 "training config JSON (see examples/brats/run_config.hpp)");
+  preset->excludes(config);
+  cmd->add_option("--set", args->sets,
+                  "override a config key, e.g. --set epochs=10 --set model.expand_ratio=4 "
+                  "--set augment.enabled=false (repeatable)");
+  cmd->add_option("--epochs", args->epochs, "number of epochs (overrides the config)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--seed", args->seed, "seed (overrides the config)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_flag("--resume", args->resume,
+                "continue the run in --out from latest.safetensors, exactly");
+  cmd->add_option("--threads", args->threads, "OpenMP threads (overrides the config)")
+      ->check(CLI::PositiveNumber);
+  cmd->callback([args] {
+    revox::brats::TrainOptions options;
+    options.data = args->data;
+    options.out = args->out;
+    options.resume = args->resume;
+    if (!args->resume) {
+      options.config = resolve_config(*args);
+    } else {
+      // On --resume the checkpoint's config is the base; --set applies on top of it.
+      if (!args->preset.empty() || !args->config_file.empty()) {
+        TrainArgs base = *args;
+        base.sets.clear();
+        options.config = resolve_config(base);
+      }
+      options.sets = args->sets;
+      if (args->seed >= 0) options.sets.push_back("seed=" + std::to_string(args->seed));
+    }
+    if (args->epochs > 0) options.epochs = args->epochs;
+    if (args->threads > 0) options.threads = args->threads;
+    revox::brats::run_training(options);
+  });
+}

@@ -1,0 +1,348 @@
+// Tests for the revox-brats inference pieces: sliding-window inference with Gaussian
+// weighting (revox/models/sliding_window.hpp), full-volume vs sliding-window prediction
+// (examples/brats/inference.hpp), the overlay pictures (examples/brats/overlay.hpp) and the
+// ensembling's histograms, chi-squared distance and model choice (examples/brats/ensemble.hpp).
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <vector>
+
+#include "revox/core/parameters.hpp"
+#include "revox/core/random.hpp"
+#include "revox/models/sliding_window.hpp"
+#include "revox/models/unet.hpp"
+
+#include "../examples/brats/ensemble.hpp"
+#include "../examples/brats/inference.hpp"
+#include "../examples/brats/overlay.hpp"
+
+using revox::index_t;
+using revox::Shape5;
+using revox::Tensor;
+using revox::TensorView;
+
+namespace {
+
+Tensor<float> random_tensor(Shape5 shape, std::uint64_t seed, double low = -1.0,
+                            double high = 1.0) {
+  revox::Rng rng(seed);
+  Tensor<float> t(shape);
+  for (index_t i = 0; i < t.numel(); ++i) t[i] = static_cast<float>(rng.uniform(low, high));
+  return t;
+}
+
+float max_abs_difference(const Tensor<float>& a, const Tensor<float>& b) {
+  REQUIRE(a.shape() == b.shape());
+  float worst = 0.0f;
+  for (index_t i = 0; i < a.numel(); ++i) {
+    const float d = std::fabs(a[i] - b[i]);
+    if (!(d <= worst)) worst = d;  // NaN propagates as "worst"
+  }
+  return worst;
+}
+
+}  // namespace
+
+TEST_CASE("sliding window starts cover the extent like nnU-Net", "[brats][sliding_window]") {
+  using revox::sliding_window_starts;
+  CHECK(sliding_window_starts(10, 4, 0.5) == std::vector<index_t>{0, 2, 4, 6});
+  CHECK(sliding_window_starts(4, 4, 0.5) == std::vector<index_t>{0});
+  CHECK(sliding_window_starts(8, 4, 0.0) == std::vector<index_t>{0, 4});
+  // 9 voxels, patch 4, no overlap wanted: 3 windows spread evenly over [0, 5].
+  CHECK(sliding_window_starts(9, 4, 0.0) == std::vector<index_t>{0, 3, 5});
+  for (index_t extent : {5, 7, 16, 31}) {
+    for (double overlap : {0.0, 0.25, 0.5, 0.75}) {
+      const auto starts = sliding_window_starts(extent, 5, overlap);
+      INFO("extent " << extent << ", overlap " << overlap);
+      REQUIRE(!starts.empty());
+      CHECK(starts.front() == 0);
+      CHECK(starts.back() == extent - 5);
+      for (std::size_t i = 1; i < starts.size(); ++i) {
+        CHECK(starts[i] > starts[i - 1]);
+        CHECK(starts[i] - starts[i - 1] <= 5);  // no gap between windows
+      }
+    }
+  }
+  CHECK_THROWS_WITH(sliding_window_starts(3, 4, 0.5), Catch::Contains("smaller than the patch"));
+  CHECK_THROWS_WITH(sliding_window_starts(8, 4, 1.0), Catch::Contains("overlap must be in"));
+}
+
+TEST_CASE("Gaussian importance map: sigma = patch / 8, peak 1 at the centre",
+          "[brats][sliding_window]") {
+  const std::array<index_t, 3> patch{8, 16, 12};
+  const Tensor<float> map = revox::gaussian_importance_map(patch);
+  REQUIRE(map.shape() == Shape5{1, 1, 8, 16, 12});
+  auto at = [&](index_t d, index_t h, index_t w) { return map[(d * 16 + h) * 12 + w]; };
+  CHECK(at(4, 8, 6) == Approx(1.0f));
+  float largest = 0.0f;
+  float smallest = 1.0f;
+  for (index_t i = 0; i < map.numel(); ++i) {
+    largest = std::max(largest, map[i]);
+    smallest = std::min(smallest, map[i]);
+  }
+  CHECK(largest == Approx(1.0f));
+  CHECK(smallest > 0.0f);
+  // One sigma (= 16 / 8 = 2 voxels) from the centre along H: exp(-1/2).
+  CHECK(at(4, 10, 6) == Approx(std::exp(-0.5)).epsilon(1e-6));
+  CHECK(at(4, 6, 6) == Approx(std::exp(-0.5)).epsilon(1e-6));
+  // Along D sigma is 1 voxel: two voxels away gives exp(-2).
+  CHECK(at(6, 8, 6) == Approx(std::exp(-2.0)).epsilon(1e-6));
+  CHECK(at(0, 0, 0) < at(1, 1, 1));
+}
+
+TEST_CASE("sliding window: a constant model gives a constant output",
+          "[brats][sliding_window]") {
+  const Tensor<float> image = random_tensor(Shape5{1, 2, 11, 9, 13}, 7);
+  for (double overlap : {0.0, 0.5, 0.8}) {
+    revox::SlidingWindowOptions options;
+    options.patch = {4, 6, 5};
+    options.overlap = overlap;
+    int calls = 0;
+    const Tensor<float> out = revox::sliding_window_inference(
+        image, 3, options, [&](TensorView<const float> in, TensorView<float> y) {
+          REQUIRE(in.shape == (Shape5{1, 2, 4, 6, 5}));
+          REQUIRE(y.shape == (Shape5{1, 3, 4, 6, 5}));
+          for (index_t c = 0; c < 3; ++c) {
+            std::fill(y.channel(0, c), y.channel(0, c) + y.shape.spatial(),
+                      0.25f * static_cast<float>(c + 1));
+          }
+          ++calls;
+        });
+    INFO("overlap " << overlap);
+    REQUIRE(out.shape() == (Shape5{1, 3, 11, 9, 13}));
+    CHECK(calls > 1);
+    for (index_t c = 0; c < 3; ++c) {
+      for (index_t i = 0; i < out.shape().spatial(); ++i) {
+        REQUIRE(out[c * out.shape().spatial() + i] ==
+                Approx(0.25f * static_cast<float>(c + 1)).epsilon(1e-6));
+      }
+    }
+  }
+}
+
+TEST_CASE("sliding window: a per-voxel model is reproduced exactly by the weighted average",
+          "[brats][sliding_window]") {
+  // out = 2 * in puts each window's voxels back where they came from: any error in the
+  // window placement or the normalisation shows up as a difference.
+  const Tensor<float> image = random_tensor(Shape5{1, 1, 10, 7, 9}, 11);
+  revox::SlidingWindowOptions options;
+  options.patch = {4, 4, 4};
+  options.overlap = 0.5;
+  const Tensor<float> out = revox::sliding_window_inference(
+      image, 1, options, [](TensorView<const float> in, TensorView<float> y) {
+        for (index_t i = 0; i < in.shape.numel(); ++i) y.data[i] = 2.0f * in.data[i];
+      });
+  for (index_t i = 0; i < image.numel(); ++i) {
+    REQUIRE(out[i] == Approx(2.0f * image[i]).margin(1e-6));
+  }
+  revox::SlidingWindowOptions too_big;
+  too_big.patch = {12, 4, 4};
+  CHECK_THROWS_WITH(revox::sliding_window_inference(
+                        image, 1, too_big, [](TensorView<const float>, TensorView<float>) {}),
+                    Catch::Contains("smaller than the patch"));
+}
+
+TEST_CASE("UNet prediction: full volume equals a sliding window that covers the volume",
+          "[brats][inference]") {
+  revox::UNetConfig config;
+  config.widths = {4, 8};
+  config.num_groups = 2;
+  revox::UNet<float> net(config);
+  revox::Parameters<float> params(net);
+  revox::Rng rng(3);
+  net.reset_parameters(rng);
+  const Tensor<float> image = random_tensor(Shape5{1, 4, 8, 8, 8}, 5);
+
+  revox::brats::InferenceOptions full;
+  const Tensor<float> a = revox::brats::predict_probabilities(net, image, full);
+  revox::brats::InferenceOptions window;
+  window.window = 8;
+  const Tensor<float> b = revox::brats::predict_probabilities(net, image, window);
+  REQUIRE(a.shape() == (Shape5{1, 3, 8, 8, 8}));
+  CHECK(max_abs_difference(a, b) < 1e-6f);
+  for (index_t i = 0; i < a.numel(); ++i) {
+    REQUIRE(a[i] >= 0.0f);
+    REQUIRE(a[i] <= 1.0f);
+  }
+
+  // An odd-sized volume comes back in its own grid in both modes; a smaller, overlapping
+  // window still gives probabilities.
+  const Tensor<float> odd = random_tensor(Shape5{1, 4, 7, 5, 9}, 6);
+  const Tensor<float> c = revox::brats::predict_probabilities(net, odd, full);
+  CHECK(c.shape() == (Shape5{1, 3, 7, 5, 9}));
+  window.window = 4;
+  const Tensor<float> d = revox::brats::predict_probabilities(net, odd, window);
+  CHECK(d.shape() == (Shape5{1, 3, 7, 5, 9}));
+  for (index_t i = 0; i < d.numel(); ++i) REQUIRE(std::isfinite(d[i]));
+
+  window.window = 5;
+  CHECK_THROWS_WITH(revox::brats::predict_probabilities(net, odd, window),
+                    Catch::Contains("must be a positive multiple of 2"));
+}
+
+TEST_CASE("region Dice follows the BraTS regions and empty rule", "[brats][inference]") {
+  Tensor<std::uint8_t> truth = Tensor<std::uint8_t>::zeros(Shape5{1, 1, 1, 1, 4});
+  Tensor<std::uint8_t> pred = Tensor<std::uint8_t>::zeros(Shape5{1, 1, 1, 1, 4});
+  truth[0] = 2;
+  truth[1] = 1;
+  pred[0] = 2;
+  pred[1] = 2;
+  const auto dice =
+      revox::brats::region_dice(pred, truth, revox::data::LabelConvention::brats2017);
+  CHECK(dice[0] == Approx(1.0));  // WT {0, 1} both
+  CHECK(dice[1] == Approx(0.0));  // TC: truth {1}, prediction none
+  CHECK(dice[2] == Approx(1.0));  // ET empty in both
+}
+
+TEST_CASE("overlay: size, layout, orientation and Fig. 4 colours", "[brats][overlay]") {
+  using revox::brats::Plane;
+  using revox::brats::Rgb;
+  const Shape5 shape{1, 1, 6, 5, 4};  // D, H, W
+  Tensor<float> flair(shape);
+  for (index_t i = 0; i < flair.numel(); ++i) flair[i] = 10.0f + static_cast<float>(i);
+  flair[0] = 0.0f;  // outside the brain: black
+  Tensor<std::uint8_t> truth = Tensor<std::uint8_t>::zeros(shape);
+  Tensor<std::uint8_t> pred = Tensor<std::uint8_t>::zeros(shape);
+  auto voxel = [&](index_t d, index_t h, index_t w) { return (d * shape.h + h) * shape.w + w; };
+  truth[voxel(2, 1, 1)] = 4;  // ET
+  truth[voxel(2, 1, 2)] = 1;  // TC
+  truth[voxel(2, 3, 2)] = 2;  // WT (edema)
+  pred[voxel(2, 1, 1)] = 2;
+
+  const revox::data::Size3 at{2, 1, 1};
+  const revox::brats::RgbImage image =
+      revox::brats::render_overlay(flair, &truth, pred, 4, Plane::axial, at);
+  const int scale = revox::brats::panel_scale(shape, Plane::axial);
+  CHECK(scale == (256 + 4) / 5);  // longer side H = 5 scaled to at least 256 pixels
+  const int panel_w = 4 * scale;
+  const int panel_h = 5 * scale;
+  CHECK(image.width == 2 * panel_w + revox::brats::kPanelGap);
+  CHECK(image.height == revox::brats::kCaptionHeight + panel_h);
+  REQUIRE(image.pixels.size() ==
+          static_cast<std::size_t>(image.width) * static_cast<std::size_t>(image.height) * 3);
+
+  const revox::brats::GreyWindow window = revox::brats::grey_window(flair);
+  // Pixel centre of voxel column w, row r (axial: row r shows h = H - 1 - r) in panel p.
+  auto pixel = [&](int p, index_t h, index_t w) {
+    const int x = p * (panel_w + revox::brats::kPanelGap) + static_cast<int>(w) * scale + scale / 2;
+    const int y = revox::brats::kCaptionHeight + static_cast<int>(shape.h - 1 - h) * scale +
+                  scale / 2;
+    return image.at(x, y);
+  };
+  auto grey = [&](index_t d, index_t h, index_t w) {
+    return revox::brats::grey_level(flair[voxel(d, h, w)], window);
+  };
+  using revox::brats::blend;
+  CHECK(pixel(0, 1, 1) == blend(grey(2, 1, 1), revox::brats::kEtColour));  // truth: ET red
+  CHECK(pixel(0, 1, 2) == blend(grey(2, 1, 2), revox::brats::kTcColour));  // TC green
+  CHECK(pixel(0, 3, 2) == blend(grey(2, 3, 2), revox::brats::kWtColour));  // WT blue
+  CHECK(pixel(1, 1, 1) == blend(grey(2, 1, 1), revox::brats::kWtColour));  // prediction: 2
+  const std::uint8_t g = grey(2, 1, 2);
+  CHECK(pixel(1, 1, 2) == Rgb{g, g, g});  // no prediction there: plain grey
+  CHECK(blend(100, revox::brats::kEtColour) == Rgb{178, 50, 50});
+  CHECK(revox::brats::kEtColour == Rgb{255, 0, 0});
+  CHECK(revox::brats::kTcColour == Rgb{0, 255, 0});
+  CHECK(revox::brats::kWtColour == Rgb{0, 0, 255});
+  // The gap between the panels is white.
+  CHECK(image.at(panel_w + 1, revox::brats::kCaptionHeight + 1) == Rgb{255, 255, 255});
+  // The caption strip holds dark text pixels.
+  bool has_text = false;
+  for (int y = 0; y < revox::brats::kCaptionHeight; ++y) {
+    for (int x = 0; x < panel_w; ++x) has_text = has_text || image.at(x, y) == Rgb{0, 0, 0};
+  }
+  CHECK(has_text);
+
+  // Voxel (d=0, h=0, w=0) is zero in the FLAIR: black, in the axial slice d = 0.
+  const revox::brats::RgbImage top =
+      revox::brats::render_overlay(flair, nullptr, pred, 4, Plane::axial, {0, 0, 0});
+  CHECK(top.width == panel_w);  // prediction only
+  CHECK(top.at(scale / 2, revox::brats::kCaptionHeight + 4 * scale + scale / 2) == Rgb{0, 0, 0});
+
+  // Coronal and sagittal: rows are D (z up), columns W and H.
+  const auto coronal = revox::brats::render_overlay(flair, &truth, pred, 4, Plane::coronal, at);
+  const int coronal_scale = revox::brats::panel_scale(shape, Plane::coronal);
+  CHECK(coronal.height == revox::brats::kCaptionHeight + 6 * coronal_scale);
+  CHECK(coronal.width == 2 * 4 * coronal_scale + revox::brats::kPanelGap);
+  const auto sagittal = revox::brats::render_overlay(flair, &truth, pred, 4, Plane::sagittal, at);
+  const int sagittal_scale = revox::brats::panel_scale(shape, Plane::sagittal);
+  CHECK(sagittal.width == 2 * 5 * sagittal_scale + revox::brats::kPanelGap);
+  // ET at (d=2, h=1) in the sagittal slice w = 1: column h = 1, row D - 1 - 2 = 3.
+  CHECK(sagittal.at(1 * sagittal_scale + sagittal_scale / 2,
+                    revox::brats::kCaptionHeight + 3 * sagittal_scale + sagittal_scale / 2) ==
+        blend(grey(2, 1, 1), revox::brats::kEtColour));
+
+  CHECK(revox::brats::tumour_centroid(truth) == revox::data::Size3{2, 2, 2});
+  CHECK(revox::brats::tumour_centroid(Tensor<std::uint8_t>::zeros(shape)) ==
+        revox::data::Size3{3, 2, 2});
+  CHECK_THROWS_WITH(revox::brats::render_overlay(flair, &truth, pred, 4, Plane::axial, {6, 0, 0}),
+                    Catch::Contains("outside the volume"));
+}
+
+TEST_CASE("chi-squared distance between histograms", "[brats][ensemble]") {
+  using revox::brats::chi_squared_distance;
+  const std::vector<double> a{0.5, 0.5, 0.0};
+  const std::vector<double> b{1.0, 0.0, 0.0};
+  const std::vector<double> c{0.0, 0.0, 1.0};
+  CHECK(chi_squared_distance(a, a) == 0.0);
+  CHECK(chi_squared_distance(a, b) == Approx(0.5 * (0.25 / 1.5 + 0.25 / 0.5)));
+  CHECK(chi_squared_distance(a, b) == Approx(chi_squared_distance(b, a)));
+  CHECK(chi_squared_distance(b, c) == Approx(1.0));  // disjoint
+  CHECK_THROWS_WITH(chi_squared_distance(a, std::vector<double>{1.0}),
+                    Catch::Contains("3 and 1 bins"));
+}
+
+TEST_CASE("intensity histograms: z-scored over the brain, normalised, shift and scale free",
+          "[brats][ensemble]") {
+  Tensor<float> image = random_tensor(Shape5{1, 4, 6, 7, 8}, 21, 1.0, 3.0);
+  for (index_t c = 0; c < 4; ++c) image[c * image.shape().spatial()] = 0.0f;  // background
+  revox::brats::HistogramOptions options;
+  options.bins = 16;
+  const std::vector<double> h = revox::brats::intensity_histogram(image, options, "x");
+  REQUIRE(h.size() == 16);
+  double total = 0.0;
+  for (double v : h) total += v;
+  CHECK(total == Approx(1.0));
+  // A uniform distribution on [1, 3] z-scores to [-sqrt(3), sqrt(3)]: nothing beyond +-2.
+  CHECK(h.front() == 0.0);
+  CHECK(h.back() == 0.0);
+
+  Tensor<float> affine = image.clone();
+  for (index_t i = 0; i < affine.numel(); ++i) {
+    if (affine[i] != 0.0f) affine[i] = 4.0f * affine[i] + 100.0f;
+  }
+  const std::vector<double> g = revox::brats::intensity_histogram(affine, options, "y");
+  CHECK(revox::brats::chi_squared_distance(h, g) < 1e-3);
+
+  options.all_modalities = true;
+  const std::vector<double> all = revox::brats::intensity_histogram(image, options, "x");
+  REQUIRE(all.size() == 64);
+  total = 0.0;
+  for (double v : all) total += v;
+  CHECK(total == Approx(1.0));
+
+  Tensor<float> empty = Tensor<float>::zeros(Shape5{1, 4, 2, 2, 2});
+  CHECK_THROWS_WITH(revox::brats::intensity_histogram(empty, options, "case7"),
+                    Catch::Contains("case7"));
+}
+
+TEST_CASE("ensemble choice: lowest distance-weighted sum of training Dice",
+          "[brats][ensemble]") {
+  const std::vector<double> distances{0.1, 0.9};
+  // score_0 = 0.1 * 0.9 + 0.9 * 0.1 = 0.18; score_1 = 0.1 * 0.1 + 0.9 * 0.9 = 0.82.
+  const auto choice = revox::brats::choose_model(distances, {{0.9, 0.1}, {0.1, 0.9}});
+  CHECK(choice.model == 0);
+  REQUIRE(choice.scores.size() == 2);
+  CHECK(choice.scores[0] == Approx(0.18));
+  CHECK(choice.scores[1] == Approx(0.82));
+  const auto swapped = revox::brats::choose_model(distances, {{0.1, 0.9}, {0.9, 0.1}});
+  CHECK(swapped.model == 1);
+  const auto tie = revox::brats::choose_model(distances, {{0.5, 0.5}, {0.5, 0.5}, {0.1, 0.1}});
+  CHECK(tie.model == 2);
+  const auto first = revox::brats::choose_model(distances, {{0.5, 0.5}, {0.5, 0.5}});
+  CHECK(first.model == 0);
+  CHECK_THROWS_WITH(revox::brats::choose_model(distances, {{0.5}}),
+                    Catch::Contains("1 training Dice values for 2"));
+}
