@@ -6,14 +6,14 @@
 #
 #   scripts/run-default.sh                 # everything, outputs under ./revox-default-run
 #   REVOX_SKIP_DEPS=1 scripts/run-default.sh   # dependencies already installed
-# Environment knobs: REVOX_RUN_DIR (output root), REVOX_BUILD_DIR (default build-release),
+# Environment knobs: REVOX_RUN_DIR (output root), REVOX_BUILD_DIR (default build),
 # REVOX_CASES (phantom cases, default 24), REVOX_SIZE ("W H D", default "64 64 48"),
 # REVOX_EPOCHS (default: the preset's), REVOX_THREADS (default 2).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 RUN=${REVOX_RUN_DIR:-$ROOT/revox-default-run}
-BUILD=${REVOX_BUILD_DIR:-$ROOT/build-release}
+BUILD=${REVOX_BUILD_DIR:-$ROOT/build}
 CASES=${REVOX_CASES:-24}
 SIZE=${REVOX_SIZE:-"64 64 48"}
 THREADS=${REVOX_THREADS:-2}
@@ -25,7 +25,7 @@ if [ -z "${REVOX_SKIP_DEPS:-}" ]; then
   scripts/install-deps.sh
 fi
 stamp "building revox-brats (Release) in $BUILD"
-cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DREVOX_BUILD_TESTS=OFF >/dev/null
+cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$BUILD" -j"$(nproc)" --target revox-brats
 BIN=$BUILD/examples/brats/revox-brats
 
