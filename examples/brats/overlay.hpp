@@ -205,11 +205,29 @@ inline RgbImage render_panel(const Tensor<float>& flair, const Tensor<std::uint8
   return image;
 }
 
+// Draws a straight line of `thickness` pixels from (x0, y0) to (x1, y1), clipped.
+inline void draw_line(RgbImage& image, double x0, double y0, double x1, double y1, Rgb colour,
+                      int thickness = 2) {
+  const int steps = static_cast<int>(std::max(std::abs(x1 - x0), std::abs(y1 - y0))) + 1;
+  for (int s = 0; s <= steps; ++s) {
+    const double t = static_cast<double>(s) / steps;
+    const int x = static_cast<int>(std::lround(x0 + t * (x1 - x0)));
+    const int y = static_cast<int>(std::lround(y0 + t * (y1 - y0)));
+    for (int dx = 0; dx < thickness; ++dx) {
+      for (int dy = 0; dy < thickness; ++dy) {
+        if (x + dx >= 0 && y + dy >= 0 && x + dx < image.width && y + dy < image.height) {
+          image.set(x + dx, y + dy, colour);
+        }
+      }
+    }
+  }
+}
+
 // Draws `text` with stb_easy_font at (x, y), each font unit `scale` pixels, clipped.
 inline void draw_text(RgbImage& image, int x, int y, const std::string& text, Rgb colour,
                       int scale) {
   std::string buffer_text = text;
-  std::vector<char> vertices(static_cast<std::size_t>(text.size()) * 270 + 64);
+  std::vector<char> vertices(static_cast<std::size_t>(text.size()) * 1024 + 64);
   const int quads = stb_easy_font_print(0.0f, 0.0f, buffer_text.data(), nullptr,
                                         vertices.data(), static_cast<int>(vertices.size()));
   for (int q = 0; q < quads; ++q) {
@@ -225,10 +243,10 @@ inline void draw_text(RgbImage& image, int x, int y, const std::string& text, Rg
         hi[k] = std::max(hi[k], xy[k]);
       }
     }
-    const int x0 = x + static_cast<int>(lo[0]) * scale;
-    const int x1 = x + static_cast<int>(hi[0]) * scale;
-    const int y0 = y + static_cast<int>(lo[1]) * scale;
-    const int y1 = y + static_cast<int>(hi[1]) * scale;
+    const int x0 = x + static_cast<int>(std::lround(lo[0] * float(scale)));
+    const int x1 = x + static_cast<int>(std::lround(hi[0] * float(scale)));
+    const int y0 = y + static_cast<int>(std::lround(lo[1] * float(scale)));
+    const int y1 = y + static_cast<int>(std::lround(hi[1] * float(scale)));
     for (int py = std::max(0, y0); py < std::min(image.height, y1); ++py) {
       for (int px = std::max(0, x0); px < std::min(image.width, x1); ++px) {
         image.set(px, py, colour);

@@ -59,6 +59,7 @@
 #endif
 
 #include "checkpoint.hpp"
+#include "overlay.hpp"
 #include "progress.hpp"
 #include "revox/core/memory.hpp"
 #include "revox/core/random.hpp"
@@ -249,78 +250,66 @@ inline Tensor<std::uint8_t> predict_case(UNet<float>& net, const CaseData& c) {
 
 // ---- learning-curve PNG ---------------------------------------------------------------
 
-struct Canvas {
-  int width, height;
-  std::vector<std::uint8_t> rgb;
-  Canvas(int w, int h) : width(w), height(h), rgb(static_cast<std::size_t>(w * h * 3), 255) {}
-  void put(int x, int y, const std::array<std::uint8_t, 3>& c) {
-    if (x < 0 || y < 0 || x >= width || y >= height) return;
-    const auto k = static_cast<std::size_t>((y * width + x) * 3);
-    rgb[k] = c[0];
-    rgb[k + 1] = c[1];
-    rgb[k + 2] = c[2];
-  }
-  void line(double x0, double y0, double x1, double y1, const std::array<std::uint8_t, 3>& c,
-            int thickness = 2) {
-    const int steps = static_cast<int>(std::max(std::abs(x1 - x0), std::abs(y1 - y0))) + 1;
-    for (int s = 0; s <= steps; ++s) {
-      const double t = static_cast<double>(s) / steps;
-      const int x = static_cast<int>(std::lround(x0 + t * (x1 - x0)));
-      const int y = static_cast<int>(std::lround(y0 + t * (y1 - y0)));
-      for (int dx = 0; dx < thickness; ++dx) {
-        for (int dy = 0; dy < thickness; ++dy) put(x + dx, y + dy, c);
-      }
-    }
-  }
-};
-
 // Loss (black) and hold-out Dice WT (blue), TC (green), ET (red) against the epoch, y in
-// [0, 1], grid lines every 0.1. Written with stbi_write_png (defined by the including .cpp).
+// [0, 1], grid lines every 0.1, labelled axes and legend. Returns RGB rows for
+// stbi_write_png (defined by the including .cpp).
 inline std::vector<std::uint8_t> plot_learning_curve(const std::vector<EpochRecord>& history,
                                                      int& width, int& height) {
   width = 640;
   height = 400;
-  Canvas canvas(width, height);
-  const int left = 40, right = width - 20, top = 20, bottom = height - 30;
+  RgbImage image(width, height, Rgb{255, 255, 255});
+  const Rgb black{0, 0, 0}, grey{220, 220, 220};
+  const int left = 60, right = width - 20, top = 20, bottom = height - 50;
   for (int i = 0; i <= 10; ++i) {
     const double y = bottom - (bottom - top) * i / 10.0;
-    canvas.line(left, y, right, y, {220, 220, 220}, 1);
+    draw_line(image, left, y, right, y, grey, 1);
   }
-  canvas.line(left, top, left, bottom, {0, 0, 0}, 1);
-  canvas.line(left, bottom, right, bottom, {0, 0, 0}, 1);
-  if (history.empty()) return canvas.rgb;
+  draw_line(image, left, top, left, bottom, black, 1);
+  draw_line(image, left, bottom, right, bottom, black, 1);
+  auto py = [&](double v) { return bottom - (bottom - top) * std::clamp(v, 0.0, 1.0); };
+  for (int i = 0; i <= 10; i += 2) {
+    draw_line(image, left - 5, py(i / 10.0), left, py(i / 10.0), black, 1);
+    draw_text(image, left - 46, static_cast<int>(py(i / 10.0)) - 8,
+              i == 10 ? "1.0" : "0." + std::to_string(i), black, 2);
+  }
+  draw_text(image, (left + right) / 2 - 30, bottom + 28, "epoch", black, 2);
+  if (history.empty()) return image.pixels;
   const int last = history.back().epoch;
   const int first = history.front().epoch;
   auto px = [&](int epoch) {
     return last == first ? (left + right) / 2.0
                          : left + (right - left) * double(epoch - first) / double(last - first);
   };
-  auto py = [&](double v) { return bottom - (bottom - top) * std::clamp(v, 0.0, 1.0); };
-  for (int i = 0; i <= 10; ++i) canvas.line(left - 5, py(i / 10.0), left, py(i / 10.0), {0, 0, 0}, 1);
-  const std::array<std::uint8_t, 3> colours[3] = {{40, 80, 230}, {30, 170, 60}, {220, 40, 40}};
+  draw_text(image, left - 4, bottom + 8, std::to_string(first), black, 2);
+  draw_text(image, right - 24, bottom + 8, std::to_string(last), black, 2);
+  const Rgb colours[3] = {{40, 80, 230}, {30, 170, 60}, {220, 40, 40}};
   for (std::size_t i = 1; i < history.size(); ++i) {
-    canvas.line(px(history[i - 1].epoch), py(history[i - 1].loss), px(history[i].epoch),
-                py(history[i].loss), {0, 0, 0});
+    draw_line(image, px(history[i - 1].epoch), py(history[i - 1].loss), px(history[i].epoch),
+              py(history[i].loss), black);
   }
   for (std::size_t r = 0; r < 3; ++r) {
     const EpochRecord* prev = nullptr;
     for (const auto& rec : history) {
       if (!rec.validated) continue;
       if (prev != nullptr) {
-        canvas.line(px(prev->epoch), py(prev->dice[r]), px(rec.epoch), py(rec.dice[r]), colours[r]);
+        draw_line(image, px(prev->epoch), py(prev->dice[r]), px(rec.epoch), py(rec.dice[r]),
+                  colours[r]);
       } else {
-        canvas.line(px(rec.epoch) - 2, py(rec.dice[r]), px(rec.epoch) + 2, py(rec.dice[r]),
-                    colours[r], 3);
+        draw_line(image, px(rec.epoch) - 2, py(rec.dice[r]), px(rec.epoch) + 2, py(rec.dice[r]),
+                  colours[r], 3);
       }
       prev = &rec;
     }
   }
-  // Legend: short coloured bars in the top right (loss, WT, TC, ET).
-  const std::array<std::uint8_t, 3> legend[4] = {{0, 0, 0}, colours[0], colours[1], colours[2]};
+  const Rgb legend_colours[4] = {black, colours[0], colours[1], colours[2]};
+  const char* legend_names[4] = {"training loss", "hold-out Dice WT", "hold-out Dice TC",
+                                 "hold-out Dice ET"};
   for (int i = 0; i < 4; ++i) {
-    canvas.line(right - 60, top + 8 + 12 * i, right - 30, top + 8 + 12 * i, legend[i], 3);
+    const int y = top + 12 + 22 * i;
+    draw_line(image, right - 250, y, right - 222, y, legend_colours[i], 4);
+    draw_text(image, right - 214, y - 8, legend_names[i], black, 2);
   }
-  return canvas.rgb;
+  return image.pixels;
 }
 
 inline std::string log_csv(const std::vector<EpochRecord>& history) {
