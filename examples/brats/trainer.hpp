@@ -304,10 +304,19 @@ inline std::vector<std::uint8_t> plot_learning_curve(const std::vector<EpochReco
   const Rgb legend_colours[4] = {black, colours[0], colours[1], colours[2]};
   const char* legend_names[4] = {"training loss", "hold-out Dice WT", "hold-out Dice TC",
                                  "hold-out Dice ET"};
+  // The legend sits in a framed white box in the lower middle, over the curves.
+  const int box_x0 = left + 150, box_x1 = box_x0 + 262, box_y0 = bottom - 104,
+            box_y1 = bottom - 8;
+  for (int y = box_y0; y <= box_y1; ++y) {
+    for (int x = box_x0; x <= box_x1; ++x) {
+      const bool edge = y == box_y0 || y == box_y1 || x == box_x0 || x == box_x1;
+      image.set(x, y, edge ? grey : Rgb{255, 255, 255});
+    }
+  }
   for (int i = 0; i < 4; ++i) {
-    const int y = top + 12 + 22 * i;
-    draw_line(image, right - 250, y, right - 222, y, legend_colours[i], 4);
-    draw_text(image, right - 214, y - 8, legend_names[i], black, 2);
+    const int y = box_y0 + 14 + 22 * i;
+    draw_line(image, box_x0 + 8, y, box_x0 + 36, y, legend_colours[i], 4);
+    draw_text(image, box_x0 + 44, y - 8, legend_names[i], black, 2);
   }
   return image.pixels;
 }
