@@ -15,6 +15,8 @@
 #include "revox/data/brats.hpp"
 #include "revox/data/preprocess.hpp"
 
+#include "support/temp_dir.hpp"
+
 namespace fs = std::filesystem;
 using revox::index_t;
 using revox::Shape5;
@@ -26,26 +28,9 @@ using revox::data::LabelConvention;
 
 namespace {
 
-class TempDir {
+class TempDir : public revox_test::TempDir {
  public:
-  TempDir() {
-    static int counter = 0;
-    path_ = fs::temp_directory_path() /
-            ("revox_test_brats_" + std::to_string(static_cast<long>(::getpid())) + "_" +
-             std::to_string(counter++));
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
+  TempDir() : revox_test::TempDir("revox_test_brats") {}
 };
 
 void touch(const fs::path& path) {

@@ -21,42 +21,21 @@
 
 #include "revox/io/nifti.hpp"
 
+#include "support/temp_dir.hpp"
+
 namespace fs = std::filesystem;
 using revox::io::NiftiGeometry;
 using revox::io::read_nifti;
 
 namespace {
 
-class TempDir {
+class TempDir : public revox_test::TempDir {
  public:
-  TempDir() {
-    static int counter = 0;
-    path_ = fs::temp_directory_path() /
-            ("revox_test_nifti_" + std::to_string(static_cast<long>(::getpid())) + "_" +
-             std::to_string(counter++));
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  const fs::path& path() const { return path_; }
-  fs::path operator/(const std::string& name) const { return path_ / name; }
-
- private:
-  fs::path path_;
+  TempDir() : revox_test::TempDir("revox_test_nifti") {}
 };
 
 std::vector<std::string> entries(const fs::path& directory) {
-  std::vector<std::string> names;
-  for (const auto& entry : fs::directory_iterator(directory)) {
-    names.push_back(entry.path().filename().string());
-  }
-  std::sort(names.begin(), names.end());
-  return names;
+  return revox_test::directory_entries(directory);
 }
 
 using Bytes = std::vector<std::uint8_t>;
