@@ -59,6 +59,7 @@
 #endif
 
 #include "checkpoint.hpp"
+#include "inference.hpp"
 #include "overlay.hpp"
 #include "progress.hpp"
 #include "revox/core/memory.hpp"
@@ -181,7 +182,7 @@ struct CaseData {
 
 inline data::Size3 round_up(const data::Size3& s, index_t divisor) {
   data::Size3 out{};
-  for (int a = 0; a < 3; ++a) out[a] = (s[a] + divisor - 1) / divisor * divisor;
+  for (int a = 0; a < 3; ++a) out[a] = brats::round_up(s[a], divisor);
   return out;
 }
 
@@ -236,16 +237,11 @@ inline std::array<double, 3> patch_dice(const Tensor<float>& logits, const Tenso
   return out;
 }
 
-// Runs the model on a whole case and returns its labels in the original grid.
-inline Tensor<std::uint8_t> predict_case(UNet<float>& net, const CaseData& c) {
-  const data::Size3 source = data::spatial_size(c.image.shape());
-  data::CropPad plan = data::centered_crop_pad(source, round_up(source, net.config().size_divisor()));
-  Tensor<float> input = data::crop_or_pad(c.image, plan);
-  Tensor<float> logits(net.output_shape(input.shape()));
-  net.forward(Cpu{}, input.cview(), logits.view(), nullptr);
-  for (index_t i = 0; i < logits.numel(); ++i) logits[i] = logits[i] > 0.0f ? 1.0f : 0.0f;
-  Tensor<std::uint8_t> labels = data::labels_from_regions(logits, c.convention);
-  return data::undo_crop_or_pad(labels, plan);
+// Runs the model on a whole case (the same full-volume inference as `predict`) and returns
+// its labels in the original grid.
+inline Tensor<std::uint8_t> predict_case(const UNet<float>& net, const CaseData& c) {
+  return data::labels_from_regions(predict_probabilities(net, c.image, InferenceOptions{}),
+                                   c.convention);
 }
 
 // ---- learning-curve PNG ---------------------------------------------------------------
