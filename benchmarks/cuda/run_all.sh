@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# benchmarks/cuda/run_all.sh — everything revox checks on a GPU, in one run (< 8 minutes on
+# one H100): build the CUDA tests, run them (ctest label `cuda`: every op against the CPU
+# reference, the Cuda allocator, a whole reversible U-Net training step), run
+# compute-sanitizer memcheck and racecheck over the op parity tests, and print a summary
+# table last. Exit status 0 only when every step passed.
+#
+# On a GPU machine without Debian's packages or a network, first run here
+#   bash scripts/gpu-deps.sh        (copies Eigen and nlohmann_json into .gpu-deps/)
+# and carry .gpu-deps along. Environment:
+#   REVOX_GPU_BUILD   build folder (default: build-gpu)
+#   REVOX_CUDA_ARCH   CUDA architecture (default: the GPU's compute capability, else 90)
+#   OUT               when set, the full log is also written to $OUT/cuda_run_all.log
+set -uo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+build=${REVOX_GPU_BUILD:-$root/build-gpu}
+log=/dev/null
+if [[ -n "${OUT:-}" ]]; then mkdir -p "$OUT"; log=$OUT/cuda_run_all.log; fi
+exec > >(tee "$log") 2>&1
+
+export PATH=/usr/local/cuda/bin:$PATH
+start_all=$(date +%s)
+names=(); results=(); seconds=()
+record() { names+=("$1"); results+=("$2"); seconds+=("$3"); }
+step() {  # step NAME COMMAND...: runs, times and records one step
+  local name=$1; shift
+  echo; echo "=== $name: $*"
+  local t0; t0=$(date +%s)
+  if "$@"; then record "$name" PASS $(( $(date +%s) - t0 ));
+  else record "$name" "FAIL($?)" $(( $(date +%s) - t0 )); fi
+}
+
+echo "revox run_all.sh at commit $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+if command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/null 2>&1; then
+  nvidia-smi --query-gpu=name,driver_version,memory.total,compute_cap --format=csv
+  cap=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader | head -1 | tr -d ' .')
+  have_gpu=1
+else
+  have_gpu=0
+  echo "run_all: no GPU visible (nvidia-smi failed): the CUDA tests will report 'skipped'"
+  cap=90
+fi
+arch=${REVOX_CUDA_ARCH:-$cap}
+nvcc --version | tail -1
+
+prefix_args=()
+[[ -d $root/.gpu-deps/usr ]] && prefix_args=(-DCMAKE_PREFIX_PATH="$root/.gpu-deps/usr")
+jobs=$(nproc 2>/dev/null || echo 4)
+
+step configure cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release \
+  -DREVOX_BUILD_TESTS=OFF -DREVOX_BUILD_EXAMPLES=OFF -DREVOX_BUILD_BENCHMARKS=OFF \
+  -DREVOX_BUILD_CUDA_TESTS=ON -DREVOX_INSTALL=OFF -DREVOX_WARNINGS_AS_ERRORS=ON \
+  -DCMAKE_CUDA_ARCHITECTURES="$arch" "${prefix_args[@]}"
+step build cmake --build "$build" -j "$jobs"
+step "ctest -L cuda" ctest --test-dir "$build" -L cuda --output-on-failure --timeout 300
+
+# compute-sanitizer over the op parity tests (their small shapes keep this quick).
+sanitizer=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
+for test in test_cuda_ops_a test_cuda_ops_b; do
+  exe=$build/tests/cuda/revox_cuda_$test
+  if [[ $have_gpu == 0 ]]; then record "sanitize $test" SKIPPED 0; continue; fi
+  [[ -x $exe ]] || { record "sanitize $test" "MISSING" 0; continue; }
+  for tool in memcheck racecheck; do
+    step "$tool $test" "$sanitizer" --tool "$tool" --error-exitcode 99 "$exe"
+  done
+done
+
+echo
+echo "=== summary (total $(( $(date +%s) - start_all )) s)"
+printf '%-34s %-10s %8s\n' step result seconds
+failed=0
+for i in "${!names[@]}"; do
+  printf '%-34s %-10s %8s\n' "${names[$i]}" "${results[$i]}" "${seconds[$i]}"
+  [[ ${results[$i]} == PASS || ${results[$i]} == SKIPPED ]] || failed=1
+done
+[[ $have_gpu == 1 ]] || echo "NO GPU: nothing above ran on a GPU (the cuda tests were skipped)"
+exit $failed
