@@ -6,55 +6,133 @@
 // are updated under a mutex (allocations are per tensor, never per voxel, so the lock is
 // cheap) and are exact: current_bytes() is the sum of the sizes of live allocations,
 // peak_bytes() the maximum of current_bytes() since construction or the last reset_peak().
+//
+// With AllocatorCaching::pool (the CUDA allocator; the CPU allocator does not cache) a freed
+// block is kept in a free list keyed by its rounded size (pool_block_bytes) and handed out
+// again by the next allocation of the same size class, so a training step that repeats the
+// previous step's allocations calls the raw allocator (cudaMalloc) only during the first one.
+// current/peak bytes still count the requested sizes of live allocations; reserved_bytes
+// counts what is held from the raw allocator (blocks in use, rounded, plus cached free
+// blocks). release_cached() returns the cached blocks to the raw allocator; so does an
+// allocation that the raw allocator refuses, before it retries once. The pool does not know
+// about streams: a block freed while a kernel may still use it is safe to reuse only by work
+// ordered after that kernel (revox runs every kernel of a device on one stream).
 #pragma once
 
 #include <algorithm>
 #include <cstddef>
+#include <map>
 #include <mutex>
 #include <new>
+#include <vector>
 
 #include "revox/core/error.hpp"
 
 namespace revox {
 
 struct MemoryStats {
-  std::size_t current_bytes = 0;
+  std::size_t current_bytes = 0;  // in use: the requested sizes of live allocations
   std::size_t peak_bytes = 0;
   std::size_t live_allocations = 0;
   std::size_t total_allocations = 0;  // since construction; never reset
+  // The raw allocator's side. Without caching, reserved == current and raw_allocations ==
+  // total_allocations.
+  std::size_t reserved_bytes = 0;       // held from the raw allocator: in use + cached
+  std::size_t peak_reserved_bytes = 0;  // reset by reset_peak() to the reserved bytes now
+  std::size_t cached_bytes = 0;         // reserved but free, kept for reuse
+  std::size_t raw_allocations = 0;      // raw allocate calls since construction; never reset
+  std::size_t raw_frees = 0;            // raw free calls since construction; never reset
 };
+
+// Whether freed blocks go back to the raw allocator at once or wait in a pool for reuse.
+enum class AllocatorCaching { none, pool };
 
 class TrackingAllocator {
  public:
   using RawAllocate = void* (*)(std::size_t bytes);
   using RawFree = void (*)(void* ptr, std::size_t bytes);
 
-  TrackingAllocator(const char* device_name, RawAllocate raw_allocate, RawFree raw_free)
-      : device_name_(device_name), raw_allocate_(raw_allocate), raw_free_(raw_free) {}
+  TrackingAllocator(const char* device_name, RawAllocate raw_allocate, RawFree raw_free,
+                    AllocatorCaching caching = AllocatorCaching::none)
+      : device_name_(device_name),
+        raw_allocate_(raw_allocate),
+        raw_free_(raw_free),
+        caching_(caching == AllocatorCaching::pool) {}
   TrackingAllocator(const TrackingAllocator&) = delete;
   TrackingAllocator& operator=(const TrackingAllocator&) = delete;
+  // Cached blocks go back to the raw allocator; live allocations must be gone by now.
+  ~TrackingAllocator() { release_cached(); }
+
+  // The size of the block the pool holds for a request of `bytes` (bytes > 0): a multiple of
+  // 512 bytes and of 1/8 of the largest power of two <= bytes, so a block is at most 12.5%
+  // (or 511 bytes) larger than the request and sizes that differ a little share a class.
+  static std::size_t pool_block_bytes(std::size_t bytes) {
+    constexpr std::size_t kMinimum = 512;
+    if (bytes <= kMinimum) return kMinimum;
+    std::size_t power = kMinimum;
+    while (power <= bytes / 2) power *= 2;
+    const std::size_t granularity = std::max(kMinimum, power / 8);
+    return (bytes + granularity - 1) / granularity * granularity;
+  }
 
   // Zero bytes gives nullptr and is not counted as an allocation.
   void* allocate(std::size_t bytes) {
     if (bytes == 0) return nullptr;
-    void* ptr = raw_allocate_(bytes);
-    REVOX_CHECK(ptr != nullptr, device_name_, " allocator: out of memory allocating ", bytes,
-                " bytes (", stats().current_bytes, " bytes already in use)");
-    std::lock_guard<std::mutex> lock(mutex_);
-    stats_.current_bytes += bytes;
-    stats_.peak_bytes = std::max(stats_.peak_bytes, stats_.current_bytes);
-    ++stats_.live_allocations;
-    ++stats_.total_allocations;
+    if (!caching_) {
+      // The raw allocation runs outside the lock, so threads allocate concurrently.
+      void* ptr = raw_allocate_(bytes);
+      if (ptr == nullptr) throw_out_of_memory(bytes);
+      std::lock_guard<std::mutex> lock(mutex_);
+      count_raw_allocation(bytes);
+      count_allocation(bytes);
+      return ptr;
+    }
+    std::unique_lock<std::mutex> lock(mutex_);
+    const std::size_t block = pool_block_bytes(bytes);
+    void* ptr = take_cached(block);
+    if (ptr == nullptr) {
+      ptr = raw_allocate_(block);
+      if (ptr == nullptr && stats_.cached_bytes > 0) {
+        release_cached_locked();
+        ptr = raw_allocate_(block);
+      }
+      if (ptr == nullptr) {
+        lock.unlock();
+        throw_out_of_memory(bytes);
+      }
+      count_raw_allocation(block);
+    }
+    count_allocation(bytes);
     return ptr;
   }
 
   // `bytes` must be the size passed to allocate(); tensors always know it.
   void deallocate(void* ptr, std::size_t bytes) noexcept {
     if (ptr == nullptr) return;
-    raw_free_(ptr, bytes);
+    if (!caching_) {
+      raw_free_(ptr, bytes);
+      std::lock_guard<std::mutex> lock(mutex_);
+      count_raw_free(bytes);
+      count_deallocation(bytes);
+      return;
+    }
     std::lock_guard<std::mutex> lock(mutex_);
-    stats_.current_bytes -= bytes;
-    --stats_.live_allocations;
+    count_deallocation(bytes);
+    const std::size_t block = pool_block_bytes(bytes);
+    try {
+      free_blocks_[block].push_back(ptr);
+      stats_.cached_bytes += block;
+    } catch (...) {
+      // No memory for the free list's bookkeeping: give the block back instead.
+      raw_free_(ptr, block);
+      count_raw_free(block);
+    }
+  }
+
+  // Returns every cached block to the raw allocator; gives the number of bytes released.
+  std::size_t release_cached() noexcept {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return release_cached_locked();
   }
 
   MemoryStats stats() const {
@@ -64,21 +142,76 @@ class TrackingAllocator {
   std::size_t current_bytes() const { return stats().current_bytes; }
   std::size_t peak_bytes() const { return stats().peak_bytes; }
   std::size_t live_allocations() const { return stats().live_allocations; }
+  std::size_t reserved_bytes() const { return stats().reserved_bytes; }
+  std::size_t cached_bytes() const { return stats().cached_bytes; }
+  std::size_t raw_allocations() const { return stats().raw_allocations; }
 
-  // Starts a new peak measurement from the memory in use now.
+  // Starts a new peak measurement from the memory in use (and reserved) now.
   void reset_peak() {
     std::lock_guard<std::mutex> lock(mutex_);
     stats_.peak_bytes = stats_.current_bytes;
+    stats_.peak_reserved_bytes = stats_.reserved_bytes;
   }
 
   const char* device_name() const { return device_name_; }
+  bool caching() const { return caching_; }
 
  private:
+  [[noreturn]] void throw_out_of_memory(std::size_t bytes) const {
+    const MemoryStats now = stats();
+    throw Error(detail::concat(device_name_, " allocator: out of memory allocating ", bytes,
+                               " bytes (", now.current_bytes, " bytes already in use, ",
+                               now.reserved_bytes, " reserved)"));
+  }
+
+  // The rest are called with mutex_ held.
+  void count_allocation(std::size_t bytes) {
+    stats_.current_bytes += bytes;
+    stats_.peak_bytes = std::max(stats_.peak_bytes, stats_.current_bytes);
+    ++stats_.live_allocations;
+    ++stats_.total_allocations;
+  }
+  void count_deallocation(std::size_t bytes) {
+    stats_.current_bytes -= bytes;
+    --stats_.live_allocations;
+  }
+  void count_raw_allocation(std::size_t block) {
+    ++stats_.raw_allocations;
+    stats_.reserved_bytes += block;
+    stats_.peak_reserved_bytes = std::max(stats_.peak_reserved_bytes, stats_.reserved_bytes);
+  }
+  void count_raw_free(std::size_t block) {
+    ++stats_.raw_frees;
+    stats_.reserved_bytes -= block;
+  }
+  void* take_cached(std::size_t block) {
+    const auto found = free_blocks_.find(block);
+    if (found == free_blocks_.end() || found->second.empty()) return nullptr;
+    void* ptr = found->second.back();
+    found->second.pop_back();
+    stats_.cached_bytes -= block;
+    return ptr;
+  }
+  std::size_t release_cached_locked() noexcept {
+    const std::size_t released = stats_.cached_bytes;
+    for (auto& [block, pointers] : free_blocks_) {
+      for (void* ptr : pointers) {
+        raw_free_(ptr, block);
+        count_raw_free(block);
+      }
+    }
+    free_blocks_.clear();
+    stats_.cached_bytes = 0;
+    return released;
+  }
+
   const char* device_name_;
   RawAllocate raw_allocate_;
   RawFree raw_free_;
+  bool caching_;
   mutable std::mutex mutex_;
   MemoryStats stats_;
+  std::map<std::size_t, std::vector<void*>> free_blocks_;  // block size -> cached blocks
 };
 
 namespace detail {

@@ -9,9 +9,10 @@
 //           Initialised like PyTorch: U(-1/sqrt(fan_in), 1/sqrt(fan_in)), fan_in = Cin * k^3.
 // Saved:    a view of x (the caller keeps x alive and unchanged until backward).
 // Backward: dx is ASSIGNED (skipped when dx is empty); dW and db are ACCUMULATED.
-// Memory:   the CPU kernels for k = 3 take an im2col buffer of at most
+// Memory:   the kernels for k = 3 (CPU and CUDA) take an im2col buffer of at most
 //           cpu::kConv3dScratchBytes (16 MiB; more only when one output row of
-//           Cin * 27 * W elements is larger), freed before each call returns.
+//           Cin * 27 * W elements is larger) from the device's tracking allocator, freed
+//           before each call returns.
 // Preconditions: the layer is bound to a Parameters; y and dx do not alias x or dy.
 #pragma once
 

@@ -5,13 +5,34 @@
 //   conv3d_backward_data(dev, dy, weight, dx, kernel_size)                       dx ASSIGNED
 //   conv3d_backward_weight(dev, x, dy, dweight, dbias_or_null, kernel_size)      ACCUMULATED
 // Pointers are device memory; weight is (Cout, Cin, k, k, k) row-major, PyTorch's layout.
+// CUDA: declared here, defined in ops/cuda/conv3d.cuh (im2col / col2im bodies and cuBLAS; the
+// launch sequence is ops/kernels/conv3d.hpp), which a .cu translation unit includes. Both
+// devices bound the im2col column buffer by cpu::kConv3dScratchBytes.
 #pragma once
 
 #include "revox/core/device.hpp"
 #include "revox/core/tensor.hpp"
 #include "revox/ops/cpu/conv3d.hpp"
 
-namespace revox::ops {
+namespace revox {
+namespace cuda {  // revox/ops/cuda/conv3d.cuh
+template <class T>
+void conv3d_forward(const Cuda& dev, TensorView<const T> x,
+                    cpu::conv3d_detail::const_ptr<T> weight,
+                    cpu::conv3d_detail::const_ptr<T> bias, TensorView<T> y, int kernel_size,
+                    index_t scratch_bytes = cpu::kConv3dScratchBytes);
+template <class T>
+void conv3d_backward_data(const Cuda& dev, TensorView<const T> dy,
+                          cpu::conv3d_detail::const_ptr<T> weight, TensorView<T> dx,
+                          int kernel_size, index_t scratch_bytes = cpu::kConv3dScratchBytes);
+template <class T>
+void conv3d_backward_weight(const Cuda& dev, TensorView<const T> x, TensorView<const T> dy,
+                            cpu::conv3d_detail::mut_ptr<T> dweight,
+                            cpu::conv3d_detail::mut_ptr<T> dbias, int kernel_size,
+                            index_t scratch_bytes = cpu::kConv3dScratchBytes);
+}  // namespace cuda
+
+namespace ops {
 
 template <class Dev, class T>
 void conv3d_forward(const Dev& dev, TensorView<const T> x, cpu::conv3d_detail::const_ptr<T> weight,
@@ -19,10 +40,10 @@ void conv3d_forward(const Dev& dev, TensorView<const T> x, cpu::conv3d_detail::c
   if constexpr (is_cpu_v<Dev>) {
     (void)dev;
     cpu::conv3d_forward(x, weight, bias, y, kernel_size);
+  } else if constexpr (is_cuda_v<Dev>) {
+    cuda::conv3d_forward<T>(dev, x, weight, bias, y, kernel_size);
   } else {
-    static_assert(::revox::detail::always_false_v<Dev>,
-                  "ops::conv3d_forward: no kernel for this device yet (CUDA kernels arrive with "
-                  "the CUDA backend)");
+    static_assert(::revox::detail::always_false_v<Dev>, "ops::conv3d_forward: unknown device");
   }
 }
 
@@ -33,10 +54,11 @@ void conv3d_backward_data(const Dev& dev, TensorView<const T> dy,
   if constexpr (is_cpu_v<Dev>) {
     (void)dev;
     cpu::conv3d_backward_data(dy, weight, dx, kernel_size);
+  } else if constexpr (is_cuda_v<Dev>) {
+    cuda::conv3d_backward_data<T>(dev, dy, weight, dx, kernel_size);
   } else {
     static_assert(::revox::detail::always_false_v<Dev>,
-                  "ops::conv3d_backward_data: no kernel for this device yet (CUDA kernels arrive "
-                  "with the CUDA backend)");
+                  "ops::conv3d_backward_data: unknown device");
   }
 }
 
@@ -47,11 +69,13 @@ void conv3d_backward_weight(const Dev& dev, TensorView<const T> x, TensorView<co
   if constexpr (is_cpu_v<Dev>) {
     (void)dev;
     cpu::conv3d_backward_weight(x, dy, dweight, dbias, kernel_size);
+  } else if constexpr (is_cuda_v<Dev>) {
+    cuda::conv3d_backward_weight<T>(dev, x, dy, dweight, dbias, kernel_size);
   } else {
     static_assert(::revox::detail::always_false_v<Dev>,
-                  "ops::conv3d_backward_weight: no kernel for this device yet (CUDA kernels "
-                  "arrive with the CUDA backend)");
+                  "ops::conv3d_backward_weight: unknown device");
   }
 }
 
-}  // namespace revox::ops
+}  // namespace ops
+}  // namespace revox

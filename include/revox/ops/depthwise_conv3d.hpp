@@ -5,6 +5,9 @@
 //   depthwise_conv3d_backward_data(dev, dy, weight, dx)                    dx ASSIGNED
 //   depthwise_conv3d_backward_weight(dev, x, dy, dweight, dbias_or_null)   ACCUMULATED
 // Only the output argument deduces T: inputs may be mutable views, bias and dbias a nullptr.
+// CPU: ops/cpu/depthwise_conv3d.hpp. CUDA: declared here, defined in
+// ops/cuda/depthwise_conv3d.cuh (kernel bodies of ops/kernels/depthwise_conv3d.hpp), which a
+// .cu translation unit includes; pointers are then device memory.
 #pragma once
 
 #include <type_traits>
@@ -13,7 +16,22 @@
 #include "revox/core/tensor.hpp"
 #include "revox/ops/cpu/depthwise_conv3d.hpp"
 
-namespace revox::ops {
+namespace revox {
+namespace cuda {  // revox/ops/cuda/depthwise_conv3d.cuh
+template <class T>
+void depthwise_conv3d_forward(const Cuda& dev, TensorView<std::add_const_t<T>> x,
+                              std::add_const_t<T>* weight, std::add_const_t<T>* bias,
+                              TensorView<T> y);
+template <class T>
+void depthwise_conv3d_backward_data(const Cuda& dev, TensorView<std::add_const_t<T>> dy,
+                                    std::add_const_t<T>* weight, TensorView<T> dx);
+template <class T>
+void depthwise_conv3d_backward_weight(const Cuda& dev, TensorView<std::add_const_t<T>> x,
+                                      TensorView<std::add_const_t<T>> dy, T* dweight,
+                                      std::add_pointer_t<T> dbias);
+}  // namespace cuda
+
+namespace ops {
 
 template <class Dev, class T>
 void depthwise_conv3d_forward(const Dev& dev, TensorView<std::add_const_t<T>> x,
@@ -22,10 +40,10 @@ void depthwise_conv3d_forward(const Dev& dev, TensorView<std::add_const_t<T>> x,
   if constexpr (is_cpu_v<Dev>) {
     (void)dev;
     cpu::depthwise_conv3d_forward<T>(x, weight, bias, y);
+  } else if constexpr (is_cuda_v<Dev>) {
+    cuda::depthwise_conv3d_forward<T>(dev, x, weight, bias, y);
   } else {
-    static_assert(detail::always_false_v<Dev>,
-                  "ops::depthwise_conv3d_forward: no kernel for this device yet (CUDA kernels "
-                  "arrive with the CUDA backend)");
+    static_assert(detail::always_false_v<Dev>, "ops::depthwise_conv3d_forward: unknown device");
   }
 }
 
@@ -35,10 +53,11 @@ void depthwise_conv3d_backward_data(const Dev& dev, TensorView<std::add_const_t<
   if constexpr (is_cpu_v<Dev>) {
     (void)dev;
     cpu::depthwise_conv3d_backward_data<T>(dy, weight, dx);
+  } else if constexpr (is_cuda_v<Dev>) {
+    cuda::depthwise_conv3d_backward_data<T>(dev, dy, weight, dx);
   } else {
     static_assert(detail::always_false_v<Dev>,
-                  "ops::depthwise_conv3d_backward_data: no kernel for this device yet (CUDA "
-                  "kernels arrive with the CUDA backend)");
+                  "ops::depthwise_conv3d_backward_data: unknown device");
   }
 }
 
@@ -49,11 +68,13 @@ void depthwise_conv3d_backward_weight(const Dev& dev, TensorView<std::add_const_
   if constexpr (is_cpu_v<Dev>) {
     (void)dev;
     cpu::depthwise_conv3d_backward_weight<T>(x, dy, dweight, dbias);
+  } else if constexpr (is_cuda_v<Dev>) {
+    cuda::depthwise_conv3d_backward_weight<T>(dev, x, dy, dweight, dbias);
   } else {
     static_assert(detail::always_false_v<Dev>,
-                  "ops::depthwise_conv3d_backward_weight: no kernel for this device yet (CUDA "
-                  "kernels arrive with the CUDA backend)");
+                  "ops::depthwise_conv3d_backward_weight: unknown device");
   }
 }
 
-}  // namespace revox::ops
+}  // namespace ops
+}  // namespace revox

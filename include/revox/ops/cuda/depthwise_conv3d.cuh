@@ -1,0 +1,38 @@
+// revox/ops/cuda/depthwise_conv3d.cuh — the depthwise 3x3x3 convolution on the GPU: the
+// cuda:: functions ops/depthwise_conv3d.hpp declares, running the kernel bodies of
+// kernels/depthwise_conv3d.hpp on dev's stream (the weight gradient as a deterministic
+// two-stage reduction, scratch from cuda_allocator()). Asynchronous; needs no cuBLAS handle.
+// Pointers are device memory. Include from a .cu translation unit.
+#pragma once
+
+#include <type_traits>
+
+#include "revox/core/cuda.hpp"
+#include "revox/ops/cuda/gemm.cuh"
+#include "revox/ops/depthwise_conv3d.hpp"
+#include "revox/ops/kernels/depthwise_conv3d.hpp"
+
+namespace revox::cuda {
+
+template <class T>
+void depthwise_conv3d_forward(const Cuda& dev, TensorView<std::add_const_t<T>> x,
+                              std::add_const_t<T>* weight, std::add_const_t<T>* bias,
+                              TensorView<T> y) {
+  ::revox::kernels::depthwise_conv3d_forward<Executor, T>(Executor{dev}, x, weight, bias, y);
+}
+
+template <class T>
+void depthwise_conv3d_backward_data(const Cuda& dev, TensorView<std::add_const_t<T>> dy,
+                                    std::add_const_t<T>* weight, TensorView<T> dx) {
+  ::revox::kernels::depthwise_conv3d_backward_data<Executor, T>(Executor{dev}, dy, weight, dx);
+}
+
+template <class T>
+void depthwise_conv3d_backward_weight(const Cuda& dev, TensorView<std::add_const_t<T>> x,
+                                      TensorView<std::add_const_t<T>> dy, T* dweight,
+                                      std::add_pointer_t<T> dbias) {
+  ::revox::kernels::depthwise_conv3d_backward_weight<Executor, T>(Executor{dev}, x, dy, dweight,
+                                                                  dbias);
+}
+
+}  // namespace revox::cuda
