@@ -13,6 +13,9 @@
 //             ACCUMULATE. Backward releases what `saved` holds.
 // Preconditions: num_channels divisible by num_groups (the constructor checks); the layer is
 //             bound to a Parameters before forward. Kernels: revox/ops/group_norm.hpp.
+// Devices:    forward/backward run on the device passed (Cpu or Cuda); the saved statistics
+//             live on that device. reset_parameters writes through host pointers: on Cuda,
+//             initialise a CPU-bound copy and copy its flat buffer to the device.
 #pragma once
 
 #include <cmath>

@@ -20,34 +20,44 @@
 //
 // Preconditions, checked (revox::Error): logits non-empty, targets and dlogits of the same
 // shape, every logit finite, every target in [0, 1], smooth > 0, weights finite and >= 0.
+//
+// Devices: soft_dice_loss(logits, targets, dlogits, ...) and bce_dice_loss(...) run on the
+// CPU; the overloads taking a device first, soft_dice_loss(dev, logits, ...), run on `dev`.
+// On Cuda the views are device memory; the same two-stage reduction runs on the GPU
+// (ops/cuda/dice_loss.cuh, bodies in ops/kernels/dice_loss.hpp, which also holds the
+// element formulas both devices use), the value and the first bad logit or target are copied
+// back, the same checks throw the same messages, and only then is dlogits written. The call
+// waits for dev.stream (it returns the value on the host).
 #pragma once
 
 #include <algorithm>
 #include <cmath>
 #include <string>
+#include <type_traits>
 #include <vector>
 
+#include "revox/core/device.hpp"
 #include "revox/core/error.hpp"
 #include "revox/core/tensor.hpp"
+#include "revox/ops/kernels/dice_loss.hpp"
 
-namespace revox::losses {
+namespace revox {
+namespace cuda {
+// revox/ops/cuda/dice_loss.cuh: the loss (name as in messages, "soft_dice_loss" or
+// "bce_dice_loss") on the GPU, as losses::detail::dice_bce on the CPU.
+template <class T>
+double dice_bce_loss(const Cuda& dev, const char* loss, TensorView<const T> logits,
+                     TensorView<const T> targets, TensorView<T> dlogits, double smooth,
+                     double bce_weight, double dice_weight);
+}  // namespace cuda
+
+namespace losses {
 namespace detail {
 
 // Elements per chunk of the deterministic reduction.
-inline constexpr index_t kLossChunk = index_t{1} << 14;
+inline constexpr index_t kLossChunk = kernels::kLossChunk;
 
-// p = sigmoid(x) and q = 1 - p, both to full relative precision (no cancellation in 1 - p).
-inline void sigmoid_pair(double x, double& p, double& q) {
-  const double e = std::exp(-std::abs(x));
-  const double r = 1.0 / (1.0 + e);
-  if (x >= 0.0) {
-    p = r;
-    q = e * r;
-  } else {
-    p = e * r;
-    q = r;
-  }
-}
+using kernels::sigmoid_pair;
 
 struct ChunkSums {
   double intersection = 0.0;  // sum p t
@@ -85,6 +95,26 @@ void check_inputs(const char* loss, TensorView<const T> logits, TensorView<const
               dlogits.shape);
 }
 
+inline void check_weights(const char* loss, double smooth, double bce_weight,
+                          double dice_weight) {
+  REVOX_CHECK(std::isfinite(smooth) && smooth > 0.0, loss,
+              ": smooth must be positive and finite (it keeps the Dice of an empty channel "
+              "defined), got ", smooth);
+  REVOX_CHECK(std::isfinite(bce_weight) && bce_weight >= 0.0, loss,
+              ": bce_weight must be finite and non-negative, got ", bce_weight);
+  REVOX_CHECK(std::isfinite(dice_weight) && dice_weight >= 0.0, loss,
+              ": dice_weight must be finite and non-negative, got ", dice_weight);
+}
+
+// Throws for the first non-finite logit or out-of-range target (flat indices, -1: none).
+inline void check_values(const char* loss, Shape5 shape, index_t bad_logit,
+                         double bad_logit_value, index_t bad_target, double bad_target_value) {
+  REVOX_CHECK(bad_logit < 0, loss, ": logits must be finite, got ", bad_logit_value, " at ",
+              position(shape, bad_logit));
+  REVOX_CHECK(bad_target < 0, loss, ": targets must lie in [0, 1], got ", bad_target_value,
+              " at ", position(shape, bad_target));
+}
+
 // Per-plane sums of p t, p and t (and the total BCE when with_bce), in double, validating
 // every logit and target on the way.
 template <class T>
@@ -107,14 +137,14 @@ PlaneSums plane_sums(const char* loss, TensorView<const T> logits, TensorView<co
     for (index_t i = begin; i < end; ++i) {
       const double xi = static_cast<double>(x[i]);
       const double ti = static_cast<double>(t[i]);
-      if (!std::isfinite(xi) && sums.bad_logit < 0) sums.bad_logit = i;
-      if (!(ti >= 0.0 && ti <= 1.0) && sums.bad_target < 0) sums.bad_target = i;
+      if (kernels::bad_logit(xi) && sums.bad_logit < 0) sums.bad_logit = i;
+      if (kernels::bad_target(ti) && sums.bad_target < 0) sums.bad_target = i;
       double p, q;
       sigmoid_pair(xi, p, q);
       sums.intersection += p * ti;
       sums.prob += p;
       sums.target += ti;
-      if (with_bce) sums.bce += std::max(xi, 0.0) - xi * ti + std::log1p(std::exp(-std::abs(xi)));
+      if (with_bce) sums.bce += kernels::bce_with_logits(xi, ti);
     }
     slots[static_cast<std::size_t>(slot)] = sums;
   }
@@ -135,12 +165,8 @@ PlaneSums plane_sums(const char* loss, TensorView<const T> logits, TensorView<co
     if (bad_logit < 0) bad_logit = s.bad_logit;
     if (bad_target < 0) bad_target = s.bad_target;
   }
-  REVOX_CHECK(bad_logit < 0, loss, ": logits must be finite, got ",
-              static_cast<double>(x[bad_logit]), " at ",
-              position(shape, bad_logit));
-  REVOX_CHECK(bad_target < 0, loss, ": targets must lie in [0, 1], got ",
-              static_cast<double>(t[bad_target]), " at ",
-              position(shape, bad_target));
+  check_values(loss, shape, bad_logit, bad_logit < 0 ? 0.0 : static_cast<double>(x[bad_logit]),
+               bad_target, bad_target < 0 ? 0.0 : static_cast<double>(t[bad_target]));
   return out;
 }
 
@@ -149,13 +175,7 @@ template <class T>
 double dice_bce(const char* loss, TensorView<const T> logits, TensorView<const T> targets,
                 TensorView<T> dlogits, double smooth, double bce_weight, double dice_weight) {
   check_inputs(loss, logits, targets, dlogits);
-  REVOX_CHECK(std::isfinite(smooth) && smooth > 0.0, loss,
-              ": smooth must be positive and finite (it keeps the Dice of an empty channel "
-              "defined), got ", smooth);
-  REVOX_CHECK(std::isfinite(bce_weight) && bce_weight >= 0.0, loss,
-              ": bce_weight must be finite and non-negative, got ", bce_weight);
-  REVOX_CHECK(std::isfinite(dice_weight) && dice_weight >= 0.0, loss,
-              ": dice_weight must be finite and non-negative, got ", dice_weight);
+  check_weights(loss, smooth, bce_weight, dice_weight);
   const bool with_bce = bce_weight != 0.0;
   const PlaneSums sums = plane_sums(loss, logits, targets, with_bce);
 
@@ -219,4 +239,39 @@ double bce_dice_loss(TensorView<const T> logits, TensorView<const T> targets,
                           dice_weight);
 }
 
-}  // namespace revox::losses
+namespace detail {
+template <class Dev>
+using if_device_t = std::enable_if_t<is_cpu_v<Dev> || is_cuda_v<Dev>>;
+
+template <class Dev, class T>
+double dice_bce_on(const Dev& dev, const char* loss, TensorView<const T> logits,
+                   TensorView<const T> targets, TensorView<T> dlogits, double smooth,
+                   double bce_weight, double dice_weight) {
+  if constexpr (is_cpu_v<Dev>) {
+    (void)dev;
+    return dice_bce(loss, logits, targets, dlogits, smooth, bce_weight, dice_weight);
+  } else {
+    return cuda::dice_bce_loss(dev, loss, logits, targets, dlogits, smooth, bce_weight,
+                               dice_weight);
+  }
+}
+}  // namespace detail
+
+// soft_dice_loss on the device `dev` (Cpu or Cuda; on Cuda every view is device memory).
+template <class Dev, class T, class = detail::if_device_t<Dev>>
+double soft_dice_loss(const Dev& dev, TensorView<const T> logits, TensorView<const T> targets,
+                      TensorView<T> dlogits, double smooth = 1.0) {
+  return detail::dice_bce_on(dev, "soft_dice_loss", logits, targets, dlogits, smooth, 0.0, 1.0);
+}
+
+// bce_dice_loss on the device `dev` (Cpu or Cuda; on Cuda every view is device memory).
+template <class Dev, class T, class = detail::if_device_t<Dev>>
+double bce_dice_loss(const Dev& dev, TensorView<const T> logits, TensorView<const T> targets,
+                     TensorView<T> dlogits, double smooth = 1.0, double bce_weight = 1.0,
+                     double dice_weight = 1.0) {
+  return detail::dice_bce_on(dev, "bce_dice_loss", logits, targets, dlogits, smooth, bce_weight,
+                             dice_weight);
+}
+
+}  // namespace losses
+}  // namespace revox

@@ -3,90 +3,114 @@
 //   relu(dev, x, y)              relu_backward(dev, x, dy, dx)
 //   relu6(dev, x, y)             relu6_backward(dev, x, dy, dx)
 //   leaky_relu(dev, x, y, s)     leaky_relu_backward(dev, x, dy, dx, s)
-// All views have the same shape; y and dx are ASSIGNED. The slope s is cast to T, as
-// PyTorch casts negative_slope to the tensor's type.
+// All views have the same shape; y and dx are ASSIGNED; y may be the very view x (in place)
+// when x is not needed afterwards. The slope s is cast to T, as PyTorch casts negative_slope
+// to the tensor's type. CPU kernels: ops/cpu/activations.hpp; CUDA: ops/cuda/activations.cuh
+// (declared here, defined there; a .cu translation unit includes it), whose bodies are
+// ops/kernels/activations.hpp.
 #pragma once
 
 #include "revox/core/device.hpp"
 #include "revox/core/tensor.hpp"
 #include "revox/ops/cpu/activations.hpp"
 
-namespace revox::ops {
+namespace revox {
+namespace cuda {
+// revox/ops/cuda/activations.cuh
+template <class T>
+void relu(const Cuda& dev, TensorView<const T> x, TensorView<T> y);
+template <class T>
+void relu_backward(const Cuda& dev, TensorView<const T> x, TensorView<const T> dy,
+                   TensorView<T> dx);
+template <class T>
+void relu6(const Cuda& dev, TensorView<const T> x, TensorView<T> y);
+template <class T>
+void relu6_backward(const Cuda& dev, TensorView<const T> x, TensorView<const T> dy,
+                    TensorView<T> dx);
+template <class T>
+void leaky_relu(const Cuda& dev, TensorView<const T> x, TensorView<T> y, T negative_slope);
+template <class T>
+void leaky_relu_backward(const Cuda& dev, TensorView<const T> x, TensorView<const T> dy,
+                         TensorView<T> dx, T negative_slope);
+}  // namespace cuda
+
+namespace ops {
 
 template <class Dev, class T>
 void relu(const Dev& dev, TensorView<const T> x, TensorView<T> y) {
-  (void)dev;
   if constexpr (is_cpu_v<Dev>) {
+    (void)dev;
     cpu::relu(x, y);
+  } else if constexpr (is_cuda_v<Dev>) {
+    cuda::relu(dev, x, y);
   } else {
-    static_assert(detail::always_false_v<Dev>,
-                  "ops::relu: no kernel for this device yet (CUDA kernels arrive with the CUDA "
-                  "backend)");
+    static_assert(detail::always_false_v<Dev>, "ops::relu: unknown device type");
   }
 }
 
 template <class Dev, class T>
 void relu_backward(const Dev& dev, TensorView<const T> x, TensorView<const T> dy,
                    TensorView<T> dx) {
-  (void)dev;
   if constexpr (is_cpu_v<Dev>) {
+    (void)dev;
     cpu::relu_backward(x, dy, dx);
+  } else if constexpr (is_cuda_v<Dev>) {
+    cuda::relu_backward(dev, x, dy, dx);
   } else {
-    static_assert(detail::always_false_v<Dev>,
-                  "ops::relu_backward: no kernel for this device yet (CUDA kernels arrive with "
-                  "the CUDA backend)");
+    static_assert(detail::always_false_v<Dev>, "ops::relu_backward: unknown device type");
   }
 }
 
 template <class Dev, class T>
 void relu6(const Dev& dev, TensorView<const T> x, TensorView<T> y) {
-  (void)dev;
   if constexpr (is_cpu_v<Dev>) {
+    (void)dev;
     cpu::relu6(x, y);
+  } else if constexpr (is_cuda_v<Dev>) {
+    cuda::relu6(dev, x, y);
   } else {
-    static_assert(detail::always_false_v<Dev>,
-                  "ops::relu6: no kernel for this device yet (CUDA kernels arrive with the CUDA "
-                  "backend)");
+    static_assert(detail::always_false_v<Dev>, "ops::relu6: unknown device type");
   }
 }
 
 template <class Dev, class T>
 void relu6_backward(const Dev& dev, TensorView<const T> x, TensorView<const T> dy,
                     TensorView<T> dx) {
-  (void)dev;
   if constexpr (is_cpu_v<Dev>) {
+    (void)dev;
     cpu::relu6_backward(x, dy, dx);
+  } else if constexpr (is_cuda_v<Dev>) {
+    cuda::relu6_backward(dev, x, dy, dx);
   } else {
-    static_assert(detail::always_false_v<Dev>,
-                  "ops::relu6_backward: no kernel for this device yet (CUDA kernels arrive with "
-                  "the CUDA backend)");
+    static_assert(detail::always_false_v<Dev>, "ops::relu6_backward: unknown device type");
   }
 }
 
 template <class Dev, class T>
 void leaky_relu(const Dev& dev, TensorView<const T> x, TensorView<T> y,
                 double negative_slope) {
-  (void)dev;
   if constexpr (is_cpu_v<Dev>) {
+    (void)dev;
     cpu::leaky_relu(x, y, static_cast<T>(negative_slope));
+  } else if constexpr (is_cuda_v<Dev>) {
+    cuda::leaky_relu(dev, x, y, static_cast<T>(negative_slope));
   } else {
-    static_assert(detail::always_false_v<Dev>,
-                  "ops::leaky_relu: no kernel for this device yet (CUDA kernels arrive with the "
-                  "CUDA backend)");
+    static_assert(detail::always_false_v<Dev>, "ops::leaky_relu: unknown device type");
   }
 }
 
 template <class Dev, class T>
 void leaky_relu_backward(const Dev& dev, TensorView<const T> x, TensorView<const T> dy,
                          TensorView<T> dx, double negative_slope) {
-  (void)dev;
   if constexpr (is_cpu_v<Dev>) {
+    (void)dev;
     cpu::leaky_relu_backward(x, dy, dx, static_cast<T>(negative_slope));
+  } else if constexpr (is_cuda_v<Dev>) {
+    cuda::leaky_relu_backward(dev, x, dy, dx, static_cast<T>(negative_slope));
   } else {
-    static_assert(detail::always_false_v<Dev>,
-                  "ops::leaky_relu_backward: no kernel for this device yet (CUDA kernels arrive "
-                  "with the CUDA backend)");
+    static_assert(detail::always_false_v<Dev>, "ops::leaky_relu_backward: unknown device type");
   }
 }
 
-}  // namespace revox::ops
+}  // namespace ops
+}  // namespace revox

@@ -4,7 +4,9 @@
 //   add_inplace(dev, y, x)    y += x
 //   sub_inplace(dev, y, x)    y -= x
 // Shapes must match and views must not partially overlap (identical views are fine);
-// either mistake throws revox::Error.
+// either mistake throws revox::Error. CPU kernels: ops/cpu/add.hpp; CUDA: ops/cuda/add.cuh
+// (declared here, defined there; a .cu translation unit includes it), whose bodies are
+// ops/kernels/add.hpp. On the GPU every view is device memory.
 #pragma once
 
 #include <cstdint>
@@ -15,6 +17,16 @@
 #include "revox/ops/cpu/add.hpp"
 
 namespace revox {
+namespace cuda {
+// revox/ops/cuda/add.cuh
+template <class T>
+void add(const Cuda& dev, TensorView<const T> a, TensorView<const T> b, TensorView<T> y);
+template <class T>
+void add_inplace(const Cuda& dev, TensorView<T> y, TensorView<const T> x);
+template <class T>
+void sub_inplace(const Cuda& dev, TensorView<T> y, TensorView<const T> x);
+}  // namespace cuda
+
 namespace detail {
 
 // True when the element ranges of p and q share memory without being the same range.
@@ -45,42 +57,42 @@ namespace ops {
 
 template <class Dev, class T>
 void add(const Dev& dev, TensorView<const T> a, TensorView<const T> b, TensorView<T> y) {
-  (void)dev;
   revox::detail::check_elementwise_pair("ops::add", "a", a, "b", b);
   revox::detail::check_elementwise_pair("ops::add", "y", y, "a", a);
   revox::detail::check_elementwise_pair("ops::add", "y", y, "b", b);
   if constexpr (is_cpu_v<Dev>) {
+    (void)dev;
     cpu::add(a, b, y);
+  } else if constexpr (is_cuda_v<Dev>) {
+    cuda::add(dev, a, b, y);
   } else {
-    static_assert(revox::detail::always_false_v<Dev>,
-                  "ops::add: no kernel for this device yet (CUDA kernels arrive with the CUDA "
-                  "backend)");
+    static_assert(revox::detail::always_false_v<Dev>, "ops::add: unknown device type");
   }
 }
 
 template <class Dev, class T>
 void add_inplace(const Dev& dev, TensorView<T> y, TensorView<const T> x) {
-  (void)dev;
   revox::detail::check_elementwise_pair("ops::add_inplace", "y", y, "x", x);
   if constexpr (is_cpu_v<Dev>) {
+    (void)dev;
     cpu::add_inplace(y, x);
+  } else if constexpr (is_cuda_v<Dev>) {
+    cuda::add_inplace(dev, y, x);
   } else {
-    static_assert(revox::detail::always_false_v<Dev>,
-                  "ops::add_inplace: no kernel for this device yet (CUDA kernels arrive with "
-                  "the CUDA backend)");
+    static_assert(revox::detail::always_false_v<Dev>, "ops::add_inplace: unknown device type");
   }
 }
 
 template <class Dev, class T>
 void sub_inplace(const Dev& dev, TensorView<T> y, TensorView<const T> x) {
-  (void)dev;
   revox::detail::check_elementwise_pair("ops::sub_inplace", "y", y, "x", x);
   if constexpr (is_cpu_v<Dev>) {
+    (void)dev;
     cpu::sub_inplace(y, x);
+  } else if constexpr (is_cuda_v<Dev>) {
+    cuda::sub_inplace(dev, y, x);
   } else {
-    static_assert(revox::detail::always_false_v<Dev>,
-                  "ops::sub_inplace: no kernel for this device yet (CUDA kernels arrive with "
-                  "the CUDA backend)");
+    static_assert(revox::detail::always_false_v<Dev>, "ops::sub_inplace: unknown device type");
   }
 }
 

@@ -4,7 +4,10 @@
 //       y (N, C, D, H, W), mean and rstd (N, G) in double: ASSIGNED
 //   group_norm_backward(dev, x, dy, num_groups, mean, rstd, gamma, dx, dgamma, dbeta)
 //       dx ASSIGNED (skipped when empty); dgamma, dbeta (C) ACCUMULATED
-// Only the output argument deduces T: inputs may be mutable views.
+// Only the output argument deduces T: inputs may be mutable views. On the GPU gamma, beta,
+// mean, rstd, dgamma and dbeta are device pointers, like the views. CPU kernels:
+// ops/cpu/group_norm.hpp; CUDA: ops/cuda/group_norm.cuh (declared here, defined there; a .cu
+// translation unit includes it), whose bodies are ops/kernels/group_norm.hpp.
 #pragma once
 
 #include <type_traits>
@@ -13,7 +16,22 @@
 #include "revox/core/tensor.hpp"
 #include "revox/ops/cpu/group_norm.hpp"
 
-namespace revox::ops {
+namespace revox {
+namespace cuda {
+// revox/ops/cuda/group_norm.cuh
+template <class T>
+void group_norm_forward(const Cuda& dev, TensorView<std::add_const_t<T>> x, index_t num_groups,
+                        double eps, std::add_const_t<T>* gamma, std::add_const_t<T>* beta,
+                        TensorView<T> y, double* mean, double* rstd);
+template <class T>
+void group_norm_backward(const Cuda& dev, TensorView<std::add_const_t<T>> x,
+                         TensorView<std::add_const_t<T>> dy, index_t num_groups,
+                         const double* mean, const double* rstd, std::add_const_t<T>* gamma,
+                         TensorView<T> dx, std::add_pointer_t<T> dgamma,
+                         std::add_pointer_t<T> dbeta);
+}  // namespace cuda
+
+namespace ops {
 
 template <class Dev, class T>
 void group_norm_forward(const Dev& dev, TensorView<std::add_const_t<T>> x, index_t num_groups,
@@ -22,10 +40,10 @@ void group_norm_forward(const Dev& dev, TensorView<std::add_const_t<T>> x, index
   if constexpr (is_cpu_v<Dev>) {
     (void)dev;
     cpu::group_norm_forward<T>(x, num_groups, eps, gamma, beta, y, mean, rstd);
+  } else if constexpr (is_cuda_v<Dev>) {
+    cuda::group_norm_forward<T>(dev, x, num_groups, eps, gamma, beta, y, mean, rstd);
   } else {
-    static_assert(detail::always_false_v<Dev>,
-                  "ops::group_norm_forward: no kernel for this device yet (CUDA kernels arrive "
-                  "with the CUDA backend)");
+    static_assert(detail::always_false_v<Dev>, "ops::group_norm_forward: unknown device type");
   }
 }
 
@@ -38,11 +56,12 @@ void group_norm_backward(const Dev& dev, TensorView<std::add_const_t<T>> x,
   if constexpr (is_cpu_v<Dev>) {
     (void)dev;
     cpu::group_norm_backward<T>(x, dy, num_groups, mean, rstd, gamma, dx, dgamma, dbeta);
+  } else if constexpr (is_cuda_v<Dev>) {
+    cuda::group_norm_backward<T>(dev, x, dy, num_groups, mean, rstd, gamma, dx, dgamma, dbeta);
   } else {
-    static_assert(detail::always_false_v<Dev>,
-                  "ops::group_norm_backward: no kernel for this device yet (CUDA kernels arrive "
-                  "with the CUDA backend)");
+    static_assert(detail::always_false_v<Dev>, "ops::group_norm_backward: unknown device type");
   }
 }
 
-}  // namespace revox::ops
+}  // namespace ops
+}  // namespace revox

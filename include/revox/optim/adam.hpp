@@ -9,7 +9,8 @@
 //           p <- p - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
 // The scalars are computed in double and the element arithmetic runs in T, as PyTorch does.
 // Gradients are read, never changed. State buffers start at zero and have the flat
-// buffers' length (padding stays zero). See optim/optimizer.hpp for the common interface.
+// buffers' length (padding stays zero). See optim/optimizer.hpp for the common interface
+// and devices: Adam(params, options) on the CPU, Adam(dev, params, options) on any device.
 #pragma once
 
 #include <cmath>
@@ -37,6 +38,34 @@ struct AdamWOptions {
 
 namespace detail {
 
+// The element update of Adam (decoupled = false) or AdamW (true) at step `step` (>= 1): the
+// scalars computed in double and cast to T once, as PyTorch does.
+template <class T>
+kernels::AdamUpdate<T> adam_update(T* p, const T* g, T* m, T* v, double lr, double beta1,
+                                   double beta2, double eps, double weight_decay, bool decoupled,
+                                   std::int64_t step) {
+  const auto t = static_cast<double>(step);
+  const double bias_correction1 = 1.0 - std::pow(beta1, t);
+  const double bias_correction2 = 1.0 - std::pow(beta2, t);
+  kernels::AdamUpdate<T> update{};
+  update.p = p;
+  update.g = g;
+  update.m = m;
+  update.v = v;
+  update.neg_step_size = static_cast<T>(-(lr / bias_correction1));
+  update.bias_correction2_sqrt = static_cast<T>(std::sqrt(bias_correction2));
+  update.beta1 = static_cast<T>(beta1);
+  update.beta2 = static_cast<T>(beta2);
+  update.one_minus_beta1 = static_cast<T>(1.0 - beta1);
+  update.one_minus_beta2 = static_cast<T>(1.0 - beta2);
+  update.eps = static_cast<T>(eps);
+  update.l2 = decoupled ? T(0) : static_cast<T>(weight_decay);
+  update.decay = static_cast<T>(1.0 - lr * weight_decay);
+  update.decay_params = decoupled && weight_decay != 0.0;
+  update.decay_grads = !decoupled && weight_decay != 0.0;
+  return update;
+}
+
 template <class T, class Device>
 class AdamBase : public OptimizerBase<T, Device> {
  public:
@@ -52,9 +81,9 @@ class AdamBase : public OptimizerBase<T, Device> {
   }
 
  protected:
-  AdamBase(const char* name, Parameters<T, Device>& params, double lr, double beta1,
-           double beta2, double eps, double weight_decay, bool decoupled)
-      : OptimizerBase<T, Device>(name, params, lr),
+  AdamBase(const char* name, const Device& dev, Parameters<T, Device>& params, double lr,
+           double beta1, double beta2, double eps, double weight_decay, bool decoupled)
+      : OptimizerBase<T, Device>(name, dev, params, lr),
         beta1_(beta1),
         beta2_(beta2),
         eps_(eps),
@@ -70,33 +99,9 @@ class AdamBase : public OptimizerBase<T, Device> {
 
   void adam_step() {
     ++this->steps_;
-    const auto step = static_cast<double>(this->steps_);
-    const double lr = this->lr_;
-    const double bias_correction1 = 1.0 - std::pow(beta1_, step);
-    const double bias_correction2 = 1.0 - std::pow(beta2_, step);
-    const T neg_step_size = static_cast<T>(-(lr / bias_correction1));
-    const T bias_correction2_sqrt = static_cast<T>(std::sqrt(bias_correction2));
-    const T beta1 = static_cast<T>(beta1_);
-    const T beta2 = static_cast<T>(beta2_);
-    const T one_minus_beta1 = static_cast<T>(1.0 - beta1_);
-    const T one_minus_beta2 = static_cast<T>(1.0 - beta2_);
-    const T eps = static_cast<T>(eps_);
-    const T l2 = decoupled_ ? T(0) : static_cast<T>(weight_decay_);
-    const T decay = static_cast<T>(1.0 - lr * weight_decay_);
-    const bool decay_params = decoupled_ && weight_decay_ != 0.0;
-    const bool decay_grads = !decoupled_ && weight_decay_ != 0.0;
-    T* p = this->values_.data;
-    const T* g = this->grads_.data;
-    T* m = exp_avg_.data();
-    T* v = exp_avg_sq_.data();
-    this->for_each_element([=](index_t i) {
-      if (decay_params) p[i] = p[i] * decay;
-      const T grad = decay_grads ? g[i] + l2 * p[i] : g[i];
-      m[i] = m[i] * beta1 + one_minus_beta1 * grad;
-      v[i] = v[i] * beta2 + one_minus_beta2 * grad * grad;
-      const T denom = std::sqrt(v[i]) / bias_correction2_sqrt + eps;
-      p[i] = p[i] + neg_step_size * (m[i] / denom);
-    });
+    this->apply(adam_update<T>(this->values_.data, this->grads_.data, exp_avg_.data(),
+                               exp_avg_sq_.data(), this->lr_, beta1_, beta2_, eps_,
+                               weight_decay_, decoupled_, this->steps_));
   }
 
   double beta1_;
@@ -114,9 +119,14 @@ class AdamBase : public OptimizerBase<T, Device> {
 template <class T, class Device = Cpu>
 class Adam : public detail::AdamBase<T, Device> {
  public:
+  // On the CPU.
   explicit Adam(Parameters<T, Device>& params, AdamOptions options = {})
-      : detail::AdamBase<T, Device>("Adam", params, options.lr, options.beta1, options.beta2,
-                                    options.eps, options.weight_decay, false),
+      : Adam(Device{}, params, options) {
+    static_assert(is_cpu_v<Device>, "Adam: pass the device first, Adam(dev, params, options)");
+  }
+  Adam(const Device& dev, Parameters<T, Device>& params, AdamOptions options = {})
+      : detail::AdamBase<T, Device>("Adam", dev, params, options.lr, options.beta1,
+                                    options.beta2, options.eps, options.weight_decay, false),
         options_(options) {}
   void step() { this->adam_step(); }
   // The options given to the constructor (lr as constructed; lr() is the current one).
@@ -130,9 +140,14 @@ class Adam : public detail::AdamBase<T, Device> {
 template <class T, class Device = Cpu>
 class AdamW : public detail::AdamBase<T, Device> {
  public:
+  // On the CPU.
   explicit AdamW(Parameters<T, Device>& params, AdamWOptions options = {})
-      : detail::AdamBase<T, Device>("AdamW", params, options.lr, options.beta1, options.beta2,
-                                    options.eps, options.weight_decay, true),
+      : AdamW(Device{}, params, options) {
+    static_assert(is_cpu_v<Device>, "AdamW: pass the device first, AdamW(dev, params, options)");
+  }
+  AdamW(const Device& dev, Parameters<T, Device>& params, AdamWOptions options = {})
+      : detail::AdamBase<T, Device>("AdamW", dev, params, options.lr, options.beta1,
+                                    options.beta2, options.eps, options.weight_decay, true),
         options_(options) {}
   void step() { this->adam_step(); }
   const AdamWOptions& options() const { return options_; }

@@ -1,11 +1,11 @@
 // revox/optim/optimizer.hpp — what every revox optimizer shares: the flat-buffer element
-// ranges it updates, the learning rate and the step count.
+// ranges it updates, the learning rate, the step count and the device it runs on.
 //
-// An optimizer works on a Parameters<T, Cpu> (one value buffer, one gradient buffer). It
-// keeps views of the two buffers (which stay valid when the Parameters object is moved)
-// and the element ranges of the parameters, so it updates parameter elements only: the
-// zero padding between parameters stays zero whatever the gradient buffer holds there.
-// The Parameters object must outlive the optimizer.
+// An optimizer works on a Parameters<T, Device> (one value buffer, one gradient buffer), on
+// the CPU or on a GPU (Device = Cuda). It keeps views of the two buffers (which stay valid
+// when the Parameters object is moved) and the element ranges of the parameters, so it updates
+// parameter elements only: the zero padding between parameters stays zero whatever the
+// gradient buffer holds there. The Parameters object must outlive the optimizer.
 //
 // Every optimizer provides
 //   void step();                          one update from the current gradients
@@ -13,7 +13,13 @@
 //   std::int64_t steps() const;           updates done so far (PyTorch's state["step"])
 //   void set_steps(std::int64_t);         with visit_state, restores a checkpoint
 //   template <class Fn> void visit_state(Fn&& fn);   fn(const char* name, TensorView<T>)
-//       for each state buffer, each as long as the flat buffers (padding included, zero).
+//       for each state buffer, each as long as the flat buffers (padding included, zero),
+//       in the Parameters' device memory.
+// Construction: Optimizer(params, options) on the CPU; Optimizer(dev, params, options) on
+// any device. On Cuda the state buffers live on the GPU and step() runs the update body of
+// ops/kernels/optim.hpp over every flat index with a device copy of the parameter ranges
+// (ops/cuda/optim.cuh, which the .cu translation unit includes), asynchronously on
+// dev.stream; the CPU runs the same body over the parameter spans with OpenMP.
 #pragma once
 
 #include <algorithm>
@@ -26,6 +32,17 @@
 #include "revox/core/error.hpp"
 #include "revox/core/parameters.hpp"
 #include "revox/core/tensor.hpp"
+#include "revox/ops/kernels/optim.hpp"
+
+namespace revox::cuda {
+// revox/ops/cuda/optim.cuh
+template <class T>
+void upload_parameter_ranges(const Cuda& dev, T* device_dst, const T* host_src,
+                             index_t count);
+template <class Update>
+void for_each_parameter_element(const Cuda& dev, index_t flat_size,
+                                ::revox::kernels::ParamRanges ranges, const Update& update);
+}  // namespace revox::cuda
 
 namespace revox::optim {
 namespace detail {
@@ -52,6 +69,22 @@ inline std::vector<Span> parameter_spans(const std::vector<ParamEntry>& entries)
   return spans;
 }
 
+// The [begin, end) element range of every parameter, in buffer order: `count` begins, then
+// `count` ends (the layout kernels::ParamRanges reads).
+inline std::vector<index_t> parameter_range_table(const std::vector<ParamEntry>& entries) {
+  const auto count = entries.size();
+  std::vector<index_t> table(2 * count);
+  for (std::size_t k = 0; k < count; ++k) {
+    table[k] = entries[k].offset;
+    table[count + k] = entries[k].offset + entries[k].shape.numel();
+  }
+  return table;
+}
+
+inline kernels::ParamRanges param_ranges(const index_t* table, index_t count) {
+  return kernels::ParamRanges{table, table + count, count};
+}
+
 inline void check_finite_non_negative(const char* optimizer, const char* what, double value) {
   REVOX_CHECK(std::isfinite(value) && value >= 0.0, optimizer, ": ", what,
               " must be finite and non-negative, got ", value);
@@ -62,13 +95,12 @@ inline void check_beta(const char* optimizer, const char* what, double value) {
               value);
 }
 
-// The shared part of every optimizer: buffer views, spans, lr and step count.
+// The shared part of every optimizer: device, buffer views, spans, lr and step count.
 template <class T, class Device>
 class OptimizerBase {
   static_assert(std::is_floating_point_v<T>, "optimizers update float or double parameters");
-  static_assert(is_cpu_v<Device>,
-                "revox::optim: no update kernel for this device yet (CUDA optimizers arrive "
-                "with the CUDA backend)");
+  static_assert(is_cpu_v<Device> || is_cuda_v<Device>,
+                "revox::optim: optimizers run on Cpu or Cuda parameters");
 
  public:
   double lr() const { return lr_; }
@@ -83,32 +115,51 @@ class OptimizerBase {
   }
 
  protected:
-  OptimizerBase(const char* name, Parameters<T, Device>& params, double lr)
+  OptimizerBase(const char* name, const Device& dev, Parameters<T, Device>& params, double lr)
       : name_(name),
+        device_(dev),
         values_(params.values()),
         grads_(params.grads()),
         spans_(parameter_spans(params.entries())) {
     set_lr(lr);
+    if constexpr (is_cuda_v<Device>) {
+      const std::vector<index_t> table = parameter_range_table(params.entries());
+      range_count_ = static_cast<index_t>(params.entries().size());
+      range_table_ = Tensor<index_t, Device>(flat_shape(static_cast<index_t>(table.size())));
+      cuda::upload_parameter_ranges(device_, range_table_.data(), table.data(),
+                                    static_cast<index_t>(table.size()));
+    }
   }
 
   // A zero buffer as long as the flat parameter buffer.
   Tensor<T, Device> zero_state() const { return Tensor<T, Device>::zeros(values_.shape); }
 
-  // fn(i) for every parameter element i, in parallel.
-  template <class Fn>
-  void for_each_element(Fn&& fn) const {
-    const auto count = static_cast<index_t>(spans_.size());
-    const Span* spans = spans_.data();
+  // update.update(i) for every parameter element i: in parallel over the spans on the CPU,
+  // one GPU thread per flat index (padding skipped) on Cuda.
+  template <class Update>
+  void apply(const Update& update) const {
+    if constexpr (is_cpu_v<Device>) {
+      const auto count = static_cast<index_t>(spans_.size());
+      const Span* spans = spans_.data();
 #pragma omp parallel for schedule(static) if (values_.numel() > kOptimChunk)
-    for (index_t s = 0; s < count; ++s) {
-      for (index_t i = spans[s].begin; i < spans[s].end; ++i) fn(i);
+      for (index_t s = 0; s < count; ++s) {
+        // A private copy: the element stores cannot alias its scalars, which stay in registers.
+        const Update local = update;
+        for (index_t i = spans[s].begin; i < spans[s].end; ++i) local.update(i);
+      }
+    } else {
+      cuda::for_each_parameter_element(device_, values_.numel(),
+                                       param_ranges(range_table_.data(), range_count_), update);
     }
   }
 
   const char* name_;
+  Device device_;
   TensorView<T> values_;
   TensorView<T> grads_;
   std::vector<Span> spans_;
+  Tensor<index_t, Device> range_table_;  // Cuda: parameter_range_table on the device
+  index_t range_count_ = 0;
   double lr_ = 0.0;
   std::int64_t steps_ = 0;
 };

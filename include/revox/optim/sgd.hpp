@@ -11,7 +11,8 @@
 // The momentum buffer exists only when momentum != 0, and is valid once steps() > 0 (a
 // restored checkpoint sets both through visit_state and set_steps). Nesterov needs
 // momentum > 0 and dampening 0, as in PyTorch. See optim/optimizer.hpp for the common
-// interface.
+// interface and devices: SGD(params, options) on the CPU, SGD(dev, params, options) on any
+// device.
 #pragma once
 
 #include <cmath>
@@ -29,11 +30,38 @@ struct SGDOptions {
   bool nesterov = false;
 };
 
+namespace detail {
+
+// The element update of SGD with `options`; `first`: this is the first step (b <- d).
+template <class T>
+kernels::SgdUpdate<T> sgd_update(T* p, const T* g, T* momentum_buffer, double lr,
+                                 const SGDOptions& options, bool first) {
+  kernels::SgdUpdate<T> update{};
+  update.p = p;
+  update.g = g;
+  update.b = momentum_buffer;
+  update.neg_lr = static_cast<T>(-lr);
+  update.weight_decay = static_cast<T>(options.weight_decay);
+  update.momentum = static_cast<T>(options.momentum);
+  update.one_minus_dampening = static_cast<T>(1.0 - options.dampening);
+  update.decay = options.weight_decay != 0.0;
+  update.has_momentum = options.momentum != 0.0;
+  update.first = first;
+  update.nesterov = options.nesterov;
+  return update;
+}
+
+}  // namespace detail
+
 template <class T, class Device = Cpu>
 class SGD : public detail::OptimizerBase<T, Device> {
  public:
-  SGD(Parameters<T, Device>& params, SGDOptions options)
-      : detail::OptimizerBase<T, Device>("SGD", params, checked_lr(options.lr)),
+  // On the CPU.
+  SGD(Parameters<T, Device>& params, SGDOptions options) : SGD(Device{}, params, options) {
+    static_assert(is_cpu_v<Device>, "SGD: pass the device first, SGD(dev, params, options)");
+  }
+  SGD(const Device& dev, Parameters<T, Device>& params, SGDOptions options)
+      : detail::OptimizerBase<T, Device>("SGD", dev, params, checked_lr(options.lr)),
         options_(options) {
     detail::check_finite_non_negative("SGD", "momentum", options.momentum);
     detail::check_finite_non_negative("SGD", "dampening", options.dampening);
@@ -47,28 +75,8 @@ class SGD : public detail::OptimizerBase<T, Device> {
   void step() {
     const bool first = this->steps_ == 0;
     ++this->steps_;
-    const T neg_lr = static_cast<T>(-this->lr_);
-    const T weight_decay = static_cast<T>(options_.weight_decay);
-    const bool decay = options_.weight_decay != 0.0;
-    const T momentum = static_cast<T>(options_.momentum);
-    const T one_minus_dampening = static_cast<T>(1.0 - options_.dampening);
-    const bool nesterov = options_.nesterov;
-    T* p = this->values_.data;
-    const T* g = this->grads_.data;
-    if (options_.momentum == 0.0) {
-      this->for_each_element([=](index_t i) {
-        const T d = decay ? g[i] + weight_decay * p[i] : g[i];
-        p[i] = p[i] + neg_lr * d;
-      });
-      return;
-    }
-    T* b = momentum_buffer_.data();
-    this->for_each_element([=](index_t i) {
-      T d = decay ? g[i] + weight_decay * p[i] : g[i];
-      b[i] = first ? d : b[i] * momentum + one_minus_dampening * d;
-      d = nesterov ? d + momentum * b[i] : b[i];
-      p[i] = p[i] + neg_lr * d;
-    });
+    this->apply(detail::sgd_update<T>(this->values_.data, this->grads_.data,
+                                      momentum_buffer_.data(), this->lr_, options_, first));
   }
 
   template <class Fn>
