@@ -17,7 +17,7 @@
 
 #include <algorithm>
 
-#include <Eigen/Core>
+#include "revox/core/eigen.hpp"
 
 #include "revox/core/error.hpp"
 #include "revox/core/tensor.hpp"
