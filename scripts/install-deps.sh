@@ -15,6 +15,7 @@ packages=(
   libbenchmark-dev     # Google Benchmark (benchmarks/)
   libcli11-dev         # command lines of examples/brats (revox-brats)
   libstb-dev           # PNG writing (stb_image_write) for revox-brats' plots and overlays
+  openmpi-bin libopenmpi-dev  # data-parallel training under mpirun (revox::mpi) and its tests
 )
 if [[ "${1:-}" == "--peers" ]]; then
   packages+=(libdnnl-dev)

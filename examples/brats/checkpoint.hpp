@@ -22,7 +22,8 @@
 //                   config is the whole RNG state)
 //   "revox_commit": the git commit the binary was built from, when known
 //   plus any extra entries the writer passes (the trainer stores "history": the per-epoch
-//   log rows so far, as JSON).
+//   log rows so far, as JSON, and "processes": the number of data-parallel processes of the
+//   run that wrote it).
 //
 // Every reader error is a revox::Error naming the file and the problem: not a safetensors
 // file / damaged, not a revox checkpoint, missing tensor, shape or dtype mismatch.

@@ -3,8 +3,12 @@
 //
 //   {
 //     "model":            UNetConfig JSON (revox/models/unet_config.hpp), fully resolved
-//     "epochs":           30            epochs to run (an epoch = samples_per_epoch steps)
+//     "epochs":           30            epochs to run (an epoch = samples_per_epoch samples,
+//                                       ceil(samples / global batch) optimizer steps)
 //     "samples_per_epoch": 0            0: one pass over the training cases
+//     "batch_size":       1             samples per optimizer step on EACH process (their
+//                                       gradients are summed, then averaged over the step's
+//                                       batch_size x processes samples: the global batch)
 //     "learning_rate":    1e-3          Adam
 //     "weight_decay":     0             Adam's L2 term
 //     "milestones":       [20]          MultiStepLR epochs
@@ -47,6 +51,7 @@ struct RunConfig {
   UNetConfig model;
   int epochs = 30;
   int samples_per_epoch = 0;
+  int batch_size = 1;  // per process
   double learning_rate = 1e-3;
   double weight_decay = 0.0;
   std::vector<int> milestones;
@@ -74,6 +79,7 @@ inline nlohmann::json default_run_json() {
   j["model"] = to_json(unet_preset("small"));
   j["epochs"] = 30;
   j["samples_per_epoch"] = 0;
+  j["batch_size"] = 1;
   j["learning_rate"] = 1e-3;
   j["weight_decay"] = 0.0;
   j["milestones"] = std::vector<int>{20};
@@ -233,6 +239,7 @@ inline RunConfig parse_run_config(const nlohmann::json& input) {
   c.model = unet_config_from_json(j["model"]);
   c.epochs = static_cast<int>(detail::integer(j, "epochs", 1));
   c.samples_per_epoch = static_cast<int>(detail::integer(j, "samples_per_epoch", 0));
+  c.batch_size = static_cast<int>(detail::integer(j, "batch_size", 1));
   c.learning_rate = detail::number(j, "learning_rate", 0.0, 10.0);
   c.weight_decay = detail::number(j, "weight_decay", 0.0, 10.0);
   REVOX_CHECK(j["milestones"].is_array(), "training config: 'milestones' must be an array of "

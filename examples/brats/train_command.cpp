@@ -1,5 +1,8 @@
 // revox-brats train: see trainer.hpp for what a run does and writes, run_config.hpp for the
-// config keys and presets.
+// config keys and presets. Started by an MPI launcher (`mpirun -np N revox-brats train ...`)
+// in a build with MPI (REVOX_WITH_MPI), the N processes train one model together
+// (data-parallel, revox/dist/mpi.hpp); a build without MPI refuses to start as one of
+// several processes. A process that fails ends the whole job with a message naming its rank.
 // stb_image_write, private to this file (overlay_png.cpp has its own static copy).
 #define STB_IMAGE_WRITE_STATIC
 #define STB_IMAGE_WRITE_IMPLEMENTATION
@@ -14,8 +17,12 @@
 #include <CLI/CLI.hpp>
 
 #include "commands.hpp"
+#include "revox/dist/communicator.hpp"
 #include "run_config.hpp"
 #include "trainer.hpp"
+#if defined(REVOX_WITH_MPI)
+#include "revox/dist/mpi.hpp"
+#endif
 
 namespace {
 
@@ -25,6 +32,7 @@ struct TrainArgs {
   int epochs = 0, threads = 0;
   long long seed = -1;
   bool resume = false;
+  bool check_replicas = false;
 };
 
 nlohmann::json resolve_config(const TrainArgs& a) {
@@ -50,6 +58,29 @@ nlohmann::json resolve_config(const TrainArgs& a) {
   for (const auto& s : a.sets) revox::brats::apply_set(config, s);
   if (a.seed >= 0) config["seed"] = a.seed;
   return revox::brats::parse_run_config(config).json;
+}
+
+void train(const TrainArgs& args, revox::dist::Communicator<revox::Cpu>& comm) {
+  revox::brats::TrainOptions options;
+  options.data = args.data;
+  options.out = args.out;
+  options.resume = args.resume;
+  if (!args.resume) {
+    options.config = resolve_config(args);
+  } else {
+    // On --resume the checkpoint's config is the base; --set applies on top of it.
+    if (!args.preset.empty() || !args.config_file.empty()) {
+      TrainArgs base = args;
+      base.sets.clear();
+      options.config = resolve_config(base);
+    }
+    options.sets = args.sets;
+    if (args.seed >= 0) options.sets.push_back("seed=" + std::to_string(args.seed));
+  }
+  if (args.epochs > 0) options.epochs = args.epochs;
+  if (args.threads > 0) options.threads = args.threads;
+  options.check_replicas = args.check_replicas;
+  revox::brats::run_training(options, std::cout, comm);
 }
 
 }  // namespace
@@ -79,27 +110,21 @@ void add_train_command(CLI::App& app) {
       ->check(CLI::NonNegativeNumber);
   cmd->add_flag("--resume", args->resume,
                 "continue the run in --out from latest.safetensors, exactly");
-  cmd->add_option("--threads", args->threads, "OpenMP threads (overrides the config)")
+  cmd->add_option("--threads", args->threads,
+                  "OpenMP threads per process (overrides the config)")
       ->check(CLI::PositiveNumber);
+  cmd->add_flag("--check-replicas", args->check_replicas,
+                "under mpirun: compare a checksum of every process's weights after every step "
+                "and stop with an error if they differ (they are always compared after every "
+                "epoch)");
   cmd->callback([args] {
-    revox::brats::TrainOptions options;
-    options.data = args->data;
-    options.out = args->out;
-    options.resume = args->resume;
-    if (!args->resume) {
-      options.config = resolve_config(*args);
-    } else {
-      // On --resume the checkpoint's config is the base; --set applies on top of it.
-      if (!args->preset.empty() || !args->config_file.empty()) {
-        TrainArgs base = *args;
-        base.sets.clear();
-        options.config = resolve_config(base);
-      }
-      options.sets = args->sets;
-      if (args->seed >= 0) options.sets.push_back("seed=" + std::to_string(args->seed));
-    }
-    if (args->epochs > 0) options.epochs = args->epochs;
-    if (args->threads > 0) options.threads = args->threads;
-    revox::brats::run_training(options);
+#if defined(REVOX_WITH_MPI)
+    revox::dist::CpuWorld world;
+    revox::dist::Communicator<revox::Cpu>& comm = world.communicator();
+#else
+    const auto single = revox::dist::single_process_communicator("revox-brats train");
+    revox::dist::Communicator<revox::Cpu>& comm = *single;
+#endif
+    revox::dist::run_or_abort(comm, "revox-brats train", [&] { train(*args, comm); });
   });
 }

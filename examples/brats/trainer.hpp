@@ -17,17 +17,39 @@
 // Step: patch (tumor-centered with probability tumor_probability, else uniform; or the whole
 // volume with sampling "full") -> augmentation (revox::data::augment, one resampling pass) ->
 // region targets WT, TC, ET -> UNet<float> forward -> soft Dice (or BCE + Dice) -> backward
-// -> Adam (lr from MultiStepLR at the epoch). Validation (every validate_every epochs and
-// after the last): the full hold-out volumes (centered pad to a multiple of 2^(levels-1)),
-// threshold 0.5, labels back in the original grid, Dice per region (BraTS rules); after the
-// last epoch also HD95, written to RUN_DIR/holdout_scores.csv.
+// (batch_size samples per process, gradients summed) -> gradient all-reduce over the
+// processes, scaled to the mean over the step's samples -> Adam (lr from MultiStepLR at the
+// epoch). Validation (every validate_every epochs and after the last): the full hold-out
+// volumes (centered pad to a multiple of 2^(levels-1)), threshold 0.5, labels back in the
+// original grid, Dice per region (BraTS rules); after the last epoch also HD95, written to
+// RUN_DIR/holdout_scores.csv.
+//
+// Data parallelism (revox/dist/communicator.hpp; train_command.cpp picks MPI when started by
+// mpirun): every process holds a replica of the model and the whole dataset. An epoch visits
+// ceil(samples / global batch) * global batch entries of the shared seeded order (the list
+// wraps when the global batch does not divide the sample count); step t covers entries
+// [t * G, (t + 1) * G) with G = batch_size x processes, and process r trains entries
+// [t * G + r * batch_size, ... + batch_size): disjoint shards. The sample index (the entry)
+// seeds the patch and the augmentation, so the processes draw different augmentations and a
+// run with P processes x batch b trains the same samples as one process with batch P * b,
+// the gradient sum of a step being the same sum: same weights (the all-reduce of 2 ranks
+// adds the same two terms; more ranks may add in another order). Only rank 0 reads and
+// writes RUN_DIR (checks, checkpoint reading, config, logs, pictures, checkpoints) and
+// prints; the resolved config, the resume state, the weights and the Adam state come from
+// rank 0 by broadcast. Every rank checks that it sees the same cases as rank 0 before the
+// first step. Hold-out validation is spread over the ranks (case j on rank j % processes) and
+// summed. After every epoch (and every step with --check-replicas) a checksum of the weights
+// is compared across the ranks. The checkpoint's metadata "processes" records the number of
+// processes; resuming with another number continues with another global batch (a note says
+// so).
 //
 // RUN_DIR after a run:
 //   config.json              the resolved training config
 //   split.json, holdout/     the split (ids) and hold-out symlinks
 //   log.csv                  epoch,loss,dice_wt,dice_tc,dice_et,lr,seconds,peak_memory_bytes
 //                            (dice empty for epochs without validation; peak = the tracking
-//                            allocator's peak during the epoch, dataset included)
+//                            allocator's peak during the epoch, dataset included; seconds and
+//                            peak are rank 0's in a data-parallel run)
 //   learning_curve.png       loss and hold-out Dice per epoch
 //   latest.safetensors       after every epoch (atomic), best.safetensors at each new best
 //                            hold-out mean Dice (checkpoint.hpp)
@@ -67,9 +89,11 @@
 #include "revox/data/augment.hpp"
 #include "revox/data/brats.hpp"
 #include "revox/data/preprocess.hpp"
+#include "revox/dist/communicator.hpp"
 #include "revox/losses/dice.hpp"
 #include "revox/metrics/segmentation.hpp"
 #include "revox/models/unet.hpp"
+#include "revox/ops/add.hpp"
 #include "revox/optim/adam.hpp"
 #include "revox/optim/schedule.hpp"
 #include "run_config.hpp"
@@ -91,6 +115,7 @@ struct TrainOptions {
   std::optional<int> threads;    // overrides config threads
   std::optional<int> stop_after; // stop after this many epochs of this invocation (tests)
   bool quiet = false;            // no progress output (tests)
+  bool check_replicas = false;   // compare the weights of all processes after every step
 };
 
 struct EpochRecord {
@@ -371,47 +396,97 @@ inline void check_resume_compatible(const nlohmann::json& checkpoint, const nloh
 
 }  // namespace detail
 
-// The training loop; see the top of this file. `print` receives every plain-text line.
-inline TrainResult run_training(const TrainOptions& options, std::ostream& log = std::cout) {
+// The training loop; see the top of this file. `log` receives every plain-text line (rank 0
+// only). `comm` connects the processes of a data-parallel run (dist::SingleProcess: one).
+inline TrainResult run_training(const TrainOptions& options, std::ostream& log,
+                                dist::Communicator<Cpu>& comm) {
   using namespace detail;
+  const int world = comm.size();
+  const int rank = comm.rank();
+  const bool root = rank == 0;
+  const bool quiet = options.quiet || !root;
   Progress progress;
   auto say = [&](const std::string& line) {
-    if (!options.quiet) log << line << std::endl;
+    if (!quiet) log << line << std::endl;
   };
 
   // ---- everything that can fail is checked before RUN_DIR is touched -------------------
+  // Only rank 0 looks at RUN_DIR (it need not be visible to the other processes): it checks
+  // it, reads the checkpoint on --resume and resolves the config; `start` carries the
+  // outcome to the other ranks.
   std::error_code ec;
-  const bool out_exists = fs::exists(options.out, ec);
-  REVOX_CHECK(!out_exists || fs::is_directory(options.out, ec), "--out '",
-              options.out.string(), "' exists and is not a directory");
-  const bool out_empty = !out_exists || fs::is_empty(options.out, ec);
   std::optional<Checkpoint> resume_from;
-  nlohmann::json config_json;
-  if (options.resume) {
-    const fs::path latest = options.out / "latest.safetensors";
-    REVOX_CHECK(out_exists, "--resume: run directory '", options.out.string(), "' does not exist");
-    REVOX_CHECK(fs::exists(latest, ec), "--resume: no checkpoint '", latest.string(),
-                "' (start the run without --resume)");
-    resume_from = read_checkpoint(latest);
-    nlohmann::json wanted = options.config ? *options.config : resume_from->config;
-    for (const auto& set : options.sets) apply_set(wanted, set);
-    if (options.epochs) wanted["epochs"] = *options.epochs;
-    if (options.threads) wanted["threads"] = *options.threads;
-    wanted = parse_run_config(wanted).json;
-    check_resume_compatible(resume_from->config, wanted, latest);
-    config_json = wanted;
-  } else {
-    REVOX_CHECK(out_empty, "run directory '", options.out.string(),
-                "' is not empty; pass --resume to continue the run in it, or choose a new "
-                "--out (nothing was written)");
-    REVOX_CHECK(options.config.has_value(), "train: no config given");
-    config_json = *options.config;
+  nlohmann::json start;
+  if (root) {
+    const bool out_exists = fs::exists(options.out, ec);
+    REVOX_CHECK(!out_exists || fs::is_directory(options.out, ec), "--out '",
+                options.out.string(), "' exists and is not a directory");
+    const bool out_empty = !out_exists || fs::is_empty(options.out, ec);
+    nlohmann::json config_json;
+    if (options.resume) {
+      const fs::path latest = options.out / "latest.safetensors";
+      REVOX_CHECK(out_exists, "--resume: run directory '", options.out.string(),
+                  "' does not exist");
+      REVOX_CHECK(fs::exists(latest, ec), "--resume: no checkpoint '", latest.string(),
+                  "' (start the run without --resume)");
+      resume_from = read_checkpoint(latest);
+      nlohmann::json wanted = options.config ? *options.config : resume_from->config;
+      for (const auto& set : options.sets) apply_set(wanted, set);
+      if (options.epochs) wanted["epochs"] = *options.epochs;
+      if (options.threads) wanted["threads"] = *options.threads;
+      wanted = parse_run_config(wanted).json;
+      // Keys added to the config after the checkpoint was written take their defaults.
+      check_resume_compatible(parse_run_config(resume_from->config).json, wanted, latest);
+      config_json = wanted;
+    } else {
+      REVOX_CHECK(out_empty, "run directory '", options.out.string(),
+                  "' is not empty; pass --resume to continue the run in it, or choose a new "
+                  "--out (nothing was written)");
+      REVOX_CHECK(options.config.has_value(), "train: no config given");
+      config_json = *options.config;
+    }
+    if (options.epochs) config_json["epochs"] = *options.epochs;
+    if (options.threads) config_json["threads"] = *options.threads;
+    config_json = parse_run_config(config_json).json;
+    start = {{"config", config_json},  {"epoch", 0},
+             {"step", 0},              {"best_metric", -1.0},
+             {"history", nlohmann::json::array()}, {"processes", world}};
+    if (resume_from) {
+      (void)model_config_of(*resume_from);
+      start["epoch"] = resume_from->epoch;
+      start["step"] = resume_from->step;
+      start["best_metric"] = resume_from->best_metric;
+      const auto it = resume_from->file.metadata.find("history");
+      std::size_t epochs_logged = 0;
+      if (it != resume_from->file.metadata.end()) {
+        try {
+          for (const auto& j : nlohmann::json::parse(it->second)) {
+            start["history"].push_back(to_json(epoch_record_from_json(j)));
+            ++epochs_logged;
+          }
+        } catch (const std::exception& e) {
+          throw Error("checkpoint '" + resume_from->file.path.string() +
+                      "': metadata 'history' is damaged: " + e.what());
+        }
+      }
+      REVOX_CHECK(static_cast<int>(epochs_logged) == resume_from->epoch, "checkpoint '",
+                  resume_from->file.path.string(), "': history has ", epochs_logged,
+                  " epochs, metadata 'epoch' says ", resume_from->epoch);
+      const auto processes = resume_from->file.metadata.find("processes");
+      start["processes"] = processes == resume_from->file.metadata.end()
+                               ? 1LL
+                               : parse_integer(resume_from->file.path, "processes",
+                                               processes->second);
+    }
   }
-  if (options.epochs) config_json["epochs"] = *options.epochs;
-  if (options.threads) config_json["threads"] = *options.threads;
+  {
+    std::string text = root ? start.dump() : std::string();
+    dist::broadcast_string(comm, text);
+    if (!root) start = nlohmann::json::parse(text);
+  }
+  nlohmann::json config_json = start.at("config");
   const RunConfig config = parse_run_config(config_json);
   config_json = config.json;
-  if (resume_from) (void)model_config_of(*resume_from);
 
   omp_set_num_threads(config.threads);
 
@@ -462,6 +537,21 @@ inline TrainResult run_training(const TrainOptions& options, std::ostream& log =
   for (auto i : train_idx) train_set.push_back(load(i));
   for (auto i : holdout_idx) holdout_set.push_back(load(i));
 
+  // Every process must train the same run on the same cases: compare with rank 0's.
+  if (world > 1) {
+    std::string fingerprint = config_json.dump();
+    for (const auto& c : train_set) fingerprint += "\ntrain " + c.id;
+    for (const auto& c : holdout_set) fingerprint += "\nholdout " + c.id;
+    const std::uint64_t mine = dist::checksum(fingerprint);
+    std::uint64_t theirs[3] = {mine, train_set.size(), holdout_set.size()};
+    comm.broadcast_host(theirs, sizeof theirs, 0);
+    REVOX_CHECK(mine == theirs[0], "train: process ", rank, " of ", world, " sees other cases "
+                "than process 0 under --data '", options.data.string(), "' (here ",
+                train_set.size(), " training + ", holdout_set.size(), " hold-out cases, on "
+                "process 0 ", theirs[1], " + ", theirs[2], ", or other case ids); every process "
+                "must see the same data");
+  }
+
   UNet<float> net(config.model);
   Parameters<float> params(net);
   {
@@ -475,36 +565,33 @@ inline TrainResult run_training(const TrainOptions& options, std::ostream& log =
   const optim::MultiStepLR schedule(config.learning_rate, config.milestones, config.gamma);
 
   TrainResult result;
-  int start_epoch = 0;
-  long long step = 0;
+  const int start_epoch = start.at("epoch").get<int>();
+  long long step = start.at("step").get<long long>();
+  result.best_metric = start.at("best_metric").get<double>();
+  for (const auto& j : start.at("history")) result.history.push_back(epoch_record_from_json(j));
   if (resume_from) {
     REVOX_CHECK(model_config_of(*resume_from) == config.model, "cannot resume: the model config "
                 "of '", resume_from->file.path.string(), "' differs from the run's");
     load_model_weights(*resume_from, params);
     load_optimizer_state(*resume_from, params, adam);
-    start_epoch = resume_from->epoch;
-    step = resume_from->step;
-    result.best_metric = resume_from->best_metric;
-    const auto it = resume_from->file.metadata.find("history");
-    if (it != resume_from->file.metadata.end()) {
-      try {
-        for (const auto& j : nlohmann::json::parse(it->second)) {
-          result.history.push_back(epoch_record_from_json(j));
-        }
-      } catch (const std::exception& e) {
-        throw Error("checkpoint '" + resume_from->file.path.string() +
-                    "': metadata 'history' is damaged: " + e.what());
-      }
-    }
-    REVOX_CHECK(static_cast<int>(result.history.size()) == start_epoch, "checkpoint '",
-                resume_from->file.path.string(), "': history has ", result.history.size(),
-                " epochs, metadata 'epoch' says ", start_epoch);
+  }
+  // Rank 0's weights and Adam state (fresh or resumed) on every rank.
+  dist::broadcast_parameters(comm, params);
+  dist::broadcast_optimizer_state(comm, adam);
+  const int checkpoint_processes = start.at("processes").get<int>();
+  if (resume_from && checkpoint_processes != world) {
+    say("train: note: the checkpoint was written by " + std::to_string(checkpoint_processes) +
+        " process(es), this run has " + std::to_string(world) + ": the global batch changes "
+        "from " + std::to_string(config.batch_size * checkpoint_processes) + " to " +
+        std::to_string(config.batch_size * world) + " samples per step, so the continuation "
+        "differs from an uninterrupted run");
   }
 
-  // ---- from here on the run directory is written ---------------------------------------
-  fs::create_directories(options.out);
-  write_text_atomic(options.out / "config.json", config_json.dump(2) + "\n");
-  {
+  // ---- from here on the run directory is written (by rank 0) ---------------------------
+  for (const auto& c : holdout_set) result.holdout_ids.push_back(c.id);
+  if (root) {
+    fs::create_directories(options.out);
+    write_text_atomic(options.out / "config.json", config_json.dump(2) + "\n");
     nlohmann::json split{{"seed", config.seed}, {"train", nlohmann::json::array()},
                          {"holdout", nlohmann::json::array()}};
     for (const auto& c : train_set) split["train"].push_back(c.id);
@@ -516,7 +603,6 @@ inline TrainResult run_training(const TrainOptions& options, std::ostream& log =
     for (const auto& c : holdout_set) {
       fs::create_directory_symlink(fs::absolute(c.folder), links / c.id, ec);
       REVOX_CHECK(!ec, "cannot create '", (links / c.id).string(), "': ", ec.message());
-      result.holdout_ids.push_back(c.id);
     }
   }
 
@@ -530,49 +616,76 @@ inline TrainResult run_training(const TrainOptions& options, std::ostream& log =
     fs::rename(tmp, options.out / "learning_curve.png");
   };
 
+  // Data parallelism: a step takes global_batch consecutive entries of the epoch's shared,
+  // seeded visiting order; rank r computes entries [r * batch, (r + 1) * batch) of them.
   const int samples = config.samples_per_epoch > 0 ? config.samples_per_epoch
                                                    : static_cast<int>(train_set.size());
+  const long long batch = config.batch_size;
+  const long long global_batch = batch * world;
+  const long long steps_per_epoch = (samples + global_batch - 1) / global_batch;
+  const long long visits = steps_per_epoch * global_batch;
   const int epochs = config.epochs;
   if (start_epoch >= epochs) {
     say("train: the run already has " + std::to_string(start_epoch) + " of " +
         std::to_string(epochs) + " epochs; pass --epochs N to extend it");
   }
+  if (world > 1 || batch > 1) {
+    say("train: " + std::to_string(world) + " process(es) (" + comm.backend() + ") x batch " +
+        std::to_string(batch) + " = " + std::to_string(global_batch) + " samples per step, " +
+        std::to_string(steps_per_epoch) + " steps per epoch");
+  }
+  // Hold-out case j is scored by rank j % world; the scores are summed over the ranks (one
+  // non-zero term per entry, so the sums are exact) and rank 0 writes them.
   auto validate = [&](bool with_hd95) {
-    std::array<double, 3> mean{0, 0, 0};
-    std::ostringstream csv;
-    csv << "case,dice_wt,dice_tc,dice_et,hd95_wt,hd95_tc,hd95_et\n";
-    for (const auto& c : holdout_set) {
+    const std::size_t n = holdout_set.size();
+    std::vector<double> scores(n * 6, 0.0);
+    for (std::size_t j = 0; j < n; ++j) {
+      if (static_cast<int>(j % static_cast<std::size_t>(world)) != rank) continue;
+      const CaseData& c = holdout_set[j];
       const Tensor<std::uint8_t> pred = predict_case(net, c);
-      std::array<double, 3> dice{};
-      std::array<double, 3> hd95{};
+      double* out = scores.data() + 6 * j;
       if (with_hd95) {
-        const auto scores = metrics::score_brats(pred, c.labels, data::enhancing_label(c.convention),
-                                                 metrics::Spacing{c.spacing[0], c.spacing[1], c.spacing[2]});
+        const auto s = metrics::score_brats(
+            pred, c.labels, data::enhancing_label(c.convention),
+            metrics::Spacing{c.spacing[0], c.spacing[1], c.spacing[2]});
         for (std::size_t r = 0; r < 3; ++r) {
-          dice[r] = scores[r].dice;
-          hd95[r] = scores[r].hd95;
+          out[r] = s[r].dice;
+          out[3 + r] = s[r].hd95;
         }
       } else {
         const auto p = region_masks(pred, c.convention);
         const auto t = region_masks(c.labels, c.convention);
         for (std::size_t r = 0; r < 3; ++r) {
-          dice[r] = metrics::dice(metrics::count_confusion(p[r].data(), t[r].data(),
-                                                           static_cast<index_t>(p[r].size())));
+          out[r] = metrics::dice(metrics::count_confusion(p[r].data(), t[r].data(),
+                                                          static_cast<index_t>(p[r].size())));
         }
       }
-      for (std::size_t r = 0; r < 3; ++r) mean[r] += dice[r] / static_cast<double>(holdout_set.size());
+    }
+    comm.all_reduce_sum_host(scores.data(), static_cast<index_t>(scores.size()));
+    std::array<double, 3> mean{0, 0, 0};
+    std::ostringstream csv;
+    csv << "case,dice_wt,dice_tc,dice_et,hd95_wt,hd95_tc,hd95_et\n";
+    for (std::size_t j = 0; j < n; ++j) {
+      const double* v = scores.data() + 6 * j;
+      for (std::size_t r = 0; r < 3; ++r) mean[r] += v[r] / static_cast<double>(n);
       char buffer[256];
-      std::snprintf(buffer, sizeof buffer, "%s,%.6f,%.6f,%.6f,%.4f,%.4f,%.4f\n", c.id.c_str(),
-                    dice[0], dice[1], dice[2], hd95[0], hd95[1], hd95[2]);
+      std::snprintf(buffer, sizeof buffer, "%s,%.6f,%.6f,%.6f,%.4f,%.4f,%.4f\n",
+                    holdout_set[j].id.c_str(), v[0], v[1], v[2], v[3], v[4], v[5]);
       csv << buffer;
     }
-    if (with_hd95) write_text_atomic(options.out / "holdout_scores.csv", csv.str());
+    if (with_hd95 && root) write_text_atomic(options.out / "holdout_scores.csv", csv.str());
     return mean;
   };
 
+  // The gradient sum of this rank's samples when batch > 1 (each sample's backward starts
+  // from zero gradients, then is added here, so the sum does not depend on how the samples
+  // are spread over processes).
+  Tensor<float> grad_sum;
+  if (batch > 1) grad_sum = Tensor<float>::zeros(params.grads().shape);
+
   const auto run_start = std::chrono::steady_clock::now();
   int epochs_this_run = 0;
-  double step_time_sum = 0.0;
+  double step_time_sum = 0.0, wait_time_sum = 0.0, reduce_time_sum = 0.0;
   long long steps_timed = 0;
   for (int epoch = start_epoch; epoch < epochs; ++epoch) {
     if (options.stop_after && epochs_this_run >= *options.stop_after) break;
@@ -580,65 +693,116 @@ inline TrainResult run_training(const TrainOptions& options, std::ostream& log =
     cpu_allocator().reset_peak();
     adam.set_lr(schedule.lr_at_epoch(epoch));
     std::vector<std::size_t> visit;
-    for (int s = 0; s < samples; ++s) visit.push_back(static_cast<std::size_t>(s) % train_set.size());
+    for (long long s = 0; s < visits; ++s) {
+      visit.push_back(static_cast<std::size_t>(s) % train_set.size());
+    }
     {
       Rng rng(mix3(config.seed, kOrderStream, static_cast<std::uint64_t>(epoch)));
       shuffle(visit, rng);
     }
-    double loss_sum = 0.0;
-    std::array<double, 3> dice_sum{0, 0, 0};
-    for (int s = 0; s < samples; ++s) {
+    // Per visited sample: loss and patch Dice WT, TC, ET (filled by the rank that trains it).
+    std::vector<double> sample_stats(static_cast<std::size_t>(visits) * 4, 0.0);
+    double local_loss = 0.0, local_dice = 0.0;
+    long long local_count = 0;
+    for (long long t = 0; t < steps_per_epoch; ++t) {
       const auto step_start = std::chrono::steady_clock::now();
-      const CaseData& c = train_set[visit[static_cast<std::size_t>(s)]];
-      Rng rng(mix3(mix(config.seed, kSampleStream), static_cast<std::uint64_t>(epoch),
-                   static_cast<std::uint64_t>(s)));
-      const data::Size3 source = data::spatial_size(c.image.shape());
-      data::CropPad window;
-      if (config.sampling == "full") {
-        window = data::centered_crop_pad(source, round_up(source, config.model.size_divisor()));
-      } else if (!c.tumor.empty() && rng.uniform01() < config.tumor_probability) {
-        const index_t voxel = c.tumor[static_cast<std::size_t>(rng.below(c.tumor.size()))];
-        window = window_around(source, config.patch_size, voxel);
-      } else {
-        window = data::random_crop_window(source, config.patch_size, rng);
+      for (long long k = 0; k < batch; ++k) {
+        const long long s = t * global_batch + rank * batch + k;  // global sample index
+        const CaseData& c = train_set[visit[static_cast<std::size_t>(s)]];
+        Rng rng(mix3(mix(config.seed, kSampleStream), static_cast<std::uint64_t>(epoch),
+                     static_cast<std::uint64_t>(s)));
+        const data::Size3 source = data::spatial_size(c.image.shape());
+        data::CropPad window;
+        if (config.sampling == "full") {
+          window = data::centered_crop_pad(source, round_up(source, config.model.size_divisor()));
+        } else if (!c.tumor.empty() && rng.uniform01() < config.tumor_probability) {
+          const index_t voxel = c.tumor[static_cast<std::size_t>(rng.below(c.tumor.size()))];
+          window = window_around(source, config.patch_size, voxel);
+        } else {
+          window = data::random_crop_window(source, config.patch_size, rng);
+        }
+        Tensor<float> image = data::crop_or_pad(c.image, window);
+        Tensor<std::uint8_t> labels = data::crop_or_pad(c.labels, window);
+        if (config.augment_enabled) {
+          const auto sample = data::draw_augmentation(config.augment, rng, image.shape());
+          data::augment(image, &labels, sample);
+        }
+        const Tensor<float> targets = data::region_targets(labels, c.convention, c.id);
+        Tensor<float> logits(net.output_shape(image.shape()));
+        Tensor<float> dlogits(logits.shape());
+        UNet<float>::Saved<Cpu> saved;
+        net.forward(Cpu{}, image.cview(), logits.view(), &saved);
+        const double loss =
+            config.loss == "dice"
+                ? losses::soft_dice_loss<float>(logits.cview(), targets.cview(), dlogits.view())
+                : losses::bce_dice_loss<float>(logits.cview(), targets.cview(), dlogits.view());
+        params.zero_grad();
+        net.backward(Cpu{}, saved, dlogits.cview(), TensorView<float>{});
+        if (batch > 1) {
+          if (k == 0) {
+            DeviceTraits<Cpu>::copy(grad_sum.data(), params.grads().data, grad_sum.bytes());
+          } else {
+            ops::add_inplace(Cpu{}, grad_sum.view(),
+                             TensorView<const float>(params.grads()));
+          }
+        }
+        const auto d = patch_dice(logits, targets);
+        double* stats = sample_stats.data() + 4 * s;
+        stats[0] = loss;
+        for (std::size_t r = 0; r < 3; ++r) stats[1 + r] = d[r];
+        local_loss += loss;
+        local_dice += (d[0] + d[1] + d[2]) / 3.0;
+        ++local_count;
       }
-      Tensor<float> image = data::crop_or_pad(c.image, window);
-      Tensor<std::uint8_t> labels = data::crop_or_pad(c.labels, window);
-      if (config.augment_enabled) {
-        const auto sample = data::draw_augmentation(config.augment, rng, image.shape());
-        data::augment(image, &labels, sample);
+      if (batch > 1) {
+        DeviceTraits<Cpu>::copy(params.grads().data, grad_sum.data(), grad_sum.bytes());
       }
-      const Tensor<float> targets = data::region_targets(labels, c.convention, c.id);
-      Tensor<float> logits(net.output_shape(image.shape()));
-      Tensor<float> dlogits(logits.shape());
-      UNet<float>::Saved<Cpu> saved;
-      net.forward(Cpu{}, image.cview(), logits.view(), &saved);
-      const double loss =
-          config.loss == "dice"
-              ? losses::soft_dice_loss<float>(logits.cview(), targets.cview(), dlogits.view())
-              : losses::bce_dice_loss<float>(logits.cview(), targets.cview(), dlogits.view());
-      params.zero_grad();
-      net.backward(Cpu{}, saved, dlogits.cview(), TensorView<float>{});
+      // The barrier only separates the two timings: the wait for the slowest process (it
+      // would happen inside the all-reduce anyway) and the all-reduce's own time.
+      if (world > 1) {
+        const auto wait_start = std::chrono::steady_clock::now();
+        comm.barrier();
+        wait_time_sum +=
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - wait_start).count();
+      }
+      const auto reduce_start = std::chrono::steady_clock::now();
+      dist::average_gradients(comm, params, batch);
+      reduce_time_sum +=
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - reduce_start).count();
       adam.step();
       ++step;
-      loss_sum += loss;
-      const auto d = patch_dice(logits, targets);
-      for (std::size_t r = 0; r < 3; ++r) dice_sum[r] += d[r];
+      if (options.check_replicas) {
+        dist::check_replicas(comm, TensorView<const float>(params.values()),
+                             "the weights after step " + std::to_string(step));
+      }
       const double seconds =
           std::chrono::duration<double>(std::chrono::steady_clock::now() - step_start).count();
       step_time_sum += seconds;
       ++steps_timed;
-      if (!options.quiet) {
+      if (!quiet) {
         const double mean_step = step_time_sum / static_cast<double>(steps_timed);
-        const double left = static_cast<double>((epochs - epoch - 1) * samples + (samples - s - 1));
-        progress.step(epoch + 1, epochs, s + 1, samples, loss_sum / (s + 1),
-                      (dice_sum[0] + dice_sum[1] + dice_sum[2]) / (3.0 * (s + 1)), seconds,
-                      mean_step * left);
+        const double left = static_cast<double>((epochs - epoch - 1) * steps_per_epoch +
+                                                (steps_per_epoch - t - 1));
+        const auto count = static_cast<double>(local_count);
+        progress.step(epoch + 1, epochs, static_cast<int>(t + 1),
+                      static_cast<int>(steps_per_epoch), local_loss / count, local_dice / count,
+                      seconds, mean_step * left);
       }
+    }
+    // Every sample's numbers from every rank (exact: one non-zero term per entry), summed in
+    // the visiting order, so the epoch's loss does not depend on the number of processes.
+    comm.all_reduce_sum_host(sample_stats.data(), static_cast<index_t>(sample_stats.size()));
+    double loss_sum = 0.0;
+    for (long long s = 0; s < visits; ++s) {
+      loss_sum += sample_stats[static_cast<std::size_t>(4 * s)];
+    }
+    if (world > 1) {
+      dist::check_replicas(comm, TensorView<const float>(params.values()),
+                           "the weights after epoch " + std::to_string(epoch + 1));
     }
     EpochRecord record;
     record.epoch = epoch + 1;
-    record.loss = loss_sum / samples;
+    record.loss = loss_sum / static_cast<double>(visits);
     record.lr = adam.lr();
     const bool last = epoch + 1 == epochs;
     if (!holdout_set.empty() && ((epoch + 1) % config.validate_every == 0 || last)) {
@@ -652,15 +816,19 @@ inline TrainResult run_training(const TrainOptions& options, std::ostream& log =
     const double mean_dice = (record.dice[0] + record.dice[1] + record.dice[2]) / 3.0;
     nlohmann::json history = nlohmann::json::array();
     for (const auto& r : result.history) history.push_back(to_json(r));
-    const std::map<std::string, std::string> extra{{"history", history.dump()}};
-    if (record.validated && mean_dice > result.best_metric) {
-      result.best_metric = mean_dice;
-      write_checkpoint(options.out / "best.safetensors", params, &adam, config_json, epoch + 1,
-                       step, result.best_metric, extra);
+    const std::map<std::string, std::string> extra{{"history", history.dump()},
+                                                   {"processes", std::to_string(world)}};
+    const bool best = record.validated && mean_dice > result.best_metric;
+    if (best) result.best_metric = mean_dice;
+    if (root) {
+      if (best) {
+        write_checkpoint(options.out / "best.safetensors", params, &adam, config_json, epoch + 1,
+                         step, result.best_metric, extra);
+      }
+      write_checkpoint(options.out / "latest.safetensors", params, &adam, config_json,
+                       epoch + 1, step, result.best_metric, extra);
+      write_logs();
     }
-    write_checkpoint(options.out / "latest.safetensors", params, &adam, config_json, epoch + 1,
-                     step, result.best_metric, extra);
-    write_logs();
     char line[512];
     if (record.validated) {
       std::snprintf(line, sizeof line,
@@ -674,16 +842,33 @@ inline TrainResult run_training(const TrainOptions& options, std::ostream& log =
                     epoch + 1, epochs, record.loss, record.lr, record.seconds,
                     static_cast<double>(record.peak_memory_bytes) / (1 << 20));
     }
-    if (!options.quiet) progress.end_epoch(line);
+    if (!quiet) progress.end_epoch(line);
     if (record.validated) result.final_dice = record.dice;
     ++epochs_this_run;
   }
-  if (result.history.empty()) write_logs();
+  if (result.history.empty() && root) write_logs();
   const double total =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - run_start).count();
+  if (world > 1 && steps_timed > 0) {
+    const auto n = static_cast<double>(steps_timed);
+    char line[320];
+    std::snprintf(line, sizeof line,
+                  "train: per step on rank 0: %.3f s, of which %.2f ms waiting for the slowest "
+                  "process and %.2f ms (%.2f%%) in the all-reduce of the %.2f MiB gradient",
+                  step_time_sum / n, 1e3 * wait_time_sum / n, 1e3 * reduce_time_sum / n,
+                  100.0 * reduce_time_sum / step_time_sum,
+                  static_cast<double>(params.size()) * sizeof(float) / (1 << 20));
+    say(line);
+  }
   say("train: done in " + format_duration(total) + "; checkpoints in " + options.out.string() +
       " (latest.safetensors, best.safetensors), log.csv, learning_curve.png");
   return result;
+}
+
+// One process (no data parallelism).
+inline TrainResult run_training(const TrainOptions& options, std::ostream& log = std::cout) {
+  dist::SingleProcess<Cpu> single;
+  return run_training(options, log, single);
 }
 
 }  // namespace revox::brats
