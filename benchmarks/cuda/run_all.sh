@@ -2,11 +2,15 @@
 # benchmarks/cuda/run_all.sh — everything revox checks on a GPU, in one run (< 8 minutes on
 # one H100): build the CUDA tests, run them (ctest label `cuda`: every op against the CPU
 # reference, the Cuda allocator, a whole reversible U-Net training step), run
-# compute-sanitizer memcheck and racecheck over the op parity tests, and print a summary
-# table last. Exit status 0 only when every step passed.
+# compute-sanitizer memcheck and racecheck over the op parity tests, build revox-brats and run
+# its --device cuda end-to-end test (tests/e2e/brats_cuda_e2e.sh: train and predict on the GPU,
+# CPU-trained checkpoints on the GPU and back, predictions compared with the CPU's) when its
+# dependencies are there, and print a summary table last. Exit status 0 only when every step
+# passed.
 #
 # On a GPU machine without Debian's packages or a network, first run here
-#   bash scripts/gpu-deps.sh        (copies Eigen and nlohmann_json into .gpu-deps/)
+#   bash scripts/gpu-deps.sh        (copies Eigen and nlohmann_json into .gpu-deps/, and
+#                                    CLI11, stb, NIfTI, zlib for revox-brats)
 # and carry .gpu-deps along. Environment:
 #   REVOX_GPU_BUILD   build folder (default: build-gpu)
 #   REVOX_CUDA_ARCH   CUDA architecture (default: the GPU's compute capability, else 90)
@@ -45,10 +49,18 @@ nvcc --version | tail -1
 
 prefix_args=()
 [[ -d $root/.gpu-deps/usr ]] && prefix_args=(-DCMAKE_PREFIX_PATH="$root/.gpu-deps/usr")
+# revox-brats needs CLI11, stb and NIfTI: carried in .gpu-deps (brats-deps) or installed here.
+brats=0
+if [[ -f $root/.gpu-deps/brats-deps ]] ||
+   [[ -e /usr/include/CLI/CLI.hpp && -e /usr/include/stb/stb_image_write.h &&
+      -e /usr/include/nifti/nifti2_io.h ]]; then
+  brats=1
+fi
 jobs=$(nproc 2>/dev/null || echo 4)
 
 step configure cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release \
-  -DREVOX_BUILD_TESTS=OFF -DREVOX_BUILD_EXAMPLES=OFF -DREVOX_BUILD_BENCHMARKS=OFF \
+  -DREVOX_BUILD_TESTS=OFF -DREVOX_BUILD_EXAMPLES=$([[ $brats == 1 ]] && echo ON || echo OFF) \
+  -DREVOX_BUILD_BENCHMARKS=OFF \
   -DREVOX_BUILD_CUDA_TESTS=ON -DREVOX_INSTALL=OFF -DREVOX_WARNINGS_AS_ERRORS=ON \
   -DCMAKE_CUDA_ARCHITECTURES="$arch" "${prefix_args[@]}"
 step build cmake --build "$build" -j "$jobs"
@@ -64,6 +76,17 @@ for test in test_cuda_ops_a test_cuda_ops_b; do
     step "$tool $test" "$sanitizer" --tool "$tool" --error-exitcode 99 "$exe"
   done
 done
+
+# revox-brats --device cuda end to end (a phantom, CPU and GPU training, predictions compared).
+if [[ $brats == 0 ]]; then
+  echo "run_all: revox-brats not built (no CLI11/stb/NIfTI: run scripts/gpu-deps.sh where they are)"
+  record "brats --device cuda e2e" SKIPPED 0
+elif [[ $have_gpu == 0 ]]; then
+  record "brats --device cuda e2e" SKIPPED 0
+else
+  step "brats --device cuda e2e" bash "$root/tests/e2e/brats_cuda_e2e.sh" \
+    "$build/examples/brats/revox-brats" cuda
+fi
 
 echo
 echo "=== summary (total $(( $(date +%s) - start_all )) s)"

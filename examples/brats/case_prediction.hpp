@@ -77,16 +77,17 @@ struct CasePrediction {
   std::optional<std::array<double, 3>> dice;  // WT, TC, ET, when the case has a segmentation
 };
 
-// Predicts an already loaded case (image still raw: this z-scores it in place) and writes
-// its outputs into `out`.
-inline CasePrediction predict_and_write_case(const UNet<float>& net, data::LoadedCase& loaded,
-                                             const InferenceOptions& inference,
-                                             const OutputOptions& outputs,
-                                             const std::filesystem::path& out) {
+// Predicts an already loaded case (image still raw: this z-scores it in place) with the model
+// on `dev` (inference.hpp) and writes its outputs into `out`.
+template <class Dev>
+CasePrediction predict_and_write_case(const Dev& dev, const UNet<float>& net,
+                                      data::LoadedCase& loaded, const InferenceOptions& inference,
+                                      const OutputOptions& outputs,
+                                      const std::filesystem::path& out) {
   std::optional<Tensor<float>> flair;
   if (outputs.overlays) flair = channel_copy(loaded.image, 3);
   data::zscore_nonzero(loaded.image, loaded.id);
-  const Tensor<float> probabilities = predict_probabilities(net, loaded.image, inference);
+  const Tensor<float> probabilities = predict_probabilities(dev, net, loaded.image, inference);
   CasePrediction result;
   result.labels = data::labels_from_regions(probabilities, loaded.label_convention, 0.5f);
   io::write_nifti_labels(prediction_path(out, loaded.id), result.labels, loaded.geometry);
@@ -114,6 +115,14 @@ inline CasePrediction predict_and_write_case(const UNet<float>& net, data::Loade
     }
   }
   return result;
+}
+
+// The same on the CPU.
+inline CasePrediction predict_and_write_case(const UNet<float>& net, data::LoadedCase& loaded,
+                                             const InferenceOptions& inference,
+                                             const OutputOptions& outputs,
+                                             const std::filesystem::path& out) {
+  return predict_and_write_case(Cpu{}, net, loaded, inference, outputs, out);
 }
 
 }  // namespace revox::brats

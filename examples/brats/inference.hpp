@@ -10,6 +10,8 @@
 //   -> data::undo_crop_or_pad back to (1, 3, D, H, W) in the original grid
 //   -> labels (1, 1, D, H, W) by data::labels_from_regions at 0.5 in the case's convention
 //      (nested: ET -> 4 or 3, else TC -> 1, else WT -> 2, else 0).
+// The forward pass runs on the CPU or, in a CUDA build, on the GPU (predict_probabilities(dev,
+// ...)); everything else runs on the host.
 // Predictions are written as <out>/<case id>.nii.gz (uint8) with the case's geometry, and
 // probability maps as <case id>_prob_{wt,tc,et}.nii.gz (float32).
 #pragma once
@@ -21,6 +23,7 @@
 #include <optional>
 #include <string>
 
+#include "device.hpp"
 #include "revox/core/device.hpp"
 #include "revox/core/error.hpp"
 #include "revox/core/tensor.hpp"
@@ -59,9 +62,13 @@ inline void check_inference_options(const UNetConfig& config, const InferenceOpt
               options.overlap);
 }
 
-// Region probabilities (1, 3, D, H, W) = sigmoid(logits) in the image's own grid.
-inline Tensor<float> predict_probabilities(const UNet<float>& net, const Tensor<float>& image,
-                                           const InferenceOptions& options) {
+// Region probabilities (1, 3, D, H, W) = sigmoid(logits) in the image's own grid, with the
+// model on `dev` (Cpu, or Cuda when `net`'s parameters live on the GPU: the padded volume or
+// each window is copied to the GPU and its logits back; padding, the sigmoid and the window
+// blending stay on the host, so both devices share every step but the forward pass).
+template <class Dev>
+Tensor<float> predict_probabilities(const Dev& dev, const UNet<float>& net,
+                                    const Tensor<float>& image, const InferenceOptions& options) {
   const UNetConfig& config = net.config();
   check_inference_options(config, options);
   const Shape5 s = image.shape();
@@ -75,11 +82,17 @@ inline Tensor<float> predict_probabilities(const UNet<float>& net, const Tensor<
   }
   data::CropPad plan;
   const Tensor<float> padded = data::crop_or_pad(image, target, plan);
-  const Cpu dev{};
   Tensor<float> probabilities;
   if (options.window == 0) {
     probabilities = Tensor<float>(net.output_shape(padded.shape()));
-    net.forward(dev, padded.cview(), probabilities.view(), nullptr);
+    if constexpr (is_cpu_v<Dev>) {
+      net.forward(dev, padded.cview(), probabilities.view(), nullptr);
+    } else {
+      const Staged<Dev> in = stage(dev, padded);
+      Tensor<float, Dev> out(probabilities.shape());
+      net.forward(dev, in.view, out.view(), nullptr);
+      device_to_host(dev, probabilities.data(), out.data(), out.numel());
+    }
     sigmoid_in_place(probabilities.data(), probabilities.numel());
   } else {
     SlidingWindowOptions window;
@@ -88,11 +101,25 @@ inline Tensor<float> predict_probabilities(const UNet<float>& net, const Tensor<
     probabilities = sliding_window_inference(
         padded, config.out_channels, window,
         [&](TensorView<const float> in, TensorView<float> out) {
-          net.forward(dev, in, out, nullptr);
+          if constexpr (is_cpu_v<Dev>) {
+            net.forward(dev, in, out, nullptr);
+          } else {
+            Tensor<float, Dev> in_device(in.shape);
+            host_to_device(dev, in_device.data(), in.data, in.numel());
+            Tensor<float, Dev> out_device(out.shape);
+            net.forward(dev, in_device.cview(), out_device.view(), nullptr);
+            device_to_host(dev, out.data, out_device.data(), out.numel());
+          }
           sigmoid_in_place(out.data, out.shape.numel());
         });
   }
   return data::undo_crop_or_pad(probabilities, plan);
+}
+
+// The same on the CPU.
+inline Tensor<float> predict_probabilities(const UNet<float>& net, const Tensor<float>& image,
+                                           const InferenceOptions& options) {
+  return predict_probabilities(Cpu{}, net, image, options);
 }
 
 // Dice of WT, TC, ET (BraTS rule: 1 when both are empty) between two label volumes.

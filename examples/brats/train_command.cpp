@@ -3,6 +3,8 @@
 // in a build with MPI (REVOX_WITH_MPI), the N processes train one model together
 // (data-parallel, revox/dist/mpi.hpp); a build without MPI refuses to start as one of
 // several processes. A process that fails ends the whole job with a message naming its rank.
+// --device cuda [--gpu N] trains on a GPU (brats_cuda.cu, compiled when CUDA is available;
+// under mpirun one GPU per process, the local rank's, with NCCL).
 // stb_image_write, private to this file (overlay_png.cpp has its own static copy).
 #define STB_IMAGE_WRITE_STATIC
 #define STB_IMAGE_WRITE_IMPLEMENTATION
@@ -17,6 +19,7 @@
 #include <CLI/CLI.hpp>
 
 #include "commands.hpp"
+#include "device.hpp"
 #include "revox/dist/communicator.hpp"
 #include "run_config.hpp"
 #include "trainer.hpp"
@@ -33,6 +36,7 @@ struct TrainArgs {
   long long seed = -1;
   bool resume = false;
   bool check_replicas = false;
+  revox::brats::DeviceChoice device;
 };
 
 nlohmann::json resolve_config(const TrainArgs& a) {
@@ -60,7 +64,7 @@ nlohmann::json resolve_config(const TrainArgs& a) {
   return revox::brats::parse_run_config(config).json;
 }
 
-void train(const TrainArgs& args, revox::dist::Communicator<revox::Cpu>& comm) {
+revox::brats::TrainOptions train_options(const TrainArgs& args) {
   revox::brats::TrainOptions options;
   options.data = args.data;
   options.out = args.out;
@@ -80,7 +84,7 @@ void train(const TrainArgs& args, revox::dist::Communicator<revox::Cpu>& comm) {
   if (args.epochs > 0) options.epochs = args.epochs;
   if (args.threads > 0) options.threads = args.threads;
   options.check_replicas = args.check_replicas;
-  revox::brats::run_training(options, std::cout, comm);
+  return options;
 }
 
 }  // namespace
@@ -117,7 +121,22 @@ void add_train_command(CLI::App& app) {
                 "under mpirun: compare a checksum of every process's weights after every step "
                 "and stop with an error if they differ (they are always compared after every "
                 "epoch)");
+  cmd->add_option("--device", args->device.device,
+                  "where the model trains: cpu (default) or cuda (a GPU; needs a build with "
+                  "CUDA)")
+      ->check(CLI::IsMember({"cpu", "cuda"}));
+  cmd->add_option("--gpu", args->device.gpu,
+                  "with --device cuda: the GPU to use (default 0; under mpirun each process "
+                  "uses the GPU of its local rank)")
+      ->check(CLI::NonNegativeNumber);
   cmd->callback([args] {
+    revox::brats::check_device_choice(args->device);
+    if (args->device.device == "cuda") {
+#if defined(REVOX_BRATS_WITH_CUDA)
+      revox::brats::run_training_on_cuda(train_options(*args), args->device.gpu);
+#endif
+      return;
+    }
 #if defined(REVOX_WITH_MPI)
     revox::dist::CpuWorld world;
     revox::dist::Communicator<revox::Cpu>& comm = world.communicator();
@@ -125,6 +144,8 @@ void add_train_command(CLI::App& app) {
     const auto single = revox::dist::single_process_communicator("revox-brats train");
     revox::dist::Communicator<revox::Cpu>& comm = *single;
 #endif
-    revox::dist::run_or_abort(comm, "revox-brats train", [&] { train(*args, comm); });
+    revox::dist::run_or_abort(comm, "revox-brats train", [&] {
+      revox::brats::run_training(train_options(*args), std::cout, comm);
+    });
   });
 }

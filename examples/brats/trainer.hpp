@@ -43,12 +43,20 @@
 // processes; resuming with another number continues with another global batch (a note says
 // so).
 //
+// Devices (--device cpu|cuda, device.hpp): run_training<Dev> trains on the CPU or, in a
+// CUDA build, on one GPU per process (brats_cuda.cu; data-parallel over NCCL under mpirun).
+// Loading, augmentation, the split and the metrics stay on the host; per sample the image and
+// targets are copied to the GPU and the logits back (patch Dice); validation runs the forward
+// pass on the GPU (inference.hpp). Checkpoints are written from, and resumed into, a host copy
+// of the weights and Adam state, so they are the same files on both devices.
+//
 // RUN_DIR after a run:
 //   config.json              the resolved training config
 //   split.json, holdout/     the split (ids) and hold-out symlinks
 //   log.csv                  epoch,loss,dice_wt,dice_tc,dice_et,lr,seconds,peak_memory_bytes
-//                            (dice empty for epochs without validation; peak = the tracking
-//                            allocator's peak during the epoch, dataset included; seconds and
+//                            (dice empty for epochs without validation; peak = the training
+//                            device's tracking allocator's peak during the epoch: on the CPU
+//                            the dataset included, on a GPU the GPU memory only; seconds and
 //                            peak are rank 0's in a data-parallel run)
 //   learning_curve.png       loss and hold-out Dice per epoch
 //   latest.safetensors       after every epoch (atomic), best.safetensors at each new best
@@ -81,6 +89,7 @@
 #endif
 
 #include "checkpoint.hpp"
+#include "device.hpp"
 #include "inference.hpp"
 #include "overlay.hpp"
 #include "progress.hpp"
@@ -262,10 +271,11 @@ inline std::array<double, 3> patch_dice(const Tensor<float>& logits, const Tenso
   return out;
 }
 
-// Runs the model on a whole case (the same full-volume inference as `predict`) and returns
-// its labels in the original grid.
-inline Tensor<std::uint8_t> predict_case(const UNet<float>& net, const CaseData& c) {
-  return data::labels_from_regions(predict_probabilities(net, c.image, InferenceOptions{}),
+// Runs the model (on dev) on a whole case (the same full-volume inference as `predict`) and
+// returns its labels in the original grid.
+template <class Dev>
+Tensor<std::uint8_t> predict_case(const Dev& dev, const UNet<float>& net, const CaseData& c) {
+  return data::labels_from_regions(predict_probabilities(dev, net, c.image, InferenceOptions{}),
                                    c.convention);
 }
 
@@ -397,9 +407,12 @@ inline void check_resume_compatible(const nlohmann::json& checkpoint, const nloh
 }  // namespace detail
 
 // The training loop; see the top of this file. `log` receives every plain-text line (rank 0
-// only). `comm` connects the processes of a data-parallel run (dist::SingleProcess: one).
-inline TrainResult run_training(const TrainOptions& options, std::ostream& log,
-                                dist::Communicator<Cpu>& comm) {
+// only). `comm` connects the processes of a data-parallel run (dist::SingleProcess: one);
+// `dev` is where the model trains (Cpu, or the Cuda of comm's GPU: the Cuda instantiation
+// lives in brats_cuda.cu).
+template <class Dev>
+TrainResult run_training(const TrainOptions& options, std::ostream& log,
+                         dist::Communicator<Dev>& comm, const Dev& dev = Dev{}) {
   using namespace detail;
   const int world = comm.size();
   const int rank = comm.rank();
@@ -553,15 +566,19 @@ inline TrainResult run_training(const TrainOptions& options, std::ostream& log,
   }
 
   UNet<float> net(config.model);
-  Parameters<float> params(net);
-  {
-    Rng rng(mix(config.seed, kInitStream));
-    net.reset_parameters(rng);
-  }
+  Parameters<float, Dev> params(net);
   optim::AdamOptions adam_options;
   adam_options.lr = config.learning_rate;
   adam_options.weight_decay = config.weight_decay;
-  optim::Adam<float> adam(params, adam_options);
+  optim::Adam<float, Dev> adam(dev, params, adam_options);
+  // The weights and Adam state in host memory, for initialisation, checkpoints and replica
+  // checks (device.hpp): the training buffers themselves on the CPU, a mirror on a GPU.
+  HostState<Dev> host(dev, config.model, net, params, &adam, adam_options);
+  {
+    Rng rng(mix(config.seed, kInitStream));
+    host.net().reset_parameters(rng);
+    host.push();
+  }
   const optim::MultiStepLR schedule(config.learning_rate, config.milestones, config.gamma);
 
   TrainResult result;
@@ -572,8 +589,9 @@ inline TrainResult run_training(const TrainOptions& options, std::ostream& log,
   if (resume_from) {
     REVOX_CHECK(model_config_of(*resume_from) == config.model, "cannot resume: the model config "
                 "of '", resume_from->file.path.string(), "' differs from the run's");
-    load_model_weights(*resume_from, params);
-    load_optimizer_state(*resume_from, params, adam);
+    load_model_weights(*resume_from, host.params());
+    load_optimizer_state(*resume_from, host.params(), host.adam());
+    host.push();
   }
   // Rank 0's weights and Adam state (fresh or resumed) on every rank.
   dist::broadcast_parameters(comm, params);
@@ -642,7 +660,7 @@ inline TrainResult run_training(const TrainOptions& options, std::ostream& log,
     for (std::size_t j = 0; j < n; ++j) {
       if (static_cast<int>(j % static_cast<std::size_t>(world)) != rank) continue;
       const CaseData& c = holdout_set[j];
-      const Tensor<std::uint8_t> pred = predict_case(net, c);
+      const Tensor<std::uint8_t> pred = predict_case(dev, net, c);
       double* out = scores.data() + 6 * j;
       if (with_hd95) {
         const auto s = metrics::score_brats(
@@ -680,8 +698,8 @@ inline TrainResult run_training(const TrainOptions& options, std::ostream& log,
   // The gradient sum of this rank's samples when batch > 1 (each sample's backward starts
   // from zero gradients, then is added here, so the sum does not depend on how the samples
   // are spread over processes).
-  Tensor<float> grad_sum;
-  if (batch > 1) grad_sum = Tensor<float>::zeros(params.grads().shape);
+  Tensor<float, Dev> grad_sum;
+  if (batch > 1) grad_sum = Tensor<float, Dev>::zeros(params.grads().shape);
 
   const auto run_start = std::chrono::steady_clock::now();
   int epochs_this_run = 0;
@@ -690,7 +708,7 @@ inline TrainResult run_training(const TrainOptions& options, std::ostream& log,
   for (int epoch = start_epoch; epoch < epochs; ++epoch) {
     if (options.stop_after && epochs_this_run >= *options.stop_after) break;
     const auto epoch_start = std::chrono::steady_clock::now();
-    cpu_allocator().reset_peak();
+    DeviceTraits<Dev>::allocator().reset_peak();
     adam.set_lr(schedule.lr_at_epoch(epoch));
     std::vector<std::size_t> visit;
     for (long long s = 0; s < visits; ++s) {
@@ -728,25 +746,32 @@ inline TrainResult run_training(const TrainOptions& options, std::ostream& log,
           data::augment(image, &labels, sample);
         }
         const Tensor<float> targets = data::region_targets(labels, c.convention, c.id);
-        Tensor<float> logits(net.output_shape(image.shape()));
-        Tensor<float> dlogits(logits.shape());
-        UNet<float>::Saved<Cpu> saved;
-        net.forward(Cpu{}, image.cview(), logits.view(), &saved);
+        // On a GPU the image and targets are copied there, the logits back for patch_dice.
+        const Staged<Dev> image_on = stage(dev, image);
+        const Staged<Dev> targets_on = stage(dev, targets);
+        Tensor<float, Dev> logits(net.output_shape(image.shape()));
+        Tensor<float, Dev> dlogits(logits.shape());
+        UNet<float>::Saved<Dev> saved;
+        net.forward(dev, image_on.view, logits.view(), &saved);
         const double loss =
             config.loss == "dice"
-                ? losses::soft_dice_loss<float>(logits.cview(), targets.cview(), dlogits.view())
-                : losses::bce_dice_loss<float>(logits.cview(), targets.cview(), dlogits.view());
+                ? losses::soft_dice_loss(dev, logits.cview(), targets_on.view, dlogits.view())
+                : losses::bce_dice_loss(dev, logits.cview(), targets_on.view, dlogits.view());
         params.zero_grad();
-        net.backward(Cpu{}, saved, dlogits.cview(), TensorView<float>{});
+        net.backward(dev, saved, dlogits.cview(), TensorView<float>{});
         if (batch > 1) {
           if (k == 0) {
-            DeviceTraits<Cpu>::copy(grad_sum.data(), params.grads().data, grad_sum.bytes());
+            device_to_device(dev, grad_sum.data(), params.grads().data, grad_sum.numel());
           } else {
-            ops::add_inplace(Cpu{}, grad_sum.view(),
-                             TensorView<const float>(params.grads()));
+            ops::add_inplace(dev, grad_sum.view(), TensorView<const float>(params.grads()));
           }
         }
-        const auto d = patch_dice(logits, targets);
+        std::array<double, 3> d{};
+        if constexpr (is_cpu_v<Dev>) {
+          d = patch_dice(logits, targets);
+        } else {
+          d = patch_dice(host_copy(dev, logits.cview()), targets);
+        }
         double* stats = sample_stats.data() + 4 * s;
         stats[0] = loss;
         for (std::size_t r = 0; r < 3; ++r) stats[1 + r] = d[r];
@@ -755,7 +780,7 @@ inline TrainResult run_training(const TrainOptions& options, std::ostream& log,
         ++local_count;
       }
       if (batch > 1) {
-        DeviceTraits<Cpu>::copy(params.grads().data, grad_sum.data(), grad_sum.bytes());
+        device_to_device(dev, params.grads().data, grad_sum.data(), grad_sum.numel());
       }
       // The barrier only separates the two timings: the wait for the slowest process (it
       // would happen inside the all-reduce anyway) and the all-reduce's own time.
@@ -772,8 +797,9 @@ inline TrainResult run_training(const TrainOptions& options, std::ostream& log,
       adam.step();
       ++step;
       if (options.check_replicas) {
-        dist::check_replicas(comm, TensorView<const float>(params.values()),
-                             "the weights after step " + std::to_string(step));
+        host.pull_weights();
+        check_host_replicas(comm, TensorView<const float>(host.params().values()),
+                            "the weights after step " + std::to_string(step));
       }
       const double seconds =
           std::chrono::duration<double>(std::chrono::steady_clock::now() - step_start).count();
@@ -797,8 +823,9 @@ inline TrainResult run_training(const TrainOptions& options, std::ostream& log,
       loss_sum += sample_stats[static_cast<std::size_t>(4 * s)];
     }
     if (world > 1) {
-      dist::check_replicas(comm, TensorView<const float>(params.values()),
-                           "the weights after epoch " + std::to_string(epoch + 1));
+      host.pull_weights();
+      check_host_replicas(comm, TensorView<const float>(host.params().values()),
+                          "the weights after epoch " + std::to_string(epoch + 1));
     }
     EpochRecord record;
     record.epoch = epoch + 1;
@@ -811,7 +838,7 @@ inline TrainResult run_training(const TrainOptions& options, std::ostream& log,
     }
     record.seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - epoch_start).count();
-    record.peak_memory_bytes = cpu_allocator().peak_bytes();
+    record.peak_memory_bytes = DeviceTraits<Dev>::allocator().peak_bytes();
     result.history.push_back(record);
     const double mean_dice = (record.dice[0] + record.dice[1] + record.dice[2]) / 3.0;
     nlohmann::json history = nlohmann::json::array();
@@ -821,12 +848,13 @@ inline TrainResult run_training(const TrainOptions& options, std::ostream& log,
     const bool best = record.validated && mean_dice > result.best_metric;
     if (best) result.best_metric = mean_dice;
     if (root) {
+      host.pull();  // the weights and Adam state in host memory (a no-op on the CPU)
       if (best) {
-        write_checkpoint(options.out / "best.safetensors", params, &adam, config_json, epoch + 1,
-                         step, result.best_metric, extra);
+        write_checkpoint(options.out / "best.safetensors", host.params(), &host.adam(),
+                         config_json, epoch + 1, step, result.best_metric, extra);
       }
-      write_checkpoint(options.out / "latest.safetensors", params, &adam, config_json,
-                       epoch + 1, step, result.best_metric, extra);
+      write_checkpoint(options.out / "latest.safetensors", host.params(), &host.adam(),
+                       config_json, epoch + 1, step, result.best_metric, extra);
       write_logs();
     }
     char line[512];
