@@ -102,32 +102,6 @@ Staged<Dev> stage(const Dev& dev, const Tensor<float>& host) {
   return staged;
 }
 
-// Checks that every rank holds the same host bytes in `values` (dist::check_replicas, which
-// asks for a communicator over host memory; on a GPU the weights are pulled to the host
-// first, so the check runs over the host collectives of the device's communicator).
-template <class Dev>
-void check_host_replicas(dist::Communicator<Dev>& comm, TensorView<const float> values,
-                         const std::string& what) {
-  if constexpr (DeviceTraits<Dev>::host_accessible) {
-    dist::check_replicas(comm, values, what);
-  } else {
-    const std::uint64_t mine = dist::checksum(
-        values.data, static_cast<std::size_t>(values.numel()) * sizeof(float));
-    std::uint64_t root = mine;
-    comm.broadcast_host(&root, sizeof root, 0);
-    std::vector<double> differs(static_cast<std::size_t>(comm.size()), 0.0);
-    differs[static_cast<std::size_t>(comm.rank())] = mine == root ? 0.0 : 1.0;
-    comm.all_reduce_sum_host(differs.data(), static_cast<index_t>(differs.size()));
-    std::string bad;
-    for (std::size_t r = 0; r < differs.size(); ++r) {
-      if (differs[r] != 0.0) bad += (bad.empty() ? "" : ", ") + std::to_string(r);
-    }
-    REVOX_CHECK(bad.empty(), "dist: the replicas differ: ", what, " on rank(s) ", bad,
-                " differ from rank 0's (checksums compared over ", values.numel(),
-                " elements); the processes no longer train the same model");
-  }
-}
-
 // A device tensor's values on the host (a copy on a GPU).
 template <class Dev>
 Tensor<float> host_copy(const Dev& dev, TensorView<const float> values) {

@@ -798,8 +798,8 @@ TrainResult run_training(const TrainOptions& options, std::ostream& log,
       ++step;
       if (options.check_replicas) {
         host.pull_weights();
-        check_host_replicas(comm, TensorView<const float>(host.params().values()),
-                            "the weights after step " + std::to_string(step));
+        dist::check_replicas(comm, TensorView<const float>(host.params().values()),
+                             "the weights after step " + std::to_string(step));
       }
       const double seconds =
           std::chrono::duration<double>(std::chrono::steady_clock::now() - step_start).count();
@@ -824,8 +824,8 @@ TrainResult run_training(const TrainOptions& options, std::ostream& log,
     }
     if (world > 1) {
       host.pull_weights();
-      check_host_replicas(comm, TensorView<const float>(host.params().values()),
-                          "the weights after epoch " + std::to_string(epoch + 1));
+      dist::check_replicas(comm, TensorView<const float>(host.params().values()),
+                           "the weights after epoch " + std::to_string(epoch + 1));
     }
     EpochRecord record;
     record.epoch = epoch + 1;

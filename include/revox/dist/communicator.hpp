@@ -278,14 +278,13 @@ inline std::uint64_t checksum(const std::string& text) {
   return checksum(text.data(), text.size());
 }
 
-// Checks that every rank holds the same bytes as rank 0 in `values` (a host-accessible
-// buffer, e.g. the weights): compares checksums, and throws on EVERY rank when any rank
-// differs, naming the ranks and `what` (e.g. "the weights after step 12").
+// Checks that every rank holds the same bytes as rank 0 in `values` (HOST memory, e.g. the
+// weights; a communicator over GPU tensors checks a host copy through its host collectives):
+// compares checksums, and throws on EVERY rank when any rank differs, naming the ranks and
+// `what` (e.g. "the weights after step 12").
 template <class Device, class T>
 void check_replicas(Communicator<Device>& comm, TensorView<const T> values,
                     const std::string& what) {
-  static_assert(DeviceTraits<Device>::host_accessible,
-                "dist::check_replicas: copy the buffer to the host first");
   std::uint64_t mine = checksum(values.data, static_cast<std::size_t>(values.numel()) * sizeof(T));
   std::uint64_t root = mine;
   comm.broadcast_host(&root, sizeof root, 0);
