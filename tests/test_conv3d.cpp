@@ -27,7 +27,7 @@ double tolerance() {
   return std::is_same_v<T, float> ? 1e-5 : 1e-12;
 }
 
-// The weight gradient sums over every voxel of the batch in T (Eigen's GEMM), so its
+// The weight gradient sums over the voxels of a range in T (gemm_abt), so its
 // rounding error relative to the result grows like sqrt(voxels).
 template <class T>
 double weight_grad_tolerance(index_t voxels) {
@@ -440,4 +440,43 @@ TEST_CASE("Conv3d parameters have PyTorch's names, shapes and initialisation",
   CHECK(*b_min >= -bound);
   CHECK(*b_max > 0.5 * bound);
   CHECK(*b_min < -0.5 * bound);
+}
+
+TEMPLATE_TEST_CASE("cpu::conv3d backward data as the flipped forward matches the reference",
+                   "[op][conv3d][chunks]", float, double) {
+  // Cout <= Cin takes the flipped-kernel forward, Cout > Cin the col2im path: both, square
+  // (the U-Net's ConvBlocks) and not, with budgets of one row, a few rows and the default.
+  using T = TestType;
+  revox::Rng rng(29);
+  const Case cases[] = {{1, 3, 3, 5, 7, 9}, {2, 5, 3, 3, 4, 5}, {1, 3, 5, 4, 3, 6}};
+  for (const Case& c : cases) {
+    const Shape5 xs{c.n, c.cin, c.d, c.h, c.w};
+    for (const index_t budget : {row_bytes<T>(xs, 3), 3 * row_bytes<T>(xs, 3) + 1,
+                                 revox::cpu::kConv3dScratchBytes}) {
+      compare_with_reference<T>(c, 3, false, budget, rng);
+    }
+  }
+}
+
+TEST_CASE("cpu::conv3d backward data keeps its scratch within the input-sized column buffer",
+          "[op][conv3d][memory]") {
+  revox::Rng rng(30);
+  for (const index_t cout : {index_t{2}, index_t{4}}) {  // flipped forward, then square
+    const Shape5 xs{1, 4, 5, 6, 7};
+    const Shape5 ys = xs.with_channels(cout);
+    const auto dy = random_tensor<float>(ys, rng);
+    const auto weight = random_tensor<float>(revox::flat_shape(cout * 4 * 27), rng);
+    Tensor<float> dx(xs);
+    for (const index_t budget : {row_bytes<float>(xs, 3) * 2, revox::cpu::kConv3dScratchBytes}) {
+      CAPTURE(cout, budget);
+      const auto chunking = revox::cpu::conv3d_chunking(xs, 3, 4, budget);
+      auto& allocator = revox::cpu_allocator();
+      const auto before = allocator.current_bytes();
+      allocator.reset_peak();
+      revox::cpu::conv3d_backward_data(dy.cview(), weight.data(), dx.view(), 3, budget);
+      CHECK(allocator.current_bytes() == before);
+      CHECK(allocator.peak_bytes() <=
+            before + static_cast<std::size_t>(chunking.scratch_elements) * sizeof(float));
+    }
+  }
 }

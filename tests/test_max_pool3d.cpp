@@ -266,3 +266,58 @@ TEST_CASE("max_pool3d: misuse throws readable errors", "[layer][max_pool3d]") {
   CHECK_THROWS_WITH(pool.backward(cpu, saved, y.cview(), dx.view()),
                     Contains("nothing was saved"));
 }
+
+namespace {
+
+// The forward at vector width N and the backward against the reference, bit for bit, on
+// random values with ties (values rounded to a few levels) and NaNs.
+template <class T, int N>
+void check_max_pool_width(const Shape5& in, revox::Rng& rng) {
+  INFO("N " << N << ", input " << in);
+  const Shape5 out = pooled(in);
+  Tensor<T> x = random_tensor<T>(in, rng, -2.0, 2.0);
+  for (index_t i = 0; i < x.numel(); ++i) x[i] = std::round(x[i]);
+  for (index_t i = 5; i < x.numel(); i += 13) x[i] = std::numeric_limits<T>::quiet_NaN();
+  Tensor<T> y_ref(out);
+  Argmax argmax_ref(out);
+  revox::cpu::reference::max_pool3d(x.cview(), y_ref.view(), argmax_ref.view());
+  Tensor<T> y = Tensor<T>::full(out, T(-7.77e7));
+  Argmax argmax = Argmax::full(out, 0xFF);
+  revox::cpu::detail::max_pool3d_impl<T, N>(x.cview(), y.view(), argmax.view());
+  require_identical(y, y_ref, "forward y");
+  require_identical(argmax, argmax_ref, "forward argmax");
+}
+
+}  // namespace
+
+TEMPLATE_TEST_CASE("max_pool3d: fast path matches the reference at every vector width",
+                   "[layer][max_pool3d]", float, double) {
+  using T = TestType;
+  revox::Rng rng(5);
+  const Shape5 shapes[] = {{1, 3, 5, 7, 9}, {1, 2, 2, 2, 2}, {1, 1, 4, 3, 33}, {2, 2, 3, 2, 64}};
+  for (const Shape5& in : shapes) {
+    check_max_pool_width<T, 2>(in, rng);
+    check_max_pool_width<T, 4>(in, rng);
+    check_max_pool_width<T, 8>(in, rng);
+    check_max_pool_width<T, 16>(in, rng);
+  }
+}
+
+TEST_CASE("max_pool3d: fast path matches the reference on a benchmark shape",
+          "[layer][max_pool3d][slow]") {
+  // revox_bench's (C, D) = (32, 64): threads and, for dx, streaming stores.
+  revox::Rng rng(21);
+  const Shape5 in{1, 32, 64, 64, 64};
+  const Tensor<float> x = random_tensor<float>(in, rng, -1.0, 1.0);
+  const Tensor<float> dy = random_tensor<float>(pooled(in), rng, -1.0, 1.0);
+  Tensor<float> y(pooled(in)), y_ref(pooled(in));
+  Argmax argmax(pooled(in)), argmax_ref(pooled(in));
+  revox::cpu::max_pool3d(x.cview(), y.view(), argmax.view());
+  revox::cpu::reference::max_pool3d(x.cview(), y_ref.view(), argmax_ref.view());
+  require_identical(y, y_ref, "forward y");
+  require_identical(argmax, argmax_ref, "forward argmax");
+  Tensor<float> dx(in), dx_ref(in);
+  revox::cpu::max_pool3d_backward(dy.cview(), argmax.cview(), dx.view());
+  revox::cpu::reference::max_pool3d_backward(dy.cview(), argmax_ref.cview(), dx_ref.view());
+  require_identical(dx, dx_ref, "backward dx");
+}

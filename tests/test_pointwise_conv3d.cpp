@@ -1,15 +1,20 @@
-// PointwiseConv3d and its CPU kernels: the Eigen fast path against the plain reference,
-// gradients against finite differences, misuse errors, parameters, and memory.
+// PointwiseConv3d and its CPU kernels: the fast path (and the GEMMs of ops/cpu/gemm.hpp at
+// every vector width) against the plain references, gradients against finite differences,
+// misuse errors, parameters, and memory.
 #include <catch2/catch.hpp>
+
+#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <string>
 #include <vector>
 
 #include "revox/core/memory.hpp"
 #include "revox/layers/pointwise_conv3d.hpp"
+#include "revox/ops/cpu/gemm.hpp"
 #include "revox/ops/cpu/pointwise_conv3d.hpp"
 #include "revox/testing/gradcheck.hpp"
 
@@ -24,7 +29,7 @@ double tolerance() {
   return std::is_same_v<T, float> ? 1e-5 : 1e-12;
 }
 
-// The weight gradient sums over every voxel of the batch in T (Eigen's GEMM), so its
+// The weight gradient sums over the voxels of a range in T (gemm_abt), so its
 // rounding error relative to the result grows like sqrt(voxels).
 template <class T>
 double weight_grad_tolerance(index_t voxels) {
@@ -340,4 +345,167 @@ TEST_CASE("PointwiseConv3d backward skips dx when it is empty",
   for (index_t i = 0; i < params.size(); ++i) {
     CHECK(params.grads()[i] == twin_params.grads()[i]);
   }
+}
+
+namespace {
+
+template <class T>
+std::vector<T> random_vector(index_t count, revox::Rng& rng) {
+  std::vector<T> v(static_cast<std::size_t>(count));
+  for (T& value : v) value = static_cast<T>(rng.uniform(-1.0, 1.0));
+  return v;
+}
+
+// max |a - b| / (1 + |b|) over two equally long arrays.
+template <class T>
+double max_vector_error(const std::vector<T>& a, const std::vector<T>& b) {
+  REQUIRE(a.size() == b.size());
+  double worst = 0.0;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    const double e = static_cast<double>(b[i]);
+    const double d = std::abs(static_cast<double>(a[i]) - e) / (1.0 + std::abs(e));
+    if (!(d <= worst)) worst = std::isnan(d) ? std::numeric_limits<double>::infinity() : d;
+  }
+  return worst;
+}
+
+// gemm_ax (assigned with and without bias, accumulated) and gemm_abt at vector width N and
+// register tiles MR x NV (gemm_ax) and AMR x AKR (gemm_abt), with leading dimensions larger
+// than the rows, against the reference loops.
+template <class T, int N, int MR, int NV, int AMR, int AKR>
+void check_gemm(index_t M, index_t K, index_t S, revox::Rng& rng) {
+  namespace detail = revox::cpu::detail;
+  INFO("N " << N << ", tiles " << MR << "x" << NV << " / " << AMR << "x" << AKR << ", M " << M
+            << ", K " << K << ", S " << S);
+  const index_t lda = K + 1, ldx = S + 3, ldy = S + 2;
+  const auto A = random_vector<T>(M * lda, rng);
+  const auto X = random_vector<T>(K * ldx, rng);
+  const auto bias = random_vector<T>(M, rng);
+  const auto prior = random_vector<T>(M * ldy, rng);
+  // Sums of K (gemm_ax) or S (gemm_abt) products of magnitude <= 1.
+  const double ax_tol = tolerance<T>() * std::max(1.0, std::sqrt(static_cast<double>(K)));
+  const double abt_tol = weight_grad_tolerance<T>(S);
+  for (const int mode : {0, 1, 2}) {  // no bias, bias, accumulate
+    INFO("gemm_ax mode " << mode);
+    const T* b = mode == 1 ? bias.data() : nullptr;
+    std::vector<T> fast = prior;
+    std::vector<T> ref = prior;
+    detail::gemm_ax_impl<T, N, MR, NV>(M, K, S, A.data(), lda, X.data(), ldx, fast.data(), ldy,
+                                       b, mode == 2);
+    revox::cpu::reference::gemm_ax<T>(M, K, S, A.data(), lda, X.data(), ldx, ref.data(), ldy, b,
+                                      mode == 2);
+    CHECK(max_vector_error(fast, ref) <= ax_tol);
+  }
+  const index_t ldd = S + 1, ldc = K + 2;
+  const auto D = random_vector<T>(M * ldd, rng);
+  const auto c_prior = random_vector<T>(M * ldc, rng);
+  std::vector<T> fast = c_prior;
+  std::vector<T> ref = c_prior;
+  detail::gemm_abt_impl<T, N, AMR, AKR>(M, K, S, D.data(), ldd, X.data(), ldx, fast.data(), ldc);
+  revox::cpu::reference::gemm_abt<T>(M, K, S, D.data(), ldd, X.data(), ldx, ref.data(), ldc);
+  CHECK(max_vector_error(fast, ref) <= abt_tol);
+}
+
+// Single elements; odd sizes around the register tiles; K across the K block (128); S across
+// a gemm_abt chunk (2048); and S long enough (9 ranges of 16384) for gemm_abt to split the
+// columns instead of the tiles.
+const index_t kGemmSizes[][3] = {{1, 1, 1},   {5, 7, 9},     {13, 3, 37},
+                                 {9, 130, 50}, {17, 11, 2100}, {3, 5, 140000}};
+
+}  // namespace
+
+TEMPLATE_TEST_CASE("cpu::gemm_ax and gemm_abt match the reference at every vector width",
+                   "[op][pointwise_conv3d][gemm]", float, double) {
+  using T = TestType;
+  revox::Rng rng(31);
+  for (const auto& size : kGemmSizes) {
+    const index_t M = size[0], K = size[1], S = size[2];
+    check_gemm<T, 2, 1, 1, 1, 1>(M, K, S, rng);
+    check_gemm<T, 4, 4, 2, 2, 4>(M, K, S, rng);
+    check_gemm<T, 8, 8, 3, 4, 4>(M, K, S, rng);
+    check_gemm<T, 16, 8, 3, 4, 4>(M, K, S, rng);
+    check_gemm<T, revox::cpu::simd::native_lanes<T>, revox::cpu::detail::kGemmAxRows,
+               revox::cpu::detail::kGemmAxVectors, revox::cpu::detail::kGemmAbtRows,
+               revox::cpu::detail::kGemmAbtCols>(M, K, S, rng);
+  }
+}
+
+TEST_CASE("cpu::gemm_ax and gemm_abt results do not depend on the number of threads",
+          "[op][pointwise_conv3d][gemm]") {
+  revox::Rng rng(8);
+  // The tile split (S = 3000) and the column split (S = 140000) of gemm_abt.
+  for (const index_t S : {index_t{3000}, index_t{140000}}) {
+    const index_t M = 12, K = 10;
+    const auto A = random_vector<float>(M * K, rng);
+    const auto X = random_vector<float>(K * S, rng);
+    const auto D = random_vector<float>(M * S, rng);
+    auto run = [&](int threads) {
+      const int before = omp_get_max_threads();
+      omp_set_num_threads(threads);
+      std::vector<float> y(static_cast<std::size_t>(M * S));
+      std::vector<float> c(static_cast<std::size_t>(M * K), 0.5f);
+      revox::cpu::gemm_ax<float>(M, K, S, A.data(), K, X.data(), S, y.data(), S, nullptr, false);
+      revox::cpu::gemm_abt<float>(M, K, S, D.data(), S, X.data(), S, c.data(), K);
+      omp_set_num_threads(before);
+      y.insert(y.end(), c.begin(), c.end());
+      return y;
+    };
+    const std::vector<float> one = run(1);
+    for (const int threads : {2, 3}) {
+      INFO("S " << S << ", " << threads << " threads");
+      const std::vector<float> many = run(threads);
+      CHECK(std::memcmp(one.data(), many.data(), one.size() * sizeof(float)) == 0);
+    }
+  }
+}
+
+TEST_CASE("cpu::pointwise_conv3d matches the definition on a benchmark shape",
+          "[op][pointwise_conv3d][slow]") {
+  // revox_bench's (C, D) = (32, 64), expanded to 64 channels. The fast path runs in full; the
+  // definition is evaluated in double at a sample of voxels and weight-gradient entries.
+  const Shape5 xs{1, 32, 64, 64, 64};
+  const Shape5 ys = xs.with_channels(64);
+  revox::Rng rng(3);
+  const auto x = random_tensor<float>(xs, rng);
+  const auto dy = random_tensor<float>(ys, rng);
+  const auto weight = random_tensor<float>(revox::flat_shape(64 * 32), rng);
+  const auto bias = random_tensor<float>(revox::flat_shape(64), rng);
+  Tensor<float> y(ys), dx(xs);
+  auto dw = Tensor<float>::zeros(revox::flat_shape(64 * 32));
+  revox::cpu::pointwise_conv3d_forward(x.cview(), weight.data(), bias.data(), y.view());
+  revox::cpu::pointwise_conv3d_backward_data(dy.cview(), weight.data(), dx.view());
+  revox::cpu::pointwise_conv3d_backward_weight(x.cview(), dy.cview(), dw.data(), nullptr);
+  const index_t spatial = xs.spatial();
+  double y_err = 0.0, dx_err = 0.0;
+  for (index_t s = 0; s < spatial; s += 257) {
+    for (index_t co = 0; co < 64; ++co) {
+      double sum = static_cast<double>(bias[co]);
+      for (index_t ci = 0; ci < 32; ++ci) {
+        sum += static_cast<double>(weight[co * 32 + ci]) *
+               static_cast<double>(x[ci * spatial + s]);
+      }
+      y_err = std::max(y_err, std::abs(static_cast<double>(y[co * spatial + s]) - sum));
+    }
+    for (index_t ci = 0; ci < 32; ++ci) {
+      double sum = 0.0;
+      for (index_t co = 0; co < 64; ++co) {
+        sum += static_cast<double>(weight[co * 32 + ci]) *
+               static_cast<double>(dy[co * spatial + s]);
+      }
+      dx_err = std::max(dx_err, std::abs(static_cast<double>(dx[ci * spatial + s]) - sum));
+    }
+  }
+  CHECK(y_err <= 1e-4);
+  CHECK(dx_err <= 1e-4);
+  double dw_err = 0.0;
+  for (index_t entry = 0; entry < 64 * 32; entry += 97) {
+    const index_t co = entry / 32, ci = entry % 32;
+    double sum = 0.0;
+    for (index_t s = 0; s < spatial; ++s) {
+      sum += static_cast<double>(dy[co * spatial + s]) * static_cast<double>(x[ci * spatial + s]);
+    }
+    dw_err = std::max(dw_err,
+                      std::abs(static_cast<double>(dw[entry]) - sum) / (1.0 + std::abs(sum)));
+  }
+  CHECK(dw_err <= 1e-4);
 }

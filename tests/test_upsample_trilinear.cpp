@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "revox/layers/upsample_trilinear.hpp"
+#include "revox/ops/cpu/simd.hpp"
 #include "revox/ops/cpu/upsample_trilinear.hpp"
 #include "revox/testing/gradcheck.hpp"
 
@@ -256,4 +257,133 @@ TEST_CASE("upsample_trilinear: misuse throws readable errors", "[layer][upsample
   CHECK_THROWS_WITH(up.backward(cpu, saved, wrong_y.cview(), dx.view()),
                     Contains("UpsampleTrilinear::backward: dy shape"));
   CHECK_NOTHROW(up.backward(cpu, saved, y.cview(), revox::TensorView<float>{}));
+}
+
+namespace {
+
+// Equal where both are NaN, else within the tolerance (inf only equal to the same inf).
+template <class T>
+void require_close_or_both_nan(const Tensor<T>& actual, const Tensor<T>& expected,
+                               const std::string& what) {
+  REQUIRE(actual.shape() == expected.shape());
+  index_t bad = 0;
+  for (index_t i = 0; i < actual.numel(); ++i) {
+    const double a = actual[i];
+    const double e = expected[i];
+    const bool same = (std::isnan(a) && std::isnan(e)) || a == e ||
+                      std::abs(a - e) <= Tolerance<T>::atol + Tolerance<T>::rtol * std::abs(e);
+    if (!same) ++bad;
+  }
+  INFO(what << ": " << bad << " mismatches");
+  REQUIRE(bad == 0);
+}
+
+// The vector fast paths at width N: forward and backward against the reference, on random
+// values and on values with infinities (whose zero-weight edge taps must give NaN as in
+// PyTorch).
+template <class T, int N>
+void check_upsample_width(const Shape5& in, revox::Rng& rng) {
+  INFO("N " << N << ", input " << in);
+  const Shape5 out = doubled(in);
+  for (const bool with_inf : {false, true}) {
+    INFO("with infinities " << with_inf);
+    Tensor<T> x = random_tensor<T>(in, rng, -1.0, 1.0);
+    Tensor<T> dy = random_tensor<T>(out, rng, -1.0, 1.0);
+    if (with_inf) {
+      for (index_t i = 0; i < x.numel(); i += 7) x[i] = std::numeric_limits<T>::infinity();
+      for (index_t i = 3; i < dy.numel(); i += 11) dy[i] = -std::numeric_limits<T>::infinity();
+    }
+    Tensor<T> y_ref = Tensor<T>::full(out, T(123));
+    revox::cpu::reference::upsample_trilinear(x.cview(), y_ref.view());
+    Tensor<T> dx_ref = Tensor<T>::full(in, T(123));
+    revox::cpu::reference::upsample_trilinear_backward(dy.cview(), dx_ref.view());
+    Tensor<T> y = Tensor<T>::full(out, std::numeric_limits<T>::quiet_NaN());
+    revox::cpu::detail::upsample_trilinear_impl<T, N>(x.cview(), y.view());
+    Tensor<T> dx = Tensor<T>::full(in, std::numeric_limits<T>::quiet_NaN());
+    revox::cpu::detail::upsample_trilinear_backward_impl<T, N>(dy.cview(), dx.view());
+    if (with_inf) {
+      require_close_or_both_nan(y, y_ref, "forward");
+      require_close_or_both_nan(dx, dx_ref, "backward");
+    } else {
+      require_close(y, y_ref, "forward");
+      require_close(dx, dx_ref, "backward");
+    }
+  }
+}
+
+}  // namespace
+
+TEMPLATE_TEST_CASE("upsample_trilinear: fast paths match the reference at every vector width",
+                   "[layer][upsample_trilinear]", float, double) {
+  using T = TestType;
+  revox::Rng rng(77);
+  // W from 1 to 40: no whole vector, exactly one or two, and whole vectors plus leftovers.
+  const Shape5 shapes[] = {{1, 3, 5, 7, 9}, {1, 1, 2, 3, 1},  {1, 2, 3, 2, 2},  {1, 1, 2, 2, 3},
+                           {1, 2, 2, 3, 4}, {2, 1, 3, 2, 16}, {1, 1, 2, 3, 17}, {1, 2, 2, 2, 40}};
+  for (const Shape5& in : shapes) {
+    check_upsample_width<T, 2>(in, rng);
+    check_upsample_width<T, 4>(in, rng);
+    check_upsample_width<T, 8>(in, rng);
+    check_upsample_width<T, 16>(in, rng);
+  }
+}
+
+TEST_CASE("upsample_trilinear: fast path matches the reference on a benchmark shape",
+          "[layer][upsample_trilinear][slow]") {
+  // revox_bench's (C, D) = (32, 64) output: large enough for streaming stores and threads.
+  revox::Rng rng(12);
+  const Shape5 in{1, 32, 32, 32, 32};
+  const Tensor<float> x = random_tensor<float>(in, rng, -1.0, 1.0);
+  const Tensor<float> dy = random_tensor<float>(doubled(in), rng, -1.0, 1.0);
+  Tensor<float> y(doubled(in)), y_ref(doubled(in));
+  revox::cpu::upsample_trilinear(x.cview(), y.view());
+  revox::cpu::reference::upsample_trilinear(x.cview(), y_ref.view());
+  require_close(y, y_ref, "forward");
+  Tensor<float> dx(in), dx_ref(in);
+  revox::cpu::upsample_trilinear_backward(dy.cview(), dx.view());
+  revox::cpu::reference::upsample_trilinear_backward(dy.cview(), dx_ref.view());
+  require_close(dx, dx_ref, "backward");
+}
+
+TEMPLATE_TEST_CASE("simd lane permutations equal their portable definitions",
+                   "[layer][upsample_trilinear][simd]", float, double) {
+  using T = TestType;
+  namespace simd = revox::cpu::simd;
+  constexpr int N = 8;
+  using V = simd::Vec<T, N>;
+  T lanes_a[N], lanes_b[N];
+  for (int i = 0; i < N; ++i) {
+    lanes_a[i] = static_cast<T>(i + 1);
+    lanes_b[i] = static_cast<T>(-(i + 1) * 10);
+  }
+  V a{}, b{};
+  simd::load<T, N>(a, lanes_a);
+  simd::load<T, N>(b, lanes_b);
+  auto same = [](const V& x, const V& y) { return std::memcmp(&x, &y, sizeof(V)) == 0; };
+  V lo{}, hi{}, lo_p{}, hi_p{};
+  simd::interleave<T, N>(a, b, lo, hi);
+  simd::portable::interleave<T, N>(a, b, lo_p, hi_p);
+  CHECK(same(lo, lo_p));
+  CHECK(same(hi, hi_p));
+  CHECK(lo[0] == T(1));
+  CHECK(lo[1] == T(-10));
+  CHECK(hi[N - 1] == T(-N * 10));
+  V even{}, odd{}, even_p{}, odd_p{};
+  simd::deinterleave<T, N>(lo, hi, even, odd);
+  simd::portable::deinterleave<T, N>(lo, hi, even_p, odd_p);
+  CHECK(same(even, a));
+  CHECK(same(odd, b));
+  CHECK(same(even_p, a));
+  CHECK(same(odd_p, b));
+  V left{}, right{}, left_p{}, right_p{};
+  simd::shift_in<T, N>(b, a, left);
+  simd::shift_out<T, N>(a, b, right);
+  simd::portable::shift_in<T, N>(b, a, left_p);
+  simd::portable::shift_out<T, N>(a, b, right_p);
+  CHECK(same(left, left_p));
+  CHECK(same(right, right_p));
+  CHECK(left[0] == T(-N * 10));
+  CHECK(left[1] == T(1));
+  CHECK(right[N - 2] == T(N));
+  CHECK(right[N - 1] == T(-10));
 }

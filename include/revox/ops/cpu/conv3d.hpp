@@ -12,26 +12,31 @@
 //   conv3d_backward_weight(x, dy, dweight, dbias, k):  dweight, dbias ACCUMULATED (+=)
 //
 // kernel_size 1 runs the pointwise kernels of ops/cpu/pointwise_conv3d.hpp. Larger kernels
-// run im2col + Eigen GEMM over chunks of output rows (consecutive (d, h) pairs, i.e. a chunk
-// of whole depth planes when a plane fits): the column buffer for a chunk is
+// run im2col + the GEMMs of ops/cpu/gemm.hpp over chunks of output rows (consecutive (d, h)
+// pairs, i.e. a chunk of whole depth planes when a plane fits): the column buffer for a chunk is
 // (Cin * k^3, rows * W), at most `scratch_bytes` (default 16 MiB) unless a single row is
 // larger, allocated once per call as a revox Tensor so the tracking allocator sees it.
-//   forward:          col = im2col(x_n, chunk);  y_n[:, chunk] = W col (+ b)
-//   backward_data:    col = W^T dy_n[:, chunk];  dx_n += col2im(col)   (dx zeroed first)
-//   backward_weight:  col = im2col(x_n, chunk);  dW += dy_n[:, chunk] col^T
+//   forward:          col = im2col(x_n, chunk);  y_n[:, chunk] = W col (+ b)       gemm_ax
+//   backward_data:    Cout <= Cin: the forward of dy with the kernel flipped in space and
+//                     transposed in channels (its column buffer within the Cin-sized one);
+//                     Cout > Cin: col = W^T dy_n[:, chunk];  dx_n += col2im(col)  gemm_ax
+//                     (dx zeroed first; W^T is a transposed copy of the weight)
+//   backward_weight:  col = im2col(x_n, chunk);  dW += dy_n[:, chunk] col^T      gemm_abt
+//                     (summed in double per chunk)
 // im2col and col2im run on OpenMP (col2im over input channels, so each dx element is summed
-// in a fixed order); the GEMMs parallelise themselves inside Eigen, so these functions must
-// be called from serial code. The bias gradient is summed in double. Outputs must not alias
-// inputs. namespace reference has the plain loops the tests compare against.
+// in a fixed order); the GEMMs parallelise themselves, so these functions must be called from
+// serial code. Results do not depend on the number of threads. The bias gradient is summed
+// in double. Outputs must not alias inputs. namespace reference has the plain loops the tests
+// compare against.
 #pragma once
 
 #include <algorithm>
-
-#include "revox/core/eigen.hpp"
+#include <vector>
 
 #include "revox/core/error.hpp"
 #include "revox/core/tensor.hpp"
 #include "revox/ops/cpu/fill.hpp"
+#include "revox/ops/cpu/gemm.hpp"
 #include "revox/ops/cpu/pointwise_conv3d.hpp"
 
 namespace revox::cpu {
@@ -98,14 +103,16 @@ void im2col(const T* xn, const Shape5& s, index_t k, index_t row_begin, index_t 
       const index_t ih = row % s.h + kh - pad;
       T* dst = out + (row - row_begin) * width;
       if (id < 0 || id >= s.d || ih < 0 || ih >= s.h) {
-        std::fill(dst, dst + width, T(0));
+#pragma omp simd
+        for (index_t w = 0; w < width; ++w) dst[w] = T(0);
         continue;
       }
       const index_t base = (id * s.h + ih) * width + shift_w;  // + w: an in-bounds input index
-      std::fill(dst, dst + w_begin, T(0));
+      // The zero margins are a few elements (k / 2 at most): plain loops, no memset calls.
+      for (index_t w = 0; w < w_begin; ++w) dst[w] = T(0);
 #pragma omp simd
       for (index_t w = w_begin; w < w_end; ++w) dst[w] = xc[base + w];
-      std::fill(dst + w_end, dst + width, T(0));
+      for (index_t w = w_end; w < width; ++w) dst[w] = T(0);
     }
   }
 }
@@ -163,7 +170,6 @@ void conv3d_forward(TensorView<const T> x, conv3d_detail::const_ptr<T> weight,
   const Conv3dChunking chunking =
       conv3d_chunking(x.shape, kernel_size, static_cast<index_t>(sizeof(T)), scratch_bytes);
   Tensor<T> col(flat_shape(chunking.scratch_elements));
-  const auto w = conv3d_detail::const_matrix(weight, cout, col_rows, col_rows);
   for (index_t n = 0; n < x.shape.n; ++n) {
     for (index_t chunk = 0; chunk < chunking.chunks; ++chunk) {
       const index_t row_begin = chunk * chunking.rows_per_chunk;
@@ -171,15 +177,8 @@ void conv3d_forward(TensorView<const T> x, conv3d_detail::const_ptr<T> weight,
       const index_t cols = (row_end - row_begin) * width;
       conv3d_detail::im2col(x.data + n * x.shape.c * spatial, x.shape, k, row_begin, row_end,
                             col.data());
-      const auto colm = conv3d_detail::const_matrix(col.data(), col_rows, cols, cols);
-      auto yc = conv3d_detail::matrix(y.data + n * cout * spatial + row_begin * width, cout, cols,
-                                      spatial);
-      if (bias != nullptr) {
-        conv3d_detail::fill_rows(yc.data(), cout, cols, spatial, bias);
-        yc.noalias() += w * colm;
-      } else {
-        yc.noalias() = w * colm;
-      }
+      gemm_ax<T>(cout, col_rows, cols, weight, col_rows, col.data(), cols,
+                 y.data + n * cout * spatial + row_begin * width, spatial, bias, false);
     }
   }
 }
@@ -201,8 +200,26 @@ void conv3d_backward_data(TensorView<const T> dy, conv3d_detail::const_ptr<T> we
   const index_t width = dx.shape.w;
   const Conv3dChunking chunking =
       conv3d_chunking(dx.shape, kernel_size, static_cast<index_t>(sizeof(T)), scratch_bytes);
+  if (cout <= dx.shape.c) {
+    // Stride 1 and 'same' padding: dx is the forward correlation of dy with the kernel
+    // flipped in space and transposed in channels, W'[ci, co, t] = W[co, ci, k^3 - 1 - t].
+    // Its column buffer (Cout k^3 rows) is held to this call's Cin-sized one.
+    const index_t taps = k * k * k;
+    std::vector<T> flipped(static_cast<std::size_t>(dx.shape.c * cout * taps));
+    for (index_t co = 0; co < cout; ++co) {
+      for (index_t ci = 0; ci < dx.shape.c; ++ci) {
+        for (index_t t = 0; t < taps; ++t) {
+          flipped[static_cast<std::size_t>((ci * cout + co) * taps + taps - 1 - t)] =
+              weight[(co * dx.shape.c + ci) * taps + t];
+        }
+      }
+    }
+    conv3d_forward<T>(dy, flipped.data(), nullptr, dx, kernel_size,
+                      chunking.scratch_elements * static_cast<index_t>(sizeof(T)));
+    return;
+  }
   Tensor<T> col(flat_shape(chunking.scratch_elements));
-  const auto w = conv3d_detail::const_matrix(weight, cout, col_rows, col_rows);
+  const std::vector<T> weight_t = conv3d_detail::transpose(weight, cout, col_rows);
   cpu::fill(dx, T(0));
   for (index_t n = 0; n < dy.shape.n; ++n) {
     for (index_t chunk = 0; chunk < chunking.chunks; ++chunk) {
@@ -210,10 +227,9 @@ void conv3d_backward_data(TensorView<const T> dy, conv3d_detail::const_ptr<T> we
       const index_t row_end =
           std::min(row_begin + chunking.rows_per_chunk, dx.shape.d * dx.shape.h);
       const index_t cols = (row_end - row_begin) * width;
-      const auto dyc = conv3d_detail::const_matrix(
-          dy.data + n * cout * spatial + row_begin * width, cout, cols, spatial);
-      auto colm = conv3d_detail::matrix(col.data(), col_rows, cols, cols);
-      colm.noalias() = w.transpose() * dyc;
+      gemm_ax<T>(col_rows, cout, cols, weight_t.data(), cout,
+                 dy.data + n * cout * spatial + row_begin * width, spatial, col.data(), cols,
+                 nullptr, false);
       conv3d_detail::col2im_accumulate(col.data(), dx.shape, k, row_begin, row_end,
                                        dx.data + n * dx.shape.c * spatial);
     }
@@ -238,7 +254,6 @@ void conv3d_backward_weight(TensorView<const T> x, TensorView<const T> dy,
   const Conv3dChunking chunking =
       conv3d_chunking(x.shape, kernel_size, static_cast<index_t>(sizeof(T)), scratch_bytes);
   Tensor<T> col(flat_shape(chunking.scratch_elements));
-  auto dw = conv3d_detail::matrix(dweight, cout, col_rows, col_rows);
   for (index_t n = 0; n < x.shape.n; ++n) {
     for (index_t chunk = 0; chunk < chunking.chunks; ++chunk) {
       const index_t row_begin = chunk * chunking.rows_per_chunk;
@@ -246,10 +261,8 @@ void conv3d_backward_weight(TensorView<const T> x, TensorView<const T> dy,
       const index_t cols = (row_end - row_begin) * width;
       conv3d_detail::im2col(x.data + n * x.shape.c * spatial, x.shape, k, row_begin, row_end,
                             col.data());
-      const auto colm = conv3d_detail::const_matrix(col.data(), col_rows, cols, cols);
-      const auto dyc = conv3d_detail::const_matrix(
-          dy.data + n * cout * spatial + row_begin * width, cout, cols, spatial);
-      dw.noalias() += dyc * colm.transpose();
+      gemm_abt<T>(cout, col_rows, cols, dy.data + n * cout * spatial + row_begin * width, spatial,
+                  col.data(), cols, dweight, col_rows);
     }
   }
   if (dbias != nullptr) conv3d_detail::accumulate_channel_sums(dy, dbias);

@@ -1,6 +1,7 @@
 // revox/ops/cpu/depthwise_conv3d.hpp — depthwise 3x3x3 convolution (groups = channels,
-// stride 1, zero padding 1) on the CPU: forward, backward-data and backward-weight, each
-// with a plain reference in revox::cpu::reference beside the fast path.
+// stride 1, zero padding 1) on the CPU: forward, backward-data, backward-weight and the fused
+// backward (data and weight in one pass), each with a plain reference in
+// revox::cpu::reference beside the fast path.
 //
 //   x, y, dy, dx : (N, C, D, H, W), all of the same shape
 //   weight       : (C, 1, 3, 3, 3), PyTorch's Conv3d(C, C, 3, padding=1, groups=C) layout
@@ -13,24 +14,47 @@
 //   backward_weight:  dweight[c,0,i,j,k] += sum_{n,d,h,w} dy[n,c,d,h,w] * x[n,c,d+i-1,h+j-1,w+k-1]
 //                     dbias[c] += sum_{n,d,h,w} dy[n,c,d,h,w] (skipped when dbias is nullptr).
 //                     ACCUMULATES, summing in double.
+//   backward:         backward_data and backward_weight in one pass over x and dy (12 bytes
+//                     per element instead of 16): dx ASSIGNED, dweight and dbias ACCUMULATED,
+//                     with exactly the results of the two separate calls.
 // Preconditions: outputs do not overlap inputs; weight is not nullptr.
 // Only the output view or dweight deduces T (the other arguments are written
 // std::add_const_t<T> / std::add_pointer_t<T>, which do not deduce): callers may pass mutable
 // views for inputs and a plain nullptr for bias and dbias.
 //
-// Fast path: OpenMP over (n, c) planes (forward, backward_data) or over channels
-// (backward_weight). Each output row (d, h) reads nine input rows (i, j); rows that fall
-// outside the volume are replaced by a row of zeros with zero weights, so the interior of the
-// row (w = 1 .. W-2) is one bounds-check-free `omp simd` loop and only w = 0 and w = W-1 check
-// bounds. Deterministic: every output element and every per-channel sum is computed by one
-// thread in a fixed order, whatever the number of threads.
+// Fast path (simd.hpp vectors of N lanes along W, N = simd::native_lanes<T>):
+//  * Work is split into tasks (plane (n, c), slab of up to 32 depth slices), fixed by the
+//    shape alone, and run with OpenMP (serially below kDepthwiseParallelMin elements).
+//  * A task streams its slab slice by slice. Each input slice it needs is copied once into a
+//    per-thread ring of three zero-padded slices ((H rounded up to R) + 2 rows of
+//    ceil(W / N) + 1 vectors), so the inner loops have no bounds checks and every load stays
+//    in L1/L2: the data is read from memory once (plus two halo slices per slab).
+//  * Correlation (forward, backward-data): a block of R output rows by one vector is kept in
+//    registers while the nine taps of one kernel plane are applied (9 weights in registers);
+//    each loaded input vector feeds up to 3 rows, so loads per FMA are (4R + 6) / 9R.
+//    The three kernel planes accumulate into an L1-resident row block that is then copied
+//    out, which also handles W not a multiple of N.
+//  * Weight gradient: for each kernel plane, the 9 tap accumulators (vectors) stay in
+//    registers over a block of R rows of dy; they are summed per slice into double, per task
+//    into a partial, and the partials of a channel are added in task order after the
+//    parallel loop. Every output element and every sum is therefore computed by one thread in
+//    an order that depends on the shape only: results do not depend on the number of threads.
+//  * Memory: the next input slice is prefetched while the current one computes, and outputs
+//    of at least kDepthwiseStreamBytes are written with streaming stores (no read for
+//    ownership). Neither changes any value.
+//  * Per-thread scratch (the rings and a row block, O(H * W) elements) is plain heap memory
+//    (simd::AlignedBuffer), not tracked tensors; nothing else is allocated.
 #pragma once
 
-#include <initializer_list>
+#include <algorithm>
+#include <cstddef>
+#include <memory>
 #include <type_traits>
+#include <vector>
 
 #include "revox/core/error.hpp"
 #include "revox/core/tensor.hpp"
+#include "revox/ops/cpu/simd.hpp"
 
 namespace revox::cpu {
 namespace detail {
@@ -38,6 +62,14 @@ namespace detail {
 inline constexpr int kDepthwiseTaps = 27;
 // Below this many elements a call runs on the calling thread: starting a team costs more.
 inline constexpr index_t kDepthwiseParallelMin = index_t{1} << 15;
+// Depth slices per task at most; fixed so that the task split depends on the shape only.
+inline constexpr index_t kDepthwiseSlabDepth = 32;
+// Outputs of at least this many bytes are written with streaming stores (simd::stream_row):
+// they are far larger than the caches, so keeping them there would only cost the reads of
+// write-allocation. Smaller outputs stay in cache for the layer that reads them next.
+inline constexpr index_t kDepthwiseStreamBytes = index_t{16} << 20;
+// Output rows per register block: 8 where the target has 32 vector registers (AVX-512).
+inline constexpr int kDepthwiseRows = simd::kNativeBytes >= 64 ? 8 : 4;
 
 inline void check_depthwise_shapes(const char* op, const char* in_name, const Shape5& in,
                                    const char* out_name, const Shape5& out, const void* weight) {
@@ -46,61 +78,401 @@ inline void check_depthwise_shapes(const char* op, const char* in_name, const Sh
   REVOX_CHECK(weight != nullptr, op, ": weight must not be null");
 }
 
-template <class T>
-inline T depthwise_row_taps(const T* row, const T* w3, index_t i) {
-  return w3[0] * row[i - 1] + w3[1] * row[i] + w3[2] * row[i + 1];
+// How a (D, H, W) plane is tiled: padded slices of `rows` x `stride` elements hold
+// x[h = row - 1, w = column - 1] and zeros elsewhere.
+struct DepthwiseGeometry {
+  index_t depth = 0, height = 0, width = 0;
+  index_t vectors = 0;      // ceil(W / N): output vectors per row
+  index_t stride = 0;       // (vectors + 1) * N >= vectors * N + 2 (N >= 2)
+  index_t rows = 0;         // ceil(H / R) * R + 2
+  index_t slab_depth = 0;   // depth slices per task
+  index_t slabs = 0;        // tasks per plane
+
+  index_t slice_elements() const { return rows * stride; }
+};
+
+template <int N, int R>
+DepthwiseGeometry depthwise_geometry(const Shape5& s) {
+  static_assert(N >= 2 && R >= 1, "depthwise kernels need at least 2 lanes and 1 row");
+  DepthwiseGeometry g;
+  g.depth = s.d;
+  g.height = s.h;
+  g.width = s.w;
+  g.vectors = (s.w + N - 1) / N;
+  g.stride = (g.vectors + 1) * N;
+  g.rows = (s.h + R - 1) / R * R + 2;
+  g.slabs = (s.d + kDepthwiseSlabDepth - 1) / kDepthwiseSlabDepth;
+  g.slab_depth = (s.d + g.slabs - 1) / g.slabs;
+  return g;
 }
 
-// out = init + sum_{i,j,k} w27[9i+3j+k] * in[d+i-1, h+j-1, w+k-1] over one (D, H, W) plane.
-// zero_row holds W zeros; it stands in for the input rows outside the plane.
-template <class T>
-void depthwise_correlate_plane(const T* in, const T* w27, T init, const T* zero_row, T* out,
-                               index_t depth, index_t height, index_t width) {
-  for (index_t d = 0; d < depth; ++d) {
-    for (index_t h = 0; h < height; ++h) {
-      const T* rows[9];
-      T w[kDepthwiseTaps];
-      for (int i = 0; i < 3; ++i) {
-        for (int j = 0; j < 3; ++j) {
-          const index_t id = d + i - 1;
-          const index_t ih = h + j - 1;
-          const bool inside = id >= 0 && id < depth && ih >= 0 && ih < height;
-          const int r = 3 * i + j;
-          rows[r] = inside ? in + (id * height + ih) * width : zero_row;
-          for (int k = 0; k < 3; ++k) w[3 * r + k] = inside ? w27[3 * r + k] : T(0);
-        }
+// dst[0..count) = src[0..count) with whole vectors, then elements (rows here are short: a call
+// to memmove per row would cost as much as the row's copy).
+template <class T, int N>
+inline void depthwise_copy_row(const T* src, index_t count, T* dst) {
+  index_t i = 0;
+  for (; i + N <= count; i += N) {
+    simd::Vec<T, N> v;
+    simd::load<T, N>(v, src + i);
+    simd::store<T, N>(dst + i, v);
+  }
+  for (; i < count; ++i) dst[i] = src[i];
+}
+
+// Three zero-padded copies of the slices of one (D, H, W) plane, plus a zero slice for the
+// slices outside the volume. Only the interior of a slot is ever written, so its border
+// stays zero.
+template <class T, int N>
+class PaddedSliceRing {
+ public:
+  explicit PaddedSliceRing(const DepthwiseGeometry& g)
+      : g_(g), buffer_(4 * g.slice_elements()) {
+    reset();
+  }
+
+  // Forget what the slots hold (a new plane follows).
+  void reset() { loaded_[0] = loaded_[1] = loaded_[2] = -1; }
+
+  // The padded slice d of `plane`; copied in when the ring does not hold it yet.
+  const T* get(const T* plane, index_t d) {
+    if (d < 0 || d >= g_.depth) return buffer_.data() + 3 * g_.slice_elements();
+    const auto slot = static_cast<int>(d % 3);
+    T* dst = buffer_.data() + slot * g_.slice_elements();
+    if (loaded_[slot] != d) {
+      const index_t slice = g_.height * g_.width;
+      const T* src = plane + d * slice;
+      for (index_t h = 0; h < g_.height; ++h) {
+        depthwise_copy_row<T, N>(src + h * g_.width, g_.width, dst + (h + 1) * g_.stride + 1);
       }
-      T* o = out + (d * height + h) * width;
-      // The two edge columns, with bounds checks along W (they coincide when W == 1).
-      for (const index_t edge : {index_t{0}, width - 1}) {
-        T acc = init;
-        for (int r = 0; r < 9; ++r) {
-          for (int k = 0; k < 3; ++k) {
-            const index_t src = edge + k - 1;
-            if (src >= 0 && src < width) acc += w[3 * r + k] * rows[r][src];
-          }
-        }
-        o[edge] = acc;
+      loaded_[slot] = d;
+      // Slice d + 1 is the next one asked for: start reading it from memory now, so that it
+      // arrives while slice d - 1's outputs are computed.
+      if (d + 1 < g_.depth) {
+        constexpr index_t line = 64 / static_cast<index_t>(sizeof(T));
+        for (index_t i = 0; i < slice; i += line) REVOX_PREFETCH(src + slice + i);
       }
-      const T* r0 = rows[0];
-      const T* r1 = rows[1];
-      const T* r2 = rows[2];
-      const T* r3 = rows[3];
-      const T* r4 = rows[4];
-      const T* r5 = rows[5];
-      const T* r6 = rows[6];
-      const T* r7 = rows[7];
-      const T* r8 = rows[8];
-#pragma omp simd
-      for (index_t x = 1; x < width - 1; ++x) {
-        o[x] = init + depthwise_row_taps(r0, w + 0, x) + depthwise_row_taps(r1, w + 3, x) +
-               depthwise_row_taps(r2, w + 6, x) + depthwise_row_taps(r3, w + 9, x) +
-               depthwise_row_taps(r4, w + 12, x) + depthwise_row_taps(r5, w + 15, x) +
-               depthwise_row_taps(r6, w + 18, x) + depthwise_row_taps(r7, w + 21, x) +
-               depthwise_row_taps(r8, w + 24, x);
+    }
+    return dst;
+  }
+
+ private:
+  DepthwiseGeometry g_;
+  simd::AlignedBuffer<T> buffer_;
+  index_t loaded_[3];
+};
+
+// One kernel plane (taps w9[3j+k]) applied to output rows h0 .. h0+R-1 of a row block
+// (R rows of vectors * N elements; lane l of vector v is output column v*N + l):
+//   block[r][v*N + l]  = init (first only) + sum_{j,k} w9[3j+k] * slice[h0 + r + j][v*N + l + k]
+// ASSIGNED when first, ACCUMULATED otherwise. slice is padded: its row h0 + r + j, column
+// v*N + l + k holds input row h0 + r + j - 1, column v*N + l + k - 1, the tap (j, k) of the
+// output (h0 + r, v*N + l).
+template <class T, int N, int R>
+void depthwise_correlate_block(const T* slice, const DepthwiseGeometry& g, index_t h0,
+                               const T* w9, bool first, T init, T* block) {
+  using V = simd::Vec<T, N>;
+  const index_t block_stride = g.vectors * N;
+  V w[9];
+  for (int t = 0; t < 9; ++t) simd::broadcast<T, N>(w[t], w9[t]);
+  V start;
+  simd::broadcast<T, N>(start, init);
+  const T* base = slice + h0 * g.stride;
+  for (index_t v = 0; v < g.vectors; ++v) {
+    V acc[R];
+REVOX_UNROLL(16)
+    for (int r = 0; r < R; ++r) {
+      if (first) {
+        acc[r] = start;
+      } else {
+        simd::load<T, N>(acc[r], block + r * block_stride + v * N);
+      }
+    }
+REVOX_UNROLL(16)
+    for (int ir = 0; ir < R + 2; ++ir) {
+      const T* row = base + ir * g.stride + v * N;
+      V x0;
+      simd::load<T, N>(x0, row);
+      simd::keep_in_register(x0);
+      V x1;
+      simd::load<T, N>(x1, row + 1);
+      simd::keep_in_register(x1);
+      V x2;
+      simd::load<T, N>(x2, row + 2);
+      simd::keep_in_register(x2);
+REVOX_UNROLL(3)
+      for (int j = 0; j < 3; ++j) {
+        const int r = ir - j;
+        if (r < 0 || r >= R) continue;
+        acc[r] += w[3 * j] * x0;
+        acc[r] += w[3 * j + 1] * x1;
+        acc[r] += w[3 * j + 2] * x2;
+      }
+    }
+REVOX_UNROLL(16)
+    for (int r = 0; r < R; ++r) simd::store<T, N>(block + r * block_stride + v * N, acc[r]);
+  }
+}
+
+// acc9[3j+k] (vectors, ACCUMULATED) += sum over rows h0 .. h0+R-1 and all vectors of
+// dy[h][w] * x[h + j - 1][w + k - 1], with dy_slice and x_slice padded slices (padding makes
+// the lanes past W and the rows past H contribute zero).
+template <class T, int N, int R>
+void depthwise_weight_block(const T* x_slice, const T* dy_slice, const DepthwiseGeometry& g,
+                            index_t h0, T* acc9) {
+  using V = simd::Vec<T, N>;
+  V acc[9];
+  for (int t = 0; t < 9; ++t) simd::load<T, N>(acc[t], acc9 + t * N);
+  const T* x_base = x_slice + h0 * g.stride;
+  const T* g_base = dy_slice + (h0 + 1) * g.stride + 1;
+  for (index_t v = 0; v < g.vectors; ++v) {
+    V dy[R];
+REVOX_UNROLL(16)
+    for (int r = 0; r < R; ++r) {
+      simd::load<T, N>(dy[r], g_base + r * g.stride + v * N);
+      simd::keep_in_register(dy[r]);
+    }
+REVOX_UNROLL(16)
+    for (int ir = 0; ir < R + 2; ++ir) {
+      const T* row = x_base + ir * g.stride + v * N;
+      V x0;
+      simd::load<T, N>(x0, row);
+      simd::keep_in_register(x0);
+      V x1;
+      simd::load<T, N>(x1, row + 1);
+      simd::keep_in_register(x1);
+      V x2;
+      simd::load<T, N>(x2, row + 2);
+      simd::keep_in_register(x2);
+REVOX_UNROLL(3)
+      for (int j = 0; j < 3; ++j) {
+        const int r = ir - j;
+        if (r < 0 || r >= R) continue;
+        acc[3 * j] += dy[r] * x0;
+        acc[3 * j + 1] += dy[r] * x1;
+        acc[3 * j + 2] += dy[r] * x2;
       }
     }
   }
+  for (int t = 0; t < 9; ++t) simd::store<T, N>(acc9 + t * N, acc[t]);
+}
+
+// One output slice d of the correlation with w27 (+ init): the three padded input slices of
+// depths d-1, d, d+1 (nullptr for those outside the volume) -> out_slice (H x W, unpadded),
+// with streaming stores when `stream`.
+template <class T, int N, int R>
+void depthwise_correlate_slice(const T* const slices[3], const DepthwiseGeometry& g,
+                               const T* w27, T init, bool stream, T* block, T* out_slice) {
+  const index_t block_stride = g.vectors * N;
+  for (index_t h0 = 0; h0 < g.height; h0 += R) {
+    bool first = true;
+    for (int i = 0; i < 3; ++i) {
+      if (slices[i] == nullptr) continue;
+      depthwise_correlate_block<T, N, R>(slices[i], g, h0, w27 + 9 * i, first, init, block);
+      first = false;
+    }
+    const index_t rows = std::min<index_t>(R, g.height - h0);
+    for (index_t r = 0; r < rows; ++r) {
+      T* out_row = out_slice + (h0 + r) * g.width;
+      if (stream) {
+        simd::stream_row<T, N>(block + r * block_stride, g.width, out_row);
+      } else {
+        depthwise_copy_row<T, N>(block + r * block_stride, g.width, out_row);
+      }
+    }
+  }
+}
+
+// acc27 (27 vectors, ACCUMULATED) += the weight gradient of output slice d: dy slice d
+// against the padded x slices of depths d-1, d, d+1 (nullptr outside the volume).
+template <class T, int N, int R>
+void depthwise_weight_slice(const T* const x_slices[3], const T* dy_slice,
+                            const DepthwiseGeometry& g, T* acc27) {
+  for (index_t h0 = 0; h0 < g.height; h0 += R) {
+    for (int i = 0; i < 3; ++i) {
+      if (x_slices[i] == nullptr) continue;
+      depthwise_weight_block<T, N, R>(x_slices[i], dy_slice, g, h0, acc27 + 9 * i * N);
+    }
+  }
+}
+
+// Adds the lanes of the 27 vector accumulators (and of the dy-sum vector) to the double
+// sums of a task, then clears them.
+template <class T, int N>
+void depthwise_flush_sums(T* acc27, T* dy_sum, double* sums28) {
+  for (int t = 0; t < kDepthwiseTaps; ++t) {
+    for (int l = 0; l < N; ++l) sums28[t] += static_cast<double>(acc27[t * N + l]);
+  }
+  for (int l = 0; l < N; ++l) sums28[kDepthwiseTaps] += static_cast<double>(dy_sum[l]);
+  std::fill(acc27, acc27 + kDepthwiseTaps * N, T(0));
+  std::fill(dy_sum, dy_sum + N, T(0));
+}
+
+// dy_sum (one vector, ACCUMULATED) += the elements of a padded slice (its padding is zero).
+template <class T, int N>
+void depthwise_sum_slice(const T* padded, const DepthwiseGeometry& g, T* dy_sum) {
+  using V = simd::Vec<T, N>;
+  V acc;
+  simd::load<T, N>(acc, dy_sum);
+  for (index_t h = 0; h < g.height; ++h) {
+    const T* row = padded + (h + 1) * g.stride + 1;
+    for (index_t v = 0; v < g.vectors; ++v) {
+      V value;
+      simd::load<T, N>(value, row + v * N);
+      acc += value;
+    }
+  }
+  simd::store<T, N>(dy_sum, acc);
+}
+
+// What each fast-path driver does per task.
+enum class DepthwisePass { correlate, weight, fused };
+
+// Runs `pass` over every (plane, slab) task:
+//   correlate: out = correlation of `in` (x or dy) with taps27(c) (+ bias)
+//   weight:    sums of dy x shifted x per task -> partials (tasks x 28: 27 taps, then sum dy)
+//   fused:     both, `in` = dy correlated into out with taps27(c), and the weight sums.
+// taps27(c) gives the 27 taps of channel c as used by the correlation.
+template <class T, int N, int R, class Taps>
+void depthwise_run(DepthwisePass pass, const Shape5& s, const T* x, const T* in, Taps taps27,
+                   const T* bias, T* out, double* partials) {
+  const DepthwiseGeometry g = depthwise_geometry<N, R>(s);
+  const index_t planes = s.n * s.c;
+  const index_t plane = s.spatial();
+  const index_t tasks = planes * g.slabs;
+  const bool correlate = pass != DepthwisePass::weight;
+  const bool weight = pass != DepthwisePass::correlate;
+  const bool stream = s.numel() * static_cast<index_t>(sizeof(T)) >= kDepthwiseStreamBytes;
+#pragma omp parallel if (s.numel() >= kDepthwiseParallelMin)
+  {
+    PaddedSliceRing<T, N> in_ring(g);
+    std::unique_ptr<PaddedSliceRing<T, N>> x_ring;
+    if (weight) x_ring = std::make_unique<PaddedSliceRing<T, N>>(g);
+    simd::AlignedBuffer<T> block(R * g.vectors * N);
+    simd::AlignedBuffer<T> acc((kDepthwiseTaps + 1) * N);
+#pragma omp for schedule(static)
+    for (index_t task = 0; task < tasks; ++task) {
+      const index_t p = task / g.slabs;
+      const index_t c = p % s.c;
+      const index_t d_begin = (task % g.slabs) * g.slab_depth;
+      const index_t d_end = std::min(d_begin + g.slab_depth, s.d);
+      const T* in_plane = in + p * plane;
+      in_ring.reset();
+      if (weight) x_ring->reset();
+      T taps[kDepthwiseTaps];
+      if (correlate) taps27(c, taps);
+      const T init = bias != nullptr ? bias[c] : T(0);
+      double sums[kDepthwiseTaps + 1] = {};
+      for (index_t d = d_begin; d < d_end; ++d) {
+        // The weight pass reads only slice d of dy; the correlation all three.
+        const T* in_slices[3] = {nullptr, nullptr, nullptr};
+        for (int i = correlate ? 0 : 1; i < (correlate ? 3 : 2); ++i) {
+          const index_t id = d + i - 1;
+          in_slices[i] = id >= 0 && id < s.d ? in_ring.get(in_plane, id) : nullptr;
+        }
+        if (correlate) {
+          depthwise_correlate_slice<T, N, R>(in_slices, g, taps, init, stream, block.data(),
+                                             out + p * plane + d * s.h * s.w);
+        }
+        if (weight) {
+          const T* x_plane = x + p * plane;
+          const T* x_slices[3];
+          for (int i = 0; i < 3; ++i) {
+            const index_t id = d + i - 1;
+            x_slices[i] = id >= 0 && id < s.d ? x_ring->get(x_plane, id) : nullptr;
+          }
+          depthwise_weight_slice<T, N, R>(x_slices, in_slices[1], g, acc.data());
+          depthwise_sum_slice<T, N>(in_slices[1], g, acc.data() + kDepthwiseTaps * N);
+          depthwise_flush_sums<T, N>(acc.data(), acc.data() + kDepthwiseTaps * N, sums);
+        }
+      }
+      if (weight) {
+        std::copy(sums, sums + kDepthwiseTaps + 1, partials + task * (kDepthwiseTaps + 1));
+      }
+    }
+    simd::stream_fence();
+  }
+}
+
+// dweight[c] += the partials of channel c's tasks, in (n, slab) order; likewise dbias.
+template <class T>
+void depthwise_reduce_partials(const Shape5& s, index_t slabs, const double* partials,
+                               T* dweight, T* dbias) {
+  for (index_t c = 0; c < s.c; ++c) {
+    double sums[kDepthwiseTaps + 1] = {};
+    for (index_t n = 0; n < s.n; ++n) {
+      for (index_t slab = 0; slab < slabs; ++slab) {
+        const double* part = partials + ((n * s.c + c) * slabs + slab) * (kDepthwiseTaps + 1);
+        for (int t = 0; t <= kDepthwiseTaps; ++t) sums[t] += part[t];
+      }
+    }
+    T* dw = dweight + c * kDepthwiseTaps;
+    for (int t = 0; t < kDepthwiseTaps; ++t) {
+      dw[t] = static_cast<T>(static_cast<double>(dw[t]) + sums[t]);
+    }
+    if (dbias != nullptr) {
+      dbias[c] = static_cast<T>(static_cast<double>(dbias[c]) + sums[kDepthwiseTaps]);
+    }
+  }
+}
+
+// The fast paths for an explicit vector width N and row block R (the public functions use
+// the native width); tests run several widths on any machine.
+template <class T, int N, int R>
+void depthwise_conv3d_forward_impl(TensorView<const T> x, const T* weight, const T* bias,
+                                   TensorView<T> y) {
+  const Shape5 s = x.shape;
+  if (s.empty()) return;
+  auto taps = [weight](index_t c, T* out) {
+    std::copy(weight + c * kDepthwiseTaps, weight + (c + 1) * kDepthwiseTaps, out);
+  };
+  depthwise_run<T, N, R>(DepthwisePass::correlate, s, nullptr, x.data, taps, bias, y.data,
+                         nullptr);
+}
+
+// Tap (i, j, k) of the flipped kernel is tap (2-i, 2-j, 2-k), i.e. index 26 - index.
+template <class T>
+struct FlippedTaps {
+  const T* weight;
+  void operator()(index_t c, T* out) const {
+    for (int t = 0; t < kDepthwiseTaps; ++t) {
+      out[t] = weight[c * kDepthwiseTaps + kDepthwiseTaps - 1 - t];
+    }
+  }
+};
+
+template <class T, int N, int R>
+void depthwise_conv3d_backward_data_impl(TensorView<const T> dy, const T* weight,
+                                         TensorView<T> dx) {
+  const Shape5 s = dy.shape;
+  if (s.empty()) return;
+  depthwise_run<T, N, R>(DepthwisePass::correlate, s, nullptr, dy.data, FlippedTaps<T>{weight},
+                         nullptr, dx.data, nullptr);
+}
+
+template <class T, int N, int R>
+void depthwise_conv3d_backward_weight_impl(TensorView<const T> x, TensorView<const T> dy,
+                                           T* dweight, T* dbias) {
+  const Shape5 s = x.shape;
+  if (s.empty()) return;
+  const DepthwiseGeometry g = depthwise_geometry<N, R>(s);
+  std::vector<double> partials(
+      static_cast<std::size_t>(s.n * s.c * g.slabs * (kDepthwiseTaps + 1)));
+  depthwise_run<T, N, R>(DepthwisePass::weight, s, x.data, dy.data, FlippedTaps<T>{nullptr},
+                         nullptr, nullptr, partials.data());
+  depthwise_reduce_partials(s, g.slabs, partials.data(), dweight, dbias);
+}
+
+template <class T, int N, int R>
+void depthwise_conv3d_backward_impl(TensorView<const T> x, TensorView<const T> dy,
+                                    const T* weight, TensorView<T> dx, T* dweight, T* dbias) {
+  const Shape5 s = x.shape;
+  if (s.empty()) return;
+  const DepthwiseGeometry g = depthwise_geometry<N, R>(s);
+  std::vector<double> partials(
+      static_cast<std::size_t>(s.n * s.c * g.slabs * (kDepthwiseTaps + 1)));
+  depthwise_run<T, N, R>(DepthwisePass::fused, s, x.data, dy.data, FlippedTaps<T>{weight},
+                         nullptr, dx.data, partials.data());
+  depthwise_reduce_partials(s, g.slabs, partials.data(), dweight, dbias);
 }
 
 }  // namespace detail
@@ -109,19 +481,8 @@ template <class T>
 void depthwise_conv3d_forward(TensorView<std::add_const_t<T>> x, std::add_const_t<T>* weight,
                               std::add_const_t<T>* bias, TensorView<T> y) {
   detail::check_depthwise_shapes("depthwise_conv3d_forward", "x", x.shape, "y", y.shape, weight);
-  const Shape5 s = x.shape;
-  if (s.empty()) return;
-  const Tensor<T> zero_row = Tensor<T>::zeros(flat_shape(s.w));
-  const T* zeros = zero_row.data();
-  const index_t planes = s.n * s.c;
-  const index_t plane = s.spatial();
-#pragma omp parallel for schedule(static) if (s.numel() >= detail::kDepthwiseParallelMin)
-  for (index_t p = 0; p < planes; ++p) {
-    const index_t c = p % s.c;
-    detail::depthwise_correlate_plane(x.data + p * plane, weight + c * detail::kDepthwiseTaps,
-                                      bias != nullptr ? bias[c] : T(0), zeros,
-                                      y.data + p * plane, s.d, s.h, s.w);
-  }
+  detail::depthwise_conv3d_forward_impl<T, simd::native_lanes<T>, detail::kDepthwiseRows>(
+      x, weight, bias, y);
 }
 
 template <class T>
@@ -129,23 +490,8 @@ void depthwise_conv3d_backward_data(TensorView<std::add_const_t<T>> dy,
                                     std::add_const_t<T>* weight, TensorView<T> dx) {
   detail::check_depthwise_shapes("depthwise_conv3d_backward_data", "dy", dy.shape, "dx", dx.shape,
                                  weight);
-  const Shape5 s = dy.shape;
-  if (s.empty()) return;
-  const Tensor<T> zero_row = Tensor<T>::zeros(flat_shape(s.w));
-  const T* zeros = zero_row.data();
-  const index_t planes = s.n * s.c;
-  const index_t plane = s.spatial();
-#pragma omp parallel for schedule(static) if (s.numel() >= detail::kDepthwiseParallelMin)
-  for (index_t p = 0; p < planes; ++p) {
-    const T* w = weight + (p % s.c) * detail::kDepthwiseTaps;
-    // Tap (i, j, k) of the flipped kernel is tap (2-i, 2-j, 2-k), i.e. index 26 - index.
-    T flipped[detail::kDepthwiseTaps];
-    for (int t = 0; t < detail::kDepthwiseTaps; ++t) {
-      flipped[t] = w[detail::kDepthwiseTaps - 1 - t];
-    }
-    detail::depthwise_correlate_plane(dy.data + p * plane, flipped, T(0), zeros,
-                                      dx.data + p * plane, s.d, s.h, s.w);
-  }
+  detail::depthwise_conv3d_backward_data_impl<T, simd::native_lanes<T>, detail::kDepthwiseRows>(
+      dy, weight, dx);
 }
 
 template <class T>
@@ -154,64 +500,22 @@ void depthwise_conv3d_backward_weight(TensorView<std::add_const_t<T>> x,
                                       std::add_pointer_t<T> dbias) {
   detail::check_depthwise_shapes("depthwise_conv3d_backward_weight", "x", x.shape, "dy",
                                  dy.shape, dweight);
-  const Shape5 s = x.shape;
-  if (s.empty()) return;
-  const index_t width = s.w;
-  // Channels are independent, so each thread owns whole channels and the sums of a channel
-  // run over n, d, h in order: the result does not depend on the number of threads.
-#pragma omp parallel for schedule(static) if (s.numel() >= detail::kDepthwiseParallelMin)
-  for (index_t c = 0; c < s.c; ++c) {
-    double acc[detail::kDepthwiseTaps] = {};
-    double bias_acc = 0.0;
-    for (index_t n = 0; n < s.n; ++n) {
-      const T* xp = x.channel(n, c);
-      const T* gp = dy.channel(n, c);
-      for (index_t d = 0; d < s.d; ++d) {
-        for (index_t h = 0; h < s.h; ++h) {
-          const T* g = gp + (d * s.h + h) * width;
-          if (dbias != nullptr) {
-            T row_sum = 0;
-#pragma omp simd reduction(+ : row_sum)
-            for (index_t w = 0; w < width; ++w) row_sum += g[w];
-            bias_acc += row_sum;
-          }
-          for (int i = 0; i < 3; ++i) {
-            const index_t id = d + i - 1;
-            if (id < 0 || id >= s.d) continue;
-            for (int j = 0; j < 3; ++j) {
-              const index_t ih = h + j - 1;
-              if (ih < 0 || ih >= s.h) continue;
-              const T* r = xp + (id * s.h + ih) * width;
-              // s0, s1, s2: taps k = 0, 1, 2, which read x[w-1], x[w], x[w+1].
-              T s0 = 0;
-              T s1 = g[0] * r[0];
-              T s2 = 0;
-              if (width > 1) {
-                s1 += g[width - 1] * r[width - 1];
-                s2 = g[0] * r[1];
-                s0 = g[width - 1] * r[width - 2];
-#pragma omp simd reduction(+ : s0, s1, s2)
-                for (index_t w = 1; w < width - 1; ++w) {
-                  s0 += g[w] * r[w - 1];
-                  s1 += g[w] * r[w];
-                  s2 += g[w] * r[w + 1];
-                }
-              }
-              double* a = acc + 3 * (3 * i + j);
-              a[0] += s0;
-              a[1] += s1;
-              a[2] += s2;
-            }
-          }
-        }
-      }
-    }
-    T* dw = dweight + c * detail::kDepthwiseTaps;
-    for (int t = 0; t < detail::kDepthwiseTaps; ++t) {
-      dw[t] = static_cast<T>(static_cast<double>(dw[t]) + acc[t]);
-    }
-    if (dbias != nullptr) dbias[c] = static_cast<T>(static_cast<double>(dbias[c]) + bias_acc);
-  }
+  detail::depthwise_conv3d_backward_weight_impl<T, simd::native_lanes<T>, detail::kDepthwiseRows>(
+      x, dy, dweight, dbias);
+}
+
+template <class T>
+void depthwise_conv3d_backward(TensorView<std::add_const_t<T>> x,
+                               TensorView<std::add_const_t<T>> dy, std::add_const_t<T>* weight,
+                               TensorView<T> dx, std::add_pointer_t<T> dweight,
+                               std::add_pointer_t<T> dbias) {
+  detail::check_depthwise_shapes("depthwise_conv3d_backward", "x", x.shape, "dy", dy.shape,
+                                 weight);
+  detail::check_depthwise_shapes("depthwise_conv3d_backward", "x", x.shape, "dx", dx.shape,
+                                 weight);
+  REVOX_CHECK(dweight != nullptr, "depthwise_conv3d_backward: dweight must not be null");
+  detail::depthwise_conv3d_backward_impl<T, simd::native_lanes<T>, detail::kDepthwiseRows>(
+      x, dy, weight, dx, dweight, dbias);
 }
 
 // Plain loops straight from the definitions above, summing in double; what tests compare
@@ -299,6 +603,16 @@ void depthwise_conv3d_backward_weight(TensorView<std::add_const_t<T>> x,
       dbias[c] = static_cast<T>(static_cast<double>(dbias[c]) + acc);
     }
   }
+}
+
+// The fused backward is, by definition, the two passes above.
+template <class T>
+void depthwise_conv3d_backward(TensorView<std::add_const_t<T>> x,
+                               TensorView<std::add_const_t<T>> dy, std::add_const_t<T>* weight,
+                               TensorView<T> dx, std::add_pointer_t<T> dweight,
+                               std::add_pointer_t<T> dbias) {
+  reference::depthwise_conv3d_backward_data<T>(dy, weight, dx);
+  reference::depthwise_conv3d_backward_weight<T>(x, dy, dweight, dbias);
 }
 
 }  // namespace reference

@@ -11,14 +11,24 @@
 //           NaN in a window wins (its y is NaN).
 // Backward: dx ASSIGNED: dy of each window routed to the argmax position, 0 elsewhere,
 //           including the floored-away trailing voxels.
+// Fast path: OpenMP over (plane, output slice); every output and dx row is written by one
+//           thread. The forward scans N windows at once with simd.hpp vectors (each input
+//           row's even and odd lanes deinterleaved) where the compiler has vector shuffles,
+//           the leftover windows one by one. The backward builds each dx row in a per-thread
+//           buffer and copies it out, with streaming stores when dx has kMaxPoolStreamBytes
+//           or more.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
+#include <vector>
 
 #include "revox/core/error.hpp"
 #include "revox/core/tensor.hpp"
+#include "revox/ops/cpu/simd.hpp"
 
 namespace revox::cpu {
 
@@ -26,6 +36,8 @@ namespace detail {
 
 // Below this many input voxels the OpenMP fork costs more than the work.
 inline constexpr index_t kMaxPoolParallelMin = index_t{1} << 16;
+// A dx of at least this many bytes is written with streaming stores (simd.hpp).
+inline constexpr index_t kMaxPoolStreamBytes = index_t{16} << 20;
 
 inline Shape5 max_pool3d_output_extent(const Shape5& in) {
   return Shape5{in.n, in.c, in.d / 2, in.h / 2, in.w / 2};
@@ -39,7 +51,49 @@ inline void max_pool3d_take(T value, std::uint8_t position, T& best, std::uint8_
   best_position = take ? position : best_position;
 }
 
-template <class T, bool kWriteArgmax>
+#if REVOX_SIMD_SHUFFLE
+// One output row of N-lane blocks: the four input rows' even and odd lanes (kw = 0, 1) are
+// deinterleaved, then the eight window positions are scanned in order with the same rule as
+// max_pool3d_take, lane-wise. Returns the first output column not done (the leftover < N).
+template <class T, int N, bool kWriteArgmax>
+index_t max_pool3d_row_vectors(const T* const rows[4], index_t out_w, T* y_row,
+                               std::uint8_t* argmax_row) {
+  using V = simd::Vec<T, N>;
+  using Mask = decltype(V{} > V{});
+  using Bytes = simd::Vec<std::uint8_t, N>;
+  index_t ow = 0;
+  for (; ow + N <= out_w; ow += N) {
+    V best{};
+    Mask best_position{};
+    Mask position{};
+    for (int r = 0; r < 4; ++r) {
+      V lo{}, hi{}, lanes[2] = {};
+      simd::load<T, N>(lo, rows[r] + 2 * ow);
+      simd::load<T, N>(hi, rows[r] + 2 * ow + N);
+      simd::deinterleave<T, N>(lo, hi, lanes[0], lanes[1]);
+      for (int kw = 0; kw < 2; ++kw) {
+        const V value = lanes[kw];
+        if (r == 0 && kw == 0) {
+          best = value;
+        } else {
+          const Mask take = (value > best) | (value != value);
+          best = take ? value : best;
+          best_position = take ? position : best_position;
+        }
+        position += 1;
+      }
+    }
+    simd::store<T, N>(y_row + ow, best);
+    if constexpr (kWriteArgmax) {
+      const Bytes bytes = __builtin_convertvector(best_position, Bytes);
+      std::memcpy(argmax_row + ow, &bytes, N);
+    }
+  }
+  return ow;
+}
+#endif
+
+template <class T, int N, bool kWriteArgmax>
 void max_pool3d_forward_planes(TensorView<const T> x, TensorView<T> y,
                                std::uint8_t* argmax) {
   const Shape5 in = x.shape;
@@ -59,8 +113,14 @@ void max_pool3d_forward_planes(TensorView<const T> x, TensorView<T> y,
         const T* r11 = r10 + row;
         const index_t out_row = p * out_plane + (od * out.h + oh) * out.w;
         T* y_row = y.data + out_row;
+        index_t first = 0;
+#if REVOX_SIMD_SHUFFLE
+        const T* const rows[4] = {r00, r01, r10, r11};
+        first = max_pool3d_row_vectors<T, N, kWriteArgmax>(
+            rows, out.w, y_row, kWriteArgmax ? argmax + out_row : nullptr);
+#endif
 #pragma omp simd
-        for (index_t ow = 0; ow < out.w; ++ow) {
+        for (index_t ow = first; ow < out.w; ++ow) {
           const index_t w0 = 2 * ow;
           T best = r00[w0];
           std::uint8_t best_position = 0;
@@ -81,17 +141,27 @@ void max_pool3d_forward_planes(TensorView<const T> x, TensorView<T> y,
 
 }  // namespace detail
 
+namespace detail {
+
+// The forward at vector width N (the public function uses the native width).
+template <class T, int N>
+void max_pool3d_impl(TensorView<const T> x, TensorView<T> y, TensorView<std::uint8_t> argmax) {
+  REVOX_ASSERT(x.shape.d >= 2 && x.shape.h >= 2 && x.shape.w >= 2);
+  REVOX_ASSERT(y.shape == max_pool3d_output_extent(x.shape));
+  if (argmax.empty()) {
+    max_pool3d_forward_planes<T, N, false>(x, y, nullptr);
+  } else {
+    REVOX_ASSERT(argmax.shape == y.shape);
+    max_pool3d_forward_planes<T, N, true>(x, y, argmax.data);
+  }
+}
+
+}  // namespace detail
+
 // argmax may be empty (inference): then only y is written.
 template <class T>
 void max_pool3d(TensorView<const T> x, TensorView<T> y, TensorView<std::uint8_t> argmax) {
-  REVOX_ASSERT(x.shape.d >= 2 && x.shape.h >= 2 && x.shape.w >= 2);
-  REVOX_ASSERT(y.shape == detail::max_pool3d_output_extent(x.shape));
-  if (argmax.empty()) {
-    detail::max_pool3d_forward_planes<T, false>(x, y, nullptr);
-  } else {
-    REVOX_ASSERT(argmax.shape == y.shape);
-    detail::max_pool3d_forward_planes<T, true>(x, y, argmax.data);
-  }
+  detail::max_pool3d_impl<T, simd::native_lanes<T>>(x, y, argmax);
 }
 
 // dx has the input's shape; dy and argmax the output's.
@@ -110,43 +180,58 @@ void max_pool3d_backward(TensorView<const T> dy, TensorView<const std::uint8_t> 
   const bool odd_w = in.w % 2 != 0;
   const bool odd_h = in.h % 2 != 0;
   const bool odd_d = in.d % 2 != 0;
+  constexpr int N = simd::native_lanes<T>;
+  const bool stream = in.numel() * static_cast<index_t>(sizeof(T)) >= detail::kMaxPoolStreamBytes;
   // Windows do not overlap, so each (plane, od) writes its own two input slices whole:
-  // window positions get dy or 0, floored-away trailing voxels get 0.
-#pragma omp parallel for collapse(2) schedule(static) \
-    if (in.numel() > detail::kMaxPoolParallelMin)
-  for (index_t p = 0; p < planes; ++p) {
-    for (index_t od = 0; od < out.d; ++od) {
-      T* dx_plane = dx.data + p * in_plane;
-      for (index_t kd = 0; kd < 2; ++kd) {
-        T* dx_slice = dx_plane + (2 * od + kd) * slice;
-        for (index_t oh = 0; oh < out.h; ++oh) {
-          const index_t out_row = p * out_plane + (od * out.h + oh) * out.w;
-          const T* dy_row = dy.data + out_row;
-          const std::uint8_t* argmax_row = argmax.data + out_row;
-          for (index_t kh = 0; kh < 2; ++kh) {
-            T* dx_row = dx_slice + (2 * oh + kh) * row;
-            const auto first = static_cast<std::uint8_t>((kd * 2 + kh) * 2);
-            const auto second = static_cast<std::uint8_t>(first + 1);
+  // window positions get dy or 0, floored-away trailing voxels get 0. Each dx row is built in
+  // a per-thread row buffer and copied out (with streaming stores for large dx).
+#pragma omp parallel if (in.numel() > detail::kMaxPoolParallelMin)
+  {
+    std::vector<T> row_buffer(static_cast<std::size_t>(in.w), T(0));
+    T* buffer = row_buffer.data();
+    auto write_row = [&](T* dx_row) {
+      if (stream) {
+        simd::stream_row<T, N>(buffer, in.w, dx_row);
+      } else {
+        std::memcpy(dx_row, buffer, static_cast<std::size_t>(in.w) * sizeof(T));
+      }
+    };
+#pragma omp for collapse(2) schedule(static)
+    for (index_t p = 0; p < planes; ++p) {
+      for (index_t od = 0; od < out.d; ++od) {
+        T* dx_plane = dx.data + p * in_plane;
+        for (index_t kd = 0; kd < 2; ++kd) {
+          T* dx_slice = dx_plane + (2 * od + kd) * slice;
+          for (index_t oh = 0; oh < out.h; ++oh) {
+            const index_t out_row = p * out_plane + (od * out.h + oh) * out.w;
+            const T* dy_row = dy.data + out_row;
+            const std::uint8_t* argmax_row = argmax.data + out_row;
+            for (index_t kh = 0; kh < 2; ++kh) {
+              const auto first = static_cast<std::uint8_t>((kd * 2 + kh) * 2);
+              const auto second = static_cast<std::uint8_t>(first + 1);
 #pragma omp simd
-            for (index_t ow = 0; ow < out.w; ++ow) {
-              const std::uint8_t position = argmax_row[ow];
-              const T g = dy_row[ow];
-              dx_row[2 * ow] = position == first ? g : T(0);
-              dx_row[2 * ow + 1] = position == second ? g : T(0);
+              for (index_t ow = 0; ow < out.w; ++ow) {
+                const std::uint8_t position = argmax_row[ow];
+                const T g = dy_row[ow];
+                buffer[2 * ow] = position == first ? g : T(0);
+                buffer[2 * ow + 1] = position == second ? g : T(0);
+              }
+              if (odd_w) buffer[in.w - 1] = T(0);
+              write_row(dx_slice + (2 * oh + kh) * row);
             }
-            if (odd_w) dx_row[in.w - 1] = T(0);
+          }
+          if (odd_h) {
+            std::fill(buffer, buffer + in.w, T(0));
+            write_row(dx_slice + (in.h - 1) * row);
           }
         }
-        if (odd_h) {
-          T* dx_row = dx_slice + (in.h - 1) * row;
-          for (index_t w = 0; w < in.w; ++w) dx_row[w] = T(0);
+        if (odd_d && od == out.d - 1) {
+          std::fill(buffer, buffer + in.w, T(0));
+          for (index_t h = 0; h < in.h; ++h) write_row(dx_plane + (in.d - 1) * slice + h * row);
         }
       }
-      if (odd_d && od == out.d - 1) {
-        T* dx_slice = dx_plane + (in.d - 1) * slice;
-        for (index_t i = 0; i < slice; ++i) dx_slice[i] = T(0);
-      }
     }
+    simd::stream_fence();
   }
 }
 

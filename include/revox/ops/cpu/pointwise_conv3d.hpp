@@ -9,18 +9,20 @@
 //   pointwise_conv3d_backward_weight(x, dy, dw, db):       dW += sum_n dy_n x_n^T,
 //                                                          db += sum_{n,voxel} dy_n  ACCUMULATED
 // where x_n is batch item n viewed as the row-major matrix (Cin, D*H*W) over the NCDHW data.
-// The fast path hands each batch item to Eigen's GEMM, which parallelises itself with OpenMP
-// (call it from serial code, not from inside an omp parallel region). The bias gradient is
-// summed in double. Outputs must not alias inputs. namespace reference has the plain loops
-// the tests compare against.
+// The fast path hands each batch item to ops/cpu/gemm.hpp (gemm_ax for forward and
+// backward-data, with the weight transposed for the latter; gemm_abt for backward-weight,
+// summed in double per batch item), which parallelise themselves with OpenMP: call them from
+// serial code, not from inside an omp parallel region. Results do not depend on the number
+// of threads. The bias gradient is summed in double. Outputs must not alias inputs.
+// namespace reference has the plain loops the tests compare against.
 #pragma once
 
 #include <algorithm>
-
-#include "revox/core/eigen.hpp"
+#include <vector>
 
 #include "revox/core/error.hpp"
 #include "revox/core/tensor.hpp"
+#include "revox/ops/cpu/gemm.hpp"
 
 namespace revox::cpu {
 
@@ -32,21 +34,14 @@ using const_ptr = const nondeduced_t<T>*;
 template <class T>
 using mut_ptr = nondeduced_t<T>*;
 
+// The (cols, rows) row-major transpose of a (rows, cols) row-major matrix.
 template <class T>
-using RowMatrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-template <class T>
-using MatrixMap = Eigen::Map<RowMatrix<T>, Eigen::Unaligned, Eigen::OuterStride<>>;
-template <class T>
-using ConstMatrixMap = Eigen::Map<const RowMatrix<T>, Eigen::Unaligned, Eigen::OuterStride<>>;
-
-// A (rows, cols) row-major matrix whose rows start `stride` elements apart.
-template <class T>
-MatrixMap<T> matrix(T* data, index_t rows, index_t cols, index_t stride) {
-  return MatrixMap<T>(data, rows, cols, Eigen::OuterStride<>(stride));
-}
-template <class T>
-ConstMatrixMap<T> const_matrix(const T* data, index_t rows, index_t cols, index_t stride) {
-  return ConstMatrixMap<T>(data, rows, cols, Eigen::OuterStride<>(stride));
+std::vector<T> transpose(const T* a, index_t rows, index_t cols) {
+  std::vector<T> t(static_cast<std::size_t>(rows * cols));
+  for (index_t r = 0; r < rows; ++r) {
+    for (index_t c = 0; c < cols; ++c) t[static_cast<std::size_t>(c * rows + r)] = a[r * cols + c];
+  }
+  return t;
 }
 
 // Input and output of a convolution with 'same' padding share batch and spatial extents.
@@ -55,15 +50,6 @@ inline void check_same_extents(const char* op, const char* in_name, const Shape5
   REVOX_CHECK(in.n == out.n && in.d == out.d && in.h == out.h && in.w == out.w, op, ": ",
               in_name, " ", in, " and ", out_name, " ", out,
               " must have the same batch and spatial extents");
-}
-
-// y[r, 0:cols] = bias[r] for every row r of a (rows, cols) row-major matrix whose rows start
-// `stride` elements apart. Row by row, because Eigen's colwise() broadcast walks the rows of a
-// strided row-major map in the slow direction.
-template <class T>
-void fill_rows(T* y, index_t rows, index_t cols, index_t stride, const T* bias) {
-#pragma omp parallel for schedule(static) if (rows * cols > (index_t{1} << 16))
-  for (index_t r = 0; r < rows; ++r) std::fill(y + r * stride, y + r * stride + cols, bias[r]);
 }
 
 // db[c] += sum over batch and voxels of dy[n, c], in double; parallel over channels, so the
@@ -94,16 +80,9 @@ void pointwise_conv3d_forward(TensorView<const T> x, conv3d_detail::const_ptr<T>
   const index_t cin = x.shape.c;
   const index_t cout = y.shape.c;
   const index_t spatial = x.shape.spatial();
-  const auto w = conv3d_detail::const_matrix(weight, cout, cin, cin);  // (Cout, Cin)
   for (index_t n = 0; n < x.shape.n; ++n) {
-    const auto xn = conv3d_detail::const_matrix(x.data + n * cin * spatial, cin, spatial, spatial);
-    auto yn = conv3d_detail::matrix(y.data + n * cout * spatial, cout, spatial, spatial);
-    if (bias != nullptr) {
-      conv3d_detail::fill_rows(yn.data(), cout, spatial, spatial, bias);
-      yn.noalias() += w * xn;
-    } else {
-      yn.noalias() = w * xn;
-    }
+    gemm_ax<T>(cout, cin, spatial, weight, cin, x.data + n * cin * spatial, spatial,
+               y.data + n * cout * spatial, spatial, bias, false);
   }
 }
 
@@ -115,12 +94,10 @@ void pointwise_conv3d_backward_data(TensorView<const T> dy, conv3d_detail::const
   const index_t cin = dx.shape.c;
   const index_t cout = dy.shape.c;
   const index_t spatial = dy.shape.spatial();
-  const auto w = conv3d_detail::const_matrix(weight, cout, cin, cin);
+  const std::vector<T> weight_t = conv3d_detail::transpose(weight, cout, cin);  // (Cin, Cout)
   for (index_t n = 0; n < dy.shape.n; ++n) {
-    const auto dyn =
-        conv3d_detail::const_matrix(dy.data + n * cout * spatial, cout, spatial, spatial);
-    auto dxn = conv3d_detail::matrix(dx.data + n * cin * spatial, cin, spatial, spatial);
-    dxn.noalias() = w.transpose() * dyn;
+    gemm_ax<T>(cin, cout, spatial, weight_t.data(), cout, dy.data + n * cout * spatial, spatial,
+               dx.data + n * cin * spatial, spatial, nullptr, false);
   }
 }
 
@@ -133,12 +110,9 @@ void pointwise_conv3d_backward_weight(TensorView<const T> x, TensorView<const T>
   const index_t cin = x.shape.c;
   const index_t cout = dy.shape.c;
   const index_t spatial = x.shape.spatial();
-  auto dw = conv3d_detail::matrix(dweight, cout, cin, cin);
   for (index_t n = 0; n < x.shape.n; ++n) {
-    const auto xn = conv3d_detail::const_matrix(x.data + n * cin * spatial, cin, spatial, spatial);
-    const auto dyn =
-        conv3d_detail::const_matrix(dy.data + n * cout * spatial, cout, spatial, spatial);
-    dw.noalias() += dyn * xn.transpose();
+    gemm_abt<T>(cout, cin, spatial, dy.data + n * cout * spatial, spatial,
+                x.data + n * cin * spatial, spatial, dweight, cin);
   }
   if (dbias != nullptr) conv3d_detail::accumulate_channel_sums(dy, dbias);
 }

@@ -12,17 +12,24 @@
 //           last output reads only the last input.
 // Forward:  y ASSIGNED. Backward: dx ASSIGNED with the transpose (adjoint) of the forward.
 // Fast path: per-axis tap tables (O(extent) host memory), separable: D and H are blended
-//           into one input-width row, then W is expanded; the backward contracts D and H
-//           into one output-width row, then W. OpenMP over (n*c, output or input slice):
-//           every thread owns whole rows of y or dx, and each sum runs in a fixed order,
-//           so results do not depend on the thread count. Small volumes run serially.
+//           into one input-width row, then W is expanded (simd.hpp vectors: N output pairs
+//           computed at once and interleaved into place; outputs of kUpsampleStreamBytes or
+//           more written with streaming stores); the backward contracts D and H into one
+//           output-width row, then W (its even and odd lanes deinterleaved, four taps per
+//           input inside the row, the adjoint table at the edges). OpenMP over (n*c, output
+//           or input slice): every thread owns whole rows of y or dx, and each sum runs in a
+//           fixed order, so results do not depend on the thread count. Small volumes run
+//           serially.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
+#include <initializer_list>
 #include <vector>
 
 #include "revox/core/error.hpp"
 #include "revox/core/tensor.hpp"
+#include "revox/ops/cpu/simd.hpp"
 
 namespace revox::cpu {
 
@@ -95,6 +102,13 @@ UpsampleAdjoint<T> upsample_linear_adjoint(index_t n) {
 
 // Below this many output voxels the OpenMP fork costs more than the work.
 inline constexpr index_t kUpsampleParallelMin = index_t{1} << 15;
+// Outputs of at least this many bytes are written with streaming stores (simd.hpp): far
+// larger than the caches, they would only cost write-allocation reads there.
+inline constexpr index_t kUpsampleStreamBytes = index_t{16} << 20;
+// Entries of an input's adjoint along one axis: 4 inside (outputs 2k-1 .. 2k+2), at most 5
+// at the edges (input 1 also gets output 0's zero-weight tap), so at most 25 (od, oh) rows
+// per input row.
+inline constexpr int kUpsampleMaxEntries = 25;
 
 inline Shape5 upsample_trilinear_output_extent(const Shape5& in) {
   return Shape5{in.n, in.c, 2 * in.d, 2 * in.h, 2 * in.w};
@@ -102,22 +116,158 @@ inline Shape5 upsample_trilinear_output_extent(const Shape5& in) {
 
 }  // namespace detail
 
+namespace detail {
+
+// The D/H blend of one output row: the four input rows r00, r01 (slice i0, rows i0 and i1
+// along H), r10, r11 (slice i1) weighted by the D taps (wd0, wd1) and H taps (wh0, wh1).
 template <class T>
-void upsample_trilinear(TensorView<const T> x, TensorView<T> y) {
+struct UpsampleBlend {
+  const T* r00;
+  const T* r01;
+  const T* r10;
+  const T* r11;
+  T wd0, wd1, wh0, wh1;
+
+  T at(index_t w) const {
+    return wd0 * (wh0 * r00[w] + wh1 * r01[w]) + wd1 * (wh0 * r10[w] + wh1 * r11[w]);
+  }
+  template <int N>
+  void vector_at(index_t w, simd::Vec<T, N>& b) const {
+    simd::Vec<T, N> a00, a01, a10, a11;
+    simd::load<T, N>(a00, r00 + w);
+    simd::load<T, N>(a01, r01 + w);
+    simd::load<T, N>(a10, r10 + w);
+    simd::load<T, N>(a11, r11 + w);
+    b = wd0 * (wh0 * a00 + wh1 * a01) + wd1 * (wh0 * a10 + wh1 * a11);
+  }
+};
+
+// One output row along W from its blended input row b[0..n): inside the row, outputs 2k and
+// 2k+1 read
+//   y[2k] = 0.25 b[k-1] + 0.75 b[k],   y[2k+1] = 0.75 b[k] + 0.25 b[k+1]
+// exactly the tables' taps; y[0] and y[2n-1] use the edge taps. N pairs at a time: the
+// blended vectors stay in registers (their neighbours by lane shifts, no reload of a row
+// just stored) and are interleaved into place.
+template <class T, int N>
+void upsample_expand_row(const UpsampleBlend<T>& blend, index_t n, const UpsampleTap<T>& first,
+                         const UpsampleTap<T>& last, bool stream, T* y_row) {
+  using V = simd::Vec<T, N>;
+  const T y_first = first.l0 * blend.at(first.i0) + first.l1 * blend.at(first.i1);
+  const T y_last = last.l0 * blend.at(last.i0) + last.l1 * blend.at(last.i1);
+  const index_t vectors = n / N;
+  if (vectors > 0) {
+    V previous{}, current{}, next{};
+    blend.template vector_at<N>(0, current);
+    previous = current;  // reaches y[0] only, which is replaced
+    for (index_t j = 0; j < vectors; ++j) {
+      const index_t k = j * N;
+      if (j + 1 < vectors) {
+        blend.template vector_at<N>(k + N, next);
+      } else {
+        // Only lane 0 is read: b[k + N], or nothing that survives when k + N == n.
+        simd::broadcast<T, N>(next, k + N < n ? blend.at(k + N) : T(0));
+      }
+      V left{}, right{};
+      simd::shift_in<T, N>(previous, current, left);
+      simd::shift_out<T, N>(current, next, right);
+      const V even = T(0.25) * left + T(0.75) * current;
+      const V odd = T(0.75) * current + T(0.25) * right;
+      V lo{}, hi{};
+      simd::interleave<T, N>(even, odd, lo, hi);
+      if (k == 0) lo[0] = y_first;
+      if (k + N == n) hi[N - 1] = y_last;
+      if (stream) {
+        simd::stream_store<T, N>(y_row + 2 * k, lo);
+        simd::stream_store<T, N>(y_row + 2 * k + N, hi);
+      } else {
+        simd::store<T, N>(y_row + 2 * k, lo);
+        simd::store<T, N>(y_row + 2 * k + N, hi);
+      }
+      previous = current;
+      current = next;
+    }
+  }
+  for (index_t k = vectors * N; k < n; ++k) {
+    const T centre = blend.at(k);
+    y_row[2 * k] = k == 0 ? y_first : T(0.25) * blend.at(k - 1) + T(0.75) * centre;
+    y_row[2 * k + 1] = k == n - 1 ? y_last : T(0.75) * centre + T(0.25) * blend.at(k + 1);
+  }
+}
+
+// The adjoint of upsample_expand_row: dx[k] for the n inputs of one row from the 2n output
+// gradients g. Inside the row the adjoint's four entries, in output order:
+//   dx[k] = 0.25 g[2k-1] + 0.75 g[2k] + 0.75 g[2k+1] + 0.25 g[2k+2]
+// on the even and odd lanes of g (deinterleaved in registers); inputs 0, 1 and n-1, whose
+// entries include the edge taps (and zero weights), sum the adjoint table instead.
+template <class T, int N>
+void upsample_contract_row(const T* g, index_t n, const UpsampleAdjoint<T>& adjoint,
+                           T* dx_row) {
+  using V = simd::Vec<T, N>;
+  const index_t vectors = n / N;
+  auto load_pair = [g](index_t k, V& even, V& odd) {
+    V lo{}, hi{};
+    simd::load<T, N>(lo, g + 2 * k);
+    simd::load<T, N>(hi, g + 2 * k + N);
+    simd::deinterleave<T, N>(lo, hi, even, odd);
+  };
+  if (vectors > 0) {
+    V even{}, odd{}, odd_previous{}, even_next{}, odd_next{};
+    load_pair(0, even, odd);
+    odd_previous = odd;  // reaches dx[0] only, which is replaced
+    for (index_t j = 0; j < vectors; ++j) {
+      const index_t k = j * N;
+      if (j + 1 < vectors) {
+        load_pair(k + N, even_next, odd_next);
+      } else {
+        // Only lane 0 of even_next is read: g[2(k + N)], or nothing that survives.
+        simd::broadcast<T, N>(even_next, k + N < n ? g[2 * (k + N)] : T(0));
+        odd_next = odd;
+      }
+      V before{}, after{};
+      simd::shift_in<T, N>(odd_previous, odd, before);
+      simd::shift_out<T, N>(even, even_next, after);
+      V sum = T(0.25) * before;
+      sum += T(0.75) * even;
+      sum += T(0.75) * odd;
+      sum += T(0.25) * after;
+      simd::store<T, N>(dx_row + k, sum);
+      odd_previous = odd;
+      even = even_next;
+      odd = odd_next;
+    }
+  }
+  for (index_t k = std::max<index_t>(vectors * N, 1); k < n - 1; ++k) {
+    T sum = T(0.25) * g[2 * k - 1];
+    sum += T(0.75) * g[2 * k];
+    sum += T(0.75) * g[2 * k + 1];
+    sum += T(0.25) * g[2 * k + 2];
+    dx_row[k] = sum;
+  }
+  for (const index_t w : {index_t{0}, index_t{1}, n - 1}) {
+    if (w >= n) continue;
+    T sum = T(0);
+    const auto end = adjoint.offsets[static_cast<std::size_t>(w + 1)];
+    for (auto e = adjoint.offsets[static_cast<std::size_t>(w)]; e < end; ++e) {
+      sum += adjoint.weights[static_cast<std::size_t>(e)] *
+             g[adjoint.outputs[static_cast<std::size_t>(e)]];
+    }
+    dx_row[w] = sum;
+  }
+}
+
+template <class T, int N>
+void upsample_trilinear_impl(TensorView<const T> x, TensorView<T> y) {
   const Shape5 in = x.shape;
   const Shape5 out = y.shape;
-  REVOX_ASSERT(in.valid());
-  REVOX_ASSERT(out == detail::upsample_trilinear_output_extent(in));
-  const auto taps_d = detail::upsample_linear_taps<T>(in.d);
-  const auto taps_h = detail::upsample_linear_taps<T>(in.h);
-  const auto first_w = detail::upsample_linear_tap<T>(0, in.w);
-  const auto last_w = detail::upsample_linear_tap<T>(out.w - 1, in.w);
+  const auto taps_d = upsample_linear_taps<T>(in.d);
+  const auto taps_h = upsample_linear_taps<T>(in.h);
+  const auto first_w = upsample_linear_tap<T>(0, in.w);
+  const auto last_w = upsample_linear_tap<T>(out.w - 1, in.w);
   const index_t planes = in.n * in.c;
   const index_t in_w = in.w;
-#pragma omp parallel if (out.numel() > detail::kUpsampleParallelMin)
+  const bool stream = out.numel() * static_cast<index_t>(sizeof(T)) >= kUpsampleStreamBytes;
+#pragma omp parallel if (out.numel() > kUpsampleParallelMin)
   {
-    std::vector<T> blend_row(static_cast<std::size_t>(in_w));  // D and H blended, width W
-    T* blend = blend_row.data();
 #pragma omp for collapse(2) schedule(static)
     for (index_t p = 0; p < planes; ++p) {
       for (index_t od = 0; od < out.d; ++od) {
@@ -127,48 +277,32 @@ void upsample_trilinear(TensorView<const T> x, TensorView<T> y) {
         const T* slice1 = x_plane + td.i1 * in.h * in_w;
         for (index_t oh = 0; oh < out.h; ++oh) {
           const auto& th = taps_h[static_cast<std::size_t>(oh)];
-          const T* r00 = slice0 + th.i0 * in_w;
-          const T* r01 = slice0 + th.i1 * in_w;
-          const T* r10 = slice1 + th.i0 * in_w;
-          const T* r11 = slice1 + th.i1 * in_w;
-#pragma omp simd
-          for (index_t w = 0; w < in_w; ++w) {
-            blend[w] = td.l0 * (th.l0 * r00[w] + th.l1 * r01[w]) +
-                       td.l1 * (th.l0 * r10[w] + th.l1 * r11[w]);
-          }
-          T* y_row = y.data + p * out.spatial() + (od * out.h + oh) * out.w;
-          y_row[0] = first_w.l0 * blend[first_w.i0] + first_w.l1 * blend[first_w.i1];
-          // Inside the row, outputs 2k + 1 and 2k + 2 both read inputs k and k + 1, with
-          // the taps (0.75, 0.25) and (0.25, 0.75): exactly the values of the tables.
-#pragma omp simd
-          for (index_t k = 0; k < in_w - 1; ++k) {
-            const T left = blend[k];
-            const T right = blend[k + 1];
-            y_row[2 * k + 1] = T(0.75) * left + T(0.25) * right;
-            y_row[2 * k + 2] = T(0.25) * left + T(0.75) * right;
-          }
-          y_row[out.w - 1] = last_w.l0 * blend[last_w.i0] + last_w.l1 * blend[last_w.i1];
+          const UpsampleBlend<T> blend{slice0 + th.i0 * in_w, slice0 + th.i1 * in_w,
+                                       slice1 + th.i0 * in_w, slice1 + th.i1 * in_w,
+                                       td.l0, td.l1, th.l0, th.l1};
+          upsample_expand_row<T, N>(blend, in_w, first_w, last_w, stream,
+                                    y.data + p * out.spatial() + (od * out.h + oh) * out.w);
         }
       }
     }
+    simd::stream_fence();
   }
 }
 
-// dy (N, C, 2D, 2H, 2W) -> dx (N, C, D, H, W), ASSIGNED.
-template <class T>
-void upsample_trilinear_backward(TensorView<const T> dy, TensorView<T> dx) {
+template <class T, int N>
+void upsample_trilinear_backward_impl(TensorView<const T> dy, TensorView<T> dx) {
   const Shape5 in = dx.shape;
   const Shape5 out = dy.shape;
-  REVOX_ASSERT(in.valid());
-  REVOX_ASSERT(out == detail::upsample_trilinear_output_extent(in));
-  const auto adj_d = detail::upsample_linear_adjoint<T>(in.d);
-  const auto adj_h = detail::upsample_linear_adjoint<T>(in.h);
-  const auto adj_w = detail::upsample_linear_adjoint<T>(in.w);
+  const auto adj_d = upsample_linear_adjoint<T>(in.d);
+  const auto adj_h = upsample_linear_adjoint<T>(in.h);
+  const auto adj_w = upsample_linear_adjoint<T>(in.w);
   const index_t planes = in.n * in.c;
   const index_t out_w = out.w;
-#pragma omp parallel if (out.numel() > detail::kUpsampleParallelMin)
+  using V = simd::Vec<T, N>;
+#pragma omp parallel if (out.numel() > kUpsampleParallelMin)
   {
-    std::vector<T> gathered_row(static_cast<std::size_t>(out_w));  // D and H contracted
+    // D and H contracted: one output-width row, vector-aligned.
+    simd::AlignedBuffer<T> gathered_row(out_w);
     T* gathered = gathered_row.data();
 #pragma omp for collapse(2) schedule(static)
     for (index_t p = 0; p < planes; ++p) {
@@ -180,33 +314,60 @@ void upsample_trilinear_backward(TensorView<const T> dy, TensorView<T> dx) {
         for (index_t h = 0; h < in.h; ++h) {
           const auto h_begin = adj_h.offsets[static_cast<std::size_t>(h)];
           const auto h_end = adj_h.offsets[static_cast<std::size_t>(h + 1)];
-#pragma omp simd
-          for (index_t ow = 0; ow < out_w; ++ow) gathered[ow] = T(0);
+          // gathered[ow] = sum over the (od, oh) entries, in table order, of
+          // (wd * wh) * dy[od, oh, ow], from zero; N columns at a time in registers.
+          const T* rows[kUpsampleMaxEntries];
+          T weights[kUpsampleMaxEntries];
+          int entries = 0;
           for (index_t kd = d_begin; kd < d_end; ++kd) {
             const index_t od = adj_d.outputs[static_cast<std::size_t>(kd)];
             const T wd = adj_d.weights[static_cast<std::size_t>(kd)];
             for (index_t kh = h_begin; kh < h_end; ++kh) {
               const index_t oh = adj_h.outputs[static_cast<std::size_t>(kh)];
-              const T weight = wd * adj_h.weights[static_cast<std::size_t>(kh)];
-              const T* dy_row = dy_plane + (od * out.h + oh) * out_w;
-#pragma omp simd
-              for (index_t ow = 0; ow < out_w; ++ow) gathered[ow] += weight * dy_row[ow];
+              REVOX_ASSERT(entries < kUpsampleMaxEntries);
+              rows[entries] = dy_plane + (od * out.h + oh) * out_w;
+              weights[entries] = wd * adj_h.weights[static_cast<std::size_t>(kh)];
+              ++entries;
             }
           }
-          T* dx_row = dx_slice + h * in.w;
-          for (index_t w = 0; w < in.w; ++w) {
+          index_t ow = 0;
+          for (; ow + N <= out_w; ow += N) {
+            V sum;
+            simd::broadcast<T, N>(sum, T(0));
+            for (int e = 0; e < entries; ++e) {
+              V row;
+              simd::load<T, N>(row, rows[e] + ow);
+              sum += weights[e] * row;
+            }
+            simd::store<T, N>(gathered + ow, sum);
+          }
+          for (; ow < out_w; ++ow) {
             T sum = T(0);
-            const auto w_end = adj_w.offsets[static_cast<std::size_t>(w + 1)];
-            for (auto k = adj_w.offsets[static_cast<std::size_t>(w)]; k < w_end; ++k) {
-              sum += adj_w.weights[static_cast<std::size_t>(k)] *
-                     gathered[adj_w.outputs[static_cast<std::size_t>(k)]];
-            }
-            dx_row[w] = sum;
+            for (int e = 0; e < entries; ++e) sum += weights[e] * rows[e][ow];
+            gathered[ow] = sum;
           }
+          upsample_contract_row<T, N>(gathered, in.w, adj_w, dx_slice + h * in.w);
         }
       }
     }
   }
+}
+
+}  // namespace detail
+
+template <class T>
+void upsample_trilinear(TensorView<const T> x, TensorView<T> y) {
+  REVOX_ASSERT(x.shape.valid());
+  REVOX_ASSERT(y.shape == detail::upsample_trilinear_output_extent(x.shape));
+  detail::upsample_trilinear_impl<T, simd::native_lanes<T>>(x, y);
+}
+
+// dy (N, C, 2D, 2H, 2W) -> dx (N, C, D, H, W), ASSIGNED.
+template <class T>
+void upsample_trilinear_backward(TensorView<const T> dy, TensorView<T> dx) {
+  REVOX_ASSERT(dx.shape.valid());
+  REVOX_ASSERT(dy.shape == detail::upsample_trilinear_output_extent(dx.shape));
+  detail::upsample_trilinear_backward_impl<T, simd::native_lanes<T>>(dy, dx);
 }
 
 // The 8-tap formula per output voxel, and its scatter-add transpose, straight from the
