@@ -269,7 +269,7 @@ TEST_CASE("max_pool3d: misuse throws readable errors", "[layer][max_pool3d]") {
 
 namespace {
 
-// The forward at vector width N and the backward against the reference, bit for bit, on
+// The forward and the backward at vector width N against the reference, bit for bit, on
 // random values with ties (values rounded to a few levels) and NaNs.
 template <class T, int N>
 void check_max_pool_width(const Shape5& in, revox::Rng& rng) {
@@ -286,6 +286,13 @@ void check_max_pool_width(const Shape5& in, revox::Rng& rng) {
   revox::cpu::detail::max_pool3d_impl<T, N>(x.cview(), y.view(), argmax.view());
   require_identical(y, y_ref, "forward y");
   require_identical(argmax, argmax_ref, "forward argmax");
+  // The backward at the same width routes dy by the reference's argmax.
+  const Tensor<T> dy = random_tensor<T>(out, rng, -1.0, 1.0);
+  Tensor<T> dx_ref(in);
+  revox::cpu::reference::max_pool3d_backward(dy.cview(), argmax_ref.cview(), dx_ref.view());
+  Tensor<T> dx = Tensor<T>::full(in, T(-7.77e7));
+  revox::cpu::detail::max_pool3d_backward_impl<T, N>(dy.cview(), argmax_ref.cview(), dx.view());
+  require_identical(dx, dx_ref, "backward dx");
 }
 
 }  // namespace
@@ -294,7 +301,9 @@ TEMPLATE_TEST_CASE("max_pool3d: fast path matches the reference at every vector 
                    "[layer][max_pool3d]", float, double) {
   using T = TestType;
   revox::Rng rng(5);
-  const Shape5 shapes[] = {{1, 3, 5, 7, 9}, {1, 2, 2, 2, 2}, {1, 1, 4, 3, 33}, {2, 2, 3, 2, 64}};
+  // W = 96 and 97: whole vector blocks and leftovers in every output row of the backward.
+  const Shape5 shapes[] = {{1, 3, 5, 7, 9},  {1, 2, 2, 2, 2},  {1, 1, 4, 3, 33},
+                           {2, 2, 3, 2, 64}, {1, 2, 2, 3, 96}, {1, 1, 3, 2, 97}};
   for (const Shape5& in : shapes) {
     check_max_pool_width<T, 2>(in, rng);
     check_max_pool_width<T, 4>(in, rng);

@@ -93,6 +93,66 @@ index_t max_pool3d_row_vectors(const T* const rows[4], index_t out_w, T* y_row,
 }
 #endif
 
+#if REVOX_SIMD_SHUFFLE
+// N argmax bytes widened to the lanes of a comparison mask of N T lanes. GCC 12 lowers
+// __builtin_convertvector from bytes to 32-bit lanes one byte at a time, which made the
+// backward 2x slower than the plain loop; x86's zero-extending moves do it in one
+// instruction.
+// (An out-parameter, like simd.hpp's: returning a vector wider than the baseline target's
+// registers changes the ABI and GCC warns.)
+template <class Mask, int N>
+REVOX_SIMD_INLINE void max_pool3d_widen_positions(Mask& out, const std::uint8_t* p) {
+#if REVOX_SIMD_X86_STREAM && defined(__AVX512F__)
+  if constexpr (sizeof(Mask) == 64 && N == 16) {
+    // The zero-masked form: the unmasked one trips GCC 12's -Wmaybe-uninitialized inside
+    // its own header (_mm512_undefined_epi32).
+    const __m512i wide = _mm512_maskz_cvtepu8_epi32(
+        __mmask16(0xFFFF), _mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    std::memcpy(&out, &wide, sizeof(out));
+    return;
+  }
+#endif
+#if REVOX_SIMD_X86_STREAM && defined(__AVX2__)
+  if constexpr (sizeof(Mask) == 32 && N == 8) {
+    const __m256i wide =
+        _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
+    std::memcpy(&out, &wide, sizeof(out));
+    return;
+  }
+#endif
+  simd::Vec<std::uint8_t, N> bytes{};
+  std::memcpy(&bytes, p, N);
+  out = __builtin_convertvector(bytes, Mask);
+}
+
+// One dx row of the backward (kernel row (kd, kh), window positions first and first + 1),
+// N outputs at a time: dy where the argmax is the position, 0 elsewhere, the two columns
+// interleaved. Returns the first output column not done (the leftover < N). Written with
+// explicit vectors because a single loop over out.w left out.w % 32 outputs to a scalar
+// epilogue with a branch per element: a third of each row at W = 96, 2.4x slower overall.
+template <class T, int N>
+index_t max_pool3d_backward_row_vectors(const T* dy_row, const std::uint8_t* argmax_row,
+                                        index_t out_w, std::uint8_t first, T* buffer) {
+  using V = simd::Vec<T, N>;
+  using Mask = decltype(V{} > V{});
+  const V zero{};
+  index_t ow = 0;
+  for (; ow + N <= out_w; ow += N) {
+    V g{};
+    simd::load<T, N>(g, dy_row + ow);
+    Mask position{};
+    max_pool3d_widen_positions<Mask, N>(position, argmax_row + ow);
+    const V even = position == static_cast<Mask>(Mask{} + first) ? g : zero;
+    const V odd = position == static_cast<Mask>(Mask{} + (first + 1)) ? g : zero;
+    V lo{}, hi{};
+    simd::interleave<T, N>(even, odd, lo, hi);
+    simd::store<T, N>(buffer + 2 * ow, lo);
+    simd::store<T, N>(buffer + 2 * ow + N, hi);
+  }
+  return ow;
+}
+#endif
+
 template <class T, int N, bool kWriteArgmax>
 void max_pool3d_forward_planes(TensorView<const T> x, TensorView<T> y,
                                std::uint8_t* argmax) {
@@ -164,10 +224,12 @@ void max_pool3d(TensorView<const T> x, TensorView<T> y, TensorView<std::uint8_t>
   detail::max_pool3d_impl<T, simd::native_lanes<T>>(x, y, argmax);
 }
 
-// dx has the input's shape; dy and argmax the output's.
-template <class T>
-void max_pool3d_backward(TensorView<const T> dy, TensorView<const std::uint8_t> argmax,
-                         TensorView<T> dx) {
+namespace detail {
+
+// The backward at vector width N (the public function uses the native width).
+template <class T, int N>
+void max_pool3d_backward_impl(TensorView<const T> dy, TensorView<const std::uint8_t> argmax,
+                              TensorView<T> dx) {
   const Shape5 in = dx.shape;
   const Shape5 out = dy.shape;
   REVOX_ASSERT(out == detail::max_pool3d_output_extent(in));
@@ -180,7 +242,6 @@ void max_pool3d_backward(TensorView<const T> dy, TensorView<const std::uint8_t> 
   const bool odd_w = in.w % 2 != 0;
   const bool odd_h = in.h % 2 != 0;
   const bool odd_d = in.d % 2 != 0;
-  constexpr int N = simd::native_lanes<T>;
   const bool stream = in.numel() * static_cast<index_t>(sizeof(T)) >= detail::kMaxPoolStreamBytes;
   // Windows do not overlap, so each (plane, od) writes its own two input slices whole:
   // window positions get dy or 0, floored-away trailing voxels get 0. Each dx row is built in
@@ -209,8 +270,13 @@ void max_pool3d_backward(TensorView<const T> dy, TensorView<const std::uint8_t> 
             for (index_t kh = 0; kh < 2; ++kh) {
               const auto first = static_cast<std::uint8_t>((kd * 2 + kh) * 2);
               const auto second = static_cast<std::uint8_t>(first + 1);
+              index_t done = 0;
+#if REVOX_SIMD_SHUFFLE
+              done = detail::max_pool3d_backward_row_vectors<T, N>(dy_row, argmax_row, out.w,
+                                                                   first, buffer);
+#endif
 #pragma omp simd
-              for (index_t ow = 0; ow < out.w; ++ow) {
+              for (index_t ow = done; ow < out.w; ++ow) {
                 const std::uint8_t position = argmax_row[ow];
                 const T g = dy_row[ow];
                 buffer[2 * ow] = position == first ? g : T(0);
@@ -233,6 +299,15 @@ void max_pool3d_backward(TensorView<const T> dy, TensorView<const std::uint8_t> 
     }
     simd::stream_fence();
   }
+}
+
+}  // namespace detail
+
+// dx has the input's shape; dy and argmax the output's.
+template <class T>
+void max_pool3d_backward(TensorView<const T> dy, TensorView<const std::uint8_t> argmax,
+                         TensorView<T> dx) {
+  detail::max_pool3d_backward_impl<T, simd::native_lanes<T>>(dy, argmax, dx);
 }
 
 // Straight from the definition: PyTorch's scan from -inf, then a scatter-add backward.
