@@ -4,9 +4,8 @@
 // path and the caching pool of cuda_allocator(). Device outputs are pre-filled with NaN, the
 // host outputs with a finite value, so an element the GPU never writes shows.
 //
-// The file includes revox/revox.hpp and runs the Eigen-based CPU fast paths too: a .cu
-// translation unit holding both devices' kernels compiles without warnings
-// (revox/core/eigen.hpp).
+// The file includes revox/revox.hpp and runs the CPU fast paths too: a .cu translation unit
+// holding both devices' kernels compiles without warnings.
 //
 // Tolerances (max |gpu - ref| / (1 + |ref|)): double 1e-11; float 2e-5 for outputs and input
 // gradients (sums of at most Cin * 27 products, cuBLAS in FP32, no TF32), and for weight and
@@ -151,6 +150,18 @@ void depthwise_parity(const Cuda& dev, const Shape5& s, bool with_bias, revox::R
   revox::ops::depthwise_conv3d_backward_weight(dev, x_d.cview(), dy_d.cview(), dw2_d.data(),
                                                nullptr);
   CUDA_TEST_CHECK(bitwise_equal(revox::to_host(dev, dw2_d), dw_gpu));
+  // The fused backward: the same dx and the same accumulated gradients as the two calls.
+  auto dx3_d = device_nan<T>(dev, s);
+  auto dw3_d = revox::to_device(dev, dw0);
+  auto db3_d = revox::to_device(dev, db0);
+  revox::ops::depthwise_conv3d_backward(dev, x_d.cview(), dy_d.cview(), w_d.data(),
+                                        dx3_d.view(), dw3_d.data(),
+                                        with_bias ? db3_d.data() : nullptr);
+  CUDA_TEST_CHECK(bitwise_equal(revox::to_host(dev, dx3_d), revox::to_host(dev, dx_d)));
+  CUDA_TEST_CHECK(bitwise_equal(revox::to_host(dev, dw3_d), dw_gpu));
+  if (with_bias) {
+    CUDA_TEST_CHECK(bitwise_equal(revox::to_host(dev, db3_d), revox::to_host(dev, db_d)));
+  }
 }
 
 // ---- pointwise and dense conv3d ----------------------------------------------------------
@@ -206,7 +217,7 @@ void conv_parity(const Cuda& dev, const Shape5& xs, index_t cout, int kernel_siz
   revox::cpu::reference::conv3d_backward_data<T>(dy.cview(), w.data(), dx.view(), ks);
   revox::cpu::reference::conv3d_backward_weight<T>(x.cview(), dy.cview(), dw.data(),
                                                    with_bias ? db.data() : nullptr, ks);
-  // The CPU fast path (Eigen GEMMs), instantiated in this CUDA translation unit.
+  // The CPU fast path (ops/cpu/gemm.hpp GEMMs), instantiated in this CUDA translation unit.
   auto y_cpu = Tensor<T>::full(ys, std::numeric_limits<T>::quiet_NaN());
   if (kernel_size == 0) {
     revox::ops::pointwise_conv3d_forward(revox::Cpu{}, x.cview(), w.data(), bias, y_cpu.view());

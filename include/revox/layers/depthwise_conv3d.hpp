@@ -86,12 +86,14 @@ class DepthwiseConv3d {
     check_bound();
     REVOX_CHECK(dy.shape == saved.x.shape, "DepthwiseConv3d::backward: dy shape ", dy.shape,
                 " does not match the expected ", saved.x.shape);
+    T* dbias = has_bias_ ? bias_.grad : nullptr;
     if (!dx.empty()) {
+      // dx and the parameter gradients in one pass over x and dy.
       check_output_view("DepthwiseConv3d::backward (dx)", saved.x.shape, dx.shape);
-      ops::depthwise_conv3d_backward_data(dev, dy, weight_.value, dx);
+      ops::depthwise_conv3d_backward(dev, saved.x, dy, weight_.value, dx, weight_.grad, dbias);
+    } else {
+      ops::depthwise_conv3d_backward_weight(dev, saved.x, dy, weight_.grad, dbias);
     }
-    ops::depthwise_conv3d_backward_weight(dev, saved.x, dy, weight_.grad,
-                                          has_bias_ ? bias_.grad : nullptr);
     saved = Saved<Dev>{};
   }
 

@@ -35,4 +35,16 @@ void depthwise_conv3d_backward_weight(const Cuda& dev, TensorView<std::add_const
                                                                   dbias);
 }
 
+// The fused backward's GPU twin: the two kernels above in turn, so the results are those of
+// the two separate calls (a single-pass GPU kernel is future work).
+template <class T>
+void depthwise_conv3d_backward(const Cuda& dev, TensorView<std::add_const_t<T>> x,
+                               TensorView<std::add_const_t<T>> dy, std::add_const_t<T>* weight,
+                               TensorView<T> dx, std::add_pointer_t<T> dweight,
+                               std::add_pointer_t<T> dbias) {
+  REVOX_CHECK(dweight != nullptr, "depthwise_conv3d_backward: dweight must not be null");
+  depthwise_conv3d_backward_data<T>(dev, dy, weight, dx);
+  depthwise_conv3d_backward_weight<T>(dev, x, dy, dweight, dbias);
+}
+
 }  // namespace revox::cuda
