@@ -1,14 +1,16 @@
 // The caching pool of TrackingAllocator (AllocatorCaching::pool, what cuda_allocator() uses),
 // driven by counting raw allocate/free functions: a repeated allocation sequence is served
 // from the pool, in-use and reserved bytes are told apart, release_cached() and an
-// out-of-memory retry give cached blocks back, and the non-caching (CPU) mode keeps
-// reserved == in use.
+// out-of-memory retry give cached blocks back, small requests bypass the pool when the
+// allocator has a pool minimum (the CPU allocator), the cache limit bounds the cached bytes,
+// and the non-caching mode keeps reserved == in use.
 #include <catch2/catch.hpp>
 
 #include <cstddef>
 #include <vector>
 
 #include "revox/core/memory.hpp"
+#include "revox/core/tensor.hpp"
 
 namespace {
 
@@ -169,5 +171,93 @@ TEST_CASE("A non-caching TrackingAllocator frees at once: reserved equals in use
   CHECK(stats.raw_frees == 6);
   CHECK(stats.cached_bytes == 0);
   CHECK(allocator.release_cached() == 0);
-  CHECK(revox::cpu_allocator().caching() == false);
+}
+
+TEST_CASE("A pool minimum sends small requests straight to the raw allocator",
+          "[core][memory][pool]") {
+  raw = RawCounter{};
+  revox::TrackingAllocator allocator("min-test", limited_allocate, limited_free,
+                                     revox::AllocatorCaching::pool, 4096);
+  CHECK(allocator.pool_min_bytes() == 4096);
+  const std::vector<std::size_t> sizes = {4095, 4096, 100, 10000};
+  for (int repeat = 0; repeat < 3; ++repeat) {
+    const auto blocks = step(allocator, sizes);
+    // Small requests at their exact size, pooled ones rounded: 4095 + 100 + 4096 + 10240.
+    CHECK(raw.live_bytes == 4095 + 100 + 4096 + 10240);
+    CHECK(allocator.current_bytes() == 4095 + 4096 + 100 + 10000);
+    release(allocator, blocks, sizes);
+    // The small blocks went back at once, the two pooled ones wait for reuse.
+    CHECK(raw.live_blocks == 2);
+    CHECK(allocator.cached_bytes() == 4096 + 10240);
+  }
+  const auto stats = allocator.stats();
+  // Small blocks: a raw call every time (2 x 3); pooled ones: only the first time (2).
+  CHECK(stats.raw_allocations == 8);
+  CHECK(stats.raw_frees == 6);
+  CHECK(stats.total_allocations == 12);
+}
+
+TEST_CASE("The cache limit bounds the cached bytes; set_cache_limit trims at once",
+          "[core][memory][pool]") {
+  raw = RawCounter{};
+  revox::TrackingAllocator allocator("limit-test", limited_allocate, limited_free,
+                                     revox::AllocatorCaching::pool, 0, 3072);
+  CHECK(allocator.cache_limit() == 3072);
+  void* a = allocator.allocate(1024);
+  void* b = allocator.allocate(2048);
+  void* c = allocator.allocate(1536);
+  allocator.deallocate(a, 1024);
+  allocator.deallocate(b, 2048);
+  CHECK(allocator.cached_bytes() == 3072);  // exactly at the limit
+  allocator.deallocate(c, 1536);            // past it: given back at once
+  CHECK(allocator.cached_bytes() == 3072);
+  CHECK(raw.live_blocks == 2);
+  CHECK(allocator.reserved_bytes() == 3072);
+  // A freed block larger than the whole limit is never cached.
+  void* big = allocator.allocate(8192);
+  CHECK(allocator.cached_bytes() == 3072);
+  allocator.deallocate(big, 8192);
+  CHECK(allocator.cached_bytes() == 3072);
+  CHECK(raw.live_blocks == 2);
+  // Lowering the limit below what is cached releases it; 0 turns caching off.
+  allocator.set_cache_limit(0);
+  CHECK(allocator.cached_bytes() == 0);
+  CHECK(raw.live_blocks == 0);
+  void* d = allocator.allocate(1024);
+  allocator.deallocate(d, 1024);
+  CHECK(raw.live_blocks == 0);
+  CHECK(allocator.current_bytes() == 0);
+  CHECK(allocator.reserved_bytes() == 0);
+}
+
+TEST_CASE("The CPU allocator pools large tensors: a repeated step maps no new memory",
+          "[core][memory][pool]") {
+  revox::TrackingAllocator& cpu = revox::cpu_allocator();
+  CHECK(cpu.caching());
+  CHECK(cpu.pool_min_bytes() == revox::kCpuPoolMinBytes);
+  if (cpu.cache_limit() == 0) {
+    // AddressSanitizer build: freed blocks must not be reused, so nothing is cached.
+    const std::size_t before = cpu.raw_allocations();
+    { revox::Tensor<float> t(revox::Shape5{1, 1, 64, 64, 64}); }
+    CHECK(cpu.raw_allocations() == before + 1);
+    CHECK(cpu.cached_bytes() == 0);
+    return;
+  }
+  CHECK(cpu.cache_limit() == revox::kCpuDefaultCacheLimit);
+  const revox::Shape5 big{1, 3, 64, 64, 64};  // 3 MiB: pooled
+  const revox::Shape5 small{1, 1, 8, 8, 8};   // 2 KiB: glibc's
+  auto step_once = [&] {
+    revox::Tensor<float> a(big);
+    revox::Tensor<float> b(big);
+    revox::Tensor<float> s(small);
+    a[0] = b[0] = s[0] = 1.0f;
+  };
+  step_once();
+  const std::size_t raw_before = cpu.raw_allocations();
+  const std::size_t total_before = cpu.stats().total_allocations;
+  step_once();
+  // Only the small tensor called the raw allocator again; the two large ones were reused.
+  CHECK(cpu.stats().total_allocations == total_before + 3);
+  CHECK(cpu.raw_allocations() == raw_before + 1);
+  CHECK(cpu.cached_bytes() >= 2 * revox::TrackingAllocator::pool_block_bytes(3 << 20));
 }
