@@ -8,7 +8,6 @@ set -euo pipefail
 
 packages=(
   build-essential cmake pkg-config
-  libeigen3-dev        # CPU GEMM and linear algebra
   catch2               # tests (v2.13)
   nlohmann-json3-dev   # safetensors headers, configs
   libnifti2-dev libznz-dev zlib1g-dev  # NIfTI I/O (revox::nifti)

@@ -9,7 +9,7 @@
 # passed.
 #
 # On a GPU machine without Debian's packages or a network, first run here
-#   bash scripts/gpu-deps.sh        (copies Eigen and nlohmann_json into .gpu-deps/, and
+#   bash scripts/gpu-deps.sh        (copies nlohmann_json into .gpu-deps/, and
 #                                    CLI11, stb, NIfTI, zlib for revox-brats)
 # and carry .gpu-deps along. Environment:
 #   REVOX_GPU_BUILD   build folder (default: build-gpu)

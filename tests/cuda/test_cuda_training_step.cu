@@ -7,7 +7,7 @@
 // so nothing passes by being left unwritten. Also prints the GPU's peak memory of the
 // reversible step against the stored-activation twin.
 //
-// Tolerances (float32; the GPU sums in other orders than the CPU, cuBLAS vs Eigen GEMMs):
+// Tolerances (float32; the GPU sums in other orders than the CPU, cuBLAS vs revox CPU GEMMs):
 // logits and weights max |gpu - cpu| <= 2e-4 * max |cpu| + 1e-6; loss relative 1e-4;
 // each parameter's gradient relative L2 error <= 2e-3.
 #include <cmath>

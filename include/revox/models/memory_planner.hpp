@@ -20,10 +20,11 @@
 //     projected map) one at a time and back-propagated through, the recomputed pooled input,
 //     its argmax and gradients, while the gradients of the shallower skips wait;
 //   and every kernel's scratch: conv3d's im2col column chunk (ops/cpu/conv3d.hpp, 16 MiB
-//   budget), GroupNorm's per-plane sums in double, the depthwise kernel's zero row.
+//   budget), GroupNorm's per-plane sums in double. (The depthwise kernels' per-thread scratch, O(H * W)
+//   elements, is plain heap memory outside the tracking allocator.)
 // The walk mirrors the code of UNet, ReversibleBlock/Sequence, Sequential, MBConv, ConvBlock
 // and the layers exactly, so the prediction equals the tracking allocator's peak up to what
-// does not go through it (std::vector bookkeeping, Eigen's GEMM blocking buffers); the tests
+// does not go through it (std::vector bookkeeping, the kernels' per-thread scratch); the tests
 // hold it to the measured peak. When that code changes, change this walk with it.
 //
 // Peak = resident + the largest activation/scratch total reached during forward or backward.
@@ -204,18 +205,13 @@ class PlanChain {
         trace.release(scratch);
         break;
       }
-      case PlanLayer::depthwise: {
-        const auto zero_row = static_cast<std::size_t>(x.w * element_bytes_);
-        trace.allocate(zero_row, "depthwise zero row");
-        trace.release(zero_row);
-        break;
-      }
       case PlanLayer::conv3: {
         const std::size_t col = conv_scratch(x);
         trace.allocate(col, "conv3d im2col chunk");
         trace.release(col);
         break;
       }
+      case PlanLayer::depthwise:  // per-thread scratch only, outside the allocator
       case PlanLayer::pointwise:
       case PlanLayer::activation:
         break;
@@ -232,13 +228,6 @@ class PlanChain {
         trace.release(stats);
         break;
       }
-      case PlanLayer::depthwise:
-        if (want_dx) {
-          const auto zero_row = static_cast<std::size_t>(x.w * element_bytes_);
-          trace.allocate(zero_row, "depthwise zero row");
-          trace.release(zero_row);
-        }
-        break;
       case PlanLayer::conv3: {
         const std::size_t col = conv_scratch(x);
         if (want_dx) {
@@ -249,6 +238,7 @@ class PlanChain {
         trace.release(col);
         break;
       }
+      case PlanLayer::depthwise:
       case PlanLayer::pointwise:
       case PlanLayer::activation:
         break;
