@@ -9,6 +9,7 @@
 
 #include "revox/layers/add.hpp"
 #include "revox/ops/add.hpp"
+#include "revox/ops/copy.hpp"
 #include "revox/ops/cpu/add.hpp"
 #include "revox/testing/gradcheck.hpp"
 #include "support/test_layers.hpp"
@@ -207,4 +208,28 @@ TEST_CASE("add: misuse throws readable errors", "[layer][add]") {
                     Contains("Add::backward: db shape"));
   CHECK_THROWS_WITH(add.backward(cpu, revox::TensorView<const float>{}, db.view(), db.view()),
                     Contains("Add::backward: dy shape"));
+}
+
+TEST_CASE("ops::copy copies every element, in parallel chunks when large", "[ops][copy]") {
+  const revox::Cpu cpu;
+  revox::Rng rng(9);
+  // Below the parallel threshold, exactly at a chunk multiple, and a ragged last chunk.
+  const index_t one_chunk = revox::cpu::kCopyChunkBytes / static_cast<index_t>(sizeof(float));
+  const index_t sizes[] = {1, 1000, 6 * one_chunk, 5 * one_chunk + 37};
+  for (const index_t count : sizes) {
+    INFO("elements " << count);
+    const Shape5 shape{1, 1, 1, 1, count};
+    const Tensor<float> src = random_tensor<float>(shape, rng, -1.0, 1.0);
+    Tensor<float> dst = Tensor<float>::full(shape, std::nanf(""));
+    revox::ops::copy(cpu, src.cview(), dst.view());
+    require_identical(dst, src, "copy");
+  }
+  // Views of the same count but another shape are fine; different counts are refused.
+  const Tensor<float> src = random_tensor<float>(Shape5{1, 2, 3, 4, 5}, rng, -1.0, 1.0);
+  Tensor<float> flat = Tensor<float>::full(Shape5{1, 1, 1, 1, 120}, 0.0f);
+  revox::ops::copy(cpu, src.cview(), flat.view());
+  for (index_t i = 0; i < 120; ++i) REQUIRE(flat[i] == src[i]);
+  Tensor<float> short_dst(Shape5{1, 1, 1, 1, 119});
+  CHECK_THROWS_WITH(revox::ops::copy(cpu, src.cview(), short_dst.view()),
+                    Catch::Contains("ops::copy") && Catch::Contains("different numbers"));
 }

@@ -16,6 +16,7 @@
 #include "revox/ops/cuda/activations.cuh"
 #include "revox/ops/cuda/add.cuh"
 #include "revox/ops/cuda/conv3d.cuh"
+#include "revox/ops/cuda/copy.cuh"
 #include "revox/ops/cuda/depthwise_conv3d.cuh"
 #include "revox/ops/cuda/dice_loss.cuh"
 #include "revox/ops/cuda/fill.cuh"

@@ -33,6 +33,7 @@
 #include "revox/metrics/segmentation.hpp"
 #include "revox/models/unet.hpp"
 #include "revox/models/unet_config.hpp"
+#include "revox/ops/copy.hpp"
 #include "revox/ops/fill.hpp"
 #include "revox/optim/adam.hpp"
 #include "revox/optim/schedule.hpp"

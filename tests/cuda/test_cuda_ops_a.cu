@@ -35,6 +35,7 @@
 #include "revox/losses/dice.hpp"
 #include "revox/ops/cuda/activations.cuh"
 #include "revox/ops/cuda/add.cuh"
+#include "revox/ops/cuda/copy.cuh"
 #include "revox/ops/cuda/dice_loss.cuh"
 #include "revox/ops/cuda/fill.cuh"
 #include "revox/ops/cuda/group_norm.cuh"
@@ -237,6 +238,13 @@ void test_add(const Cuda& dev) {
   layer.backward(dev, b_dev.cview(), da.view(), db.view());
   check_close(prefix + "Add layer da", revox::to_host(da), b, 0.0);
   check_close(prefix + "Add layer db", revox::to_host(db), b, 0.0);
+
+  // ops::copy on the stream, ordered after the kernel that wrote its source.
+  auto copied = device_prefilled<T>(dev, shape);
+  auto source = device_prefilled<T>(dev, shape);
+  revox::ops::add(dev, a_dev.cview(), b_dev.cview(), source.view());
+  revox::ops::copy(dev, source.cview(), copied.view());
+  check_close(prefix + "ops::copy", revox::to_host(dev, copied), sum, 0.0);
 }
 
 template <class T>

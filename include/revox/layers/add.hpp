@@ -19,6 +19,7 @@
 #include "revox/core/tensor.hpp"
 #include "revox/layers/layer.hpp"
 #include "revox/ops/add.hpp"
+#include "revox/ops/copy.hpp"
 
 namespace revox {
 
@@ -49,23 +50,23 @@ class Add {
   template <class Dev>
   void backward(const Dev& dev, TensorView<const T> dy, TensorView<T> da,
                 TensorView<T> db) const {
-    (void)dev;  // copies go through DeviceTraits<Dev>
     REVOX_CHECK(dy.shape.valid(), "Add::backward: dy shape ", dy.shape,
                 " must have all extents positive");
-    copy_gradient<Dev>("da", dy, da);
-    copy_gradient<Dev>("db", dy, db);
+    copy_gradient(dev, "da", dy, da);
+    copy_gradient(dev, "db", dy, db);
   }
 
  private:
   template <class Dev>
-  static void copy_gradient(const char* name, TensorView<const T> dy, TensorView<T> d) {
+  static void copy_gradient(const Dev& dev, const char* name, TensorView<const T> dy,
+                            TensorView<T> d) {
     if (d.empty()) return;
     REVOX_CHECK(d.shape == dy.shape, "Add::backward: ", name, " shape ", d.shape,
                 " does not match the dy shape ", dy.shape);
     REVOX_CHECK(!detail::views_partially_overlap(dy, d), "Add::backward: ", name,
                 " and dy partially overlap");
     if (d.data == dy.data) return;
-    DeviceTraits<Dev>::copy(d.data, dy.data, static_cast<std::size_t>(d.numel()) * sizeof(T));
+    ops::copy(dev, dy, d);
   }
 };
 

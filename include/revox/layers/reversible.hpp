@@ -52,6 +52,7 @@
 #include "revox/core/tensor.hpp"
 #include "revox/layers/layer.hpp"
 #include "revox/ops/add.hpp"
+#include "revox/ops/copy.hpp"
 
 namespace revox {
 
@@ -119,21 +120,21 @@ bool same_memory(TensorView<A> a, TensorView<B> b) {
 
 // y = x unless they are the very same memory; any partial overlap throws.
 template <class Dev, class T>
-void copy_into_output(const char* layer, TensorView<const T> x, TensorView<T> y) {
+void copy_into_output(const Dev& dev, const char* layer, TensorView<const T> x, TensorView<T> y) {
   if (same_memory(x, y)) return;
   REVOX_CHECK(!views_share_memory(x, y), layer,
               "::forward: x and y partially overlap; pass the very same memory to run in place");
-  DeviceTraits<Dev>::copy(y.data, x.data, static_cast<std::size_t>(x.numel()) * sizeof(T));
+  ops::copy(dev, x, y);
 }
 
 // One gradient buffer: dy copied into dx unless they are the very same memory.
 template <class Dev, class T>
-void copy_gradient(const char* layer, TensorView<const T> dy, TensorView<T> dx) {
+void copy_gradient(const Dev& dev, const char* layer, TensorView<const T> dy, TensorView<T> dx) {
   if (same_memory(dy, dx)) return;
   REVOX_CHECK(!views_share_memory(dy, dx), layer,
               "::backward: dx and dy partially overlap; pass the very same memory to propagate "
               "the gradient in place");
-  DeviceTraits<Dev>::copy(dx.data, dy.data, static_cast<std::size_t>(dy.numel()) * sizeof(T));
+  ops::copy(dev, dy, dx);
 }
 
 }  // namespace detail
@@ -206,7 +207,7 @@ class ReversibleBlock {
   void forward(const Dev& dev, TensorView<const T> x, TensorView<T> y,
                nondeduced_t<Saved<Dev>>* saved) const {
     check_output_view("ReversibleBlock", output_shape(x.shape), y.shape);
-    detail::copy_into_output<Dev>("ReversibleBlock", x, y);
+    detail::copy_into_output(dev, "ReversibleBlock", x, y);
     const Shape5 half = half_shape(y.shape);
     const bool store = saved != nullptr && store_activations_;
     if (saved != nullptr) {
@@ -223,7 +224,7 @@ class ReversibleBlock {
       const auto i = static_cast<std::size_t>(n);
       if (store) {
         const TensorView<T> f_in = detail::sample_of(saved->f_input.view(), n);
-        copy_half<Dev>(y2, f_in);
+        copy_half(dev, y2, f_in);
         f_.forward(dev, TensorView<const T>(f_in), out.view(), &saved->f_saved[i]);
       } else {
         f_.forward(dev, TensorView<const T>(y2), out.view(), nullptr);
@@ -231,7 +232,7 @@ class ReversibleBlock {
       ops::add_inplace(dev, y1, out.cview());  // y1 = x1 + F(x2)
       if (store) {
         const TensorView<T> g_in = detail::sample_of(saved->g_input.view(), n);
-        copy_half<Dev>(y1, g_in);
+        copy_half(dev, y1, g_in);
         g_.forward(dev, TensorView<const T>(g_in), out.view(), &saved->g_saved[i]);
       } else {
         g_.forward(dev, TensorView<const T>(y1), out.view(), nullptr);
@@ -333,8 +334,8 @@ class ReversibleBlock {
   static Shape5 half_shape(const Shape5& full) { return Shape5{1, full.c / 2, full.d, full.h, full.w}; }
 
   template <class Dev>
-  static void copy_half(TensorView<T> from, TensorView<T> to) {
-    DeviceTraits<Dev>::copy(to.data, from.data, static_cast<std::size_t>(from.numel()) * sizeof(T));
+  static void copy_half(const Dev& dev, TensorView<T> from, TensorView<T> to) {
+    ops::copy(dev, TensorView<const T>(from), to);
   }
 
   F f_;
@@ -396,7 +397,7 @@ class ReversibleSequence {
   void forward(const Dev& dev, TensorView<const T> x, TensorView<T> y,
                nondeduced_t<Saved<Dev>>* saved) const {
     check_output_view("ReversibleSequence", output_shape(x.shape), y.shape);
-    detail::copy_into_output<Dev>("ReversibleSequence", x, y);
+    detail::copy_into_output(dev, "ReversibleSequence", x, y);
     if (saved != nullptr) {
       saved->y = y;
       saved->blocks = std::vector<saved_t<Block, Dev>>(blocks_.size());
@@ -420,11 +421,11 @@ class ReversibleSequence {
     if (want_dx) {
       REVOX_CHECK(dx.shape == saved.y.shape, "ReversibleSequence::backward: dx shape ", dx.shape,
                   " does not match the input shape ", saved.y.shape);
-      detail::copy_gradient<Dev>("ReversibleSequence", dy, dx);
+      detail::copy_gradient(dev, "ReversibleSequence", dy, dx);
     } else {
       owned = Tensor<T, Dev>(dy.shape);
       grad = owned.view();
-      detail::copy_gradient<Dev>("ReversibleSequence", dy, grad);
+      detail::copy_gradient(dev, "ReversibleSequence", dy, grad);
     }
     for (std::size_t k = blocks_.size(); k-- > 0;) {
       const TensorView<T> block_dx = (k == 0 && !want_dx) ? TensorView<T>{} : grad;
