@@ -21,10 +21,9 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/revox_dist_e2e.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 LIMIT=300  # seconds per run; longer counts as a hang
 
-failures=0
-step() { echo; echo "== $*"; }
-fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
-pass() { echo "ok: $*"; }
+source "$(dirname "${BASH_SOURCE[0]}")/../e2e/lib.sh"
+# Every launch here is a whole command line (mpirun ...) under a time limit, with stdout and
+# stderr in one log: this script's own run, must_pass and must_fail replace lib.sh's.
 
 # run NAME CMD...: output in $WORK/NAME.log; returns the exit code (124/137: hung).
 run() {
@@ -132,7 +131,4 @@ must_fail no_data "does not exist" \
   "$MPIEXEC" -n 2 "$BIN" train --data "$WORK/nowhere" --preset tiny --out "$WORK/never"
 [[ -e $WORK/never ]] && fail "a failed start created its RUN_DIR"
 
-echo
-if [[ $failures -eq 0 ]]; then echo "brats_dist_e2e: all passed"; else
-  echo "brats_dist_e2e: $failures failed"; fi
-exit $((failures > 0))
+finish brats_dist_e2e

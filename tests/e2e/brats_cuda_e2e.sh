@@ -23,34 +23,7 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/revox_brats_cuda_e2e.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 
-failures=0
-step() { echo; echo "== $*"; }
-fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
-pass() { echo "ok: $*"; }
-run() {
-  local name=$1; shift
-  "$BIN" "$@" >"$WORK/$name.out" 2>"$WORK/$name.err"
-}
-must_pass() {
-  local name=$1
-  if run "$@"; then pass "$name"; return 0; fi
-  fail "$name exited $? : ${*:2}"
-  tail -n 20 "$WORK/$name.out" "$WORK/$name.err"
-  return 1
-}
-must_fail() {
-  local name=$1 want_rc=$2 text=$3; shift 3
-  run "$name" "$@"
-  local rc=$?
-  if [[ $rc -ne $want_rc ]]; then
-    fail "$name: expected exit $want_rc, got $rc: $*"
-    tail -n 5 "$WORK/$name.out" "$WORK/$name.err"
-  elif ! grep -qF -- "$text" "$WORK/$name.err"; then
-    fail "$name: stderr lacks '$text': $(head -c 400 "$WORK/$name.err")"
-  else
-    pass "$name: $(head -n 1 "$WORK/$name.err" | cut -c1-200)"
-  fi
-}
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 # must_agree NAME PRED REF_PRED: every region's Dice of PRED against REF_PRED is >= 0.99.
 # `evaluate` scores PRED against a copy of the hold-out cases whose segmentation is REF_PRED.
 must_agree() {
@@ -159,9 +132,4 @@ else
   fi
 fi
 
-echo
-if [[ $failures -gt 0 ]]; then
-  echo "brats_cuda_e2e: $failures check(s) FAILED"
-  exit 1
-fi
-echo "brats_cuda_e2e: all checks passed"
+finish brats_cuda_e2e

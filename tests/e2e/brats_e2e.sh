@@ -14,49 +14,7 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/revox_brats_e2e.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 
-failures=0
-step() { echo; echo "== $*"; }
-fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
-pass() { echo "ok: $*"; }
-
-# run NAME ARGS...: runs the binary, output in $WORK/NAME.{out,err}, returns its exit code.
-run() {
-  local name=$1; shift
-  "$BIN" "$@" >"$WORK/$name.out" 2>"$WORK/$name.err"
-  local rc=$?
-  if grep -q "not implemented in this build" "$WORK/$name.err"; then
-    echo "FAIL: '$*': the subcommand is not implemented in this build"
-    failures=$((failures + 1))
-  fi
-  return $rc
-}
-
-# must_pass NAME ARGS...: the command succeeds (else its output is shown).
-must_pass() {
-  local name=$1
-  if run "$@"; then
-    pass "$name"
-    return 0
-  fi
-  fail "$name exited $? : ${*:2}"
-  tail -n 20 "$WORK/$name.out" "$WORK/$name.err"
-  return 1
-}
-
-# must_fail NAME RC TEXT ARGS...: exits with RC and stderr contains TEXT.
-must_fail() {
-  local name=$1 want_rc=$2 text=$3; shift 3
-  run "$name" "$@"
-  local rc=$?
-  if [[ $rc -ne $want_rc ]]; then
-    fail "$name: expected exit $want_rc, got $rc: $*"
-    tail -n 5 "$WORK/$name.out" "$WORK/$name.err"
-  elif ! grep -qF -- "$text" "$WORK/$name.err"; then
-    fail "$name: stderr lacks '$text': $(head -c 400 "$WORK/$name.err")"
-  else
-    pass "$name: $(head -n 1 "$WORK/$name.err" | cut -c1-160)"
-  fi
-}
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # Optional deeper checks with nibabel (Debian's python3-nibabel); skipped without it.
 PYTHON=python3
@@ -274,9 +232,4 @@ if must_pass ensemble ensemble --checkpoints "$RUN/latest.safetensors" \
     --csv "$WORK/eval_ensemble.csv"
 fi
 
-echo
-if [[ $failures -gt 0 ]]; then
-  echo "brats_e2e: $failures check(s) FAILED"
-  exit 1
-fi
-echo "brats_e2e: all checks passed"
+finish brats_e2e
