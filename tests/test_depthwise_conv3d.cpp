@@ -383,9 +383,12 @@ void check_depthwise_width(const Shape5& shape, revox::Rng& rng) {
 }
 
 // Odd extents, a single voxel, W below and above the vector width, H not a multiple of the
-// row block, and D spanning several 32-slice slabs (D = 70: slabs of 24).
+// row block, D spanning several 32-slice slabs (D = 70: slabs of 24), and W a multiple of
+// every width with H a multiple of every row block (no partial vector or row block at all),
+// or with one row past a block.
 const Shape5 kWidthShapes[] = {
-    {1, 3, 5, 7, 9}, {1, 1, 1, 1, 1}, {2, 2, 3, 5, 17}, {1, 2, 70, 3, 4}, {1, 2, 4, 9, 33},
+    {1, 3, 5, 7, 9},   {1, 1, 1, 1, 1},   {2, 2, 3, 5, 17},
+    {1, 2, 70, 3, 4},  {1, 2, 4, 9, 33},  {1, 2, 3, 16, 32}, {1, 1, 2, 17, 16},
 };
 
 }  // namespace

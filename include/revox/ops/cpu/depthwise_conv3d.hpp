@@ -30,19 +30,22 @@
 //    ceil(W / N) + 1 vectors), so the inner loops have no bounds checks and every load stays
 //    in L1/L2: the data is read from memory once (plus two halo slices per slab).
 //  * Correlation (forward, backward-data): a block of R output rows by one vector is kept in
-//    registers while the nine taps of one kernel plane are applied (9 weights in registers);
-//    each loaded input vector feeds up to 3 rows, so loads per FMA are (4R + 6) / 9R.
-//    The three kernel planes accumulate into an L1-resident row block that is then copied
-//    out, which also handles W not a multiple of N.
+//    registers while all 27 taps are applied, one kernel plane at a time (its 9 weights in
+//    registers); each loaded input vector feeds up to 3 rows, so loads per FMA are
+//    (R + 5) / 3R. The finished block is stored straight into the output rows; only a
+//    vector that ends past W goes through a one-vector buffer. Every output is summed in
+//    (i, j, k) tap order, starting from the bias.
 //  * Weight gradient: for each kernel plane, the 9 tap accumulators (vectors) stay in
 //    registers over a block of R rows of dy; they are summed per slice into double, per task
 //    into a partial, and the partials of a channel are added in task order after the
 //    parallel loop. Every output element and every sum is therefore computed by one thread in
 //    an order that depends on the shape only: results do not depend on the number of threads.
-//  * Memory: the next input slice is prefetched while the current one computes, and outputs
-//    of at least kDepthwiseStreamBytes are written with streaming stores (no read for
-//    ownership). Neither changes any value.
-//  * Per-thread scratch (the rings and a row block, O(H * W) elements) is plain heap memory
+//  * Memory: the next input slice is prefetched while the current one computes (by the
+//    correlation alone: into L2, a share of its rows per row block, so that the reads
+//    overlap the whole slice's arithmetic; by the weight and fused passes: all at once when
+//    a slice is copied into the ring), and outputs of at least kDepthwiseStreamBytes are
+//    written with streaming stores (no read for ownership). Neither changes any value.
+//  * Per-thread scratch (the rings, O(H * W) elements, and one vector) is plain heap memory
 //    (simd::AlignedBuffer), not tracked tensors; nothing else is allocated.
 #pragma once
 
@@ -114,9 +117,20 @@ inline void depthwise_copy_row(const T* src, index_t count, T* dst) {
   for (; i + N <= count; i += N) {
     simd::Vec<T, N> v;
     simd::load<T, N>(v, src + i);
+    // Keeps GCC from turning the loop into a call to memmove (costly for short rows).
+    simd::keep_in_register(v);
     simd::store<T, N>(dst + i, v);
   }
   for (; i < count; ++i) dst[i] = src[i];
+}
+
+// Starts reading the line at p into L2 (not L1: it is used a whole slice later).
+inline void depthwise_prefetch_l2(const void* p) {
+#if defined(__GNUC__)
+  __builtin_prefetch(p, 0, 2);
+#else
+  (void)p;
+#endif
 }
 
 // Three zero-padded copies of the slices of one (D, H, W) plane, plus a zero slice for the
@@ -125,8 +139,10 @@ inline void depthwise_copy_row(const T* src, index_t count, T* dst) {
 template <class T, int N>
 class PaddedSliceRing {
  public:
-  explicit PaddedSliceRing(const DepthwiseGeometry& g)
-      : g_(g), buffer_(4 * g.slice_elements()) {
+  // prefetch_next: get() prefetches the whole next slice when it copies one in (callers that
+  // spread the prefetch over their own work pass false).
+  PaddedSliceRing(const DepthwiseGeometry& g, bool prefetch_next)
+      : g_(g), buffer_(4 * g.slice_elements()), prefetch_next_(prefetch_next) {
     reset();
   }
 
@@ -147,7 +163,7 @@ class PaddedSliceRing {
       loaded_[slot] = d;
       // Slice d + 1 is the next one asked for: start reading it from memory now, so that it
       // arrives while slice d - 1's outputs are computed.
-      if (d + 1 < g_.depth) {
+      if (prefetch_next_ && d + 1 < g_.depth) {
         constexpr index_t line = 64 / static_cast<index_t>(sizeof(T));
         for (index_t i = 0; i < slice; i += line) REVOX_PREFETCH(src + slice + i);
       }
@@ -158,38 +174,38 @@ class PaddedSliceRing {
  private:
   DepthwiseGeometry g_;
   simd::AlignedBuffer<T> buffer_;
+  bool prefetch_next_;
   index_t loaded_[3];
 };
 
-// One kernel plane (taps w9[3j+k]) applied to output rows h0 .. h0+R-1 of a row block
-// (R rows of vectors * N elements; lane l of vector v is output column v*N + l):
-//   block[r][v*N + l]  = init (first only) + sum_{j,k} w9[3j+k] * slice[h0 + r + j][v*N + l + k]
-// ASSIGNED when first, ACCUMULATED otherwise. slice is padded: its row h0 + r + j, column
-// v*N + l + k holds input row h0 + r + j - 1, column v*N + l + k - 1, the tap (j, k) of the
-// output (h0 + r, v*N + l).
+// Output rows h0 .. h0+R-1, vector v (lanes v*N .. v*N+N-1) of one slice, all 27 taps:
+//   acc[r] = init + sum_{i,j,k} w27[9i+3j+k] * slices[i][h0 + r + j][v*N + l + k]
+// summed in (i, j, k) order, skipping planes i whose slice is nullptr. The slices are padded:
+// row h0 + r + j, column v*N + l + k holds input row h0 + r + j - 1, column v*N + l + k - 1,
+// the tap (j, k) of output (h0 + r, v*N + l). w27v holds the 27 taps as vectors.
 template <class T, int N, int R>
-void depthwise_correlate_block(const T* slice, const DepthwiseGeometry& g, index_t h0,
-                               const T* w9, bool first, T init, T* block) {
+REVOX_SIMD_INLINE void depthwise_correlate_vector(const T* const slices[3],
+                                                  const DepthwiseGeometry& g, index_t offset,
+                                                  const simd::Vec<T, N>* w27v,
+                                                  const simd::Vec<T, N>& start,
+                                                  simd::Vec<T, N> (&acc)[R]) {
   using V = simd::Vec<T, N>;
-  const index_t block_stride = g.vectors * N;
-  V w[9];
-  for (int t = 0; t < 9; ++t) simd::broadcast<T, N>(w[t], w9[t]);
-  V start;
-  simd::broadcast<T, N>(start, init);
-  const T* base = slice + h0 * g.stride;
-  for (index_t v = 0; v < g.vectors; ++v) {
-    V acc[R];
 REVOX_UNROLL(16)
-    for (int r = 0; r < R; ++r) {
-      if (first) {
-        acc[r] = start;
-      } else {
-        simd::load<T, N>(acc[r], block + r * block_stride + v * N);
-      }
+  for (int r = 0; r < R; ++r) acc[r] = start;
+  const index_t stride = g.stride;
+REVOX_UNROLL(3)
+  for (int i = 0; i < 3; ++i) {
+    if (slices[i] == nullptr) continue;
+    V w[9];
+REVOX_UNROLL(9)
+    for (int t = 0; t < 9; ++t) {
+      w[t] = w27v[9 * i + t];
+      simd::keep_in_register(w[t]);
     }
+    const T* base = slices[i] + offset;
 REVOX_UNROLL(16)
     for (int ir = 0; ir < R + 2; ++ir) {
-      const T* row = base + ir * g.stride + v * N;
+      const T* row = base + ir * stride;
       V x0;
       simd::load<T, N>(x0, row);
       simd::keep_in_register(x0);
@@ -208,8 +224,6 @@ REVOX_UNROLL(3)
         acc[r] += w[3 * j + 2] * x2;
       }
     }
-REVOX_UNROLL(16)
-    for (int r = 0; r < R; ++r) simd::store<T, N>(block + r * block_stride + v * N, acc[r]);
   }
 }
 
@@ -257,26 +271,58 @@ REVOX_UNROLL(3)
 }
 
 // One output slice d of the correlation with w27 (+ init): the three padded input slices of
-// depths d-1, d, d+1 (nullptr for those outside the volume) -> out_slice (H x W, unpadded),
-// with streaming stores when `stream`.
+// depths d-1, d, d+1 (nullptr for those outside the volume) -> out_slice (H x W, unpadded).
+// Each block of R rows by one vector is computed in registers and written straight to the
+// output (streaming stores when `stream`); a vector that ends past W goes through `tail`
+// (N elements) and only its first W - v*N lanes are copied out. `next` (H x W, or nullptr):
+// the input slice needed next, prefetched a block of rows at a time so that its reads from
+// memory overlap the whole computation.
 template <class T, int N, int R>
 void depthwise_correlate_slice(const T* const slices[3], const DepthwiseGeometry& g,
-                               const T* w27, T init, bool stream, T* block, T* out_slice) {
-  const index_t block_stride = g.vectors * N;
+                               const T* w27, T init, bool stream, const T* next, T* tail,
+                               T* out_slice) {
+  constexpr index_t line = 64 / static_cast<index_t>(sizeof(T));
+  using V = simd::Vec<T, N>;
+  V w27v[kDepthwiseTaps];
+  for (int t = 0; t < kDepthwiseTaps; ++t) simd::broadcast<T, N>(w27v[t], w27[t]);
+  V start;
+  simd::broadcast<T, N>(start, init);
+  const index_t full = g.width / N;  // vectors that end inside the row
   for (index_t h0 = 0; h0 < g.height; h0 += R) {
-    bool first = true;
-    for (int i = 0; i < 3; ++i) {
-      if (slices[i] == nullptr) continue;
-      depthwise_correlate_block<T, N, R>(slices[i], g, h0, w27 + 9 * i, first, init, block);
-      first = false;
-    }
     const index_t rows = std::min<index_t>(R, g.height - h0);
-    for (index_t r = 0; r < rows; ++r) {
-      T* out_row = out_slice + (h0 + r) * g.width;
-      if (stream) {
-        simd::stream_row<T, N>(block + r * block_stride, g.width, out_row);
-      } else {
-        depthwise_copy_row<T, N>(block + r * block_stride, g.width, out_row);
+    T* out = out_slice + h0 * g.width;
+    const index_t offset = h0 * g.stride;
+    if (next != nullptr) {
+      const T* first = next + h0 * g.width;
+      for (index_t i = 0; i < rows * g.width; i += line) depthwise_prefetch_l2(first + i);
+    }
+    if (rows == R) {
+      for (index_t v = 0; v < full; ++v) {
+        V acc[R];
+        depthwise_correlate_vector<T, N, R>(slices, g, offset + v * N, w27v, start, acc);
+        if (stream) {
+REVOX_UNROLL(16)
+          for (int r = 0; r < R; ++r) simd::stream_store<T, N>(out + r * g.width + v * N, acc[r]);
+        } else {
+REVOX_UNROLL(16)
+          for (int r = 0; r < R; ++r) simd::store<T, N>(out + r * g.width + v * N, acc[r]);
+        }
+      }
+    } else {
+      for (index_t v = 0; v < full; ++v) {
+        V acc[R];
+        depthwise_correlate_vector<T, N, R>(slices, g, offset + v * N, w27v, start, acc);
+        for (index_t r = 0; r < rows; ++r) simd::store<T, N>(out + r * g.width + v * N, acc[r]);
+      }
+    }
+    if (full < g.vectors) {
+      V acc[R];
+      depthwise_correlate_vector<T, N, R>(slices, g, offset + full * N, w27v, start, acc);
+      const index_t lanes = g.width - full * N;
+      for (index_t r = 0; r < rows; ++r) {
+        simd::store<T, N>(tail, acc[r]);
+        T* dst = out + r * g.width + full * N;
+        for (index_t l = 0; l < lanes; ++l) dst[l] = tail[l];
       }
     }
   }
@@ -344,10 +390,12 @@ void depthwise_run(DepthwisePass pass, const Shape5& s, const T* x, const T* in,
   const bool stream = s.numel() * static_cast<index_t>(sizeof(T)) >= kDepthwiseStreamBytes;
 #pragma omp parallel if (s.numel() >= kDepthwiseParallelMin)
   {
-    PaddedSliceRing<T, N> in_ring(g);
+    // The correlation alone spreads its prefetch over each slice's rows (see
+    // depthwise_correlate_slice); the weight and fused passes prefetch whole slices.
+    PaddedSliceRing<T, N> in_ring(g, weight);
     std::unique_ptr<PaddedSliceRing<T, N>> x_ring;
-    if (weight) x_ring = std::make_unique<PaddedSliceRing<T, N>>(g);
-    simd::AlignedBuffer<T> block(R * g.vectors * N);
+    if (weight) x_ring = std::make_unique<PaddedSliceRing<T, N>>(g, true);
+    simd::AlignedBuffer<T> tail(N);
     simd::AlignedBuffer<T> acc((kDepthwiseTaps + 1) * N);
 #pragma omp for schedule(static)
     for (index_t task = 0; task < tasks; ++task) {
@@ -370,7 +418,11 @@ void depthwise_run(DepthwisePass pass, const Shape5& s, const T* x, const T* in,
           in_slices[i] = id >= 0 && id < s.d ? in_ring.get(in_plane, id) : nullptr;
         }
         if (correlate) {
-          depthwise_correlate_slice<T, N, R>(in_slices, g, taps, init, stream, block.data(),
+          // Input slice d + 2 is the one the ring copies in for the next output slice.
+          const T* next = !weight && d + 1 < d_end && d + 2 < s.d
+                              ? in_plane + (d + 2) * s.h * s.w
+                              : nullptr;
+          depthwise_correlate_slice<T, N, R>(in_slices, g, taps, init, stream, next, tail.data(),
                                              out + p * plane + d * s.h * s.w);
         }
         if (weight) {
