@@ -19,8 +19,9 @@
 //     half-size buffers, F and G recomputed WITH `saved` (MBConv: six expanded maps and one
 //     projected map) one at a time and back-propagated through, the recomputed pooled input,
 //     its argmax and gradients, while the gradients of the shallower skips wait;
-//   and every kernel's scratch: conv3d's im2col column chunk (ops/cpu/conv3d.hpp, 16 MiB
-//   budget), GroupNorm's per-plane sums in double. (The depthwise kernels' per-thread scratch, O(H * W)
+//   and every kernel's scratch: conv3d's im2col column chunk where its column-buffer path
+//   runs (cpu::conv3d_scratch_bytes, ops/cpu/conv3d.hpp, 16 MiB budget), GroupNorm's
+//   per-plane sums in double. (The depthwise kernels' per-thread scratch, O(H * W)
 //   elements, is plain heap memory outside the tracking allocator.)
 // The walk mirrors the code of UNet, ReversibleBlock/Sequence, Sequential, MBConv, ConvBlock
 // and the layers exactly, so the prediction equals the tracking allocator's peak up to what
@@ -206,9 +207,11 @@ class PlanChain {
         break;
       }
       case PlanLayer::conv3: {
-        const std::size_t col = conv_scratch(x);
-        trace.allocate(col, "conv3d im2col chunk");
-        trace.release(col);
+        const std::size_t col = conv_scratch(cpu::Conv3dPass::forward, x, step.out_channels);
+        if (col > 0) {
+          trace.allocate(col, "conv3d im2col chunk");
+          trace.release(col);
+        }
         break;
       }
       case PlanLayer::depthwise:  // per-thread scratch only, outside the allocator
@@ -229,13 +232,18 @@ class PlanChain {
         break;
       }
       case PlanLayer::conv3: {
-        const std::size_t col = conv_scratch(x);
-        if (want_dx) {
-          trace.allocate(col, "conv3d backward-data column chunk");
+        const std::size_t data_col =
+            conv_scratch(cpu::Conv3dPass::backward_data, x, step.out_channels);
+        if (want_dx && data_col > 0) {
+          trace.allocate(data_col, "conv3d backward-data column chunk");
+          trace.release(data_col);
+        }
+        const std::size_t col =
+            conv_scratch(cpu::Conv3dPass::backward_weight, x, step.out_channels);
+        if (col > 0) {
+          trace.allocate(col, "conv3d backward-weight im2col chunk");
           trace.release(col);
         }
-        trace.allocate(col, "conv3d backward-weight im2col chunk");
-        trace.release(col);
         break;
       }
       case PlanLayer::depthwise:
@@ -245,9 +253,8 @@ class PlanChain {
     }
   }
 
-  std::size_t conv_scratch(const Shape5& x) const {
-    return static_cast<std::size_t>(cpu::conv3d_chunking(x, 3, element_bytes_).scratch_elements *
-                                    element_bytes_);
+  std::size_t conv_scratch(cpu::Conv3dPass pass, const Shape5& x, index_t cout) const {
+    return static_cast<std::size_t>(cpu::conv3d_scratch_bytes(pass, x, cout, 3, element_bytes_));
   }
 
   std::vector<PlanStep> steps_;
