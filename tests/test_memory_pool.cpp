@@ -7,6 +7,8 @@
 #include <catch2/catch.hpp>
 
 #include <cstddef>
+#include <cstdlib>
+#include <string>
 #include <vector>
 
 #include "revox/core/memory.hpp"
@@ -260,4 +262,28 @@ TEST_CASE("The CPU allocator pools large tensors: a repeated step maps no new me
   CHECK(cpu.stats().total_allocations == total_before + 3);
   CHECK(cpu.raw_allocations() == raw_before + 1);
   CHECK(cpu.cached_bytes() >= 2 * revox::TrackingAllocator::pool_block_bytes(3 << 20));
+}
+
+TEST_CASE("REVOX_CPU_CACHE_MB sets the CPU allocator's cache limit; bad values are refused",
+          "[core][memory][pool]") {
+  using revox::detail::cpu_cache_limit_from_environment;
+  const char* saved = std::getenv("REVOX_CPU_CACHE_MB");
+  const std::string saved_value = saved != nullptr ? saved : "";
+  ::unsetenv("REVOX_CPU_CACHE_MB");
+  CHECK(cpu_cache_limit_from_environment() == revox::kCpuDefaultCacheLimit);
+  ::setenv("REVOX_CPU_CACHE_MB", "16", 1);
+  CHECK(cpu_cache_limit_from_environment() == (std::size_t{16} << 20));
+  ::setenv("REVOX_CPU_CACHE_MB", "0", 1);
+  CHECK(cpu_cache_limit_from_environment() == 0);
+  for (const char* bad : {"abc", "12x", "-5", "1.5", "99999999999999999999"}) {
+    ::setenv("REVOX_CPU_CACHE_MB", bad, 1);
+    CHECK_THROWS_WITH(cpu_cache_limit_from_environment(),
+                      Catch::Contains("REVOX_CPU_CACHE_MB must be a whole number of MiB") &&
+                          Catch::Contains(bad));
+  }
+  if (saved != nullptr) {
+    ::setenv("REVOX_CPU_CACHE_MB", saved_value.c_str(), 1);
+  } else {
+    ::unsetenv("REVOX_CPU_CACHE_MB");
+  }
 }

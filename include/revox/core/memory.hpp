@@ -28,7 +28,9 @@
 #pragma once
 
 #include <algorithm>
+#include <cerrno>
 #include <cstddef>
+#include <cstdlib>
 #include <map>
 #include <mutex>
 #include <new>
@@ -284,12 +286,32 @@ inline constexpr std::size_t kCpuDefaultCacheLimit = std::size_t{4} << 30;
 inline constexpr std::size_t kCpuDefaultCacheLimit = std::size_t{4} << 30;
 #endif
 
+namespace detail {
+
+// The CPU allocator's cache limit: REVOX_CPU_CACHE_MB (a whole number of MiB, 0 turns the
+// pool off) when set, kCpuDefaultCacheLimit otherwise. A malformed value is an error.
+inline std::size_t cpu_cache_limit_from_environment() {
+  const char* text = std::getenv("REVOX_CPU_CACHE_MB");
+  if (text == nullptr || *text == '\0') return kCpuDefaultCacheLimit;
+  char* end = nullptr;
+  errno = 0;
+  const unsigned long long mib = std::strtoull(text, &end, 10);
+  REVOX_CHECK(errno == 0 && end != text && *end == '\0' && text[0] != '-' &&
+                  mib <= (static_cast<unsigned long long>(-1) >> 20),
+              "REVOX_CPU_CACHE_MB must be a whole number of MiB (0 turns the CPU allocator's "
+              "pool off), got '", text, "'");
+  return static_cast<std::size_t>(mib) << 20;
+}
+
+}  // namespace detail
+
 // The process-wide allocator for host memory: large blocks pooled (see the top of this file),
-// at most kCpuDefaultCacheLimit bytes cached unless set_cache_limit() says otherwise.
+// at most kCpuDefaultCacheLimit bytes cached unless REVOX_CPU_CACHE_MB or set_cache_limit()
+// says otherwise.
 inline TrackingAllocator& cpu_allocator() {
   static TrackingAllocator allocator("CPU", detail::cpu_raw_allocate, detail::cpu_raw_free,
                                      AllocatorCaching::pool, kCpuPoolMinBytes,
-                                     kCpuDefaultCacheLimit);
+                                     detail::cpu_cache_limit_from_environment());
   return allocator;
 }
 
