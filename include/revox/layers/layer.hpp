@@ -33,14 +33,24 @@
 // Layers must be deterministic functions of (x, parameters): no dropout and no running
 // statistics, so that a reversible block can recompute them exactly.
 //
-// Reversible layers (revox/layers/reversible.hpp: ReversibleBlock<F, G>, ReversibleSequence;
-// is_reversible_v<L> is true for them) follow the same contract with two differences a
-// container must respect: their Saved holds a MUTABLE view of the output y instead of
-// anything about x, and backward rebuilds the input in y's memory (after backward the
-// caller's y holds x). They may run in place (y the very memory of x), their backward may
-// propagate the gradient in place (dx the very memory of dy), and `inverse(dev, y)` turns y
-// back into x. So a container keeps no input for them, and nothing else may read their
+// Reversible layers (revox/layers/reversible.hpp: ReversibleBlock<F, G>, ReversibleSequence,
+// or your own) follow the same contract with two differences a container must respect:
+// their Saved holds a MUTABLE view of the output y instead of anything about x, and backward
+// rebuilds the input in y's memory (after backward the caller's y holds x). They may run in
+// place (y the very memory of x), their backward may propagate the gradient in place (dx the
+// very memory of dy), and
+//   template <class Dev> void inverse(const Dev& dev, TensorView<T> y_in_x_out) const;
+// turns y back into x. A layer is reversible (is_reversible_v<L>) when it has that inverse()
+// member; nothing has to be registered. So a container keeps no input for them, runs them in
+// place on their input's buffer where it owns that buffer, and nothing else may read their
 // input or rely on y after their backward.
+//
+// More generally, a layer whose Saved refers to its OUTPUT y and whose backward overwrites y
+// "keeps its output" (keeps_output_v<L>): every reversible layer, and a container whose last
+// layer keeps its output (Sequential<PointwiseConv3d<T>, ReversibleSequence<...>>). A
+// non-reversible layer opts in with `static constexpr bool keeps_output = true;`. The caller
+// of such a layer keeps y alive and unchanged until its backward and does not rely on y
+// afterwards; every revox container does this for its sub-layers.
 #pragma once
 
 #include <string>
@@ -116,7 +126,36 @@ struct has_backward<
         std::declval<TensorView<const typename L::value_type>>(),
         std::declval<TensorView<typename L::value_type>>()))>> : std::true_type {};
 
+template <class L, class = void>
+struct has_inverse : std::false_type {};
+template <class L>
+struct has_inverse<L, std::void_t<decltype(std::declval<const L&>().inverse(
+                          std::declval<const Cpu&>(),
+                          std::declval<TensorView<typename L::value_type>>()))>>
+    : std::true_type {};
+
+template <class L, class = void>
+struct declares_keeps_output : std::false_type {};
+template <class L>
+struct declares_keeps_output<L, std::void_t<decltype(L::keeps_output)>>
+    : std::bool_constant<static_cast<bool>(L::keeps_output)> {};
+
 }  // namespace detail
+
+// True for layers that rebuild their input from their output: detected from an
+// `inverse(const Dev&, TensorView<T>) const` member (see above). Specialise is_reversible
+// only to switch the detection off or on for a type you cannot change.
+template <class L>
+struct is_reversible : std::bool_constant<detail::has_inverse<L>::value> {};
+template <class L>
+inline constexpr bool is_reversible_v = is_reversible<std::decay_t<L>>::value;
+
+// True for layers whose Saved refers to their output and whose backward overwrites it.
+template <class L>
+struct keeps_output
+    : std::bool_constant<is_reversible_v<L> || detail::declares_keeps_output<L>::value> {};
+template <class L>
+inline constexpr bool keeps_output_v = keeps_output<std::decay_t<L>>::value;
 
 // True when L satisfies the layer contract on device Dev.
 template <class L, class Dev = Cpu>

@@ -61,17 +61,6 @@ class ReversibleBlock;
 template <class Block>
 class ReversibleSequence;
 
-// True for layers that rebuild their input from their output (ReversibleBlock,
-// ReversibleSequence): containers keep no input for them.
-template <class L>
-struct is_reversible : std::false_type {};
-template <class F, class G>
-struct is_reversible<ReversibleBlock<F, G>> : std::true_type {};
-template <class Block>
-struct is_reversible<ReversibleSequence<Block>> : std::true_type {};
-template <class L>
-inline constexpr bool is_reversible_v = is_reversible<std::decay_t<L>>::value;
-
 namespace detail {
 template <class L>
 struct is_reversible_block : std::false_type {};
