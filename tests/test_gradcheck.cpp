@@ -2,6 +2,7 @@
 // checker that cannot fail proves nothing.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 
@@ -10,7 +11,8 @@
 namespace {
 
 enum class Bug { none, wrong_dx, unwritten_dx, assigns_param_grad, wrong_param_grad,
-                 unwritten_output, modifies_input };
+                 unwritten_output, modifies_input, member_state, throws, reads_freed,
+                 writes_freed };
 
 // y[c] = scale[c] * x[c]^2 + shift[c], with an optional deliberate bug.
 template <class T>
@@ -20,6 +22,7 @@ class ChannelQuadratic {
   template <class Dev>
   struct Saved {
     revox::TensorView<const T> x;
+    revox::Tensor<T, Dev> copy;  // Bug::reads_freed / writes_freed: a copy of x
   };
   ChannelQuadratic(revox::index_t channels, Bug bug)
       : channels_(channels), bug_(bug), scale_({channels}), shift_({channels}) {}
@@ -52,11 +55,22 @@ class ChannelQuadratic {
         }
     if (bug_ == Bug::modifies_input) const_cast<T*>(x.data)[0] += 1;
     if (saved != nullptr) saved->x = x;
+    if (saved != nullptr && bug_ == Bug::member_state) last_x_ = x;  // per-call state in a member
+    if (saved != nullptr && (bug_ == Bug::reads_freed || bug_ == Bug::writes_freed)) {
+      saved->copy = revox::Tensor<T, Dev>(x.shape);
+      std::copy(x.data, x.data + x.numel(), saved->copy.data());
+      saved->x = saved->copy.cview();
+    }
   }
   template <class Dev>
   void backward(const Dev&, Saved<Dev>& saved, revox::TensorView<const T> dy,
                 revox::TensorView<T> dx) {
-    const auto x = saved.x;
+    const auto x = bug_ == Bug::member_state ? last_x_ : saved.x;
+    if (bug_ == Bug::throws) throw revox::Error("ChannelQuadratic: a deliberate failure");
+    if (bug_ == Bug::reads_freed || bug_ == Bug::writes_freed) {
+      saved.copy = revox::Tensor<T, Dev>();  // released while x still points into it
+      if (bug_ == Bug::writes_freed) const_cast<T*>(x.data)[3] = 0;
+    }
     const revox::index_t s = x.shape.spatial();
     for (revox::index_t c = 0; c < channels_; ++c) {
       if (bug_ == Bug::assigns_param_grad) {
@@ -82,6 +96,7 @@ class ChannelQuadratic {
   Bug bug_;
   revox::Param<T> scale_;
   revox::Param<T> shift_;
+  mutable revox::TensorView<const T> last_x_;
 };
 
 revox::testing::GradcheckResult check(Bug bug) {
@@ -108,6 +123,10 @@ TEST_CASE("gradcheck fails each kind of broken layer", "[testing][gradcheck]") {
       {Bug::wrong_param_grad, "FAIL dscale["},
       {Bug::unwritten_output, "outputs unwritten"},
       {Bug::modifies_input, "modified its input"},
+      {Bug::member_state, "per-call state in members"},
+      {Bug::throws, "the layer threw: ChannelQuadratic: a deliberate failure"},
+      {Bug::reads_freed, "input-gradient entries unwritten or non-finite"},
+      {Bug::writes_freed, "backward wrote to memory after freeing it"},
   };
   for (const auto& [bug, expected] : cases) {
     const auto result = check(bug);

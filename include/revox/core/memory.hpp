@@ -28,12 +28,15 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstddef>
 #include <cstdlib>
+#include <cstring>
 #include <map>
 #include <mutex>
 #include <new>
+#include <utility>
 #include <vector>
 
 #include "revox/core/error.hpp"
@@ -52,6 +55,14 @@ struct MemoryStats {
   std::size_t cached_bytes = 0;         // reserved but free, kept for reuse
   std::size_t raw_allocations = 0;      // raw allocate calls since construction; never reset
   std::size_t raw_frees = 0;            // raw free calls since construction; never reset
+};
+
+// What a quarantine (TrackingAllocator::begin_quarantine) saw: the blocks freed during it,
+// and how many of them were written to after they were freed.
+struct QuarantineReport {
+  std::size_t blocks = 0;
+  std::size_t bytes = 0;
+  std::size_t written_after_free = 0;  // blocks whose poison pattern changed
 };
 
 // Whether freed blocks go back to the raw allocator at once or wait in a pool for reuse.
@@ -126,15 +137,67 @@ class TrackingAllocator {
   // `bytes` must be the size passed to allocate(); tensors always know it.
   void deallocate(void* ptr, std::size_t bytes) noexcept {
     if (ptr == nullptr) return;
+    if (quarantine_) {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (quarantine_) {
+        try {
+          quarantined_.push_back({ptr, bytes});
+          std::memset(ptr, kQuarantinePoison, bytes);
+          count_deallocation(bytes);
+          return;
+        } catch (...) {
+          // No memory for the bookkeeping: free the block normally.
+        }
+      }
+    }
+    release_block(ptr, bytes);
+  }
+
+  // Quarantine, for checking code that may use memory after freeing it (testing/gradcheck.hpp):
+  // until end_quarantine(), freed blocks are counted as freed but neither reused nor given
+  // back; their bytes are set to kQuarantinePoison (0xFF: a NaN in float and in double, so a
+  // read of freed memory shows up as NaN instead of plausible numbers). end_quarantine()
+  // checks that every block still holds the poison (a write after free changes it), then
+  // releases them. For allocators of host-accessible memory only (the CPU's).
+  static constexpr unsigned char kQuarantinePoison = 0xFF;
+  void begin_quarantine() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    REVOX_CHECK(!quarantine_, device_name_, " allocator: a quarantine is already running");
+    quarantine_ = true;
+  }
+  QuarantineReport end_quarantine() noexcept {
+    std::vector<std::pair<void*, std::size_t>> blocks;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      quarantine_ = false;
+      blocks.swap(quarantined_);
+    }
+    QuarantineReport report;
+    for (const auto& [ptr, bytes] : blocks) {
+      ++report.blocks;
+      report.bytes += bytes;
+      const auto* p = static_cast<const unsigned char*>(ptr);
+      bool intact = true;
+      for (std::size_t i = 0; i < bytes && intact; ++i) intact = p[i] == kQuarantinePoison;
+      if (!intact) ++report.written_after_free;
+      release_block(ptr, bytes, /*counted=*/true);
+    }
+    return report;
+  }
+
+ private:
+  // Gives a freed block back to the pool or the raw allocator (deallocate without counting
+  // the deallocation when `counted`).
+  void release_block(void* ptr, std::size_t bytes, bool counted = false) noexcept {
     if (!pooled(bytes)) {
       raw_free_(ptr, bytes);
       std::lock_guard<std::mutex> lock(mutex_);
       count_raw_free(bytes);
-      count_deallocation(bytes);
+      if (!counted) count_deallocation(bytes);
       return;
     }
     std::lock_guard<std::mutex> lock(mutex_);
-    count_deallocation(bytes);
+    if (!counted) count_deallocation(bytes);
     const std::size_t block = pool_block_bytes(bytes);
     if (block > cache_limit_ || stats_.cached_bytes > cache_limit_ - block) {
       raw_free_(ptr, block);
@@ -151,6 +214,7 @@ class TrackingAllocator {
     }
   }
 
+ public:
   // Sets the most bytes kept cached (0: none; blocks freed from then on go back at once) and
   // releases the cached blocks if they are more than that now.
   void set_cache_limit(std::size_t bytes) {
@@ -253,6 +317,8 @@ class TrackingAllocator {
   mutable std::mutex mutex_;
   MemoryStats stats_;
   std::map<std::size_t, std::vector<void*>> free_blocks_;  // block size -> cached blocks
+  std::atomic<bool> quarantine_{false};  // changed under mutex_
+  std::vector<std::pair<void*, std::size_t>> quarantined_;  // guarded by mutex_
 };
 
 namespace detail {

@@ -38,7 +38,7 @@
 // their Saved holds a MUTABLE view of the output y instead of anything about x, and backward
 // rebuilds the input in y's memory (after backward the caller's y holds x). They may run in
 // place (y the very memory of x), their backward may propagate the gradient in place (dx the
-// very memory of dy), and
+// very memory of dy) — they must accept both — and
 //   template <class Dev> void inverse(const Dev& dev, TensorView<T> y_in_x_out) const;
 // turns y back into x. A layer is reversible (is_reversible_v<L>) when it has that inverse()
 // member; nothing has to be registered. So a container keeps no input for them, runs them in
@@ -107,14 +107,29 @@ template <class L, class Dev>
 struct has_saved<L, Dev, std::void_t<typename L::template Saved<Dev>>> : std::true_type {};
 
 template <class L, class Dev, class = void>
-struct has_forward : std::false_type {};
+struct has_forward_with_saved : std::false_type {};
 template <class L, class Dev>
-struct has_forward<
+struct has_forward_with_saved<
     L, Dev,
     std::void_t<decltype(std::declval<const L&>().forward(
         std::declval<const Dev&>(), std::declval<TensorView<const typename L::value_type>>(),
         std::declval<TensorView<typename L::value_type>>(),
         std::declval<typename L::template Saved<Dev>*>()))>> : std::true_type {};
+
+// Callers (containers, reversible blocks, inference) pass a plain nullptr for `saved`, which
+// a deduced `Saved<Dev>*` parameter cannot take: the contract needs both calls to work.
+template <class L, class Dev, class = void>
+struct has_forward_with_nullptr : std::false_type {};
+template <class L, class Dev>
+struct has_forward_with_nullptr<
+    L, Dev,
+    std::void_t<decltype(std::declval<const L&>().forward(
+        std::declval<const Dev&>(), std::declval<TensorView<const typename L::value_type>>(),
+        std::declval<TensorView<typename L::value_type>>(), nullptr))>> : std::true_type {};
+
+template <class L, class Dev>
+struct has_forward : std::bool_constant<has_forward_with_saved<L, Dev>::value &&
+                                        has_forward_with_nullptr<L, Dev>::value> {};
 
 template <class L, class Dev, class = void>
 struct has_backward : std::false_type {};
@@ -184,12 +199,20 @@ constexpr bool check_layer_contract() {
                 "revox layer contract: the layer must declare "
                 "`template <class Dev> struct Saved` (empty when nothing is saved)");
   if constexpr (detail::has_value_type<L>::value && detail::has_saved<L, Dev>::value) {
-    static_assert(detail::has_forward<L, Dev>::value,
-                  "revox layer contract: the layer must provide `forward(const Dev&, "
-                  "TensorView<const T> x, TensorView<T> y, Saved<Dev>* saved) const`");
+    static_assert(detail::has_forward_with_saved<L, Dev>::value,
+                  "revox layer contract: the layer must provide `template <class Dev> void "
+                  "forward(const Dev& dev, TensorView<const T> x, TensorView<T> y, "
+                  "nondeduced_t<Saved<Dev>>* saved) const`");
+    if constexpr (detail::has_forward_with_saved<L, Dev>::value) {
+      static_assert(detail::has_forward_with_nullptr<L, Dev>::value,
+                    "revox layer contract: forward must accept a plain nullptr for `saved`: "
+                    "declare the parameter as `nondeduced_t<Saved<Dev>>* saved` (a deduced "
+                    "`Saved<Dev>* saved` cannot take nullptr)");
+    }
     static_assert(detail::has_backward<L, Dev>::value,
-                  "revox layer contract: the layer must provide `backward(const Dev&, "
-                  "Saved<Dev>& saved, TensorView<const T> dy, TensorView<T> dx)`");
+                  "revox layer contract: the layer must provide `template <class Dev> void "
+                  "backward(const Dev& dev, Saved<Dev>& saved, TensorView<const T> dy, "
+                  "TensorView<T> dx)`");
   }
   return true;
 }

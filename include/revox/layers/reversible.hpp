@@ -17,8 +17,9 @@
 //    Saved in scratch, one at a time, and back-propagates through them. Activation memory
 //    is the output plus the scratch of one F or G.
 //  * store_activations: the stored-activation twin, for comparisons and for switching the
-//    memory saving off. Saved owns copies of F's input x2 and G's input y1 and keeps F's and
-//    G's Saved from forward; backward rebuilds nothing and leaves y alone.
+//    memory saving off. Saved owns copies of F's input x2 and G's input y1 (and of F's or
+//    G's output when that layer keeps its output, keeps_output_v) and keeps F's and G's
+//    Saved from forward; backward rebuilds nothing and leaves y alone.
 //
 // Shapes:   x, y, dy, dx (N, C, D, H, W), C even; F, G: (1, C/2, D, H, W) -> same.
 // Forward:  y ASSIGNED. y may be the very memory of x (in place); any other overlap throws.
@@ -154,6 +155,10 @@ class ReversibleBlock {
     // and F's and G's Saved from forward.
     Tensor<T, Dev> f_input;
     Tensor<T, Dev> g_input;
+    // store_activations mode, for an F or G that keeps its output (keeps_output_v): their
+    // outputs (N, C/2, D, H, W), which their Saved refers to.
+    Tensor<T, Dev> f_output;
+    Tensor<T, Dev> g_output;
     std::vector<saved_t<F, Dev>> f_saved;
     std::vector<saved_t<G, Dev>> g_saved;
   };
@@ -203,6 +208,10 @@ class ReversibleBlock {
       saved->y = y;
       saved->f_input = store ? Tensor<T, Dev>(y.shape.with_channels(half.c)) : Tensor<T, Dev>();
       saved->g_input = store ? Tensor<T, Dev>(y.shape.with_channels(half.c)) : Tensor<T, Dev>();
+      saved->f_output = store && keeps_output_v<F> ? Tensor<T, Dev>(y.shape.with_channels(half.c))
+                                                   : Tensor<T, Dev>();
+      saved->g_output = store && keeps_output_v<G> ? Tensor<T, Dev>(y.shape.with_channels(half.c))
+                                                   : Tensor<T, Dev>();
       saved->f_saved = std::vector<saved_t<F, Dev>>(store ? static_cast<std::size_t>(y.shape.n) : 0);
       saved->g_saved = std::vector<saved_t<G, Dev>>(store ? static_cast<std::size_t>(y.shape.n) : 0);
     }
@@ -211,22 +220,26 @@ class ReversibleBlock {
       const TensorView<T> y1 = detail::sample_half(y, n, 0);
       const TensorView<T> y2 = detail::sample_half(y, n, 1);
       const auto i = static_cast<std::size_t>(n);
+      TensorView<T> f_out = out.view();  // where F's output goes (its own buffer when
+      TensorView<T> g_out = out.view();  // stored and F keeps its output), same for G
       if (store) {
         const TensorView<T> f_in = detail::sample_of(saved->f_input.view(), n);
         copy_half(dev, y2, f_in);
-        f_.forward(dev, TensorView<const T>(f_in), out.view(), &saved->f_saved[i]);
+        f_out = keeps_output_v<F> ? detail::sample_of(saved->f_output.view(), n) : out.view();
+        f_.forward(dev, TensorView<const T>(f_in), f_out, &saved->f_saved[i]);
       } else {
         f_.forward(dev, TensorView<const T>(y2), out.view(), nullptr);
       }
-      ops::add_inplace(dev, y1, out.cview());  // y1 = x1 + F(x2)
+      ops::add_inplace(dev, y1, TensorView<const T>(f_out));  // y1 = x1 + F(x2)
       if (store) {
         const TensorView<T> g_in = detail::sample_of(saved->g_input.view(), n);
         copy_half(dev, y1, g_in);
-        g_.forward(dev, TensorView<const T>(g_in), out.view(), &saved->g_saved[i]);
+        g_out = keeps_output_v<G> ? detail::sample_of(saved->g_output.view(), n) : out.view();
+        g_.forward(dev, TensorView<const T>(g_in), g_out, &saved->g_saved[i]);
       } else {
         g_.forward(dev, TensorView<const T>(y1), out.view(), nullptr);
       }
-      ops::add_inplace(dev, y2, out.cview());  // y2 = x2 + G(y1)
+      ops::add_inplace(dev, y2, TensorView<const T>(g_out));  // y2 = x2 + G(y1)
     }
   }
 

@@ -13,7 +13,14 @@
 //    d<y, g>/dx by central differences for a random upstream gradient g;
 //  * every parameter gradient matches d<y, g>/dparam by central differences and is
 //    ACCUMULATED: grads start from random values, and a second forward/backward adds the
-//    same amount again.
+//    same amount again;
+//  * everything a call needs lives in its Saved, not in the layer: forward at x, then
+//    forward at another input x', then backward of the first must still give x's gradients
+//    (a layer that keeps per-call state in mutable members fails here);
+//  * memory: the forward and backward passes run under the CPU allocator's quarantine
+//    (core/memory.hpp), so a layer that reads memory it already freed sees NaN (reported as
+//    non-finite results) and one that writes to it is reported, instead of corrupting the
+//    heap; a layer that throws is reported too. gradcheck reports, it does not crash.
 // Parameters are set to random values first (options.randomize_parameters) so that special
 // initial values (GroupNorm's weight 1, bias 0) cannot hide errors.
 #pragma once
@@ -27,6 +34,7 @@
 #include <string>
 #include <vector>
 
+#include "revox/core/memory.hpp"
 #include "revox/core/parameters.hpp"
 #include "revox/core/random.hpp"
 #include "revox/core/tensor.hpp"
@@ -120,6 +128,7 @@ class Comparer {
     failure_lines_ << "  FAIL " << message << "\n";
   }
   std::string failures() const { return failure_lines_.str(); }
+  bool has_failures() const { return !failure_lines_.str().empty(); }
 
  private:
   const GradcheckOptions& options_;
@@ -130,6 +139,34 @@ class Comparer {
   index_t failures_ = 0;
   std::ostringstream failure_lines_;
 };
+
+// Runs the CPU allocator's quarantine for its lifetime and reports writes after free.
+class QuarantineGuard {
+ public:
+  QuarantineGuard(Comparer& comparer, const char* phase) : comparer_(comparer), phase_(phase) {
+    cpu_allocator().begin_quarantine();
+  }
+  QuarantineGuard(const QuarantineGuard&) = delete;
+  QuarantineGuard& operator=(const QuarantineGuard&) = delete;
+  ~QuarantineGuard() {
+    const QuarantineReport report = cpu_allocator().end_quarantine();
+    if (report.written_after_free != 0) {
+      comparer_.fail(std::string(phase_) + " wrote to memory after freeing it (" +
+                     std::to_string(report.written_after_free) + " of " +
+                     std::to_string(report.blocks) + " freed blocks changed): a container or "
+                     "layer releases a buffer that is still in use");
+    }
+  }
+
+ private:
+  Comparer& comparer_;
+  const char* phase_;
+};
+
+template <class Layer>
+void gradcheck_body(Layer& layer, Parameters<double>& params, const Tensor<double>& input,
+                    const GradcheckOptions& options, GradcheckResult& result,
+                    Comparer& comparer);
 
 }  // namespace detail
 
@@ -142,6 +179,25 @@ GradcheckResult gradcheck(Layer& layer, Parameters<double>& params, const Tensor
                 "gradcheck runs in double precision: instantiate the layer with double");
   GradcheckResult result;
   detail::Comparer comparer(options, result);
+  try {
+    detail::gradcheck_body(layer, params, input, options, result, comparer);
+  } catch (const std::exception& e) {
+    comparer.fail(std::string("the layer threw: ") + e.what());
+  } catch (...) {
+    comparer.fail("the layer threw an exception that is not a std::exception");
+  }
+  result.report = (result.passed ? "gradcheck passed\n" : "gradcheck FAILED\n") + result.report +
+                  comparer.failures();
+  return result;
+}
+
+namespace detail {
+
+template <class Layer>
+void gradcheck_body(Layer& layer, Parameters<double>& params, const Tensor<double>& input,
+                    const GradcheckOptions& options, GradcheckResult& result,
+                    Comparer& comparer) {
+  (void)result;
   Rng rng(options.seed);
   const Cpu dev;
 
@@ -169,12 +225,15 @@ GradcheckResult gradcheck(Layer& layer, Parameters<double>& params, const Tensor
   // Forward: every element written, same with and without saved, x untouched.
   Tensor<double> y_saved(out_shape);
   Tensor<double> y_plain(out_shape);
-  detail::poison(y_saved.view());
-  detail::poison(y_plain.view());
+  poison(y_saved.view());
+  poison(y_plain.view());
   saved_t<Layer, Cpu> saved{};
-  layer.forward(dev, x.cview(), y_saved.view(), &saved);
-  layer.forward(dev, x.cview(), y_plain.view(), nullptr);
-  if (const index_t bad = detail::count_non_finite(y_saved.cview()); bad != 0) {
+  {
+    QuarantineGuard quarantine(comparer, "forward");
+    layer.forward(dev, x.cview(), y_saved.view(), &saved);
+    layer.forward(dev, x.cview(), y_plain.view(), nullptr);
+  }
+  if (const index_t bad = count_non_finite(y_saved.cview()); bad != 0) {
     comparer.fail("forward left " + std::to_string(bad) + " of " +
                   std::to_string(y_saved.numel()) + " outputs unwritten or non-finite");
   }
@@ -193,9 +252,13 @@ GradcheckResult gradcheck(Layer& layer, Parameters<double>& params, const Tensor
                 static_cast<std::size_t>(entry.shape.numel()) * sizeof(double));
   }
   Tensor<double> dx(x.shape());
-  detail::poison(dx.view());
-  layer.backward(dev, saved, g.cview(), dx.view());
-  if (const index_t bad = detail::count_non_finite(dx.cview()); bad != 0) {
+  poison(dx.view());
+  {
+    QuarantineGuard quarantine(comparer, "backward");
+    layer.backward(dev, saved, g.cview(), dx.view());
+    saved = saved_t<Layer, Cpu>{};
+  }
+  if (const index_t bad = count_non_finite(dx.cview()); bad != 0) {
     comparer.fail("backward left " + std::to_string(bad) + " of " + std::to_string(dx.numel()) +
                   " input-gradient entries unwritten or non-finite");
   }
@@ -209,7 +272,7 @@ GradcheckResult gradcheck(Layer& layer, Parameters<double>& params, const Tensor
 
   // Input gradient against central differences.
   comparer.begin("dx");
-  for (index_t i : detail::pick_indices(x.numel(), options.max_checks_per_tensor, rng)) {
+  for (index_t i : pick_indices(x.numel(), options.max_checks_per_tensor, rng)) {
     const double original = x[i];
     x[i] = original + options.step;
     const double plus = loss();
@@ -224,7 +287,7 @@ GradcheckResult gradcheck(Layer& layer, Parameters<double>& params, const Tensor
   double* values = params.values().data;
   for (const auto& entry : params.entries()) {
     comparer.begin("d" + entry.name);
-    for (index_t i : detail::pick_indices(entry.shape.numel(), options.max_checks_per_tensor, rng)) {
+    for (index_t i : pick_indices(entry.shape.numel(), options.max_checks_per_tensor, rng)) {
       double& v = values[entry.offset + i];
       const double original = v;
       v = original + options.step;
@@ -237,13 +300,22 @@ GradcheckResult gradcheck(Layer& layer, Parameters<double>& params, const Tensor
     comparer.end();
   }
 
-  // Accumulation: a second forward/backward adds the same gradient again.
+  // Accumulation: a second forward/backward adds the same gradient again. Per-call state:
+  // a forward at another input runs between this forward and its backward, so a layer that
+  // keeps what backward needs in members instead of Saved gives x' gradients here.
   {
+    QuarantineGuard quarantine(comparer, "a second forward/backward");
     saved_t<Layer, Cpu> saved_again{};
     Tensor<double> y_again(out_shape);
     layer.forward(dev, x.cview(), y_again.view(), &saved_again);
+    Tensor<double> x_other(x.shape());
+    fill_uniform(x_other.view(), rng, options.input_low, options.input_high);
+    saved_t<Layer, Cpu> saved_other{};
+    Tensor<double> y_other(out_shape);
+    layer.forward(dev, x_other.cview(), y_other.view(), &saved_other);
     Tensor<double> dx_again(x.shape());
     layer.backward(dev, saved_again, g.cview(), dx_again.view());
+    saved_again = saved_t<Layer, Cpu>{};
     for (const auto& entry : params.entries()) {
       for (index_t i = 0; i < entry.shape.numel(); ++i) {
         const index_t k = entry.offset + i;
@@ -260,14 +332,17 @@ GradcheckResult gradcheck(Layer& layer, Parameters<double>& params, const Tensor
       }
     }
     if (std::memcmp(dx_again.data(), dx.data(), dx.bytes()) != 0) {
-      comparer.fail("a second backward at the same point gives a different dx");
+      comparer.fail("a second backward at the same point gives a different dx (with a forward "
+                    "at another input in between: does the layer keep per-call state in "
+                    "members instead of its Saved?)");
     }
+    // The other input's backward, so that its Saved is consumed as a caller would.
+    Tensor<double> dx_other(x.shape());
+    layer.backward(dev, saved_other, g.cview(), dx_other.view());
   }
-
-  result.report = (result.passed ? "gradcheck passed\n" : "gradcheck FAILED\n") + result.report +
-                  comparer.failures();
-  return result;
 }
+
+}  // namespace detail
 
 // Checks `layer` at a random input of the given shape, drawn from
 // U[options.input_low, options.input_high).
