@@ -40,14 +40,26 @@ struct TensorView {
   }
 
   // Channels [first, first + count) of a batch-1 tensor, which are contiguous in NCDHW.
+  // Throws for N > 1, where such a slice is not contiguous: take it per sample with
+  // channels(n, first, count).
   TensorView channels(index_t first, index_t count) const {
     REVOX_CHECK(shape.n == 1, "TensorView::channels: a channel slice is contiguous only for "
-                "batch 1, got N=", shape.n);
+                "batch 1, got N=", shape.n, "; use channels(n, first, count) for sample n");
+    return channels(0, first, count);
+  }
+  // Channels [first, first + count) of sample n, for any batch size: a batch-1 view
+  // (1, count, D, H, W), contiguous in NCDHW.
+  TensorView channels(index_t n, index_t first, index_t count) const {
+    REVOX_CHECK(n >= 0 && n < shape.n, "TensorView::channels: sample ", n,
+                " out of range for N=", shape.n);
     REVOX_CHECK(first >= 0 && count >= 0 && first + count <= shape.c,
                 "TensorView::channels: channels [", first, ", ", first + count,
                 ") out of range for C=", shape.c);
-    return TensorView{data + first * shape.spatial(), shape.with_channels(count)};
+    return TensorView{data + (n * shape.c + first) * shape.spatial(),
+                      Shape5{1, count, shape.d, shape.h, shape.w}};
   }
+  // Sample n as a batch-1 view (1, C, D, H, W).
+  TensorView sample(index_t n) const { return channels(n, 0, shape.c); }
 };
 
 template <class T, class Device = Cpu>

@@ -13,7 +13,9 @@
 //                    BCE(x, t) = max(x, 0) - x t + log1p(exp(-|x|))  (stable for any x).
 //
 // Both return the loss as double and ASSIGN d loss / d logits into `dlogits` (same shape as
-// logits; pass an empty view to skip the gradient). Sums run in double also for float data;
+// logits; pass an empty view, e.g. TensorView<float>{}, to skip the gradient). The element
+// type T comes from `dlogits`; logits and targets may be mutable or const views
+// (tensor.view() or tensor.cview()). Sums run in double also for float data;
 // the parallel sums are deterministic: every (n, c) plane is cut into fixed chunks whose
 // partial sums land in fixed slots and are added in a fixed order, so the result does not
 // depend on the number of threads.
@@ -225,16 +227,17 @@ double dice_bce(const char* loss, TensorView<const T> logits, TensorView<const T
 
 // 1 - mean over (n, c) of the soft Dice of sigmoid(logits) and targets; see the header comment.
 template <class T>
-double soft_dice_loss(TensorView<const T> logits, TensorView<const T> targets,
-                      TensorView<T> dlogits, double smooth = 1.0) {
+double soft_dice_loss(nondeduced_t<TensorView<const T>> logits,
+                      nondeduced_t<TensorView<const T>> targets, TensorView<T> dlogits,
+                      double smooth = 1.0) {
   return detail::dice_bce("soft_dice_loss", logits, targets, dlogits, smooth, 0.0, 1.0);
 }
 
 // bce_weight * mean BCE-with-logits + dice_weight * soft_dice_loss.
 template <class T>
-double bce_dice_loss(TensorView<const T> logits, TensorView<const T> targets,
-                     TensorView<T> dlogits, double smooth = 1.0, double bce_weight = 1.0,
-                     double dice_weight = 1.0) {
+double bce_dice_loss(nondeduced_t<TensorView<const T>> logits,
+                     nondeduced_t<TensorView<const T>> targets, TensorView<T> dlogits,
+                     double smooth = 1.0, double bce_weight = 1.0, double dice_weight = 1.0) {
   return detail::dice_bce("bce_dice_loss", logits, targets, dlogits, smooth, bce_weight,
                           dice_weight);
 }
@@ -259,16 +262,17 @@ double dice_bce_on(const Dev& dev, const char* loss, TensorView<const T> logits,
 
 // soft_dice_loss on the device `dev` (Cpu or Cuda; on Cuda every view is device memory).
 template <class Dev, class T, class = detail::if_device_t<Dev>>
-double soft_dice_loss(const Dev& dev, TensorView<const T> logits, TensorView<const T> targets,
-                      TensorView<T> dlogits, double smooth = 1.0) {
+double soft_dice_loss(const Dev& dev, nondeduced_t<TensorView<const T>> logits,
+                      nondeduced_t<TensorView<const T>> targets, TensorView<T> dlogits,
+                      double smooth = 1.0) {
   return detail::dice_bce_on(dev, "soft_dice_loss", logits, targets, dlogits, smooth, 0.0, 1.0);
 }
 
 // bce_dice_loss on the device `dev` (Cpu or Cuda; on Cuda every view is device memory).
 template <class Dev, class T, class = detail::if_device_t<Dev>>
-double bce_dice_loss(const Dev& dev, TensorView<const T> logits, TensorView<const T> targets,
-                     TensorView<T> dlogits, double smooth = 1.0, double bce_weight = 1.0,
-                     double dice_weight = 1.0) {
+double bce_dice_loss(const Dev& dev, nondeduced_t<TensorView<const T>> logits,
+                     nondeduced_t<TensorView<const T>> targets, TensorView<T> dlogits,
+                     double smooth = 1.0, double bce_weight = 1.0, double dice_weight = 1.0) {
   return detail::dice_bce_on(dev, "bce_dice_loss", logits, targets, dlogits, smooth, bce_weight,
                              dice_weight);
 }
