@@ -458,3 +458,32 @@ TEST_CASE("parameters_io: loads files written by the Python fixture scripts",
                     Catch::Contains("tensor 'param.project.weight': shape [6, 8, 1, 1, 1] in "
                                     "the file, [4, 8, 1, 1, 1] expected"));
 }
+
+TEST_CASE("parameters_io: loads a file written by Hugging Face's safetensors package",
+          "[parameters_io]") {
+  // tests/fixtures/make_parameters_io_fixture.py (safetensors 0.8.0's own serializer):
+  // Sequential(Conv3d(2, 4, 3), GroupNorm(2, 4), ReLU) under "model.", element i of the k-th
+  // tensor = (i - 50 + k) / 64, and an I64 "step" outside the prefix.
+  const fs::path path =
+      fs::path(REVOX_FIXTURE_DIR) / "parameters_io" / "official_writer.safetensors";
+  auto layer = make_seq<double>();  // F32 data widens exactly into double
+  Parameters<double> params(layer);
+  LoadOptions load;
+  load.prefix = "model.";
+  const auto report = io::load_parameters(path, params, load);
+  CHECK(report.complete());
+  CHECK(report.metadata.at("writer") == "safetensors 0.8.0");
+  REQUIRE(params.entries().size() == 4);
+  int k = 0;
+  for (const auto& e : params.entries()) {
+    INFO(e.name);
+    for (index_t i = 0; i < e.shape.numel(); ++i) {
+      REQUIRE(params.values()[e.offset + i] == static_cast<double>(i - 50 + k) / 64);
+    }
+    ++k;
+  }
+  // Without the prefix, strict: the I64 step is reported as unexpected, by name.
+  CHECK_THROWS_WITH(io::load_parameters(path, params),
+                    Catch::Contains(path.string()) &&
+                        Catch::Contains("unexpected tensor 'step' (I64 [])"));
+}
