@@ -131,7 +131,20 @@ TEST_CASE("checkpoint: round trip of weights and Adam state; clear errors",
   wider.num_groups = 2;
   UNet<float> wide(wider);
   Parameters<float> wide_params(wide);
-  CHECK_THROWS_WITH(load_model_weights(ck, wide_params), Catch::Contains("has shape"));
+  CHECK_THROWS_WITH(load_model_weights(ck, wide_params),
+                    Catch::Contains("model weight tensors do not fit the configured model") &&
+                        Catch::Contains("tensor 'model.encoders.0.blocks.0.g.project.weight': "
+                                        "shape [4, 8, 1, 1, 1] in the file, [6, 12, 1, 1, 1] "
+                                        "expected"));
+  // A missing optimizer tensor is named too.
+  auto without = ck.file.tensors;
+  without.erase("optimizer.exp_avg.head.weight");
+  const fs::path incomplete = dir / "incomplete.safetensors";
+  io::write_safetensors(incomplete, without, ck.file.metadata);
+  const Checkpoint partial = read_checkpoint(incomplete);
+  CHECK_THROWS_WITH(load_optimizer_state(partial, other_params, other_adam),
+                    Catch::Contains(incomplete.string()) &&
+                        Catch::Contains("missing tensor 'optimizer.exp_avg.head.weight'"));
 
   // Damaged file.
   const fs::path damaged = dir / "damaged.safetensors";

@@ -1,6 +1,7 @@
 // revox-brats checkpoints: one safetensors file (revox/io/safetensors.hpp) per checkpoint,
 // written atomically (temporary file, fsync, verify, rename), readable by PyTorch's
-// `safetensors.torch.load_file`.
+// `safetensors.torch.load_file`. The weights and the Adam state go through the library's
+// parameter I/O (revox/io/parameters_io.hpp) under the prefixes below.
 //
 // Tensors (all F32, row-major, PyTorch layouts):
 //   model.<param name>                     every UNet parameter under its revox name, e.g.
@@ -39,6 +40,7 @@
 
 #include "revox/core/error.hpp"
 #include "revox/core/parameters.hpp"
+#include "revox/io/parameters_io.hpp"
 #include "revox/io/safetensors.hpp"
 #include "revox/models/unet_config.hpp"
 #include "revox/optim/adam.hpp"
@@ -67,49 +69,30 @@ template <class... Parts>
                                     std::forward<Parts>(parts)...));
 }
 
-inline std::string shape_text(const std::vector<std::int64_t>& shape) {
-  std::string s = "[";
-  for (std::size_t i = 0; i < shape.size(); ++i) {
-    s += (i ? ", " : "") + std::to_string(shape[i]);
-  }
-  return s + "]";
-}
-
-inline std::vector<std::int64_t> shape_of(const ParamShape& shape) {
-  std::vector<std::int64_t> out;
-  for (int i = 0; i < shape.rank; ++i) out.push_back(shape.dims[static_cast<std::size_t>(i)]);
-  return out;
-}
-
 inline std::string format_double(double value) {
   char buffer[64];
   std::snprintf(buffer, sizeof buffer, "%.17g", value);
   return buffer;
 }
 
-inline io::SafeTensor slice_tensor(const float* data, const ParamShape& shape) {
-  std::vector<float> values(data, data + shape.numel());
-  return io::make_safetensor<float>(shape_of(shape), values);
-}
-
-// Copies the tensor `name` into dst (numel(shape) floats), checking dtype and shape.
-inline void copy_tensor(const io::SafetensorsFile& file, const std::string& name,
-                        const ParamShape& shape, float* dst) {
-  if (!file.contains(name)) {
-    checkpoint_fail(file.path, "missing tensor '", name,
-                    "' (the checkpoint was written by a different model or is incomplete)");
+// Copies the tensors prefix + <param name> into `flat` (laid out like params) through
+// io::load_parameter_tensors: strict, so every missing, unexpected, mis-shaped or mistyped
+// tensor is named in one error and nothing is copied; F64 data is accepted and rounded to
+// float, as the checkpoint reader always has.
+inline void load_tensors(const io::SafetensorsFile& file, const std::string& prefix,
+                         const std::vector<ParamEntry>& entries, float* flat,
+                         const char* what) {
+  io::LoadOptions options;
+  options.prefix = prefix;
+  options.allow_narrowing = true;
+  try {
+    io::load_parameter_tensors(file, entries, flat, options);
+  } catch (const Error& e) {
+    checkpoint_fail(file.path, "the ", what,
+                    " tensors do not fit the configured model (the checkpoint was written by a "
+                    "different model or is incomplete): ",
+                    e.what());
   }
-  const io::SafeTensor& tensor = file.at(name);
-  if (tensor.shape != shape_of(shape)) {
-    checkpoint_fail(file.path, "tensor '", name, "' has shape ", shape_text(tensor.shape),
-                    ", the model expects ", shape_text(shape_of(shape)));
-  }
-  if (tensor.dtype != io::Dtype::F32 && tensor.dtype != io::Dtype::F64) {
-    checkpoint_fail(file.path, "tensor '", name, "' has dtype ", io::dtype_name(tensor.dtype),
-                    ", expected F32");
-  }
-  const std::vector<float> values = tensor.values<float>();
-  std::copy(values.begin(), values.end(), dst);
 }
 
 inline long long parse_integer(const std::filesystem::path& path, const std::string& key,
@@ -178,28 +161,11 @@ inline UNetConfig model_config_of(const Checkpoint& ck) {
   }
 }
 
-// Copies "model.<name>" into every parameter, checking every name and shape; tensors in the
-// file that the model does not have are an error too.
+// Copies "model.<name>" into every parameter, checking every name, shape and dtype; tensors
+// under "model." that the model does not have are an error too (io::load_parameters).
 inline void load_model_weights(const Checkpoint& ck, Parameters<float>& params) {
-  float* values = params.values().data;
-  std::size_t model_tensors = 0;
-  for (const auto& entry : params.entries()) {
-    detail::copy_tensor(ck.file, "model." + entry.name, entry.shape, values + entry.offset);
-  }
-  for (const auto& [name, tensor] : ck.file.tensors) {
-    if (name.rfind("model.", 0) == 0) ++model_tensors;
-  }
-  if (model_tensors != params.entries().size()) {
-    for (const auto& [name, tensor] : ck.file.tensors) {
-      if (name.rfind("model.", 0) != 0) continue;
-      bool known = false;
-      for (const auto& entry : params.entries()) known = known || name == "model." + entry.name;
-      if (!known) {
-        detail::checkpoint_fail(ck.file.path, "tensor '", name,
-                                "' is not a parameter of the configured model");
-      }
-    }
-  }
+  detail::load_tensors(ck.file, "model.", params.entries(), params.values().data,
+                       "model weight");
 }
 
 // Restores Adam's state (exp_avg, exp_avg_sq, step count) written by write_checkpoint.
@@ -212,10 +178,8 @@ inline void load_optimizer_state(const Checkpoint& ck, const Parameters<float>& 
                             "resumed)");
   }
   adam.visit_state([&](const char* state, TensorView<float> buffer) {
-    for (const auto& entry : params.entries()) {
-      detail::copy_tensor(ck.file, std::string("optimizer.") + state + "." + entry.name,
-                          entry.shape, buffer.data + entry.offset);
-    }
+    detail::load_tensors(ck.file, std::string("optimizer.") + state + ".", params.entries(),
+                         buffer.data, "optimizer state");
   });
   adam.set_steps(ck.step);
 }
@@ -226,17 +190,12 @@ inline void write_checkpoint(const std::filesystem::path& path, const Parameters
                              int epoch, long long step, double best_metric,
                              const std::map<std::string, std::string>& extra_metadata = {}) {
   std::map<std::string, io::SafeTensor> tensors;
-  const float* values = params.values().data;
-  for (const auto& entry : params.entries()) {
-    tensors.emplace("model." + entry.name, detail::slice_tensor(values + entry.offset, entry.shape));
-  }
+  io::add_parameter_tensors(tensors, params.entries(), params.values().data, "model.");
   std::map<std::string, std::string> meta = extra_metadata;
   if (adam != nullptr) {
     adam->visit_state([&](const char* state, TensorView<const float> buffer) {
-      for (const auto& entry : params.entries()) {
-        tensors.emplace(std::string("optimizer.") + state + "." + entry.name,
-                        detail::slice_tensor(buffer.data + entry.offset, entry.shape));
-      }
+      io::add_parameter_tensors(tensors, params.entries(), buffer.data,
+                                std::string("optimizer.") + state + ".");
     });
     meta["optimizer"] = "Adam";
   }
