@@ -25,7 +25,7 @@ if [ -z "${REVOX_SKIP_DEPS:-}" ]; then
   scripts/install-deps.sh
 fi
 stamp "building revox-brats (Release) in $BUILD"
-cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DREVOX_BUILD_EXAMPLES=ON >/dev/null
 cmake --build "$BUILD" -j"$(nproc)" --target revox-brats
 BIN=$BUILD/examples/brats/revox-brats
 

@@ -15,6 +15,10 @@ if ! command -v nvcc >/dev/null && [[ -x /usr/local/cuda/bin/nvcc ]]; then
 fi
 
 bash scripts/install-deps.sh
-cmake -S . -B "$build_dir" -DCMAKE_BUILD_TYPE=Release -DREVOX_WARNINGS_AS_ERRORS=ON "$@"
+# Every optional part ON: a dependency that is missing here fails the configure step loudly
+# instead of being skipped (the AUTO default). Later arguments ("$@") override these.
+cmake -S . -B "$build_dir" -DCMAKE_BUILD_TYPE=Release -DREVOX_WARNINGS_AS_ERRORS=ON \
+  -DREVOX_BUILD_TESTS=ON -DREVOX_BUILD_EXAMPLES=ON -DREVOX_BUILD_BENCHMARKS=ON \
+  -DREVOX_WITH_MPI=ON "$@"
 cmake --build "$build_dir" -j "$jobs"
 ctest --test-dir "$build_dir" --output-on-failure -j "$jobs"

@@ -30,7 +30,8 @@ namespace {
 static_assert(revox::check_layer_contract<UNet<float>>());
 static_assert(revox::check_layer_contract<UNet<double>>());
 
-// The parameter count implied by DESIGN.md section 6, written out independently of the model.
+// The parameter count implied by the architecture of revox/models/unet.hpp (its header
+// comment; docs/architecture.md section 4), written out independently of the model.
 index_t expected_param_count(const UNetConfig& c) {
   index_t total = 0;
   index_t in = c.in_channels;

@@ -1,5 +1,5 @@
-// revox-brats ensembling: the paper's per-image model choice (PAPER.md, "Ensembling",
-// section 3 of Pendse et al. 2021), implemented as the paper words it.
+// revox-brats ensembling: the paper's per-image model choice ("Ensembling", section 3 of
+// Pendse, Thangarasa et al. 2021, arXiv 2104.09648), implemented as the paper words it.
 //
 // For a test image x, training images t_1 .. t_J and models m = 1 .. M:
 //   h(v)         intensity histogram of image v (below)

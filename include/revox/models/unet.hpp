@@ -1,5 +1,6 @@
-// revox/models/unet.hpp — UNet<T>: the generic reversible 3D U-Net of the paper (DESIGN.md
-// section 6), configured at run time by a UNetConfig (revox/models/unet_config.hpp).
+// revox/models/unet.hpp — UNet<T>: the generic reversible 3D U-Net of the paper (Pendse,
+// Thangarasa et al., arXiv 2104.09648; docs/architecture.md section 4), configured at run
+// time by a UNetConfig (revox/models/unet_config.hpp).
 //
 //   x (N, in_channels, D, H, W)
 //   encoder level i = 0 .. L-1 (C_i = widths[i]; level 0 reads x, level i > 0 reads

@@ -24,7 +24,7 @@
 // channel count in the net: C/2 and C/2 * expand_ratio in the encoder blocks, C in the
 // decoder blocks); every input_size extent divisible by 2^(levels - 1).
 //
-// Presets (unet_preset; PAPER.md Table 1). "Each level has two blocks" in the paper is read
+// Presets (unet_preset; Table 1 of Pendse, Thangarasa et al., arXiv 2104.09648). "Each level has two blocks" in the paper is read
 // as one reversible block per level, whose F and G are the two blocks (the encoder's
 // pointwise conv being the level's other piece would also fit, but either reading gives
 // blocks_per_level = 1 here, the setting PRU uses for its encoder). input_size is D, H, W in

@@ -51,7 +51,8 @@ class MultiStepLR {
     std::sort(milestones_.begin(), milestones_.end());
   }
 
-  // The paper's schedule (PAPER.md, Training): 1e-4, x0.2 at epochs 250 and 400.
+  // The paper's schedule (Pendse, Thangarasa et al., arXiv 2104.09648, "Training"): 1e-4,
+  // x0.2 at epochs 250 and 400.
   static MultiStepLR paper() { return MultiStepLR(1e-4, {250, 400}, 0.2); }
 
   double lr_at_epoch(int epoch) const {
