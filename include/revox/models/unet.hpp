@@ -1,14 +1,14 @@
-// revox/models/unet.hpp — UNet<T>: the generic reversible 3D U-Net of the paper (Pendse,
-// Thangarasa et al., arXiv 2104.09648; docs/architecture.md section 4), configured at run
-// time by a UNetConfig (revox/models/unet_config.hpp).
+// revox/models/unet.hpp — UNet<T, F, G>: the generic reversible 3D U-Net of the paper
+// (Pendse, Thangarasa et al., arXiv 2104.09648; docs/architecture.md section 4), sized at run
+// time by a UNetConfig (revox/models/unet_config.hpp), with the encoder's reversible block
+// functions F and G chosen at compile time.
 //
 //   x (N, in_channels, D, H, W)
 //   encoder level i = 0 .. L-1 (C_i = widths[i]; level 0 reads x, level i > 0 reads
 //     MaxPool3d(2) of level i-1's output):
 //       PointwiseConv3d(C_{i-1} -> C_i, bias)            into the level buffer
 //       ReversibleSequence of blocks_per_level ReversibleBlock<F, G>, IN PLACE on that buffer,
-//         F, G = MBConv(C_i/2 -> C_i/2, expand_ratio, num_groups)   (block "mbconv")
-//              or ConvBlock(C_i/2 -> C_i/2, num_groups)             (block "standard")
+//         F, G: layers mapping (1, C_i/2, D, H, W) to the same shape (see below)
 //       the buffer then holds the level output = the skip tensor of level i.
 //   decoder level i = L-2 .. 0 (reads the deepest skip for i = L-2, else decoder i+1's output):
 //       PointwiseConv3d(C_{i+1} -> C_i, bias) "reduce"   (before the upsampling: 8x cheaper)
@@ -17,14 +17,35 @@
 //   head: PointwiseConv3d(C_0 -> out_channels, bias)    logits (WT, TC, ET), no activation
 //   y (N, out_channels, D, H, W)
 //
+// The encoder's F and G:
+//  * UNet<T> (F = G = ConfiguredBlock<T>, the default): chosen at run time by config.block,
+//      "mbconv":   MBConv(C_i/2 -> C_i/2, expand_ratio, num_groups)
+//      "standard": ConvBlock(C_i/2 -> C_i/2, num_groups)
+//    ConfiguredBlock<T> holds one of the two and passes its parameter names through
+//    unchanged, so names, checkpoints and outputs are those of a plain MBConv or ConvBlock.
+//  * UNet<T, F, G> (G = F unless given): your own layers (the layer contract,
+//    revox/layers/layer.hpp), built by factories called once per F and once per G of every
+//    block, with the block's half width C_i/2 and the level i:
+//      UNet<float, MyBlock> net(config, [](index_t half_channels, index_t level) {
+//        return MyBlock(half_channels);
+//      });
+//      UNet<float, MyF, MyG> net(config, make_f, make_g);   // F != G: one factory each
+//    Each F and G must map (1, C_i/2, D, H, W) to the same shape, be deterministic (no
+//    dropout, no running statistics: reversible backward recomputes them) and keep no view
+//    of its input beyond its own backward (ReversibleBlock's preconditions,
+//    revox/layers/reversible.hpp). config.block and config.expand_ratio are read only by
+//    ConfiguredBlock; everything else in the config (widths, blocks_per_level, decoder,
+//    num_groups of the decoder's ConvBlocks, reversible) applies to every UNet.
+//
 // No GroupNorm after the encoder's pointwise conv: it would have to keep its input (a full
 // C_i map per level) for its backward, which is exactly what the reversible sequence is
-// there to avoid; every F and G already ends in a GroupNorm. D, H and W must each be
+// there to avoid; MBConv and ConvBlock already end in a GroupNorm. D, H and W must each be
 // divisible by 2^(L-1) (output_shape throws otherwise: crop or pad first).
 //
 // Parameter names (flat, PyTorch-style, in this order):
 //   encoders.<i>.conv.{weight,bias}
-//   encoders.<i>.blocks.<k>.{f,g}.<MBConv or ConvBlock names>   (ReversibleSequence names)
+//   encoders.<i>.blocks.<k>.{f,g}.<F's or G's names>   (ReversibleSequence names; for UNet<T>
+//                                                       MBConv's or ConvBlock's names)
 //   decoders.<i>.reduce.{weight,bias}, decoders.<i>.blocks.<k>.<ConvBlock names>
 //   head.{weight,bias}
 // where i is the level (decoders.0 is the shallowest decoder level), k the block.
@@ -48,9 +69,10 @@
 #pragma once
 
 #include <cstddef>
-#include <optional>
 #include <string>
+#include <type_traits>
 #include <utility>
+#include <variant>
 #include <vector>
 
 #include "revox/core/error.hpp"
@@ -70,19 +92,113 @@
 
 namespace revox {
 
+// The default encoder block of UNet<T>: an MBConv or a ConvBlock on half_channels channels,
+// chosen at run time by config.block ("mbconv": MBConv(half, half, expand_ratio, num_groups);
+// "standard": ConvBlock(half, half, num_groups)). A layer (revox/layers/layer.hpp) that
+// forwards every call to the block it holds; its parameter names are the block's own,
+// unprefixed, so a UNet<T> built from it names its parameters as if F and G were the plain
+// MBConv or ConvBlock.
 template <class T>
-class UNet {
+class ConfiguredBlock {
  public:
   using value_type = T;
-  using MBConvSequence = ReversibleSequence<ReversibleBlock<MBConv<T>, MBConv<T>>>;
-  using StandardSequence = ReversibleSequence<ReversibleBlock<ConvBlock<T>, ConvBlock<T>>>;
+  using variant_type = std::variant<MBConv<T>, ConvBlock<T>>;
 
   template <class Dev>
-  struct EncoderSaved {
-    // Only the one matching the configured block kind is used.
-    saved_t<MBConvSequence, Dev> mbconv;
-    saved_t<StandardSequence, Dev> standard;
+  struct Saved {
+    // The alternative matching the block (forward sets it).
+    std::variant<saved_t<MBConv<T>, Dev>, saved_t<ConvBlock<T>, Dev>> block;
   };
+
+  ConfiguredBlock(const UNetConfig& config, index_t half_channels)
+      : block_(make(config, half_channels)) {}
+  explicit ConfiguredBlock(MBConv<T> block) : block_(std::move(block)) {}
+  explicit ConfiguredBlock(ConvBlock<T> block) : block_(std::move(block)) {}
+
+  bool is_mbconv() const { return block_.index() == 0; }
+  // The config.block value this block stands for: "mbconv" or "standard".
+  const char* kind() const { return is_mbconv() ? "mbconv" : "standard"; }
+  variant_type& block() { return block_; }
+  const variant_type& block() const { return block_; }
+
+  Shape5 output_shape(Shape5 in) const {
+    return std::visit([&in](const auto& block) { return block.output_shape(in); }, block_);
+  }
+
+  template <class Fn>
+  void visit_params(Fn&& fn) {
+    std::visit([&fn](auto& block) { block.visit_params(fn); }, block_);
+  }
+
+  void reset_parameters(Rng& rng) {
+    std::visit([&rng](auto& block) { block.reset_parameters(rng); }, block_);
+  }
+
+  template <class Dev>
+  void forward(const Dev& dev, TensorView<const T> x, TensorView<T> y,
+               nondeduced_t<Saved<Dev>>* saved) const {
+    if (is_mbconv()) {
+      forward_as<0>(dev, x, y, saved);
+    } else {
+      forward_as<1>(dev, x, y, saved);
+    }
+  }
+
+  template <class Dev>
+  void backward(const Dev& dev, Saved<Dev>& saved, TensorView<const T> dy, TensorView<T> dx) {
+    REVOX_CHECK(saved.block.index() == block_.index(),
+                "ConfiguredBlock::backward: `saved` was not filled by this block's forward "
+                "(it holds the other block kind's state)");
+    if (is_mbconv()) {
+      std::get<0>(block_).backward(dev, std::get<0>(saved.block), dy, dx);
+    } else {
+      std::get<1>(block_).backward(dev, std::get<1>(saved.block), dy, dx);
+    }
+  }
+
+ private:
+  static variant_type make(const UNetConfig& config, index_t half_channels) {
+    if (config.block == "mbconv") {
+      return MBConv<T>(half_channels, half_channels, config.expand_ratio, config.num_groups);
+    }
+    REVOX_CHECK(config.block == "standard",
+                "ConfiguredBlock: config.block must be \"mbconv\" or \"standard\", got \"",
+                config.block, "\"");
+    return ConvBlock<T>(half_channels, half_channels, config.num_groups);
+  }
+
+  template <std::size_t I, class Dev>
+  void forward_as(const Dev& dev, TensorView<const T> x, TensorView<T> y,
+                  Saved<Dev>* saved) const {
+    const auto& block = std::get<I>(block_);
+    if (saved == nullptr) {
+      block.forward(dev, x, y, nullptr);
+    } else {
+      block.forward(dev, x, y, &saved->block.template emplace<I>());
+    }
+  }
+
+  variant_type block_;
+};
+
+template <class T, class F = ConfiguredBlock<T>, class G = F>
+class UNet {
+  static_assert(check_layer_contract<F>() && check_layer_contract<G>(),
+                "UNet<T, F, G>: F and G must satisfy the revox layer contract "
+                "(revox/layers/layer.hpp)");
+  static_assert(std::is_same_v<typename F::value_type, T> &&
+                    std::is_same_v<typename G::value_type, T>,
+                "UNet<T, F, G>: F and G must have value_type T");
+
+ public:
+  using value_type = T;
+  using f_type = F;
+  using g_type = G;
+  using Block = ReversibleBlock<F, G>;
+  using Sequence = ReversibleSequence<Block>;  // one encoder level's blocks
+  // True for UNet<T>: F and G are picked from config.block at run time.
+  static constexpr bool configured_blocks =
+      std::is_same_v<F, ConfiguredBlock<T>> && std::is_same_v<G, ConfiguredBlock<T>>;
 
   template <class Dev>
   struct DecoderSaved {
@@ -101,59 +217,65 @@ class UNet {
   struct Saved {
     TensorView<const T> x;
     std::vector<Tensor<T, Dev>> skips;  // skips[i]: encoder level i's output
-    std::vector<EncoderSaved<Dev>> encoders;
+    std::vector<saved_t<Sequence, Dev>> encoders;  // encoders[i]: level i's sequence
     std::vector<DecoderSaved<Dev>> decoders;  // decoders[i]: decoder level i (i < L-1)
     saved_t<PointwiseConv3d<T>, Dev> head;
   };
 
+  // UNet<T>: F and G from config.block (ConfiguredBlock<T>).
   explicit UNet(const UNetConfig& config) : config_(config), head_(1, 1) {
-    validate_unet_config(config);
-    const index_t levels = config.levels();
-    for (index_t i = 0; i < levels; ++i) {
-      const index_t width = config.widths[static_cast<std::size_t>(i)];
-      const index_t in = i == 0 ? config.in_channels : config.widths[static_cast<std::size_t>(i - 1)];
-      const index_t half = width / 2;
-      Encoder encoder{PointwiseConv3d<T>(in, width, true), std::nullopt, std::nullopt};
-      if (config.block == "mbconv") {
-        std::vector<ReversibleBlock<MBConv<T>, MBConv<T>>> blocks;
-        for (index_t k = 0; k < config.blocks_per_level; ++k) {
-          blocks.emplace_back(MBConv<T>(half, half, config.expand_ratio, config.num_groups),
-                              MBConv<T>(half, half, config.expand_ratio, config.num_groups));
-        }
-        encoder.mbconv.emplace(std::move(blocks));
-      } else {
-        std::vector<ReversibleBlock<ConvBlock<T>, ConvBlock<T>>> blocks;
-        for (index_t k = 0; k < config.blocks_per_level; ++k) {
-          blocks.emplace_back(ConvBlock<T>(half, half, config.num_groups),
-                              ConvBlock<T>(half, half, config.num_groups));
-        }
-        encoder.standard.emplace(std::move(blocks));
-      }
-      encoders_.push_back(std::move(encoder));
+    static_assert(configured_blocks,
+                  "UNet<T, F, G>(config) builds ConfiguredBlock<T> only; build your own F and "
+                  "G with a factory: UNet<T, F>(config, make_f) or UNet<T, F, G>(config, "
+                  "make_f, make_g)");
+    if constexpr (configured_blocks) {
+      auto make = [&config](index_t half_channels, index_t) {
+        return ConfiguredBlock<T>(config, half_channels);
+      };
+      build(make, make);
     }
-    for (index_t i = 0; i + 1 < levels; ++i) {
-      const index_t width = config.widths[static_cast<std::size_t>(i)];
-      Decoder decoder{
-          PointwiseConv3d<T>(config.widths[static_cast<std::size_t>(i + 1)], width, true), {}};
-      for (index_t k = 0; k < config.decoder_blocks; ++k) {
-        decoder.blocks.emplace_back(width, width, config.num_groups);
-      }
-      decoders_.push_back(std::move(decoder));
-    }
-    head_ = PointwiseConv3d<T>(config.widths[0], config.out_channels, true);
-    set_reversible(config.reversible);
+  }
+
+  // UNet<T, F> (G = F): make_f(index_t half_channels, index_t level) returns an F; it is
+  // called twice per reversible block (once for F, once for G), so each has its own
+  // parameters.
+  template <class MakeF>
+  UNet(const UNetConfig& config, MakeF&& make_f) : config_(config), head_(1, 1) {
+    static_assert(std::is_same_v<F, G>,
+                  "UNet<T, F, G>(config, make): F and G differ; pass one factory for each, "
+                  "UNet<T, F, G>(config, make_f, make_g)");
+    static_assert(std::is_invocable_r_v<F, MakeF&, index_t, index_t>,
+                  "UNet<T, F>(config, make_f): make_f must be callable as "
+                  "make_f(index_t half_channels, index_t level) and return an F");
+    build(make_f, make_f);
+  }
+
+  // UNet<T, F, G>: make_f(half_channels, level) returns an F, make_g(half_channels, level) a
+  // G; per block make_f is called before make_g.
+  template <class MakeF, class MakeG>
+  UNet(const UNetConfig& config, MakeF&& make_f, MakeG&& make_g) : config_(config), head_(1, 1) {
+    static_assert(std::is_invocable_r_v<F, MakeF&, index_t, index_t>,
+                  "UNet<T, F, G>(config, make_f, make_g): make_f must be callable as "
+                  "make_f(index_t half_channels, index_t level) and return an F");
+    static_assert(std::is_invocable_r_v<G, MakeG&, index_t, index_t>,
+                  "UNet<T, F, G>(config, make_f, make_g): make_g must be callable as "
+                  "make_g(index_t half_channels, index_t level) and return a G");
+    build(make_f, make_g);
   }
 
   const UNetConfig& config() const { return config_; }
   index_t levels() const { return config_.levels(); }
 
+  // Encoder level `level`'s reversible blocks (blocks_per_level of them).
+  Sequence& encoder_blocks(index_t level) { return encoders_[checked_level(level)].blocks; }
+  const Sequence& encoder_blocks(index_t level) const {
+    return encoders_[checked_level(level)].blocks;
+  }
+
   // false: every reversible sequence keeps its activations (the stored-activation twin).
   void set_reversible(bool reversible) {
     config_.reversible = reversible;
-    for (auto& encoder : encoders_) {
-      if (encoder.mbconv) encoder.mbconv->set_store_activations(!reversible);
-      if (encoder.standard) encoder.standard->set_store_activations(!reversible);
-    }
+    for (auto& encoder : encoders_) encoder.blocks.set_store_activations(!reversible);
   }
   bool reversible() const { return config_.reversible; }
 
@@ -176,10 +298,7 @@ class UNet {
     for (std::size_t i = 0; i < encoders_.size(); ++i) {
       const std::string prefix = "encoders." + std::to_string(i) + ".";
       encoders_[i].conv.visit_params(prefixed(fn, prefix + "conv."));
-      if (encoders_[i].mbconv) encoders_[i].mbconv->visit_params(prefixed(fn, prefix + "blocks."));
-      if (encoders_[i].standard) {
-        encoders_[i].standard->visit_params(prefixed(fn, prefix + "blocks."));
-      }
+      encoders_[i].blocks.visit_params(prefixed(fn, prefix + "blocks."));
     }
     for (std::size_t i = 0; i < decoders_.size(); ++i) {
       const std::string prefix = "decoders." + std::to_string(i) + ".";
@@ -195,8 +314,7 @@ class UNet {
   void reset_parameters(Rng& rng) {
     for (auto& encoder : encoders_) {
       encoder.conv.reset_parameters(rng);
-      if (encoder.mbconv) encoder.mbconv->reset_parameters(rng);
-      if (encoder.standard) encoder.standard->reset_parameters(rng);
+      encoder.blocks.reset_parameters(rng);
     }
     for (auto& decoder : decoders_) {
       decoder.reduce.reset_parameters(rng);
@@ -225,8 +343,9 @@ class UNet {
       skips[i] = Tensor<T, Dev>(encoder.conv.output_shape(in.shape));
       encoder.conv.forward(dev, in, skips[i].view(), nullptr);
       pooled = Tensor<T, Dev>();
-      run_sequence_forward(dev, encoder, skips[i].view(),
-                           saved != nullptr ? &saved->encoders[i] : nullptr);
+      // In place on the level buffer: the buffer becomes the level output.
+      encoder.blocks.forward(dev, skips[i].cview(), skips[i].view(),
+                             saved != nullptr ? &saved->encoders[i] : nullptr);
       if (i + 1 < levels) {
         pooled = Tensor<T, Dev>(pool_.output_shape(skips[i].shape()));
         pool_.forward(dev, skips[i].cview(), pooled.view(), nullptr);
@@ -322,8 +441,8 @@ class UNet {
       Encoder& encoder = encoders_[i];
       // The sequence propagates the gradient in place: dskips[i] becomes d(conv output).
       Tensor<T, Dev> dconv = std::move(dskips[i]);
-      run_sequence_backward(dev, encoder, saved.encoders[i], dconv.cview(), dconv.view());
-      saved.encoders[i] = EncoderSaved<Dev>{};
+      encoder.blocks.backward(dev, saved.encoders[i], dconv.cview(), dconv.view());
+      saved.encoders[i] = saved_t<Sequence, Dev>{};
       saved.skips[i] = Tensor<T, Dev>();
       saved_t<PointwiseConv3d<T>, Dev> conv_saved{};
       if (i == 0) {
@@ -350,40 +469,55 @@ class UNet {
  private:
   struct Encoder {
     PointwiseConv3d<T> conv;
-    std::optional<MBConvSequence> mbconv;
-    std::optional<StandardSequence> standard;
+    Sequence blocks;
   };
   struct Decoder {
     PointwiseConv3d<T> reduce;
     std::vector<ConvBlock<T>> blocks;
   };
 
+  template <class MakeF, class MakeG>
+  void build(MakeF& make_f, MakeG& make_g) {
+    validate_unet_config(config_);
+    const index_t levels = config_.levels();
+    for (index_t i = 0; i < levels; ++i) {
+      const index_t width = config_.widths[static_cast<std::size_t>(i)];
+      const index_t in =
+          i == 0 ? config_.in_channels : config_.widths[static_cast<std::size_t>(i - 1)];
+      const index_t half = width / 2;
+      std::vector<Block> blocks;
+      blocks.reserve(static_cast<std::size_t>(config_.blocks_per_level));
+      for (index_t k = 0; k < config_.blocks_per_level; ++k) {
+        F f = make_f(half, i);
+        G g = make_g(half, i);
+        blocks.emplace_back(std::move(f), std::move(g));
+      }
+      encoders_.push_back(Encoder{PointwiseConv3d<T>(in, width, true), Sequence(std::move(blocks))});
+    }
+    for (index_t i = 0; i + 1 < levels; ++i) {
+      const index_t width = config_.widths[static_cast<std::size_t>(i)];
+      Decoder decoder{
+          PointwiseConv3d<T>(config_.widths[static_cast<std::size_t>(i + 1)], width, true), {}};
+      for (index_t k = 0; k < config_.decoder_blocks; ++k) {
+        decoder.blocks.emplace_back(width, width, config_.num_groups);
+      }
+      decoders_.push_back(std::move(decoder));
+    }
+    head_ = PointwiseConv3d<T>(config_.widths[0], config_.out_channels, true);
+    set_reversible(config_.reversible);
+  }
+
+  std::size_t checked_level(index_t level) const {
+    REVOX_CHECK(level >= 0 && level < levels(), "UNet::encoder_blocks: level ", level,
+                " is out of range (the UNet has ", levels(), " levels)");
+    return static_cast<std::size_t>(level);
+  }
+
   template <class Fn>
   static auto prefixed(Fn& fn, std::string prefix) {
     return [&fn, prefix = std::move(prefix)](const std::string& name, Param<T>& p) {
       fn(prefix + name, p);
     };
-  }
-
-  template <class Dev>
-  static void run_sequence_forward(const Dev& dev, const Encoder& encoder, TensorView<T> buffer,
-                                   EncoderSaved<Dev>* saved) {
-    if (encoder.mbconv) {
-      encoder.mbconv->forward(dev, buffer, buffer, saved != nullptr ? &saved->mbconv : nullptr);
-    } else {
-      encoder.standard->forward(dev, buffer, buffer,
-                                saved != nullptr ? &saved->standard : nullptr);
-    }
-  }
-
-  template <class Dev>
-  static void run_sequence_backward(const Dev& dev, Encoder& encoder, EncoderSaved<Dev>& saved,
-                                    TensorView<const T> dy, TensorView<T> dx) {
-    if (encoder.mbconv) {
-      encoder.mbconv->backward(dev, saved.mbconv, dy, dx);
-    } else {
-      encoder.standard->backward(dev, saved.standard, dy, dx);
-    }
   }
 
   UNetConfig config_;
