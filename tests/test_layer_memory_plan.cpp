@@ -17,14 +17,19 @@
 #include "revox/layers/activations.hpp"
 #include "revox/layers/conv3d.hpp"
 #include "revox/layers/conv_block.hpp"
+#include "revox/layers/depthwise_conv3d.hpp"
 #include "revox/layers/group_norm.hpp"
+#include "revox/layers/max_pool3d.hpp"
 #include "revox/layers/mbconv.hpp"
+#include "revox/layers/pointwise_conv3d.hpp"
 #include "revox/layers/reversible.hpp"
 #include "revox/layers/sequential.hpp"
+#include "revox/layers/upsample_trilinear.hpp"
 #include "revox/models/memory_planner.hpp"
 #include "revox/models/unet.hpp"
 #include "revox/models/unet_config.hpp"
 #include "revox/ops/add.hpp"
+#include "revox/ops/fill.hpp"
 
 using revox::index_t;
 using revox::MemoryPlan;
@@ -169,6 +174,32 @@ TEST_CASE("layer memory plan: Sequential<Conv3d, GroupNorm, ReLU> matches the me
   check_layer("Sequential 16->16 batch 2 24^3 with dx", wide, Shape5{2, 16, 24, 24, 24}, options);
   options.optimizer = "sgd";
   check_layer("Sequential 16->16 32^3 with dx, sgd", wide, Shape5{1, 16, 32, 32, 32}, options);
+}
+
+TEST_CASE("layer memory plan: every other layer kind matches the measured peak",
+          "[memory_planner][plan]") {
+  using Seq = revox::Sequential<revox::PointwiseConv3d<float>, revox::ReLU6<float>,
+                                revox::DepthwiseConv3d<float>, revox::LeakyReLU<float>,
+                                revox::MaxPool3d<float>, revox::UpsampleTrilinear<float>,
+                                revox::Conv3d<float>>;
+  const Seq net(revox::PointwiseConv3d<float>(4, 8, true), revox::ReLU6<float>(),
+                revox::DepthwiseConv3d<float>(8), revox::LeakyReLU<float>(0.1),
+                revox::MaxPool3d<float>(), revox::UpsampleTrilinear<float>(),
+                revox::Conv3d<float>(8, 4, 1));
+  MemoryPlanOptions options;
+  options.input_gradient = true;
+  const Shape5 input{2, 4, 16, 16, 16};
+  const MemoryPlan plan = check_layer("Sequential of every other layer kind", net, input, options);
+  // Forward keeps the six intermediates (five full-size, the pooled one an eighth) and the
+  // max pool's argmax, one byte per pooled element.
+  const Shape5 pooled{2, 8, 8, 8, 8};
+  CHECK(plan.saved_bytes == 5 * floats(input.with_channels(8)) + floats(pooled) +
+                                static_cast<std::size_t>(pooled.numel()));
+  // ops::fill on Plan does nothing and allocates nothing.
+  revox::Tensor<float, revox::Plan> t(input);
+  const std::size_t before = revox::plan_record().current_bytes;
+  revox::ops::fill(revox::Plan{}, t.view(), 1.0f);
+  CHECK(revox::plan_record().current_bytes == before);
 }
 
 TEST_CASE("layer memory plan: MBConv and ConvBlock match the measured peak",

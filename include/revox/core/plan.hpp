@@ -77,7 +77,7 @@ inline void* plan_raw_allocate(std::size_t bytes) {
     } else if (r.last_op != nullptr) {
       where << "tensor allocated after " << r.last_op << " on " << r.last_op_shape;
     } else {
-      where << "tensor allocated before any op ran";
+      where << "tensor allocated before the first op of the phase";
     }
     r.peak_at = where.str();
   }
