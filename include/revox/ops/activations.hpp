@@ -11,6 +11,7 @@
 #pragma once
 
 #include "revox/core/device.hpp"
+#include "revox/core/plan.hpp"
 #include "revox/core/tensor.hpp"
 #include "revox/ops/cpu/activations.hpp"
 
@@ -43,6 +44,9 @@ void relu(const Dev& dev, TensorView<const T> x, TensorView<T> y) {
     cpu::relu(x, y);
   } else if constexpr (is_cuda_v<Dev>) {
     cuda::relu(dev, x, y);
+  } else if constexpr (is_plan_v<Dev>) {
+    (void)dev;
+    ::revox::detail::plan_op("ops::relu", x.shape);
   } else {
     static_assert(detail::always_false_v<Dev>, "ops::relu: unknown device type");
   }
@@ -56,6 +60,9 @@ void relu_backward(const Dev& dev, TensorView<const T> x, TensorView<const T> dy
     cpu::relu_backward(x, dy, dx);
   } else if constexpr (is_cuda_v<Dev>) {
     cuda::relu_backward(dev, x, dy, dx);
+  } else if constexpr (is_plan_v<Dev>) {
+    (void)dev;
+    ::revox::detail::plan_op("ops::relu_backward", x.shape);
   } else {
     static_assert(detail::always_false_v<Dev>, "ops::relu_backward: unknown device type");
   }
@@ -68,6 +75,9 @@ void relu6(const Dev& dev, TensorView<const T> x, TensorView<T> y) {
     cpu::relu6(x, y);
   } else if constexpr (is_cuda_v<Dev>) {
     cuda::relu6(dev, x, y);
+  } else if constexpr (is_plan_v<Dev>) {
+    (void)dev;
+    ::revox::detail::plan_op("ops::relu6", x.shape);
   } else {
     static_assert(detail::always_false_v<Dev>, "ops::relu6: unknown device type");
   }
@@ -81,6 +91,9 @@ void relu6_backward(const Dev& dev, TensorView<const T> x, TensorView<const T> d
     cpu::relu6_backward(x, dy, dx);
   } else if constexpr (is_cuda_v<Dev>) {
     cuda::relu6_backward(dev, x, dy, dx);
+  } else if constexpr (is_plan_v<Dev>) {
+    (void)dev;
+    ::revox::detail::plan_op("ops::relu6_backward", x.shape);
   } else {
     static_assert(detail::always_false_v<Dev>, "ops::relu6_backward: unknown device type");
   }
@@ -94,6 +107,9 @@ void leaky_relu(const Dev& dev, TensorView<const T> x, TensorView<T> y,
     cpu::leaky_relu(x, y, static_cast<T>(negative_slope));
   } else if constexpr (is_cuda_v<Dev>) {
     cuda::leaky_relu(dev, x, y, static_cast<T>(negative_slope));
+  } else if constexpr (is_plan_v<Dev>) {
+    (void)dev;
+    ::revox::detail::plan_op("ops::leaky_relu", x.shape);
   } else {
     static_assert(detail::always_false_v<Dev>, "ops::leaky_relu: unknown device type");
   }
@@ -107,6 +123,9 @@ void leaky_relu_backward(const Dev& dev, TensorView<const T> x, TensorView<const
     cpu::leaky_relu_backward(x, dy, dx, static_cast<T>(negative_slope));
   } else if constexpr (is_cuda_v<Dev>) {
     cuda::leaky_relu_backward(dev, x, dy, dx, static_cast<T>(negative_slope));
+  } else if constexpr (is_plan_v<Dev>) {
+    (void)dev;
+    ::revox::detail::plan_op("ops::leaky_relu_backward", x.shape);
   } else {
     static_assert(detail::always_false_v<Dev>, "ops::leaky_relu_backward: unknown device type");
   }

@@ -12,6 +12,7 @@
 #include <cstdint>
 
 #include "revox/core/device.hpp"
+#include "revox/core/plan.hpp"
 #include "revox/core/error.hpp"
 #include "revox/core/tensor.hpp"
 #include "revox/ops/cpu/add.hpp"
@@ -65,6 +66,9 @@ void add(const Dev& dev, TensorView<const T> a, TensorView<const T> b, TensorVie
     cpu::add(a, b, y);
   } else if constexpr (is_cuda_v<Dev>) {
     cuda::add(dev, a, b, y);
+  } else if constexpr (is_plan_v<Dev>) {
+    (void)dev;
+    ::revox::detail::plan_op("ops::add", a.shape);
   } else {
     static_assert(revox::detail::always_false_v<Dev>, "ops::add: unknown device type");
   }
@@ -78,6 +82,9 @@ void add_inplace(const Dev& dev, TensorView<T> y, TensorView<const T> x) {
     cpu::add_inplace(y, x);
   } else if constexpr (is_cuda_v<Dev>) {
     cuda::add_inplace(dev, y, x);
+  } else if constexpr (is_plan_v<Dev>) {
+    (void)dev;
+    ::revox::detail::plan_op("ops::add_inplace", y.shape);
   } else {
     static_assert(revox::detail::always_false_v<Dev>, "ops::add_inplace: unknown device type");
   }
@@ -91,6 +98,9 @@ void sub_inplace(const Dev& dev, TensorView<T> y, TensorView<const T> x) {
     cpu::sub_inplace(y, x);
   } else if constexpr (is_cuda_v<Dev>) {
     cuda::sub_inplace(dev, y, x);
+  } else if constexpr (is_plan_v<Dev>) {
+    (void)dev;
+    ::revox::detail::plan_op("ops::sub_inplace", y.shape);
   } else {
     static_assert(revox::detail::always_false_v<Dev>, "ops::sub_inplace: unknown device type");
   }

@@ -11,6 +11,7 @@
 #pragma once
 
 #include "revox/core/device.hpp"
+#include "revox/core/plan.hpp"
 #include "revox/core/tensor.hpp"
 #include "revox/ops/cpu/conv3d.hpp"
 
@@ -42,6 +43,16 @@ void conv3d_forward(const Dev& dev, TensorView<const T> x, cpu::conv3d_detail::c
     cpu::conv3d_forward(x, weight, bias, y, kernel_size);
   } else if constexpr (is_cuda_v<Dev>) {
     cuda::conv3d_forward<T>(dev, x, weight, bias, y, kernel_size);
+  } else if constexpr (is_plan_v<Dev>) {
+    (void)dev;
+    ::revox::detail::plan_op("ops::conv3d_forward", x.shape);
+    (void)weight;
+    (void)bias;
+    ::revox::detail::plan_scratch(
+        static_cast<std::size_t>(cpu::conv3d_scratch_bytes(cpu::Conv3dPass::forward, x.shape,
+                                                           y.shape.c, kernel_size,
+                                                           static_cast<index_t>(sizeof(T)))),
+        "im2col column-chunk scratch");
   } else {
     static_assert(::revox::detail::always_false_v<Dev>, "ops::conv3d_forward: unknown device");
   }
@@ -56,6 +67,15 @@ void conv3d_backward_data(const Dev& dev, TensorView<const T> dy,
     cpu::conv3d_backward_data(dy, weight, dx, kernel_size);
   } else if constexpr (is_cuda_v<Dev>) {
     cuda::conv3d_backward_data<T>(dev, dy, weight, dx, kernel_size);
+  } else if constexpr (is_plan_v<Dev>) {
+    (void)dev;
+    ::revox::detail::plan_op("ops::conv3d_backward_data", dy.shape);
+    (void)weight;
+    ::revox::detail::plan_scratch(
+        static_cast<std::size_t>(cpu::conv3d_scratch_bytes(cpu::Conv3dPass::backward_data,
+                                                           dx.shape, dy.shape.c, kernel_size,
+                                                           static_cast<index_t>(sizeof(T)))),
+        "column-chunk scratch");
   } else {
     static_assert(::revox::detail::always_false_v<Dev>,
                   "ops::conv3d_backward_data: unknown device");
@@ -71,6 +91,16 @@ void conv3d_backward_weight(const Dev& dev, TensorView<const T> x, TensorView<co
     cpu::conv3d_backward_weight(x, dy, dweight, dbias, kernel_size);
   } else if constexpr (is_cuda_v<Dev>) {
     cuda::conv3d_backward_weight<T>(dev, x, dy, dweight, dbias, kernel_size);
+  } else if constexpr (is_plan_v<Dev>) {
+    (void)dev;
+    ::revox::detail::plan_op("ops::conv3d_backward_weight", x.shape);
+    (void)dweight;
+    (void)dbias;
+    ::revox::detail::plan_scratch(
+        static_cast<std::size_t>(cpu::conv3d_scratch_bytes(cpu::Conv3dPass::backward_weight,
+                                                           x.shape, dy.shape.c, kernel_size,
+                                                           static_cast<index_t>(sizeof(T)))),
+        "im2col column-chunk scratch");
   } else {
     static_assert(::revox::detail::always_false_v<Dev>,
                   "ops::conv3d_backward_weight: unknown device");

@@ -7,6 +7,7 @@
 #include <type_traits>
 
 #include "revox/core/device.hpp"
+#include "revox/core/plan.hpp"
 #include "revox/core/tensor.hpp"
 #include "revox/ops/cpu/copy.hpp"
 
@@ -27,6 +28,9 @@ void copy(const Dev& dev, TensorView<std::add_const_t<T>> src, TensorView<T> dst
     cpu::copy<T>(src, dst);
   } else if constexpr (is_cuda_v<Dev>) {
     cuda::copy<T>(dev, src, dst);
+  } else if constexpr (is_plan_v<Dev>) {
+    (void)dev;
+    ::revox::detail::plan_op("ops::copy", src.shape);
   } else {
     static_assert(detail::always_false_v<Dev>, "ops::copy: unknown device type");
   }

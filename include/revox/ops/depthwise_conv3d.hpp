@@ -18,6 +18,7 @@
 #include <type_traits>
 
 #include "revox/core/device.hpp"
+#include "revox/core/plan.hpp"
 #include "revox/core/tensor.hpp"
 #include "revox/ops/cpu/depthwise_conv3d.hpp"
 
@@ -52,6 +53,9 @@ void depthwise_conv3d_forward(const Dev& dev, TensorView<std::add_const_t<T>> x,
     cpu::depthwise_conv3d_forward<T>(x, weight, bias, y);
   } else if constexpr (is_cuda_v<Dev>) {
     cuda::depthwise_conv3d_forward<T>(dev, x, weight, bias, y);
+  } else if constexpr (is_plan_v<Dev>) {
+    (void)dev;
+    ::revox::detail::plan_op("ops::depthwise_conv3d_forward", x.shape);
   } else {
     static_assert(detail::always_false_v<Dev>, "ops::depthwise_conv3d_forward: unknown device");
   }
@@ -65,6 +69,9 @@ void depthwise_conv3d_backward_data(const Dev& dev, TensorView<std::add_const_t<
     cpu::depthwise_conv3d_backward_data<T>(dy, weight, dx);
   } else if constexpr (is_cuda_v<Dev>) {
     cuda::depthwise_conv3d_backward_data<T>(dev, dy, weight, dx);
+  } else if constexpr (is_plan_v<Dev>) {
+    (void)dev;
+    ::revox::detail::plan_op("ops::depthwise_conv3d_backward_data", dy.shape);
   } else {
     static_assert(detail::always_false_v<Dev>,
                   "ops::depthwise_conv3d_backward_data: unknown device");
@@ -80,6 +87,9 @@ void depthwise_conv3d_backward_weight(const Dev& dev, TensorView<std::add_const_
     cpu::depthwise_conv3d_backward_weight<T>(x, dy, dweight, dbias);
   } else if constexpr (is_cuda_v<Dev>) {
     cuda::depthwise_conv3d_backward_weight<T>(dev, x, dy, dweight, dbias);
+  } else if constexpr (is_plan_v<Dev>) {
+    (void)dev;
+    ::revox::detail::plan_op("ops::depthwise_conv3d_backward_weight", x.shape);
   } else {
     static_assert(detail::always_false_v<Dev>,
                   "ops::depthwise_conv3d_backward_weight: unknown device");
@@ -96,6 +106,9 @@ void depthwise_conv3d_backward(const Dev& dev, TensorView<std::add_const_t<T>> x
     cpu::depthwise_conv3d_backward<T>(x, dy, weight, dx, dweight, dbias);
   } else if constexpr (is_cuda_v<Dev>) {
     cuda::depthwise_conv3d_backward<T>(dev, x, dy, weight, dx, dweight, dbias);
+  } else if constexpr (is_plan_v<Dev>) {
+    (void)dev;
+    ::revox::detail::plan_op("ops::depthwise_conv3d_backward", x.shape);
   } else {
     static_assert(detail::always_false_v<Dev>, "ops::depthwise_conv3d_backward: unknown device");
   }

@@ -13,6 +13,7 @@
 #include <type_traits>
 
 #include "revox/core/device.hpp"
+#include "revox/core/plan.hpp"
 #include "revox/core/tensor.hpp"
 #include "revox/ops/cpu/group_norm.hpp"
 
@@ -42,6 +43,13 @@ void group_norm_forward(const Dev& dev, TensorView<std::add_const_t<T>> x, index
     cpu::group_norm_forward<T>(x, num_groups, eps, gamma, beta, y, mean, rstd);
   } else if constexpr (is_cuda_v<Dev>) {
     cuda::group_norm_forward<T>(dev, x, num_groups, eps, gamma, beta, y, mean, rstd);
+  } else if constexpr (is_plan_v<Dev>) {
+    (void)dev;
+    ::revox::detail::plan_op("ops::group_norm_forward", x.shape);
+    ::revox::detail::plan_scratch(
+        sizeof(double) *
+            static_cast<std::size_t>(cpu::group_norm_forward_scratch_elements(x.shape, num_groups)),
+        "double sums scratch");
   } else {
     static_assert(detail::always_false_v<Dev>, "ops::group_norm_forward: unknown device type");
   }
@@ -58,6 +66,13 @@ void group_norm_backward(const Dev& dev, TensorView<std::add_const_t<T>> x,
     cpu::group_norm_backward<T>(x, dy, num_groups, mean, rstd, gamma, dx, dgamma, dbeta);
   } else if constexpr (is_cuda_v<Dev>) {
     cuda::group_norm_backward<T>(dev, x, dy, num_groups, mean, rstd, gamma, dx, dgamma, dbeta);
+  } else if constexpr (is_plan_v<Dev>) {
+    (void)dev;
+    ::revox::detail::plan_op("ops::group_norm_backward", x.shape);
+    ::revox::detail::plan_scratch(
+        sizeof(double) *
+            static_cast<std::size_t>(cpu::group_norm_backward_scratch_elements(x.shape, num_groups)),
+        "double sums scratch");
   } else {
     static_assert(detail::always_false_v<Dev>, "ops::group_norm_backward: unknown device type");
   }

@@ -10,6 +10,7 @@
 #include <cstdint>
 
 #include "revox/core/device.hpp"
+#include "revox/core/plan.hpp"
 #include "revox/core/tensor.hpp"
 #include "revox/ops/cpu/max_pool3d.hpp"
 
@@ -34,6 +35,9 @@ void max_pool3d(const Dev& dev, TensorView<const T> x, TensorView<T> y,
     cpu::max_pool3d(x, y, argmax);
   } else if constexpr (is_cuda_v<Dev>) {
     cuda::max_pool3d(dev, x, y, argmax);
+  } else if constexpr (is_plan_v<Dev>) {
+    (void)dev;
+    ::revox::detail::plan_op("ops::max_pool3d", x.shape);
   } else {
     static_assert(detail::always_false_v<Dev>, "ops::max_pool3d: unknown device type");
   }
@@ -47,6 +51,9 @@ void max_pool3d_backward(const Dev& dev, TensorView<const T> dy,
     cpu::max_pool3d_backward(dy, argmax, dx);
   } else if constexpr (is_cuda_v<Dev>) {
     cuda::max_pool3d_backward(dev, dy, argmax, dx);
+  } else if constexpr (is_plan_v<Dev>) {
+    (void)dev;
+    ::revox::detail::plan_op("ops::max_pool3d_backward", dy.shape);
   } else {
     static_assert(detail::always_false_v<Dev>, "ops::max_pool3d_backward: unknown device type");
   }

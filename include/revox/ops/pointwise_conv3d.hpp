@@ -9,6 +9,7 @@
 #pragma once
 
 #include "revox/core/device.hpp"
+#include "revox/core/plan.hpp"
 #include "revox/core/tensor.hpp"
 #include "revox/ops/cpu/pointwise_conv3d.hpp"
 
@@ -39,6 +40,9 @@ void pointwise_conv3d_forward(const Dev& dev, TensorView<const T> x,
     cpu::pointwise_conv3d_forward(x, weight, bias, y);
   } else if constexpr (is_cuda_v<Dev>) {
     cuda::pointwise_conv3d_forward<T>(dev, x, weight, bias, y);
+  } else if constexpr (is_plan_v<Dev>) {
+    (void)dev;
+    ::revox::detail::plan_op("ops::pointwise_conv3d_forward", x.shape);
   } else {
     static_assert(::revox::detail::always_false_v<Dev>,
                   "ops::pointwise_conv3d_forward: unknown device");
@@ -53,6 +57,9 @@ void pointwise_conv3d_backward_data(const Dev& dev, TensorView<const T> dy,
     cpu::pointwise_conv3d_backward_data(dy, weight, dx);
   } else if constexpr (is_cuda_v<Dev>) {
     cuda::pointwise_conv3d_backward_data<T>(dev, dy, weight, dx);
+  } else if constexpr (is_plan_v<Dev>) {
+    (void)dev;
+    ::revox::detail::plan_op("ops::pointwise_conv3d_backward_data", dy.shape);
   } else {
     static_assert(::revox::detail::always_false_v<Dev>,
                   "ops::pointwise_conv3d_backward_data: unknown device");
@@ -69,6 +76,9 @@ void pointwise_conv3d_backward_weight(const Dev& dev, TensorView<const T> x,
     cpu::pointwise_conv3d_backward_weight(x, dy, dweight, dbias);
   } else if constexpr (is_cuda_v<Dev>) {
     cuda::pointwise_conv3d_backward_weight<T>(dev, x, dy, dweight, dbias);
+  } else if constexpr (is_plan_v<Dev>) {
+    (void)dev;
+    ::revox::detail::plan_op("ops::pointwise_conv3d_backward_weight", x.shape);
   } else {
     static_assert(::revox::detail::always_false_v<Dev>,
                   "ops::pointwise_conv3d_backward_weight: unknown device");

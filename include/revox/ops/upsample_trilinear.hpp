@@ -8,6 +8,7 @@
 #pragma once
 
 #include "revox/core/device.hpp"
+#include "revox/core/plan.hpp"
 #include "revox/core/tensor.hpp"
 #include "revox/ops/cpu/upsample_trilinear.hpp"
 
@@ -29,6 +30,9 @@ void upsample_trilinear(const Dev& dev, TensorView<const T> x, TensorView<T> y) 
     cpu::upsample_trilinear(x, y);
   } else if constexpr (is_cuda_v<Dev>) {
     cuda::upsample_trilinear(dev, x, y);
+  } else if constexpr (is_plan_v<Dev>) {
+    (void)dev;
+    ::revox::detail::plan_op("ops::upsample_trilinear", x.shape);
   } else {
     static_assert(detail::always_false_v<Dev>, "ops::upsample_trilinear: unknown device type");
   }
@@ -41,6 +45,9 @@ void upsample_trilinear_backward(const Dev& dev, TensorView<const T> dy, TensorV
     cpu::upsample_trilinear_backward(dy, dx);
   } else if constexpr (is_cuda_v<Dev>) {
     cuda::upsample_trilinear_backward(dev, dy, dx);
+  } else if constexpr (is_plan_v<Dev>) {
+    (void)dev;
+    ::revox::detail::plan_op("ops::upsample_trilinear_backward", dy.shape);
   } else {
     static_assert(detail::always_false_v<Dev>,
                   "ops::upsample_trilinear_backward: unknown device type");

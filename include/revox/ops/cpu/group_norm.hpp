@@ -51,6 +51,16 @@ inline void check_group_norm_args(const char* op, const Shape5& x, index_t num_g
 
 }  // namespace detail
 
+// Doubles of tracked scratch (a Tensor<double>, freed before returning) that one call of
+// group_norm_forward / group_norm_backward allocates for x's shape; 0 for an empty x. What
+// the Plan device (revox/core/plan.hpp) counts for these ops.
+inline index_t group_norm_forward_scratch_elements(const Shape5& x, index_t num_groups) {
+  return x.empty() ? 0 : 2 * x.n * x.c + 3 * x.n * num_groups;
+}
+inline index_t group_norm_backward_scratch_elements(const Shape5& x, index_t num_groups) {
+  return x.empty() ? 0 : 2 * x.n * x.c + 2 * x.n * num_groups;
+}
+
 template <class T>
 void group_norm_forward(TensorView<std::add_const_t<T>> x, index_t num_groups, double eps,
                         std::add_const_t<T>* gamma, std::add_const_t<T>* beta, TensorView<T> y,
@@ -64,7 +74,7 @@ void group_norm_forward(TensorView<std::add_const_t<T>> x, index_t num_groups, d
   const bool parallel = s.numel() >= detail::kGroupNormParallelMin;
 
   // (N, C) slots for the two sums of each plane, then shift, mean and rstd per (n, g).
-  Tensor<double> scratch(flat_shape(2 * N * C + 3 * N * G));
+  Tensor<double> scratch(flat_shape(group_norm_forward_scratch_elements(s, G)));
   double* sum1 = scratch.data();
   double* sum2 = sum1 + N * C;
   double* shift = sum2 + N * C;
@@ -145,7 +155,7 @@ void group_norm_backward(TensorView<std::add_const_t<T>> x, TensorView<std::add_
 
   // Per plane: a = sum dy, b = sum dy * (x - mean); then per (n, g) the coefficients of
   // dx = rstd * gamma[c] * dy + (x - mean) * coef_x + coef_1.
-  Tensor<double> scratch(flat_shape(2 * N * C + 2 * N * G));
+  Tensor<double> scratch(flat_shape(group_norm_backward_scratch_elements(s, G)));
   double* sum_dy = scratch.data();
   double* sum_dy_xc = sum_dy + N * C;
   double* coef_x = sum_dy_xc + N * C;
