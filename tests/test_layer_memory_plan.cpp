@@ -240,6 +240,19 @@ TEST_CASE("layer memory plan: ReversibleBlock and ReversibleSequence match the m
   const MemoryPlan seq_sto = check_layer("ReversibleSequence of 3 ConvBlock blocks, stored",
                                          stored_sequence, Shape5{1, 8, 16, 16, 16}, options);
   CHECK(seq_sto.activation_peak_bytes > seq_rev.activation_peak_bytes);
+
+  // Reversible layers inside Sequentials: at the start, in the middle (in place on the
+  // previous output) and at the end (in place in the caller's y).
+  using Seq = revox::Sequential<revox::ReversibleSequence<CBBlock>, revox::PointwiseConv3d<float>,
+                                revox::ReversibleSequence<CBBlock>, revox::GroupNorm<float>,
+                                revox::ReversibleSequence<CBBlock>>;
+  const Seq composed(sequence, revox::PointwiseConv3d<float>(8, 8), sequence,
+                     revox::GroupNorm<float>(2, 8), sequence);
+  check_layer("Sequential with ReversibleSequences first, in the middle and last", composed,
+              Shape5{2, 8, 12, 16, 16}, options);
+  const Seq composed_stored(stored_sequence, revox::PointwiseConv3d<float>(8, 8), stored_sequence,
+                            revox::GroupNorm<float>(2, 8), stored_sequence);
+  check_layer("the same, stored", composed_stored, Shape5{2, 8, 12, 16, 16}, options);
 }
 
 TEST_CASE("layer memory plan: a user-defined layer matches the measured peak",
