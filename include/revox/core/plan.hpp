@@ -14,15 +14,21 @@
 // memory planner (revox/models/memory_planner.hpp) is built on this.
 //
 // What it does not see: memory outside the tracking allocator (std::vector bookkeeping, the
-// kernels' per-thread scratch, the CPU allocator's pooled free blocks), and layers that read
-// tensor data on the host or branch on it (their plan is wrong or crashes).
+// kernels' per-thread scratch, the CPU allocator's pooled free blocks). A layer that computes
+// on the host with its own loops must skip them on Plan (`if constexpr (!is_plan_v<Dev>)`
+// around the arithmetic; its tensor allocations stay): the fake addresses lie in an address
+// range reserved without access (PROT_NONE), so a read or write of tensor data faults, and
+// PlanFaultGuard (used by the memory planner) turns that fault into a message saying so
+// instead of a bare segmentation fault.
 //
 // The allocator and the record below are thread-local: each thread plans on its own, and a
 // Tensor<T, Plan> must be freed on the thread that made it.
 #pragma once
 
+#include <csignal>
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 #include <sstream>
 #include <string>
 #include <type_traits>
@@ -30,6 +36,12 @@
 #include "revox/core/device.hpp"
 #include "revox/core/memory.hpp"
 #include "revox/core/shape.hpp"
+
+#if defined(__unix__) || defined(__APPLE__)
+#include <sys/mman.h>
+#include <unistd.h>
+#define REVOX_PLAN_RESERVES_ADDRESSES 1
+#endif
 
 namespace revox {
 
@@ -49,10 +61,38 @@ struct PlanRecord {
   const char* last_op = nullptr;  // the op that ran last in this phase, and its first view
   Shape5 last_op_shape{};
   std::string peak_at;  // see plan_raw_allocate
-  std::uintptr_t next_address = 4096;  // the next fake address
+  std::uintptr_t next_address = 0;  // the next fake address (0: not started)
 };
 
 namespace detail {
+
+// The address range Plan's fake addresses come from: reserved once per process without any
+// access or memory (PROT_NONE, MAP_NORESERVE), so no real object can lie there and any touch
+// faults. Without mmap (or if it fails) the addresses start at 4096 instead.
+struct PlanAddressRange {
+  std::uintptr_t base = 4096;
+  std::uintptr_t size = 0;  // 0: nothing reserved
+  bool contains(std::uintptr_t address) const {
+    return size != 0 && address >= base && address - base < size;
+  }
+};
+
+inline const PlanAddressRange& plan_address_range() {
+  static const PlanAddressRange range = [] {
+    PlanAddressRange r;
+#ifdef REVOX_PLAN_RESERVES_ADDRESSES
+    constexpr std::size_t kBytes = std::size_t{1} << 42;  // 4 TiB of addresses, no memory
+    void* p = ::mmap(nullptr, kBytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                     -1, 0);
+    if (p != MAP_FAILED) {
+      r.base = reinterpret_cast<std::uintptr_t>(p);
+      r.size = kBytes;
+    }
+#endif
+    return r;
+  }();
+  return range;
+}
 
 inline PlanRecord& plan_record() {
   static thread_local PlanRecord record;
@@ -61,6 +101,7 @@ inline PlanRecord& plan_record() {
 
 inline void* plan_raw_allocate(std::size_t bytes) {
   PlanRecord& r = plan_record();
+  if (r.next_address == 0) r.next_address = plan_address_range().base;
   void* ptr = reinterpret_cast<void*>(r.next_address);
   // 64-byte aligned like the CPU allocator's blocks, and never reused.
   r.next_address += (bytes + 63) / 64 * 64;
@@ -140,4 +181,60 @@ inline void plan_scratch(std::size_t bytes, const char* label) {
 }
 
 }  // namespace detail
+#ifdef REVOX_PLAN_RESERVES_ADDRESSES
+// While alive, a segmentation fault (or bus error) at one of Plan's fake addresses prints what
+// happened and how to fix it, then aborts; any other fault goes to the handler that was
+// installed before. The memory planner holds one while it runs a layer on Plan. Process-wide
+// (signal dispositions are), nestable.
+class PlanFaultGuard {
+ public:
+  PlanFaultGuard() {
+    detail::plan_address_range();  // reserved before the handler can look at it
+    if (depth()++ == 0) {
+      struct sigaction action {};
+      action.sa_sigaction = &PlanFaultGuard::handle;
+      action.sa_flags = SA_SIGINFO;
+      sigemptyset(&action.sa_mask);
+      sigaction(SIGSEGV, &action, &previous(0));
+      sigaction(SIGBUS, &action, &previous(1));
+    }
+  }
+  PlanFaultGuard(const PlanFaultGuard&) = delete;
+  PlanFaultGuard& operator=(const PlanFaultGuard&) = delete;
+  ~PlanFaultGuard() {
+    if (--depth() == 0) {
+      sigaction(SIGSEGV, &previous(0), nullptr);
+      sigaction(SIGBUS, &previous(1), nullptr);
+    }
+  }
+
+ private:
+  static int& depth() {
+    static int d = 0;
+    return d;
+  }
+  static struct sigaction& previous(int which) {
+    static struct sigaction saved[2];
+    return saved[which];
+  }
+  static void handle(int signal, siginfo_t* info, void* /*context*/) {
+    const auto address = reinterpret_cast<std::uintptr_t>(info->si_addr);
+    if (detail::plan_address_range().contains(address)) {
+      static const char message[] =
+          "revox: a layer read or wrote tensor data while its memory was being planned (the "
+          "Plan device has no memory). A layer that computes on the host with its own loops "
+          "must skip that arithmetic when is_plan_v<Dev> (keep its tensor allocations): see "
+          "docs/guide.md, \"Planning memory for your own network\".\n";
+      const ssize_t written = ::write(2, message, sizeof message - 1);
+      (void)written;
+      std::abort();
+    }
+    // Not ours: put the previous handler back; the faulting instruction runs again under it.
+    sigaction(signal, &previous(signal == SIGSEGV ? 0 : 1), nullptr);
+  }
+};
+#else
+class PlanFaultGuard {};
+#endif
+
 }  // namespace revox

@@ -24,7 +24,8 @@
 // (REVOX_CPU_CACHE_MB), std::vector bookkeeping and the kernels' untracked per-thread scratch
 // (the depthwise kernels' O(H * W) rows, conv3d's transposed weights), nor the program
 // itself: the process RSS is larger (docs/guide.md, "Planning memory for your own network").
-// A layer that reads tensor data on the host cannot be planned.
+// A layer that computes on the host with its own loops skips them when is_plan_v<Dev>
+// (core/plan.hpp); one that does not is stopped with a message saying so.
 //
 // Peak = resident + the larger of the forward and the backward peak above resident. peak_at
 // names the phase ("forward" or "backward") and the allocation that first reached the peak:
@@ -125,6 +126,7 @@ MemoryPlan plan_layer_memory(const L& layer, Shape5 input, const MemoryPlanOptio
 
   MemoryPlan plan;
   {
+    const PlanFaultGuard fault_guard;  // a layer touching tensor data gets a clear message
     Parameters<T, Plan> params(net);
     plan.parameter_count = params.count();
     plan.parameter_buffer_elements = params.size();
