@@ -9,7 +9,7 @@ set -euo pipefail
 packages=(
   build-essential cmake pkg-config
   catch2               # tests (v2.13)
-  python3              # tests: the docs check (tests/docs/check_samples.py)
+  python3              # tests: the docs check (tests/docs/samples.py)
   nlohmann-json3-dev   # safetensors headers, configs
   libnifti2-dev libznz-dev zlib1g-dev  # NIfTI I/O (revox::nifti)
   libbenchmark-dev     # Google Benchmark (benchmarks/)
