@@ -36,6 +36,7 @@ struct TrainArgs {
   long long seed = -1;
   bool resume = false;
   bool check_replicas = false;
+  std::string on_nonfinite = "error";
   revox::brats::DeviceChoice device;
 };
 
@@ -84,6 +85,7 @@ revox::brats::TrainOptions train_options(const TrainArgs& args) {
   if (args.epochs > 0) options.epochs = args.epochs;
   if (args.threads > 0) options.threads = args.threads;
   options.check_replicas = args.check_replicas;
+  options.on_nonfinite = args.on_nonfinite;
   return options;
 }
 
@@ -121,6 +123,11 @@ void add_train_command(CLI::App& app) {
                 "under mpirun: compare a checksum of every process's weights after every step "
                 "and stop with an error if they differ (they are always compared after every "
                 "epoch)");
+  cmd->add_option("--on-nonfinite", args->on_nonfinite,
+                  "a NaN or Inf loss or gradient: error (default) stops the run naming the step "
+                  "and the tensor, keeping the last good checkpoint; skip skips that step (no "
+                  "update) and counts it in log.csv's skipped_steps")
+      ->check(CLI::IsMember({"error", "skip"}));
   cmd->add_option("--device", args->device.device,
                   "where the model trains: cpu (default) or cuda (a GPU; needs a build with "
                   "CUDA)")

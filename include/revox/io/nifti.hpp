@@ -28,12 +28,15 @@
 // to a temporary file in the target's directory, is fsync'ed, read back with read_nifti and
 // compared, and only then renamed over the target. nifti_image_write reports no status, so
 // the read-back is the only proof that the write worked. A failed write leaves no temporary
-// file and names the target. NIfTI-1 stores geometry as float32, so it reads back rounded to
+// file and names the target; when it failed because the disk is full or the file size limit
+// (RLIMIT_FSIZE, `ulimit -f`) was reached, the message says so. NIfTI-1 stores geometry as float32, so it reads back rounded to
 // float, and it stores the quaternion (sform rows) only when qform_code (sform_code) > 0.
 #pragma once
 
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -786,6 +789,31 @@ inline void check_write_geometry(const std::filesystem::path& path, const NiftiG
   }
 }
 
+// nifti_image_write reports no status: when a written file does not read back, says whether
+// the file size limit or a full disk is the likely cause (empty when neither is).
+inline std::string full_disk_hint(const std::filesystem::path& temp) {
+  struct stat st {};
+  struct rlimit limit {};
+  if (::stat(temp.c_str(), &st) == 0 && ::getrlimit(RLIMIT_FSIZE, &limit) == 0 &&
+      limit.rlim_cur != RLIM_INFINITY &&
+      static_cast<unsigned long long>(st.st_size) >=
+          static_cast<unsigned long long>(limit.rlim_cur)) {
+    return revox::detail::concat(" (file size limit reached: RLIMIT_FSIZE, `ulimit -f`, is ",
+                                 static_cast<unsigned long long>(limit.rlim_cur),
+                                 " bytes and the file stopped there)");
+  }
+  struct statvfs vfs {};
+  const auto directory =
+      temp.parent_path().empty() ? std::filesystem::path(".") : temp.parent_path();
+  if (::statvfs(directory.c_str(), &vfs) == 0 &&
+      static_cast<unsigned long long>(vfs.f_bavail) * vfs.f_frsize < (1ull << 20)) {
+    return revox::detail::concat(" (no space left on the device: ",
+                                 static_cast<unsigned long long>(vfs.f_bavail) * vfs.f_frsize,
+                                 " bytes free in '", directory.string(), "')");
+  }
+  return std::string();
+}
+
 // Writes `data` (nx*ny*nz elements of `datatype`) as single-file NIfTI-1, atomically;
 // `check` compares the re-read volume with what was meant and returns "" when it matches.
 template <class Check>
@@ -869,7 +897,8 @@ void write_atomic(const std::filesystem::path& path, int datatype, const void* d
     problem = e.what();
   }
   if (!problem.empty()) {
-    fail_write(path, "verification of '", temp.path().string(), "' failed: ", problem);
+    fail_write(path, "verification of '", temp.path().string(), "' failed: ", problem,
+               full_disk_hint(temp.path()));
   }
   if (std::rename(temp.path().c_str(), path.c_str()) != 0) {
     fail_write(path, "renaming '", temp.path().string(), "' over it failed (",
