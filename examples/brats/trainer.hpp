@@ -125,6 +125,7 @@ struct TrainOptions {
   std::optional<int> stop_after; // stop after this many epochs of this invocation (tests)
   bool quiet = false;            // no progress output (tests)
   bool check_replicas = false;   // compare the weights of all processes after every step
+  io::NanPolicy nan_policy = io::NanPolicy::error;  // --nan-policy: NaN/Inf image voxels
 };
 
 struct EpochRecord {
@@ -533,7 +534,12 @@ TrainResult run_training(const TrainOptions& options, std::ostream& log,
       " hold-out; loading...");
   auto load = [&](std::size_t index) {
     CaseData c;
-    data::LoadedCase loaded = data::load_brats_case(cases[index]);
+    data::LoadOptions load_options;
+    load_options.nan_policy = options.nan_policy;
+    data::LoadedCase loaded = data::load_brats_case(cases[index], load_options);
+    for (const auto& zeroed : loaded.zeroed) {
+      say("train: " + data::describe_zeroed(loaded.id, zeroed));
+    }
     c.id = loaded.id;
     c.folder = cases[index].folder;
     data::zscore_nonzero(loaded.image, loaded.id);
