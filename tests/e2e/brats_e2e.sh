@@ -187,6 +187,9 @@ else
 fi
 must_fail train_bad_policy 2 "--nan-policy" train --data "$DATA" --out "$WORK/run_nan_bad" \
   --nan-policy ignore
+must_fail ensemble_bad_policy 2 "--nan-policy" ensemble --checkpoints "$RUN/latest.safetensors" \
+  "$RUN/best.safetensors" --train-data "$DATA" --data "$DATA" --out "$WORK/ens_nan_bad" \
+  --nan-policy ignore
 
 # ---------------------------------------------------------------------------------------------
 step "evaluate"
