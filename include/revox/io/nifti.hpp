@@ -2,7 +2,7 @@
 // writes float maps and uint8 label maps as NIfTI-1, through nifti_clib (libnifti2).
 // Needs the revox::nifti CMake target (nifti_clib + zlib); revox::revox alone lacks them.
 //
-// read_nifti(path) returns one 3-D volume as a Tensor<float> of shape (1, 1, D = nz, H = ny,
+// read_nifti(path, options = {}) returns one 3-D volume as a Tensor<float> of shape (1, 1, D = nz, H = ny,
 // W = nx) (NIfTI's x is the fastest axis, so voxel (x, y, z) sits at x + nx * (y + ny * z)),
 // with scl_slope/scl_inter applied when the slope is non-zero, plus the geometry of the header
 // (pixdim, qform and sform). Datatypes: uint8, int8, int16, uint16, int32, float32, float64,
