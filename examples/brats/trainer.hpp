@@ -144,6 +144,7 @@ struct TrainOptions {
   bool check_replicas = false;   // compare the weights of all processes after every step
   std::string on_nonfinite = "error";  // a non-finite loss or gradient: "error" stops the run,
                                        // "skip" skips the step (no update applied)
+  io::NanPolicy nan_policy = io::NanPolicy::error;  // --nan-policy: NaN/Inf image voxels
 };
 
 struct EpochRecord {
@@ -621,7 +622,12 @@ TrainResult run_training(const TrainOptions& options, std::ostream& log,
       " hold-out; loading...");
   auto load = [&](std::size_t index) {
     CaseData c;
-    data::LoadedCase loaded = data::load_brats_case(cases[index]);
+    data::LoadOptions load_options;
+    load_options.nan_policy = options.nan_policy;
+    data::LoadedCase loaded = data::load_brats_case(cases[index], load_options);
+    for (const auto& zeroed : loaded.zeroed) {
+      say("train: " + data::describe_zeroed(loaded.id, zeroed));
+    }
     c.id = loaded.id;
     c.folder = cases[index].folder;
     data::zscore_nonzero(loaded.image, loaded.id);
