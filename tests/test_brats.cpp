@@ -564,3 +564,71 @@ TEST_CASE("a loaded case goes through z-score, padding and region targets and ba
   for (index_t i = 0; i < restored.numel(); ++i) REQUIRE(restored[i] == (*loaded.labels)[i]);
 }
 
+
+namespace {
+
+// Overwrites float32 voxels of an uncompressed NIfTI-1 file that revox wrote (data at 352).
+void poke_float_voxels(const fs::path& path, const std::vector<index_t>& voxels, float value) {
+  std::fstream file(path, std::ios::binary | std::ios::in | std::ios::out);
+  REQUIRE(file.good());
+  for (index_t i : voxels) {
+    file.seekp(352 + 4 * i);
+    file.write(reinterpret_cast<const char*>(&value), sizeof value);
+  }
+  REQUIRE(file.good());
+}
+
+}  // namespace
+
+TEST_CASE("load_brats_case: NaN in a modality is an error naming --nan-policy, or zeroed and "
+          "reported with nan_policy zero; NaN in a segmentation is always an error",
+          "[data][brats][nifti]") {
+  TempDir dir;
+  const fs::path folder = write_case(dir.path(), "BraTS20_Training_007", BratsNaming::brats2017,
+                                     ".nii", {0, 1, 2, 4, 0});
+  const fs::path flair = folder / "BraTS20_Training_007_flair.nii";
+  poke_float_voxels(flair, {7, 8}, std::numeric_limits<float>::quiet_NaN());  // (1, 1, 0) first
+  CHECK_THROWS_WITH(load_only_case(dir.path()),
+                    "BraTS case BraTS20_Training_007, modality flair: NIfTI file '" +
+                        flair.string() + "': 2 NaN or Inf voxels; the first at (x, y, z) = (1, "
+                        "1, 0); to read such voxels as 0, choose the NaN policy \"zero\" "
+                        "(revox-brats --nan-policy zero, or NiftiReadOptions::nan_policy = "
+                        "NanPolicy::zero)");
+
+  revox::data::LoadOptions zero;
+  zero.nan_policy = revox::io::NanPolicy::zero;
+  const auto loaded = load_only_case(dir.path(), zero);
+  REQUIRE(loaded.zeroed.size() == 1);
+  CHECK(loaded.zeroed[0].role == "modality flair");
+  CHECK(loaded.zeroed[0].file == flair);
+  CHECK(loaded.zeroed[0].count == 2);
+  CHECK(revox::data::describe_zeroed(loaded.id, loaded.zeroed[0]) ==
+        "BraTS case BraTS20_Training_007, modality flair '" + flair.string() +
+            "': 2 NaN/Inf voxels set to 0 (NaN policy zero)");
+  const auto expected = modality_volume(small, 4000.0f);
+  for (index_t i = 0; i < small.spatial(); ++i) {
+    INFO("voxel " << i);
+    REQUIRE(loaded.image[3 * small.spatial() + i] == (i == 7 || i == 8 ? 0.0f : expected[i]));
+  }
+  REQUIRE(loaded.labels.has_value());
+
+  // A segmentation stored as float32 with a NaN: an error under either policy, without the
+  // hint to choose a policy.
+  const fs::path seg = folder / "BraTS20_Training_007_seg.nii";
+  Tensor<float> labels(small);
+  const auto raw_labels = seg_volume(small, {0, 1, 2, 4, 0});
+  for (index_t i = 0; i < small.numel(); ++i) labels[i] = raw_labels[i];
+  revox::io::write_nifti(seg, labels, revox::io::default_geometry());
+  CHECK(load_only_case(dir.path(), zero).labels.has_value());
+  poke_float_voxels(seg, {3}, std::numeric_limits<float>::infinity());
+  for (const auto policy : {revox::io::NanPolicy::error, revox::io::NanPolicy::zero}) {
+    revox::data::LoadOptions options;
+    options.nan_policy = policy;
+    poke_float_voxels(flair, {7, 8}, 1.0f);
+    CHECK_THROWS_WITH(load_only_case(dir.path(), options),
+                      "BraTS case BraTS20_Training_007, segmentation: NIfTI file '" +
+                          seg.string() + "': 1 NaN or Inf voxel; the first at (x, y, z) = (3, "
+                          "0, 0) (a segmentation must hold finite labels; the NaN policy "
+                          "applies to images only)");
+  }
+}

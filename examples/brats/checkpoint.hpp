@@ -26,11 +26,20 @@
 //   log rows so far, as JSON, and "processes": the number of data-parallel processes of the
 //   run that wrote it).
 //
+// Test-only hook (never set it in real runs): with REVOX_TEST_KILL_IN_CHECKPOINT_WRITE=N in
+// the environment, the process sends itself SIGKILL during its N-th write of a file named
+// latest.safetensors, after the temporary file is complete and verified and before it is
+// renamed over the target: the moment a crash is most likely to leave a half-replaced
+// checkpoint. tests/e2e/crash_e2e.sh uses it to check that the previous checkpoint survives.
+//
 // Every reader error is a revox::Error naming the file and the problem: not a safetensors
 // file / damaged, not a revox checkpoint, missing tensor, shape or dtype mismatch.
 #pragma once
 
+#include <signal.h>
+
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <map>
 #include <string>
@@ -104,6 +113,17 @@ inline long long parse_integer(const std::filesystem::path& path, const std::str
   } catch (const std::exception&) {
   }
   checkpoint_fail(path, "metadata '", key, "' must be a non-negative integer, got '", text, "'");
+}
+
+// The test-only hook described at the top of this file.
+inline void kill_in_checkpoint_write_hook(const std::filesystem::path& target) {
+  static const long kill_at = [] {
+    const char* value = std::getenv("REVOX_TEST_KILL_IN_CHECKPOINT_WRITE");
+    return value == nullptr ? 0L : std::atol(value);
+  }();
+  static long latest_writes = 0;
+  if (kill_at <= 0 || target.filename() != "latest.safetensors") return;
+  if (++latest_writes == kill_at) ::raise(SIGKILL);
 }
 
 }  // namespace detail
@@ -206,7 +226,9 @@ inline void write_checkpoint(const std::filesystem::path& path, const Parameters
   meta["best_metric"] = detail::format_double(best_metric);
   meta["rng"] = "stateless: Rng(mix(seed, epoch, sample)) per sample; the seed is in config";
   if (std::string(REVOX_GIT_COMMIT).size() > 0) meta["revox_commit"] = REVOX_GIT_COMMIT;
-  io::write_safetensors(path, tensors, meta);
+  io::write_safetensors(path, tensors, meta, [&](const std::filesystem::path&) {
+    detail::kill_in_checkpoint_write_hook(path);
+  });
 }
 
 }  // namespace revox::brats

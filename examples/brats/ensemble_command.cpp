@@ -50,6 +50,7 @@ struct EnsembleArgs {
   bool overlays = false;
   bool overwrite = false;
   int threads = 0;
+  std::string nan_policy = "error";  // --nan-policy: NaN/Inf image voxels
 };
 
 struct Model {
@@ -181,11 +182,16 @@ void run_ensemble(const EnsembleArgs& args) {
   }
   std::cout << "ensemble: " << models.size() << " models, " << train_cases.size()
             << " training case(s), " << test_cases.size() << " case(s) to predict\n";
+  revox::data::LoadOptions load_options;
+  load_options.nan_policy = revox::io::nan_policy_from_string(args.nan_policy);
   std::vector<std::vector<double>> train_histograms;
   std::vector<std::vector<double>> train_dice(models.size());
   for (std::size_t j = 0; j < train_cases.size(); ++j) {
     const auto& train_case = train_cases[j];
-    revox::data::LoadedCase loaded = revox::data::load_brats_case(train_case);
+    revox::data::LoadedCase loaded = revox::data::load_brats_case(train_case, load_options);
+    for (const auto& zeroed : loaded.zeroed) {
+      std::cout << "ensemble: " << revox::data::describe_zeroed(loaded.id, zeroed) << "\n";
+    }
     train_histograms.push_back(brats::intensity_histogram(loaded.image, histogram, loaded.id));
     revox::data::zscore_nonzero(loaded.image, loaded.id);
     for (std::size_t m = 0; m < models.size(); ++m) {
@@ -218,7 +224,10 @@ void run_ensemble(const EnsembleArgs& args) {
   csv << "\n";
   std::vector<std::size_t> chosen_count(models.size(), 0);
   for (std::size_t i = 0; i < test_cases.size(); ++i) {
-    revox::data::LoadedCase loaded = revox::data::load_brats_case(test_cases[i]);
+    revox::data::LoadedCase loaded = revox::data::load_brats_case(test_cases[i], load_options);
+    for (const auto& zeroed : loaded.zeroed) {
+      std::cout << "ensemble: " << revox::data::describe_zeroed(loaded.id, zeroed) << "\n";
+    }
     const std::vector<double> h = brats::intensity_histogram(loaded.image, histogram, loaded.id);
     std::vector<double> distances;
     for (const auto& train_h : train_histograms) {
@@ -297,5 +306,10 @@ void add_ensemble_command(CLI::App& app) {
   command->add_flag("--overlays", args->overlays, "Also write PNG overlays through the tumour");
   command->add_flag("--overwrite", args->overwrite, "Replace existing outputs in --out");
   command->add_option("--threads", args->threads, "CPU threads (default: all)");
+  command->add_option("--nan-policy", args->nan_policy,
+                      "NaN/Inf voxels in the images: error (default: stop, naming the file) or "
+                      "zero (set them to 0 and report the count per file)")
+      ->check(CLI::IsMember({"error", "zero"}))
+      ->capture_default_str();
   command->callback([args] { run_ensemble(*args); });
 }

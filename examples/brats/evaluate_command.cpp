@@ -108,7 +108,11 @@ CaseResult score_case(const revox::data::BratsCase& brats_case, const fs::path& 
   namespace data = revox::data;
   const std::string& id = brats_case.id;
   const fs::path& truth_path = *brats_case.segmentation;
-  const revox::io::NiftiVolume truth = data::detail::read_case_volume(id, "segmentation", truth_path);
+  // Labels must be finite: no NaN policy here, and the message does not suggest one.
+  revox::io::NiftiReadOptions label_options;
+  label_options.nan_hint = data::detail::kLabelNanHint;
+  const revox::io::NiftiVolume truth =
+      data::detail::read_case_volume(id, "segmentation", truth_path, label_options);
   const revox::Tensor<std::uint8_t> truth_labels =
       data::labels_from_volume(truth.data, std::nullopt, id, truth_path.string());
   const data::LabelConvention convention =
@@ -117,7 +121,7 @@ CaseResult score_case(const revox::data::BratsCase& brats_case, const fs::path& 
 
   revox::io::NiftiVolume predicted;
   try {
-    predicted = revox::io::read_nifti(prediction);
+    predicted = revox::io::read_nifti(prediction, label_options);
   } catch (const revox::InternalError&) {
     throw;
   } catch (const revox::Error& error) {

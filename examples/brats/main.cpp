@@ -1,5 +1,6 @@
 // revox-brats: the BraTS trainer, predictor and evaluator in one binary. Every subcommand
 // registers itself through commands.hpp; `revox-brats <subcommand> --help` says what it does.
+#include <csignal>
 #include <exception>
 #include <iostream>
 #include <string>
@@ -24,6 +25,10 @@ int main(int argc, char** argv) {
   CLI::App app{
       "revox-brats: train, run and evaluate memory-efficient reversible 3D U-Nets on BraTS "
       "brain-tumour data (or on the synthetic phantom cases it can generate)."};
+  // A file size limit (RLIMIT_FSIZE) would otherwise kill the process silently with SIGXFSZ
+  // in the middle of a write; ignored, the write fails with EFBIG and the writer reports it
+  // with the file's name ("file size limit reached"), leaving the previous file intact.
+  std::signal(SIGXFSZ, SIG_IGN);
   app.require_subcommand(1);
   app.fallthrough(false);
 

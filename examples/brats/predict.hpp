@@ -36,6 +36,7 @@ struct PredictArgs {
   bool overlays = false;
   bool overwrite = false;
   int threads = 0;
+  std::string nan_policy = "error";  // --nan-policy: NaN/Inf image voxels, "error" or "zero"
 };
 
 inline std::string format_dice(const std::array<double, 3>& dice) {
@@ -88,7 +89,12 @@ void run_predict(const PredictArgs& args, const Dev& dev, const std::string& dev
   std::size_t scored = 0;
   for (std::size_t i = 0; i < cases.size(); ++i) {
     const auto start = std::chrono::steady_clock::now();
-    data::LoadedCase loaded = data::load_brats_case(cases[i]);
+    data::LoadOptions load_options;
+    load_options.nan_policy = io::nan_policy_from_string(args.nan_policy);
+    data::LoadedCase loaded = data::load_brats_case(cases[i], load_options);
+    for (const auto& zeroed : loaded.zeroed) {
+      std::cout << "predict: " << data::describe_zeroed(loaded.id, zeroed) << "\n";
+    }
     const Shape5 shape = loaded.image.shape();
     const CasePrediction prediction =
         predict_and_write_case(dev, net, loaded, inference, outputs, out);

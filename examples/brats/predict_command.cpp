@@ -46,6 +46,11 @@ void add_predict_command(CLI::App& app) {
                     "Also write PNG overlays through the tumour (axial, coronal, sagittal)");
   command->add_flag("--overwrite", args->overwrite, "Replace existing outputs in --out");
   command->add_option("--threads", args->threads, "CPU threads (default: all)");
+  command->add_option("--nan-policy", args->nan_policy,
+                      "NaN/Inf voxels in the images: error (default: stop, naming the file) or "
+                      "zero (set them to 0 and report the count per file)")
+      ->check(CLI::IsMember({"error", "zero"}))
+      ->capture_default_str();
   command->add_option("--device", args->device.device,
                       "where the model runs: cpu (default) or cuda (a GPU; needs a build with "
                       "CUDA)")

@@ -36,6 +36,8 @@ struct TrainArgs {
   long long seed = -1;
   bool resume = false;
   bool check_replicas = false;
+  std::string on_nonfinite = "error";
+  std::string nan_policy = "error";
   revox::brats::DeviceChoice device;
 };
 
@@ -84,6 +86,8 @@ revox::brats::TrainOptions train_options(const TrainArgs& args) {
   if (args.epochs > 0) options.epochs = args.epochs;
   if (args.threads > 0) options.threads = args.threads;
   options.check_replicas = args.check_replicas;
+  options.on_nonfinite = args.on_nonfinite;
+  options.nan_policy = revox::io::nan_policy_from_string(args.nan_policy);
   return options;
 }
 
@@ -121,6 +125,17 @@ void add_train_command(CLI::App& app) {
                 "under mpirun: compare a checksum of every process's weights after every step "
                 "and stop with an error if they differ (they are always compared after every "
                 "epoch)");
+  cmd->add_option("--on-nonfinite", args->on_nonfinite,
+                  "a NaN or Inf loss or gradient: error (default) stops the run naming the step "
+                  "and the tensor, keeping the last good checkpoint; skip skips that step (no "
+                  "update) and counts it in log.csv's skipped_steps")
+      ->check(CLI::IsMember({"error", "skip"}));
+  cmd->add_option("--nan-policy", args->nan_policy,
+                  "NaN/Inf voxels in the images: error (default: stop, naming the file) or "
+                  "zero (set them to 0 and report the count per file); NaN in a segmentation "
+                  "is always an error")
+      ->check(CLI::IsMember({"error", "zero"}))
+      ->capture_default_str();
   cmd->add_option("--device", args->device.device,
                   "where the model trains: cpu (default) or cuda (a GPU; needs a build with "
                   "CUDA)")

@@ -53,8 +53,8 @@
 // RUN_DIR after a run:
 //   config.json              the resolved training config
 //   split.json, holdout/     the split (ids) and hold-out symlinks
-//   log.csv                  epoch,loss,dice_wt,dice_tc,dice_et,lr,seconds,peak_memory_bytes
-//                            (dice empty for epochs without validation; peak = the training
+//   log.csv                  epoch,loss,dice_wt,dice_tc,dice_et,lr,seconds,peak_memory_bytes,
+//                            skipped_steps (dice empty for epochs without validation; peak = the training
 //                            device's tracking allocator's peak during the epoch: on the CPU
 //                            the dataset included, on a GPU the GPU memory only; seconds and
 //                            peak are rank 0's in a data-parallel run)
@@ -62,16 +62,32 @@
 //   latest.safetensors       after every epoch (atomic), best.safetensors at each new best
 //                            hold-out mean Dice (checkpoint.hpp)
 //   holdout_scores.csv       per hold-out case Dice and HD95 of the final model
+//   train.lock               the run's lock (run_lock.hpp): the pid of the training process
 // A run that fails to start (bad config, data, or checkpoint; non-empty RUN_DIR without
-// --resume) writes nothing into RUN_DIR.
+// --resume; RUN_DIR locked by another run) writes nothing into RUN_DIR.
+//
+// Crash safety (docs/trainer.md, "Crash safety"): checkpoints are replaced atomically, so a
+// run killed at any moment (kill -9, power loss) resumes with --resume from the last complete
+// checkpoint, exactly; leftover temporary files of a killed writer are removed on resume; a
+// run killed before its first checkpoint restarts from epoch 1 on --resume. A non-finite loss
+// or gradient stops the run before the step is applied (on_nonfinite "error", the default) or
+// skips the step (no update, counted in log.csv's skipped_steps); checkpoints are never
+// written with non-finite weights. Test-only hook: REVOX_TEST_NONFINITE_AT_STEP=K (or K:loss)
+// makes the gradient of the last parameter (or the loss of the step's first sample) NaN at
+// the K-th step of the schedule (counted from 1 over all epochs, skipped steps included);
+// REVOX_TEST_KILL_IN_VALIDATION=N (below) and REVOX_TEST_KILL_IN_CHECKPOINT_WRITE=N
+// (checkpoint.hpp) kill the process at those moments.
 #pragma once
 
 #include <omp.h>
+#include <signal.h>
 
 #include <algorithm>
 #include <chrono>
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -106,6 +122,7 @@
 #include "revox/optim/adam.hpp"
 #include "revox/optim/schedule.hpp"
 #include "run_config.hpp"
+#include "run_lock.hpp"
 
 namespace revox::brats {
 
@@ -125,6 +142,9 @@ struct TrainOptions {
   std::optional<int> stop_after; // stop after this many epochs of this invocation (tests)
   bool quiet = false;            // no progress output (tests)
   bool check_replicas = false;   // compare the weights of all processes after every step
+  std::string on_nonfinite = "error";  // a non-finite loss or gradient: "error" stops the run,
+                                       // "skip" skips the step (no update applied)
+  io::NanPolicy nan_policy = io::NanPolicy::error;  // --nan-policy: NaN/Inf image voxels
 };
 
 struct EpochRecord {
@@ -135,12 +155,14 @@ struct EpochRecord {
   double lr = 0.0;
   double seconds = 0.0;
   std::size_t peak_memory_bytes = 0;
+  long long skipped_steps = 0;  // steps skipped for a non-finite loss or gradient
 };
 
 inline nlohmann::json to_json(const EpochRecord& r) {
   nlohmann::json j{{"epoch", r.epoch},   {"loss", r.loss}, {"validated", r.validated},
                    {"dice", r.dice},     {"lr", r.lr},     {"seconds", r.seconds},
-                   {"peak_memory_bytes", r.peak_memory_bytes}};
+                   {"peak_memory_bytes", r.peak_memory_bytes},
+                   {"skipped_steps", r.skipped_steps}};
   return j;
 }
 
@@ -153,6 +175,7 @@ inline EpochRecord epoch_record_from_json(const nlohmann::json& j) {
   r.lr = j.at("lr").get<double>();
   r.seconds = j.at("seconds").get<double>();
   r.peak_memory_bytes = j.at("peak_memory_bytes").get<std::size_t>();
+  r.skipped_steps = j.value("skipped_steps", 0LL);  // absent in older checkpoints
   return r;
 }
 
@@ -192,12 +215,23 @@ void shuffle(std::vector<V>& v, Rng& rng) {
 
 inline void write_text_atomic(const fs::path& path, const std::string& text) {
   const fs::path tmp = path.string() + ".tmp";
+  auto why = [](int error) {
+    return error != 0 ? io::detail::describe_write_error(error) : std::string("write failed");
+  };
   {
+    errno = 0;
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    REVOX_CHECK(out.good(), "cannot write '", tmp.string(), "'");
+    REVOX_CHECK(out.good(), "cannot write '", tmp.string(), "': ", why(errno));
     out << text;
     out.flush();
-    REVOX_CHECK(out.good(), "cannot write '", tmp.string(), "'");
+    if (!out.good()) {
+      const int error = errno;
+      out.close();
+      fs::remove(tmp);
+      throw Error("cannot write '" + tmp.string() + "': " + why(error) + " ('" +
+                  path.filename().string() +
+                  "' is left as it was)");
+    }
   }
   std::error_code ec;
   fs::rename(tmp, path, ec);
@@ -354,7 +388,7 @@ inline std::vector<std::uint8_t> plot_learning_curve(const std::vector<EpochReco
 
 inline std::string log_csv(const std::vector<EpochRecord>& history) {
   std::ostringstream out;
-  out << "epoch,loss,dice_wt,dice_tc,dice_et,lr,seconds,peak_memory_bytes\n";
+  out << "epoch,loss,dice_wt,dice_tc,dice_et,lr,seconds,peak_memory_bytes,skipped_steps\n";
   char buffer[256];
   for (const auto& r : history) {
     std::snprintf(buffer, sizeof buffer, "%d,%.9g,", r.epoch, r.loss);
@@ -367,7 +401,8 @@ inline std::string log_csv(const std::vector<EpochRecord>& history) {
         out << ",";
       }
     }
-    std::snprintf(buffer, sizeof buffer, "%.9g,%.3f,%zu\n", r.lr, r.seconds, r.peak_memory_bytes);
+    std::snprintf(buffer, sizeof buffer, "%.9g,%.3f,%zu,%lld\n", r.lr, r.seconds,
+                  r.peak_memory_bytes, r.skipped_steps);
     out << buffer;
   }
   return out.str();
@@ -430,14 +465,68 @@ TrainResult run_training(const TrainOptions& options, std::ostream& log,
   std::error_code ec;
   std::optional<Checkpoint> resume_from;
   nlohmann::json start;
+  REVOX_CHECK(options.on_nonfinite == "error" || options.on_nonfinite == "skip",
+              "--on-nonfinite must be 'error' or 'skip', got '", options.on_nonfinite, "'");
+  // RUN_DIR's lock (rank 0 only) is held until run_training returns. Until the run has
+  // started, `unlock_if_not_started` removes what taking it created (the lock file, and
+  // RUN_DIR itself when it did not exist), so a run that fails to start leaves nothing.
+  RunLock lock;
+  bool created_out = false, started = false;
+  struct UnlockIfNotStarted {
+    RunLock& lock;
+    const fs::path& out;
+    const bool& created_out;
+    const bool& started;
+    ~UnlockIfNotStarted() {
+      if (started || !lock.held()) return;
+      lock.remove_if_created();
+      std::error_code ignored;
+      if (created_out) fs::remove(out, ignored);  // only if empty
+    }
+  } unlock_if_not_started{lock, options.out, created_out, started};
   if (root) {
     const bool out_exists = fs::exists(options.out, ec);
     REVOX_CHECK(!out_exists || fs::is_directory(options.out, ec), "--out '",
                 options.out.string(), "' exists and is not a directory");
-    const bool out_empty = !out_exists || fs::is_empty(options.out, ec);
+    if (!out_exists) {
+      fs::create_directories(options.out, ec);
+      REVOX_CHECK(!ec, "cannot create the run directory '", options.out.string(), "': ",
+                  ec.message());
+      created_out = true;
+    }
+    lock.acquire(options.out, say);
+    bool out_empty = true;  // the lock file aside
+    for (const auto& entry : fs::directory_iterator(options.out)) {
+      if (entry.path().filename() != kRunLockName) out_empty = false;
+    }
     nlohmann::json config_json;
-    if (options.resume) {
-      const fs::path latest = options.out / "latest.safetensors";
+    const fs::path latest = options.out / "latest.safetensors";
+    const fs::path config_file = options.out / "config.json";
+    const bool has_config_file = fs::exists(config_file, ec);
+    if (options.resume && !fs::exists(latest, ec) &&
+        (has_config_file || (out_exists && out_empty && options.config))) {
+      // The run was stopped (killed) before its first checkpoint: start it again from epoch 1
+      // with the config it was started with (or, when it had not even written config.json,
+      // with the one given now).
+      nlohmann::json started_with = options.config ? *options.config : nlohmann::json();
+      if (has_config_file) {
+        try {
+          std::ifstream in(config_file);
+          started_with = nlohmann::json::parse(in);
+        } catch (const std::exception& e) {
+          throw Error("--resume: '" + config_file.string() + "' is damaged: " + e.what());
+        }
+      }
+      nlohmann::json wanted = options.config ? *options.config : started_with;
+      for (const auto& set : options.sets) apply_set(wanted, set);
+      if (options.epochs) wanted["epochs"] = *options.epochs;
+      if (options.threads) wanted["threads"] = *options.threads;
+      wanted = parse_run_config(wanted).json;
+      check_resume_compatible(parse_run_config(started_with).json, wanted, config_file);
+      say("train: --resume: '" + options.out.string() + "' has no checkpoint yet (the run "
+          "stopped before its first epoch ended): starting it again from epoch 1");
+      config_json = wanted;
+    } else if (options.resume) {
       REVOX_CHECK(out_exists, "--resume: run directory '", options.out.string(),
                   "' does not exist");
       REVOX_CHECK(fs::exists(latest, ec), "--resume: no checkpoint '", latest.string(),
@@ -533,7 +622,12 @@ TrainResult run_training(const TrainOptions& options, std::ostream& log,
       " hold-out; loading...");
   auto load = [&](std::size_t index) {
     CaseData c;
-    data::LoadedCase loaded = data::load_brats_case(cases[index]);
+    data::LoadOptions load_options;
+    load_options.nan_policy = options.nan_policy;
+    data::LoadedCase loaded = data::load_brats_case(cases[index], load_options);
+    for (const auto& zeroed : loaded.zeroed) {
+      say("train: " + data::describe_zeroed(loaded.id, zeroed));
+    }
     c.id = loaded.id;
     c.folder = cases[index].folder;
     data::zscore_nonzero(loaded.image, loaded.id);
@@ -606,9 +700,21 @@ TrainResult run_training(const TrainOptions& options, std::ostream& log,
   }
 
   // ---- from here on the run directory is written (by rank 0) ---------------------------
+  started = true;
   for (const auto& c : holdout_set) result.holdout_ids.push_back(c.id);
   if (root) {
     fs::create_directories(options.out);
+    // Temporary files of a checkpoint writer that was killed (safetensors.hpp names them
+    // .<target>.tmp.<pid>.<n>); the lock says no other run is writing them.
+    for (const auto& entry : fs::directory_iterator(options.out)) {
+      const std::string name = entry.path().filename().string();
+      if ((name.rfind(".latest.safetensors.tmp.", 0) == 0 ||
+           name.rfind(".best.safetensors.tmp.", 0) == 0) &&
+          fs::remove(entry.path(), ec)) {
+        say("train: removed '" + entry.path().string() + "', left by a checkpoint write that "
+            "was interrupted (the checkpoint it was replacing is intact)");
+      }
+    }
     write_text_atomic(options.out / "config.json", config_json.dump(2) + "\n");
     nlohmann::json split{{"seed", config.seed}, {"train", nlohmann::json::array()},
                          {"holdout", nlohmann::json::array()}};
@@ -654,13 +760,22 @@ TrainResult run_training(const TrainOptions& options, std::ostream& log,
   }
   // Hold-out case j is scored by rank j % world; the scores are summed over the ranks (one
   // non-zero term per entry, so the sums are exact) and rank 0 writes them.
+  // Test-only hook: REVOX_TEST_KILL_IN_VALIDATION=N sends SIGKILL to this process in its
+  // N-th validation, after the first hold-out case is predicted (tests/e2e/crash_e2e.sh).
+  const long kill_in_validation = [] {
+    const char* value = std::getenv("REVOX_TEST_KILL_IN_VALIDATION");
+    return value == nullptr ? 0L : std::atol(value);
+  }();
+  long validations = 0;
   auto validate = [&](bool with_hd95) {
+    ++validations;
     const std::size_t n = holdout_set.size();
     std::vector<double> scores(n * 6, 0.0);
     for (std::size_t j = 0; j < n; ++j) {
       if (static_cast<int>(j % static_cast<std::size_t>(world)) != rank) continue;
       const CaseData& c = holdout_set[j];
       const Tensor<std::uint8_t> pred = predict_case(dev, net, c);
+      if (validations == kill_in_validation) ::raise(SIGKILL);
       double* out = scores.data() + 6 * j;
       if (with_hd95) {
         const auto s = metrics::score_brats(
@@ -701,6 +816,42 @@ TrainResult run_training(const TrainOptions& options, std::ostream& log,
   Tensor<float, Dev> grad_sum;
   if (batch > 1) grad_sum = Tensor<float, Dev>::zeros(params.grads().shape);
 
+  // The test-only hook REVOX_TEST_NONFINITE_AT_STEP (see the top of this file).
+  long long nonfinite_test_step = 0;
+  bool nonfinite_test_in_loss = false;
+  if (const char* hook = std::getenv("REVOX_TEST_NONFINITE_AT_STEP")) {
+    nonfinite_test_step = std::atoll(hook);
+    nonfinite_test_in_loss = std::string(hook).find(":loss") != std::string::npos;
+  }
+  // The first non-finite element of the (all-reduced) gradient: "" when every one is finite,
+  // else "the gradient of '<param>' (element i of n) is nan".
+  auto nonfinite_gradient = [&]() -> std::string {
+    Tensor<float> copy;
+    const float* g = nullptr;
+    if constexpr (is_cpu_v<Dev>) {
+      g = params.grads().data;
+    } else {
+      copy = host_copy(dev, TensorView<const float>(params.grads()));
+      g = copy.data();
+    }
+    for (const auto& entry : params.entries()) {
+      const index_t n = entry.shape.numel();
+      for (index_t i = 0; i < n; ++i) {
+        const float v = g[entry.offset + i];
+        if (!std::isfinite(v)) {
+          return "the gradient of '" + entry.name + "' (element " + std::to_string(i) + " of " +
+                 std::to_string(n) + ") is " + (std::isnan(v) ? "NaN" : "Inf");
+        }
+      }
+    }
+    return std::string();
+  };
+  auto format_number = [](double v) {
+    char buffer[64];
+    std::snprintf(buffer, sizeof buffer, "%.3g", v);
+    return std::string(buffer);
+  };
+
   const auto run_start = std::chrono::steady_clock::now();
   int epochs_this_run = 0;
   double step_time_sum = 0.0, wait_time_sum = 0.0, reduce_time_sum = 0.0;
@@ -721,9 +872,13 @@ TrainResult run_training(const TrainOptions& options, std::ostream& log,
     // Per visited sample: loss and patch Dice WT, TC, ET (filled by the rank that trains it).
     std::vector<double> sample_stats(static_cast<std::size_t>(visits) * 4, 0.0);
     double local_loss = 0.0, local_dice = 0.0;
-    long long local_count = 0;
+    long long local_count = 0, skipped_steps = 0;
     for (long long t = 0; t < steps_per_epoch; ++t) {
       const auto step_start = std::chrono::steady_clock::now();
+      // This step's number in the schedule (from 1; skipped steps count).
+      const long long schedule_step = static_cast<long long>(epoch) * steps_per_epoch + t + 1;
+      const bool inject = nonfinite_test_step == schedule_step;
+      std::string bad_loss;  // this rank's first non-finite sample loss of the step
       for (long long k = 0; k < batch; ++k) {
         const long long s = t * global_batch + rank * batch + k;  // global sample index
         const CaseData& c = train_set[visit[static_cast<std::size_t>(s)]];
@@ -753,10 +908,15 @@ TrainResult run_training(const TrainOptions& options, std::ostream& log,
         Tensor<float, Dev> dlogits(logits.shape());
         UNet<float>::Saved<Dev> saved;
         net.forward(dev, image_on.view, logits.view(), &saved);
-        const double loss =
+        double loss =
             config.loss == "dice"
                 ? losses::soft_dice_loss(dev, logits.cview(), targets_on.view, dlogits.view())
                 : losses::bce_dice_loss(dev, logits.cview(), targets_on.view, dlogits.view());
+        if (inject && nonfinite_test_in_loss && k == 0) loss = std::nan("");
+        if (!std::isfinite(loss) && bad_loss.empty()) {
+          bad_loss = "the loss of sample " + std::to_string(s) + " (case " + c.id + ") is " +
+                     (std::isnan(loss) ? "NaN" : "Inf");
+        }
         params.zero_grad();
         net.backward(dev, saved, dlogits.cview(), TensorView<float>{});
         if (batch > 1) {
@@ -794,6 +954,47 @@ TrainResult run_training(const TrainOptions& options, std::ostream& log,
       dist::average_gradients(comm, params, batch);
       reduce_time_sum +=
           std::chrono::duration<double>(std::chrono::steady_clock::now() - reduce_start).count();
+      if constexpr (is_cpu_v<Dev>) {
+        if (inject && !nonfinite_test_in_loss) {
+          params.grads().data[params.grads().numel() - 1] = std::nanf("");
+        }
+      }
+      // Divergence guard: the gradient is the same on every rank after the all-reduce; a
+      // non-finite loss on any rank is made known to all, so all take the same decision.
+      std::string problem = bad_loss;
+      if (world > 1) {
+        double flag = bad_loss.empty() ? 0.0 : 1.0;
+        comm.all_reduce_sum_host(&flag, 1);
+        if (flag > 0 && problem.empty()) {
+          problem = "the loss of a sample on another process is not finite";
+        }
+      }
+      if (problem.empty()) problem = nonfinite_gradient();
+      if (!problem.empty()) {
+        const std::string where = "step " + std::to_string(schedule_step) + " (epoch " +
+                                  std::to_string(epoch + 1) + ", step " + std::to_string(t + 1) +
+                                  " of " + std::to_string(steps_per_epoch) + ")";
+        if (options.on_nonfinite == "error") {
+          throw Error(
+              "training diverged at " + where + ": " + problem + ". Stopped before applying "
+              "the step; nothing was written for this epoch, so '" +
+              (options.out / "latest.safetensors").string() + "' still holds the last good "
+              "state (after epoch " + std::to_string(epoch) + "). What to try: a lower learning "
+              "rate (start a new run with --set learning_rate=" +
+              format_number(adam.lr() / 10) + "; this run's is " + format_number(adam.lr()) +
+              "), a smaller batch or patch, or --on-nonfinite skip to skip such steps (revox "
+              "trains in float32; there is no lower precision to move away from)");
+        }
+        ++skipped_steps;
+        say("train: skipped " + where + ": " + problem + " (no update applied; --on-nonfinite "
+            "skip)");
+        // The skipped samples do not count in the epoch's loss and patch Dice.
+        for (long long k = 0; k < global_batch; ++k) {
+          double* stats = sample_stats.data() + 4 * (t * global_batch + k);
+          for (int q = 0; q < 4; ++q) stats[q] = 0.0;
+        }
+        continue;
+      }
       adam.step();
       ++step;
       if (options.check_replicas) {
@@ -822,6 +1023,7 @@ TrainResult run_training(const TrainOptions& options, std::ostream& log,
     for (long long s = 0; s < visits; ++s) {
       loss_sum += sample_stats[static_cast<std::size_t>(4 * s)];
     }
+    const long long counted = visits - skipped_steps * global_batch;
     if (world > 1) {
       host.pull_weights();
       dist::check_replicas(comm, TensorView<const float>(host.params().values()),
@@ -829,7 +1031,8 @@ TrainResult run_training(const TrainOptions& options, std::ostream& log,
     }
     EpochRecord record;
     record.epoch = epoch + 1;
-    record.loss = loss_sum / static_cast<double>(visits);
+    record.loss = counted > 0 ? loss_sum / static_cast<double>(counted) : 0.0;
+    record.skipped_steps = skipped_steps;
     record.lr = adam.lr();
     const bool last = epoch + 1 == epochs;
     if (!holdout_set.empty() && ((epoch + 1) % config.validate_every == 0 || last)) {
@@ -849,6 +1052,19 @@ TrainResult run_training(const TrainOptions& options, std::ostream& log,
     if (best) result.best_metric = mean_dice;
     if (root) {
       host.pull();  // the weights and Adam state in host memory (a no-op on the CPU)
+      {
+        // Never replace a good checkpoint with non-finite weights.
+        const auto values = host.params().values();
+        for (const auto& entry : host.params().entries()) {
+          for (index_t i = 0; i < entry.shape.numel(); ++i) {
+            REVOX_CHECK(std::isfinite(values.data[entry.offset + i]), "training diverged in "
+                        "epoch ", epoch + 1, ": weight '", entry.name, "' (element ", i,
+                        ") is not finite; no checkpoint written, '",
+                        (options.out / "latest.safetensors").string(), "' still holds epoch ",
+                        epoch, ". Try a lower learning rate (--set learning_rate=...)");
+          }
+        }
+      }
       if (best) {
         write_checkpoint(options.out / "best.safetensors", host.params(), &host.adam(),
                          config_json, epoch + 1, step, result.best_metric, extra);

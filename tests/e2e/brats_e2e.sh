@@ -151,6 +151,47 @@ else
 fi
 
 # ---------------------------------------------------------------------------------------------
+step "NaN policy and the NIfTI byte limit"
+# Two phantom cases; the first one's flair has two NaN voxels (float32, data at byte 352).
+first_id=BraTS20_Training_001
+NANDATA=$WORK/nan_data
+if mkdir -p "$NANDATA" && cp -rL "$DATA/$first_id" "$DATA/BraTS20_Training_002" "$NANDATA/" &&
+   gunzip "$NANDATA/$first_id/${first_id}_flair.nii.gz"; then
+  printf '\x00\x00\xc0\x7f\x00\x00\xc0\x7f' |
+    dd of="$NANDATA/$first_id/${first_id}_flair.nii" bs=1 seek=$((352 + 4 * 100)) conv=notrunc \
+      status=none
+  PREDICT_NAN=(predict --checkpoint "$RUN/best.safetensors" --data "$NANDATA")
+  must_fail predict_nan 1 "choose the NaN policy \"zero\" (revox-brats --nan-policy zero" \
+    "${PREDICT_NAN[@]}" --out "$WORK/pred_nan"
+  if must_pass predict_nan_zero "${PREDICT_NAN[@]}" --out "$WORK/pred_nan_zero" --nan-policy zero; then
+    [[ $(grep -c "2 NaN/Inf voxels set to 0 (NaN policy zero)" "$WORK/predict_nan_zero.out") -eq 1 ]] &&
+      pass "--nan-policy zero reports the zeroed voxels once for the file" ||
+      fail "--nan-policy zero did not report 2 zeroed voxels once: $(cat "$WORK/predict_nan_zero.out")"
+    [[ -s $WORK/pred_nan_zero/$first_id.nii.gz ]] || fail "--nan-policy zero wrote no prediction"
+  fi
+  if must_pass train_nan_zero train --data "$NANDATA" --preset tiny --epochs 1 --threads 2 \
+       --set holdout_count=1 --out "$WORK/run_nan" --nan-policy zero; then
+    grep -q "$first_id, modality flair '.*': 2 NaN/Inf voxels set to 0" "$WORK/train_nan_zero.out" &&
+      pass "train --nan-policy zero reports the zeroed voxels" ||
+      fail "train --nan-policy zero did not report them: $(head -c 600 "$WORK/train_nan_zero.out")"
+  fi
+  must_fail train_nan 1 "--nan-policy zero" train --data "$NANDATA" --preset tiny --epochs 1 \
+    --set holdout_count=1 --out "$WORK/run_nan_error"
+  must_fail predict_bad_policy 2 "--nan-policy" "${PREDICT_NAN[@]}" --out "$WORK/pred_nan_bad" \
+    --nan-policy ignore
+  REVOX_NIFTI_MAX_BYTES=1000 must_fail predict_byte_limit 1 \
+    "more than the limit of 1000 bytes (REVOX_NIFTI_MAX_BYTES)" "${PREDICT_NAN[@]}" \
+    --out "$WORK/pred_limit" --nan-policy zero
+else
+  fail "could not prepare a case with NaN voxels in $NANDATA"
+fi
+must_fail train_bad_policy 2 "--nan-policy" train --data "$DATA" --out "$WORK/run_nan_bad" \
+  --nan-policy ignore
+must_fail ensemble_bad_policy 2 "--nan-policy" ensemble --checkpoints "$RUN/latest.safetensors" \
+  "$RUN/best.safetensors" --train-data "$DATA" --data "$DATA" --out "$WORK/ens_nan_bad" \
+  --nan-policy ignore
+
+# ---------------------------------------------------------------------------------------------
 step "evaluate"
 CSV=$WORK/eval/scores.csv
 if must_pass evaluate evaluate --pred "$PRED" --data "$HOLDOUT" --csv "$CSV"; then

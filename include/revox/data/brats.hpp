@@ -31,7 +31,9 @@
 // the geometry to write predictions with. It checks that the modalities and the
 // segmentation agree in size and geometry (within a tolerance in mm), that no modality is
 // constant, and that labels are integral and in the convention's set; every error names
-// the case, the modality and the file.
+// the case, the modality and the file. Modalities with NaN/Inf voxels are an error unless
+// LoadOptions::nan_policy is io::NanPolicy::zero (then those voxels become 0 and
+// LoadedCase::zeroed lists the files and counts); a segmentation with NaN/Inf always is.
 #pragma once
 
 #include <algorithm>
@@ -419,6 +421,18 @@ struct LoadOptions {
   double geometry_tolerance = 1e-3;
   // If set, every volume must have this size (D, H, W), e.g. {155, 240, 240} for BraTS.
   std::optional<std::array<index_t, 3>> expected_size;
+  // NaN/Inf voxels of the modalities: an error (default) or set to 0 (then listed in
+  // LoadedCase::zeroed). A segmentation with NaN/Inf is always an error.
+  io::NanPolicy nan_policy = io::NanPolicy::error;
+  // Byte limit per volume (io::NiftiReadOptions::max_bytes); 0: the reader's default.
+  std::uint64_t max_bytes = 0;
+};
+
+// NaN/Inf voxels that LoadOptions::nan_policy zero set to 0 in one modality file.
+struct ZeroedVoxels {
+  std::string role;  // e.g. "modality flair"
+  std::filesystem::path file;
+  std::int64_t count = 0;
 };
 
 struct LoadedCase {
@@ -427,7 +441,15 @@ struct LoadedCase {
   std::optional<Tensor<std::uint8_t>> labels;  // (1, 1, D, H, W), raw BraTS labels
   LabelConvention label_convention = LabelConvention::brats2017;
   io::NiftiGeometry geometry;                  // of the t1 volume; the others match it
+  std::vector<ZeroedVoxels> zeroed;            // files with NaN/Inf set to 0 (policy zero)
 };
+
+// "BraTS case <id>, <role> '<file>': N NaN/Inf voxels set to 0 (NaN policy zero)".
+inline std::string describe_zeroed(const std::string& case_id, const ZeroedVoxels& zeroed) {
+  return revox::detail::concat("BraTS case ", case_id, ", ", zeroed.role, " '",
+                               zeroed.file.string(), "': ", zeroed.count, " NaN/Inf voxel",
+                               zeroed.count == 1 ? "" : "s", " set to 0 (NaN policy zero)");
+}
 
 namespace detail {
 
@@ -449,11 +471,16 @@ inline std::string geometry_text(const io::NiftiGeometry& geometry) {
   return out.str();
 }
 
+// What a NaN/Inf error in a segmentation says instead of suggesting the NaN policy.
+inline constexpr const char* kLabelNanHint =
+    " (a segmentation must hold finite labels; the NaN policy applies to images only)";
+
 // read_nifti, with the case and the volume's role added to its messages.
 inline io::NiftiVolume read_case_volume(const std::string& case_id, const std::string& role,
-                                        const std::filesystem::path& path) {
+                                        const std::filesystem::path& path,
+                                        const io::NiftiReadOptions& options = {}) {
   try {
-    return io::read_nifti(path);
+    return io::read_nifti(path, options);
   } catch (const InternalError&) {
     throw;
   } catch (const Error& error) {
@@ -484,7 +511,13 @@ inline LoadedCase load_brats_case(const BratsCase& brats_case, const LoadOptions
   for (std::size_t m = 0; m < brats_case.modalities.size(); ++m) {
     const std::filesystem::path& path = brats_case.modalities[m];
     const std::string role = std::string("modality ") + modality_suffixes(brats_case.naming)[m];
-    io::NiftiVolume volume = detail::read_case_volume(id, role, path);
+    io::NiftiReadOptions read_options;
+    read_options.nan_policy = options.nan_policy;
+    read_options.max_bytes = options.max_bytes;
+    io::NiftiVolume volume = detail::read_case_volume(id, role, path, read_options);
+    if (volume.non_finite_zeroed > 0) {
+      loaded.zeroed.push_back(ZeroedVoxels{role, path, volume.non_finite_zeroed});
+    }
     const Shape5 shape = volume.data.shape();
     if (m == 0) {
       if (options.expected_size) {
@@ -512,7 +545,11 @@ inline LoadedCase load_brats_case(const BratsCase& brats_case, const LoadOptions
       options.label_convention.value_or(default_label_convention(brats_case.naming));
   if (brats_case.segmentation && options.load_segmentation) {
     const std::filesystem::path& path = *brats_case.segmentation;
-    const io::NiftiVolume volume = detail::read_case_volume(id, "segmentation", path);
+    io::NiftiReadOptions read_options;
+    read_options.max_bytes = options.max_bytes;
+    read_options.nan_hint = detail::kLabelNanHint;  // labels: always NanPolicy::error
+    const io::NiftiVolume volume =
+        detail::read_case_volume(id, "segmentation", path, read_options);
     detail::check_same_grid(id, "segmentation", path, volume, brats_case.modalities[0], first,
                             options.geometry_tolerance);
     Tensor<std::uint8_t> labels =

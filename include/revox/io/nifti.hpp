@@ -2,7 +2,7 @@
 // writes float maps and uint8 label maps as NIfTI-1, through nifti_clib (libnifti2).
 // Needs the revox::nifti CMake target (nifti_clib + zlib); revox::revox alone lacks them.
 //
-// read_nifti(path) returns one 3-D volume as a Tensor<float> of shape (1, 1, D = nz, H = ny,
+// read_nifti(path, options = {}) returns one 3-D volume as a Tensor<float> of shape (1, 1, D = nz, H = ny,
 // W = nx) (NIfTI's x is the fastest axis, so voxel (x, y, z) sits at x + nx * (y + ny * z)),
 // with scl_slope/scl_inter applied when the slope is non-zero, plus the geometry of the header
 // (pixdim, qform and sform). Datatypes: uint8, int8, int16, uint16, int32, float32, float64,
@@ -20,7 +20,19 @@
 // revox::Error whose message names the file and the problem, e.g.
 //   NIfTI file '/data/x.nii.gz': truncated data: header says 240x240x155 float32
 //   (35712000 bytes from offset 352), the file has 1000000
-// NaN or Inf voxels (after scaling) are an error naming their count and the first one.
+// NaN or Inf voxels are an error naming their count and the first one (and "after scaling"
+// when scl_slope/scl_inter turned a finite stored value into one), unless
+// NiftiReadOptions::nan_policy is NanPolicy::zero: then they become 0 and
+// NiftiVolume::non_finite_zeroed counts them.
+//
+// Before anything is allocated or inflated, the memory the header asks for (the data section,
+// dims x bytes per voxel, plus the float32 volume it becomes) is checked against a limit:
+// NiftiReadOptions::max_bytes if non-zero, else the environment variable
+// REVOX_NIFTI_MAX_BYTES (bytes, or with a K/M/G/T suffix: powers of 1024), else a quarter of
+// the memory available (MemAvailable in /proc/meminfo), at least 1 GiB and at most 8 GiB. A
+// small .nii.gz that inflates to gigabytes is thus refused by name instead of exhausting
+// memory; running out of memory anyway while reading throws revox::Error naming the file and
+// the size asked for.
 //
 // Writing (write_nifti: float32, write_nifti_labels: uint8) goes through nifti_clib and
 // produces single-file NIfTI-1 (its single-file NIfTI-2 writing is broken in 3.0.1),
@@ -28,12 +40,15 @@
 // to a temporary file in the target's directory, is fsync'ed, read back with read_nifti and
 // compared, and only then renamed over the target. nifti_image_write reports no status, so
 // the read-back is the only proof that the write worked. A failed write leaves no temporary
-// file and names the target. NIfTI-1 stores geometry as float32, so it reads back rounded to
+// file and names the target; when it failed because the disk is full or the file size limit
+// (RLIMIT_FSIZE, `ulimit -f`) was reached, the message says so. NIfTI-1 stores geometry as float32, so it reads back rounded to
 // float, and it stores the quaternion (sform rows) only when qform_code (sform_code) > 0.
 #pragma once
 
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -47,10 +62,13 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iomanip>
+#include <limits>
+#include <new>
 #include <memory>
 #include <sstream>
 #include <string>
@@ -146,7 +164,101 @@ struct NiftiVolume {
   NiftiGeometry geometry;
   int datatype = 0;       // NIFTI_TYPE_* of the file
   int nifti_version = 1;  // 1 or 2
+  // NaN/Inf voxels set to 0 under NanPolicy::zero (always 0 under NanPolicy::error).
+  std::int64_t non_finite_zeroed = 0;
 };
+
+// What read_nifti does with NaN or Inf voxels (after scaling): reject the file (error, the
+// default) or set them to 0 (zero, e.g. for the NaN background of resampled images).
+enum class NanPolicy { error, zero };
+
+inline const char* to_string(NanPolicy policy) {
+  return policy == NanPolicy::zero ? "zero" : "error";
+}
+
+// "error" or "zero"; anything else throws naming the valid values.
+inline NanPolicy nan_policy_from_string(const std::string& text) {
+  if (text == "error") return NanPolicy::error;
+  if (text == "zero") return NanPolicy::zero;
+  throw Error(revox::detail::concat("unknown NaN policy '", text,
+                                    "': expected \"error\" or \"zero\""));
+}
+
+struct NiftiReadOptions {
+  // Most bytes a read may allocate for the voxels (the data section plus the float32
+  // volume); 0: REVOX_NIFTI_MAX_BYTES if set, else default_nifti_max_bytes().
+  std::uint64_t max_bytes = 0;
+  NanPolicy nan_policy = NanPolicy::error;
+  // Appended to the NaN/Inf error under NanPolicy::error; empty: a hint naming
+  // NanPolicy::zero and revox-brats --nan-policy zero.
+  std::string nan_hint;
+};
+
+// Memory the kernel says is available (MemAvailable, else free pages); 0 if unknown.
+inline std::uint64_t available_memory_bytes() {
+  std::ifstream meminfo("/proc/meminfo");
+  std::string key;
+  std::uint64_t value = 0;
+  std::string unit;
+  while (meminfo >> key >> value) {
+    std::getline(meminfo, unit);
+    if (key == "MemAvailable:") return value * 1024;  // the kernel reports kB
+  }
+  const long pages = ::sysconf(_SC_AVPHYS_PAGES);
+  const long page_size = ::sysconf(_SC_PAGESIZE);
+  if (pages > 0 && page_size > 0) {
+    return static_cast<std::uint64_t>(pages) * static_cast<std::uint64_t>(page_size);
+  }
+  return 0;
+}
+
+// A quarter of the available memory, at least 1 GiB and at most 8 GiB (4 GiB if unknown).
+// (A BraTS volume, 240x240x155 float32, needs 71 MB.)
+inline std::uint64_t default_nifti_max_bytes() {
+  constexpr std::uint64_t kGiB = std::uint64_t{1} << 30;
+  const std::uint64_t available = available_memory_bytes();
+  if (available == 0) return 4 * kGiB;
+  return std::clamp(available / 4, kGiB, 8 * kGiB);
+}
+
+// The limit read_nifti applies with `options`, and where it comes from (for messages).
+struct NiftiByteLimit {
+  std::uint64_t bytes = 0;
+  std::string source;
+};
+
+inline NiftiByteLimit nifti_max_bytes(const NiftiReadOptions& options = {}) {
+  if (options.max_bytes > 0) return {options.max_bytes, "NiftiReadOptions::max_bytes"};
+  const char* text = std::getenv("REVOX_NIFTI_MAX_BYTES");
+  if (text != nullptr && *text != '\0') {
+    const std::string value(text);
+    std::size_t digits = 0;
+    while (digits < value.size() && std::isdigit(static_cast<unsigned char>(value[digits]))) {
+      ++digits;
+    }
+    int shift = -1;
+    const std::string suffix = value.substr(digits);
+    if (suffix.empty()) shift = 0;
+    else if (suffix == "K" || suffix == "k") shift = 10;
+    else if (suffix == "M" || suffix == "m") shift = 20;
+    else if (suffix == "G" || suffix == "g") shift = 30;
+    else if (suffix == "T" || suffix == "t") shift = 40;
+    std::uint64_t number = 0;
+    bool ok = digits > 0 && digits <= 15 && shift >= 0;
+    if (ok) {
+      number = std::stoull(value.substr(0, digits));
+      ok = number > 0 && number <= (std::numeric_limits<std::uint64_t>::max() >> shift);
+    }
+    if (!ok) {
+      throw Error(revox::detail::concat(
+          "REVOX_NIFTI_MAX_BYTES='", value, "' is not a positive number of bytes (e.g. ",
+          "8000000000, 512M or 8G: K, M, G, T are powers of 1024)"));
+    }
+    return {number << shift, "REVOX_NIFTI_MAX_BYTES"};
+  }
+  return {default_nifti_max_bytes(),
+          "default: a quarter of the available memory, at least 1 GiB, at most 8 GiB"};
+}
 
 namespace nifti_detail {
 
@@ -333,7 +445,25 @@ struct Layout {
     return revox::detail::concat(nx, "x", ny, "x", nz, " ", datatype->name, " (", data_bytes,
                                  " bytes from offset ", data_offset, ")");
   }
+  // What reading allocates for the voxels: the data section and the float32 volume. At most
+  // 2^32 voxels x (8 + 4) bytes, so no overflow.
+  std::uint64_t memory_bytes() const {
+    return static_cast<std::uint64_t>(data_bytes) +
+           static_cast<std::uint64_t>(nvox) * sizeof(float);
+  }
 };
+
+// Refuses a header that asks for more memory than `limit`, before anything is allocated.
+inline void check_byte_limit(const std::filesystem::path& path, const Layout& layout,
+                             const NiftiByteLimit& limit) {
+  if (layout.memory_bytes() <= limit.bytes) return;
+  fail(path, "header declares ", layout.nx, "x", layout.ny, "x", layout.nz, " ",
+       layout.datatype->name, " = ", layout.data_bytes, " bytes of voxel data, ",
+       layout.memory_bytes(), " bytes in memory with the float32 volume; that is more than ",
+       "the limit of ", limit.bytes, " bytes (", limit.source, "). If the file is meant to be ",
+       "this large, raise the limit with the environment variable REVOX_NIFTI_MAX_BYTES ",
+       "(e.g. REVOX_NIFTI_MAX_BYTES=32G) or NiftiReadOptions::max_bytes");
+}
 
 inline Layout validate_header(const std::filesystem::path& path, const RawHeader& h) {
   Layout layout;
@@ -390,18 +520,24 @@ inline Layout validate_header(const std::filesystem::path& path, const RawHeader
   }
   layout.data_offset = static_cast<std::int64_t>(h.vox_offset);
   if (h.qform_code > 0) {
-    for (double v : {h.quatern[0], h.quatern[1], h.quatern[2], h.qoffset[0], h.qoffset[1],
-                     h.qoffset[2], h.pixdim[0]}) {
+    const std::pair<const char*, double> parameters[] = {
+        {"quatern_b", h.quatern[0]}, {"quatern_c", h.quatern[1]}, {"quatern_d", h.quatern[2]},
+        {"qoffset_x", h.qoffset[0]}, {"qoffset_y", h.qoffset[1]}, {"qoffset_z", h.qoffset[2]},
+        {"pixdim[0] (qfac)", h.pixdim[0]}};
+    for (const auto& [name, v] : parameters) {
       if (!std::isfinite(v)) {
-        fail(path, "non-finite qform parameter (qform_code ", h.qform_code, ")");
+        fail(path, "non-finite qform parameter ", name, " = ", v, " (qform_code ", h.qform_code,
+             ")");
       }
     }
   }
   if (h.sform_code > 0) {
-    for (const auto& row : h.srow) {
-      for (double v : row) {
-        if (!std::isfinite(v)) {
-          fail(path, "non-finite sform row entry (sform_code ", h.sform_code, ")");
+    static const char* const kRows[3] = {"srow_x", "srow_y", "srow_z"};
+    for (int r = 0; r < 3; ++r) {
+      for (int c = 0; c < 4; ++c) {
+        if (!std::isfinite(h.srow[r][c])) {
+          fail(path, "non-finite sform entry ", kRows[r], "[", c, "] = ", h.srow[r][c],
+               " (sform_code ", h.sform_code, ")");
         }
       }
     }
@@ -432,7 +568,8 @@ inline NiftiGeometry geometry_of(const RawHeader& h) {
 // Memory grows with the bytes that actually arrive, never with what the header claims.
 class StreamReader {
  public:
-  explicit StreamReader(const std::filesystem::path& path) : path_(path) {}
+  StreamReader(const std::filesystem::path& path, NiftiByteLimit limit)
+      : path_(path), limit_(std::move(limit)) {}
 
   void consume(const std::uint8_t* bytes, std::size_t size) {
     if (!parsed_) {
@@ -462,6 +599,7 @@ class StreamReader {
   std::uint64_t bytes_seen() const { return offset_; }
   const RawHeader& header() const { return header_; }
   const Layout& layout() const { return layout_; }
+  bool parsed() const { return parsed_; }
   const std::vector<std::uint8_t>& data() const { return data_; }
 
  private:
@@ -470,6 +608,7 @@ class StreamReader {
   void parse_prefix() {
     header_ = parse_header(path_, prefix_.data(), prefix_.size());
     layout_ = validate_header(path_, header_);
+    check_byte_limit(path_, layout_, limit_);
     parsed_ = true;
     data_.reserve(static_cast<std::size_t>(
         std::min<std::int64_t>(layout_.data_bytes, std::int64_t{64} << 20)));
@@ -485,6 +624,7 @@ class StreamReader {
   }
 
   std::filesystem::path path_;
+  NiftiByteLimit limit_;
   std::vector<std::uint8_t> prefix_;
   std::vector<std::uint8_t> data_;
   RawHeader header_;
@@ -537,6 +677,7 @@ inline void read_gzip(const std::filesystem::path& path, StreamReader& reader) {
   std::vector<std::uint8_t> input(1 << 16), output(1 << 16);
   bool at_member_end = false;
   bool first_read = true;
+  std::uint64_t file_bytes_read = 0;  // compressed bytes read from the file so far
   for (;;) {
     if (stream.avail_in == 0) {
       in.read(reinterpret_cast<char*>(input.data()), static_cast<std::streamsize>(input.size()));
@@ -550,10 +691,23 @@ inline void read_gzip(const std::filesystem::path& path, StreamReader& reader) {
              "gzip signature 1f 8b");
       }
       first_read = false;
+      file_bytes_read += got;
       stream.next_in = input.data();
       stream.avail_in = static_cast<uInt>(got);
     }
-    if (at_member_end) {  // more bytes after a member: they must be another gzip member
+    if (at_member_end) {
+      // More bytes after a member: they must be another gzip member (zlib would call
+      // anything else, e.g. zero padding, an "incorrect header check").
+      if (stream.next_in[0] != 0x1f || (stream.avail_in >= 2 && stream.next_in[1] != 0x8b)) {
+        std::error_code ec;
+        const auto file_size = std::filesystem::file_size(path, ec);
+        const std::uint64_t at = file_bytes_read - stream.avail_in;
+        fail(path, "data after the end of the compressed stream: ",
+             ec ? std::string("bytes")
+                : std::to_string(file_size - at) + (file_size - at == 1 ? " byte" : " bytes"),
+             " from offset ", at, " are not another gzip member (the ",
+             reader.bytes_seen(), " decompressed bytes before them are complete)");
+      }
       inflateReset(&stream);
       at_member_end = false;
     }
@@ -564,8 +718,18 @@ inline void read_gzip(const std::filesystem::path& path, StreamReader& reader) {
     if (status == Z_STREAM_END) {
       at_member_end = true;
     } else if (status == Z_DATA_ERROR || status == Z_NEED_DICT) {
-      fail(path, "corrupt gzip stream (zlib: ", stream.msg != nullptr ? stream.msg : "data error",
-           ") after ", reader.bytes_seen(), " decompressed bytes");
+      const std::string zlib_message = stream.msg != nullptr ? stream.msg : "data error";
+      if (zlib_message == "incorrect data check") {
+        fail(path, "the gzip CRC does not match the decompressed data: the file is corrupted ",
+             "(zlib: incorrect data check, after ", reader.bytes_seen(), " decompressed bytes)");
+      }
+      if (zlib_message == "incorrect length check") {
+        fail(path, "the gzip length trailer does not match the decompressed size: the file is ",
+             "corrupted (zlib: incorrect length check, after ", reader.bytes_seen(),
+             " decompressed bytes)");
+      }
+      fail(path, "corrupt gzip stream (zlib: ", zlib_message, ") after ", reader.bytes_seen(),
+           " decompressed bytes");
     } else if (status == Z_MEM_ERROR) {
       fail(path, "zlib ran out of memory while inflating");
     } else if (status != Z_OK && status != Z_BUF_ERROR) {
@@ -623,24 +787,39 @@ void convert(const std::uint8_t* bytes, std::int64_t count, bool swapped, double
 
 }  // namespace nifti_detail
 
-// Reads exactly one 3-D volume (dim[4..7] == 1 allowed); throws revox::Error naming the path.
-inline NiftiVolume read_nifti(const std::filesystem::path& path) {
-  namespace d = nifti_detail;
-  d::check_readable_path(path);
-  // revox reads the voxels itself: besides the pitfalls above, nifti_clib 3.0.1 silently
-  // replaces NaN and Inf float voxels by 0, hiding corrupt data.
-  d::StreamReader reader(path);
-  if (d::is_gzip_name(path)) {
-    d::read_gzip(path, reader);
-  } else {
-    d::read_plain(path, reader);
+namespace nifti_detail {
+
+// The stored value of voxel `index`, before scaling, as a double.
+inline double raw_value(const std::uint8_t* raw, int datatype, std::int64_t index, bool swapped) {
+  const auto at = [&](std::size_t bytes) { return static_cast<std::size_t>(index) * bytes; };
+  switch (datatype) {
+    case NIFTI_TYPE_UINT8: return load<std::uint8_t>(raw, at(1), swapped);
+    case NIFTI_TYPE_INT8: return load<std::int8_t>(raw, at(1), swapped);
+    case NIFTI_TYPE_INT16: return load<std::int16_t>(raw, at(2), swapped);
+    case NIFTI_TYPE_UINT16: return load<std::uint16_t>(raw, at(2), swapped);
+    case NIFTI_TYPE_INT32: return load<std::int32_t>(raw, at(4), swapped);
+    case NIFTI_TYPE_FLOAT32: return load<float>(raw, at(4), swapped);
+    case NIFTI_TYPE_FLOAT64: return load<double>(raw, at(8), swapped);
+    default: REVOX_ASSERT(false); return 0;
   }
-  const d::RawHeader& header = reader.header();
-  const d::Layout& layout = reader.layout();
-  d::cross_check_with_nifti_clib(path, layout);
+}
+
+// The header passed the byte limit, yet memory ran out: say so, naming the file and the size.
+[[noreturn]] inline void fail_out_of_memory(const std::filesystem::path& path,
+                                            const StreamReader& reader, const char* what) {
+  if (!reader.parsed()) fail(path, "out of memory while reading the header (", what, ")");
+  fail(path, "out of memory reading ", reader.layout().describe(), ": it needs ",
+       reader.layout().memory_bytes(), " bytes with the float32 volume (", what, ")");
+}
+
+inline NiftiVolume read_nifti_impl(const std::filesystem::path& path,
+                                   const NiftiReadOptions& options, const StreamReader& reader) {
+  const RawHeader& header = reader.header();
+  const Layout& layout = reader.layout();
+  cross_check_with_nifti_clib(path, layout);
 
   NiftiVolume volume;
-  volume.geometry = d::geometry_of(header);
+  volume.geometry = geometry_of(header);
   volume.datatype = layout.datatype->code;
   volume.nifti_version = header.version;
   volume.data = Tensor<float>(Shape5{1, 1, layout.nz, layout.ny, layout.nx});
@@ -650,13 +829,13 @@ inline NiftiVolume read_nifti(const std::filesystem::path& path) {
   const bool s = header.swapped;
   const double slope = header.scl_slope, inter = header.scl_inter;
   switch (layout.datatype->code) {
-    case NIFTI_TYPE_UINT8: d::convert<std::uint8_t>(raw, n, s, slope, inter, out); break;
-    case NIFTI_TYPE_INT8: d::convert<std::int8_t>(raw, n, s, slope, inter, out); break;
-    case NIFTI_TYPE_INT16: d::convert<std::int16_t>(raw, n, s, slope, inter, out); break;
-    case NIFTI_TYPE_UINT16: d::convert<std::uint16_t>(raw, n, s, slope, inter, out); break;
-    case NIFTI_TYPE_INT32: d::convert<std::int32_t>(raw, n, s, slope, inter, out); break;
-    case NIFTI_TYPE_FLOAT32: d::convert<float>(raw, n, s, slope, inter, out); break;
-    case NIFTI_TYPE_FLOAT64: d::convert<double>(raw, n, s, slope, inter, out); break;
+    case NIFTI_TYPE_UINT8: convert<std::uint8_t>(raw, n, s, slope, inter, out); break;
+    case NIFTI_TYPE_INT8: convert<std::int8_t>(raw, n, s, slope, inter, out); break;
+    case NIFTI_TYPE_INT16: convert<std::int16_t>(raw, n, s, slope, inter, out); break;
+    case NIFTI_TYPE_UINT16: convert<std::uint16_t>(raw, n, s, slope, inter, out); break;
+    case NIFTI_TYPE_INT32: convert<std::int32_t>(raw, n, s, slope, inter, out); break;
+    case NIFTI_TYPE_FLOAT32: convert<float>(raw, n, s, slope, inter, out); break;
+    case NIFTI_TYPE_FLOAT64: convert<double>(raw, n, s, slope, inter, out); break;
     default: REVOX_ASSERT(false);
   }
 
@@ -664,16 +843,59 @@ inline NiftiVolume read_nifti(const std::filesystem::path& path) {
   for (std::int64_t i = 0; i < n; ++i) {
     if (!std::isfinite(out[i])) {
       if (bad++ == 0) first_bad = i;
+      if (options.nan_policy == NanPolicy::zero) out[i] = 0.0f;
     }
   }
-  if (bad > 0) {
+  if (bad > 0 && options.nan_policy == NanPolicy::error) {
     const std::int64_t x = first_bad % layout.nx, y = (first_bad / layout.nx) % layout.ny,
                        z = first_bad / (layout.nx * layout.ny);
-    d::fail(path, bad, " NaN or Inf voxel", bad == 1 ? "" : "s",
-            slope != 0 ? " (after scaling)" : "", "; the first at (x, y, z) = (", x, ", ", y,
-            ", ", z, ")");
+    // "after scaling" only when scaling changes values and made this finite stored value
+    // non-finite (a stored NaN is NaN with or without scaling).
+    const bool scaling_applies = slope != 0 && !(slope == 1 && inter == 0);
+    const bool by_scaling =
+        scaling_applies && std::isfinite(raw_value(raw, layout.datatype->code, first_bad, s));
+    const std::string hint =
+        options.nan_hint.empty()
+            ? std::string("; to read such voxels as 0, choose the NaN policy \"zero\" "
+                          "(revox-brats --nan-policy zero, or NiftiReadOptions::nan_policy = "
+                          "NanPolicy::zero)")
+            : options.nan_hint;
+    fail(path, bad, " NaN or Inf voxel", bad == 1 ? "" : "s", by_scaling ? " (after scaling)" : "",
+         "; the first at (x, y, z) = (", x, ", ", y, ", ", z, ")", hint);
   }
+  volume.non_finite_zeroed = bad;
   return volume;
+}
+
+}  // namespace nifti_detail
+
+// Reads exactly one 3-D volume (dim[4..7] == 1 allowed); throws revox::Error naming the path.
+inline NiftiVolume read_nifti(const std::filesystem::path& path,
+                              const NiftiReadOptions& options = {}) {
+  namespace d = nifti_detail;
+  d::check_readable_path(path);
+  // revox reads the voxels itself: besides the pitfalls above, nifti_clib 3.0.1 silently
+  // replaces NaN and Inf float voxels by 0, hiding corrupt data.
+  d::StreamReader reader(path, nifti_max_bytes(options));
+  try {
+    if (d::is_gzip_name(path)) {
+      d::read_gzip(path, reader);
+    } else {
+      d::read_plain(path, reader);
+    }
+    return d::read_nifti_impl(path, options, reader);
+  } catch (const std::bad_alloc& e) {
+    d::fail_out_of_memory(path, reader, e.what());
+  } catch (const InternalError&) {
+    throw;
+  } catch (const Error& e) {
+    // The tensor allocator's own out-of-memory error does not name the file.
+    if (std::strstr(e.what(), "out of memory allocating") != nullptr &&
+        std::strstr(e.what(), "NIfTI file '") == nullptr) {
+      d::fail_out_of_memory(path, reader, e.what());
+    }
+    throw;
+  }
 }
 
 namespace nifti_detail {
@@ -786,6 +1008,31 @@ inline void check_write_geometry(const std::filesystem::path& path, const NiftiG
   }
 }
 
+// nifti_image_write reports no status: when a written file does not read back, says whether
+// the file size limit or a full disk is the likely cause (empty when neither is).
+inline std::string full_disk_hint(const std::filesystem::path& temp) {
+  struct stat st {};
+  struct rlimit limit {};
+  if (::stat(temp.c_str(), &st) == 0 && ::getrlimit(RLIMIT_FSIZE, &limit) == 0 &&
+      limit.rlim_cur != RLIM_INFINITY &&
+      static_cast<unsigned long long>(st.st_size) >=
+          static_cast<unsigned long long>(limit.rlim_cur)) {
+    return revox::detail::concat(" (file size limit reached: RLIMIT_FSIZE, `ulimit -f`, is ",
+                                 static_cast<unsigned long long>(limit.rlim_cur),
+                                 " bytes and the file stopped there)");
+  }
+  struct statvfs vfs {};
+  const auto directory =
+      temp.parent_path().empty() ? std::filesystem::path(".") : temp.parent_path();
+  if (::statvfs(directory.c_str(), &vfs) == 0 &&
+      static_cast<unsigned long long>(vfs.f_bavail) * vfs.f_frsize < (1ull << 20)) {
+    return revox::detail::concat(" (no space left on the device: ",
+                                 static_cast<unsigned long long>(vfs.f_bavail) * vfs.f_frsize,
+                                 " bytes free in '", directory.string(), "')");
+  }
+  return std::string();
+}
+
 // Writes `data` (nx*ny*nz elements of `datatype`) as single-file NIfTI-1, atomically;
 // `check` compares the re-read volume with what was meant and returns "" when it matches.
 template <class Check>
@@ -808,6 +1055,9 @@ void write_atomic(const std::filesystem::path& path, int datatype, const void* d
   NiftiImagePtr image(nifti_make_new_nim(dims, datatype, 0));
   if (!image) fail_write(path, "nifti_make_new_nim failed");
   image->nifti_type = NIFTI_FTYPE_NIFTI1_1;
+  // nifti_make_new_nim leaves dim[4..7] at 0; other tools expect 1 for unused dimensions.
+  for (int i = 4; i <= 7; ++i) image->dim[i] = 1;
+  image->nt = image->nu = image->nv = image->nw = 1;
   image->dx = image->pixdim[1] = geometry.spacing[0];
   image->dy = image->pixdim[2] = geometry.spacing[1];
   image->dz = image->pixdim[3] = geometry.spacing[2];
@@ -869,7 +1119,8 @@ void write_atomic(const std::filesystem::path& path, int datatype, const void* d
     problem = e.what();
   }
   if (!problem.empty()) {
-    fail_write(path, "verification of '", temp.path().string(), "' failed: ", problem);
+    fail_write(path, "verification of '", temp.path().string(), "' failed: ", problem,
+               full_disk_hint(temp.path()));
   }
   if (std::rename(temp.path().c_str(), path.c_str()) != 0) {
     fail_write(path, "renaming '", temp.path().string(), "' over it failed (",

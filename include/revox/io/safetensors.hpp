@@ -18,7 +18,9 @@
 // existing target is replaced only by a complete, verified file. The header is padded with
 // spaces to a multiple of 8 bytes, and the tensors are laid out by decreasing element size,
 // so every tensor's data is aligned to its element size in the file (as the reference
-// implementation does). Atomic replacement uses POSIX (open/fsync/rename).
+// implementation does). Atomic replacement uses POSIX (open/fsync/rename). A full disk or a
+// file size limit (RLIMIT_FSIZE, `ulimit -f`; with SIGXFSZ ignored, as revox-brats does) is
+// reported as "no space left on the device" / "file size limit reached", naming the target.
 #pragma once
 
 #include <fcntl.h>
@@ -28,6 +30,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <functional>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -555,13 +558,33 @@ inline int write_all(int fd, const void* data, std::size_t bytes) {
   return 0;
 }
 
+// An errno value of a failed write, in words that say what to do about it.
+inline std::string describe_write_error(int error) {
+  switch (error) {
+    case ENOSPC:
+      return "no space left on the device";
+    case EFBIG:
+      return "file size limit reached (RLIMIT_FSIZE, `ulimit -f`) or the file is too large "
+             "for the file system";
+#ifdef EDQUOT
+    case EDQUOT:
+      return "disk quota exceeded (no space left for this user)";
+#endif
+    default:
+      return std::strerror(error);
+  }
+}
+
 }  // namespace detail
 
 // Writes `tensors` and `metadata` to `path` atomically (see the top of this file). Throws
-// revox::Error naming `path` on invalid tensors and on any I/O failure.
-inline void write_safetensors(const std::filesystem::path& path,
-                              const std::map<std::string, SafeTensor>& tensors,
-                              const std::map<std::string, std::string>& metadata = {}) {
+// revox::Error naming `path` on invalid tensors and on any I/O failure. `before_rename`, when
+// set, is called with the temporary file's path once it is complete, synced and verified,
+// just before it is renamed over `path` (for tests that stop a writer at that moment).
+inline void write_safetensors(
+    const std::filesystem::path& path, const std::map<std::string, SafeTensor>& tensors,
+    const std::map<std::string, std::string>& metadata = {},
+    const std::function<void(const std::filesystem::path&)>& before_rename = nullptr) {
   auto fail = [&](auto&&... parts) {
     throw Error(revox::detail::concat("safetensors: cannot write '", path.string(), "': ",
                                       parts...));
@@ -609,12 +632,16 @@ inline void write_safetensors(const std::filesystem::path& path,
     if (error != 0) break;
     error = detail::write_all(temp.fd(), entry->second.bytes.data(), entry->second.bytes.size());
   }
-  if (error != 0) fail("writing '", temp.path().string(), "' failed (", std::strerror(error), ")");
+  if (error != 0) {
+    fail("writing '", temp.path().string(), "' failed: ", detail::describe_write_error(error),
+         " (the temporary file is removed; an existing '", path.filename().string(),
+         "' is left as it was)");
+  }
   if (::fsync(temp.fd()) != 0) {
-    fail("fsync of '", temp.path().string(), "' failed (", std::strerror(errno), ")");
+    fail("fsync of '", temp.path().string(), "' failed: ", detail::describe_write_error(errno));
   }
   if ((error = temp.close()) != 0) {
-    fail("closing '", temp.path().string(), "' failed (", std::strerror(error), ")");
+    fail("closing '", temp.path().string(), "' failed: ", detail::describe_write_error(error));
   }
 
   // Read back and verify before the target is touched, one tensor at a time.
@@ -637,6 +664,7 @@ inline void write_safetensors(const std::filesystem::path& path,
     problem = e.what();
   }
   if (!problem.empty()) fail("verification of '", temp.path().string(), "' failed: ", problem);
+  if (before_rename) before_rename(temp.path());
 
   if (std::rename(temp.path().c_str(), path.c_str()) != 0) {
     fail("renaming '", temp.path().string(), "' over it failed (", std::strerror(errno), ")");
