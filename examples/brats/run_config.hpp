@@ -196,6 +196,14 @@ inline nlohmann::json training_preset(const std::string& name) {
 // Applies "a.b.c=value": value is parsed as JSON when it is valid JSON (numbers, true,
 // [1,2], "text"), else taken as a string. Unknown keys are rejected by name.
 inline void apply_set(nlohmann::json& config, const std::string& assignment) {
+  // Error messages show values through nlohmann's dump(), which throws on invalid UTF-8.
+  bool utf8 = true;
+  try {
+    (void)nlohmann::json(assignment).dump();
+  } catch (const nlohmann::json::type_error&) {
+    utf8 = false;
+  }
+  REVOX_CHECK(utf8, "--set '", assignment, "': not valid UTF-8");
   const auto eq = assignment.find('=');
   REVOX_CHECK(eq != std::string::npos && eq > 0, "--set '", assignment,
               "': expected key=value, e.g. epochs=10 or model.expand_ratio=4");
