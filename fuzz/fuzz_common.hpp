@@ -57,13 +57,22 @@ inline void write_file(const std::filesystem::path& path, const std::uint8_t* da
   std::abort();
 }
 
+// REVOX_FUZZ_VERBOSE=1 prints each call's outcome (e.g. to see what the seeds exercise:
+// REVOX_FUZZ_VERBOSE=1 build-fuzz/bin/fuzz_nifti fuzz/corpus/nifti/*).
+inline bool verbose() {
+  static const bool on = std::getenv("REVOX_FUZZ_VERBOSE") != nullptr;
+  return on;
+}
+
 // Runs `body`; revox::Error is fine, anything else is a finding.
 template <class Body>
 void expect_only_revox_errors(const char* what, Body&& body) {
   try {
     body();
-  } catch (const revox::Error&) {
+    if (verbose()) std::fprintf(stderr, "  %s: ok\n", what);
+  } catch (const revox::Error& e) {
     // the documented outcome for bad input
+    if (verbose()) std::fprintf(stderr, "  %s: revox::Error: %s\n", what, e.what());
   } catch (const std::exception& e) {
     finding(std::string(what) + ": unexpected exception (not revox::Error): " + e.what());
   } catch (...) {

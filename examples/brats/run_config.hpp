@@ -215,6 +215,7 @@ inline void apply_set(nlohmann::json& config, const std::string& assignment) {
   } catch (const nlohmann::json::exception&) {
     value = text;
   }
+  revox::detail::check_json_depth(value, ("--set '" + key + "'").c_str());
   // Build {"a": {"b": {"c": value}}} and merge it (which checks every level).
   std::vector<std::string> parts;
   std::size_t start = 0;
@@ -225,6 +226,8 @@ inline void apply_set(nlohmann::json& config, const std::string& assignment) {
     start = dot + 1;
   }
   for (const auto& p : parts) REVOX_CHECK(!p.empty(), "--set '", assignment, "': empty key part");
+  REVOX_CHECK(parts.size() <= 8, "--set: key '", key, "' has ", parts.size(),
+              " parts; config keys have at most 3");
   if (parts[0] == "model" && parts.size() == 2) {
     bool known = false;
     for (const char* k : detail::kUNetKeys) known = known || parts[1] == k;
@@ -241,6 +244,7 @@ inline void apply_set(nlohmann::json& config, const std::string& assignment) {
 
 // Validates a resolved config and converts it to a RunConfig.
 inline RunConfig parse_run_config(const nlohmann::json& input) {
+  revox::detail::check_json_depth(input, "training config");
   nlohmann::json j = default_run_json();
   detail::merge_checked(j, input, "");
   RunConfig c;
