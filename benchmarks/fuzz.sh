@@ -34,7 +34,7 @@ fi
 
 # Without -fopenmp (clang's libomp is not needed), OpenMP pragmas are ignored and a few
 # variables only they use are unused: hence the two -Wno-.
-flags=(-std=c++17 -O1 -g -fno-omit-frame-pointer
+flags=(-std=c++17 -O1 -gline-tables-only -fno-omit-frame-pointer
        -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
        -Wall -Wextra -Werror -Wno-unknown-pragmas -Wno-unused-variable
        -Iinclude -Ifuzz -Iexamples/brats -I/usr/include/nifti)
