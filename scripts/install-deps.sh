@@ -4,6 +4,10 @@
 # Run as root (CI) or with sudo available.
 #   scripts/install-deps.sh           build + test dependencies
 #   scripts/install-deps.sh --peers   also oneDNN, for the peer benchmarks
+#   scripts/install-deps.sh --fuzz    also clang and its sanitizer/libFuzzer runtimes, for
+#                                     benchmarks/fuzz.sh (Debian 12's clang-14 does not pull
+#                                     in libclang-rt-14-dev, which holds libclang_rt.fuzzer)
+# Options combine: scripts/install-deps.sh --peers --fuzz
 set -euo pipefail
 
 packages=(
@@ -17,9 +21,13 @@ packages=(
   libstb-dev           # PNG writing (stb_image_write) for revox-brats' plots and overlays
   openmpi-bin libopenmpi-dev  # data-parallel training under mpirun (revox::mpi) and its tests
 )
-if [[ "${1:-}" == "--peers" ]]; then
-  packages+=(libdnnl-dev)
-fi
+for option in "$@"; do
+  case "$option" in
+    --peers) packages+=(libdnnl-dev) ;;
+    --fuzz) packages+=(clang libclang-rt-14-dev) ;;
+    *) echo "install-deps: unknown option '$option' (expected --peers or --fuzz)" >&2; exit 2 ;;
+  esac
+done
 
 missing=()
 for package in "${packages[@]}"; do

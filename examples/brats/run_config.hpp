@@ -196,6 +196,14 @@ inline nlohmann::json training_preset(const std::string& name) {
 // Applies "a.b.c=value": value is parsed as JSON when it is valid JSON (numbers, true,
 // [1,2], "text"), else taken as a string. Unknown keys are rejected by name.
 inline void apply_set(nlohmann::json& config, const std::string& assignment) {
+  // Error messages show values through nlohmann's dump(), which throws on invalid UTF-8.
+  bool utf8 = true;
+  try {
+    (void)nlohmann::json(assignment).dump();
+  } catch (const nlohmann::json::type_error&) {
+    utf8 = false;
+  }
+  REVOX_CHECK(utf8, "--set '", assignment, "': not valid UTF-8");
   const auto eq = assignment.find('=');
   REVOX_CHECK(eq != std::string::npos && eq > 0, "--set '", assignment,
               "': expected key=value, e.g. epochs=10 or model.expand_ratio=4");
@@ -207,6 +215,7 @@ inline void apply_set(nlohmann::json& config, const std::string& assignment) {
   } catch (const nlohmann::json::exception&) {
     value = text;
   }
+  revox::detail::check_json_depth(value, ("--set '" + key + "'").c_str());
   // Build {"a": {"b": {"c": value}}} and merge it (which checks every level).
   std::vector<std::string> parts;
   std::size_t start = 0;
@@ -217,6 +226,8 @@ inline void apply_set(nlohmann::json& config, const std::string& assignment) {
     start = dot + 1;
   }
   for (const auto& p : parts) REVOX_CHECK(!p.empty(), "--set '", assignment, "': empty key part");
+  REVOX_CHECK(parts.size() <= 8, "--set: key '", key, "' has ", parts.size(),
+              " parts; config keys have at most 3");
   if (parts[0] == "model" && parts.size() == 2) {
     bool known = false;
     for (const char* k : detail::kUNetKeys) known = known || parts[1] == k;
@@ -233,6 +244,7 @@ inline void apply_set(nlohmann::json& config, const std::string& assignment) {
 
 // Validates a resolved config and converts it to a RunConfig.
 inline RunConfig parse_run_config(const nlohmann::json& input) {
+  revox::detail::check_json_depth(input, "training config");
   nlohmann::json j = default_run_json();
   detail::merge_checked(j, input, "");
   RunConfig c;

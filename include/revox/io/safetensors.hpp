@@ -7,9 +7,9 @@
 // Offsets are relative to the start of the data section; tensors are row-major and
 // little-endian, and together cover the data section exactly, without gaps or overlaps.
 //
-// Reading validates everything before trusting it (header length, JSON, every field, byte
-// counts, offsets, coverage) and throws revox::Error whose message names the file and the
-// problem. Tensors come back as raw bytes plus dtype and shape; values<U>() converts any
+// Reading validates everything before trusting it (header length, nesting depth (at most
+// 64 levels), JSON, every field, byte counts, offsets, coverage) and throws revox::Error
+// whose message names the file and the problem. Tensors come back as raw bytes plus dtype and shape; values<U>() converts any
 // supported dtype (F64, F32, F16, BF16, signed and unsigned integers, BOOL) to U.
 //
 // Writing is atomic: the file is written to a temporary file in the target's directory,
@@ -77,6 +77,10 @@ inline const DtypeInfo& dtype_info(Dtype dtype) {
 
 // A header larger than this is treated as corrupt rather than allocated.
 inline constexpr std::uint64_t kMaxHeaderBytes = 100ull * 1000 * 1000;
+// A valid header nests 3 levels ({name: {"shape": [...]}}). Deeper nesting is rejected
+// before parsing: nlohmann's dump() (used in error messages) recurses once per level, so a
+// header of 200000 '[' overflowed the stack (found by fuzz/fuzz_safetensors.cpp).
+inline constexpr int kMaxHeaderDepth = 64;
 
 template <class... Parts>
 [[noreturn]] void fail(const std::filesystem::path& path, Parts&&... parts) {
@@ -350,6 +354,29 @@ inline SafeTensorInfo parse_entry(const std::filesystem::path& path, const std::
 // Parses and validates the header text against a data section of `data_bytes` bytes.
 inline void parse_header(const std::string& text, SafetensorsHeader& header) {
   const auto& path = header.path;
+  int depth = 0;
+  bool in_string = false, escaped = false;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (in_string) {
+      if (escaped) {
+        escaped = false;
+      } else if (c == '\\') {
+        escaped = true;
+      } else if (c == '"') {
+        in_string = false;
+      }
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > kMaxHeaderDepth) {
+        fail(path, "header nests JSON arrays/objects more than ", kMaxHeaderDepth,
+             " levels deep (at byte ", i, " of the header): not a safetensors header");
+      }
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
   nlohmann::json root;
   try {
     root = nlohmann::json::parse(text);

@@ -44,6 +44,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -182,6 +183,22 @@ inline UNetConfig unet_preset(const std::string& name) {
 
 namespace detail {
 
+// Configs nest a few levels. Deeper JSON is rejected first, without recursion: nlohmann's
+// copy and dump() recurse once per level, so 100000 nested arrays overflowed the stack
+// (found by fuzz/fuzz_config.cpp). Throws revox::Error naming `what`.
+inline constexpr int kMaxConfigJsonDepth = 32;
+inline void check_json_depth(const nlohmann::json& j, const char* what) {
+  std::vector<std::pair<const nlohmann::json*, int>> pending{{&j, 0}};
+  while (!pending.empty()) {
+    const auto [value, depth] = pending.back();
+    pending.pop_back();
+    if (!value->is_structured()) continue;
+    REVOX_CHECK(depth < kMaxConfigJsonDepth, what, ": JSON nested more than ",
+                kMaxConfigJsonDepth, " levels deep");
+    for (const auto& child : *value) pending.emplace_back(&child, depth + 1);
+  }
+}
+
 inline index_t unet_json_integer(const nlohmann::json& value, const char* key, index_t minimum) {
   REVOX_CHECK(value.is_number_integer(), "UNet config: '", key, "' must be an integer >= ",
               minimum, ", got ", value.dump());
@@ -198,6 +215,7 @@ inline index_t unet_json_integer(const nlohmann::json& value, const char* key, i
 }  // namespace detail
 
 inline UNetConfig unet_config_from_json(const nlohmann::json& j) {
+  detail::check_json_depth(j, "UNet config");
   REVOX_CHECK(j.is_object(), "UNet config: expected a JSON object, got ", j.type_name());
   static const char* const kKeys[] = {"preset",         "in_channels",  "out_channels",
                                       "widths",         "expand_ratio", "blocks_per_level",
