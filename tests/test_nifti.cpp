@@ -21,6 +21,7 @@
 
 #include "revox/io/nifti.hpp"
 
+#include "support/file_bytes.hpp"
 #include "support/temp_dir.hpp"
 
 namespace fs = std::filesystem;
@@ -38,7 +39,7 @@ std::vector<std::string> entries(const fs::path& directory) {
   return revox_test::directory_entries(directory);
 }
 
-using Bytes = std::vector<std::uint8_t>;
+using revox_test::Bytes;
 
 template <class T>
 void put(Bytes& bytes, std::size_t offset, T value, bool big_endian) {
@@ -123,31 +124,9 @@ Bytes encode(const std::vector<T>& values, bool big_endian) {
   return out;
 }
 
-Bytes concat(Bytes a, const Bytes& b) {
-  a.insert(a.end(), b.begin(), b.end());
-  return a;
-}
-
-Bytes gzip(const Bytes& raw) {
-  z_stream stream{};
-  REQUIRE(deflateInit2(&stream, 6, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY) == Z_OK);
-  Bytes out(deflateBound(&stream, static_cast<uLong>(raw.size())) + 64);
-  stream.next_in = const_cast<Bytef*>(raw.data());
-  stream.avail_in = static_cast<uInt>(raw.size());
-  stream.next_out = out.data();
-  stream.avail_out = static_cast<uInt>(out.size());
-  REQUIRE(deflate(&stream, Z_FINISH) == Z_STREAM_END);
-  out.resize(stream.total_out);
-  deflateEnd(&stream);
-  return out;
-}
-
-void write_file(const fs::path& path, const Bytes& bytes) {
-  std::ofstream out(path, std::ios::binary);
-  out.write(reinterpret_cast<const char*>(bytes.data()),
-            static_cast<std::streamsize>(bytes.size()));
-  REQUIRE(out.good());
-}
+using revox_test::concat;
+using revox_test::gzip;
+using revox_test::write_file;
 
 // A NIfTI file from a header and data bytes, gzip-compressed when the name ends in .gz.
 void write_nifti_file(const fs::path& path, const Header& h, const Bytes& data) {

@@ -24,6 +24,7 @@
 
 #include "revox/io/nifti.hpp"
 
+#include "support/file_bytes.hpp"
 #include "support/temp_dir.hpp"
 
 namespace fs = std::filesystem;
@@ -33,7 +34,7 @@ using revox::io::read_nifti;
 
 namespace {
 
-using Bytes = std::vector<std::uint8_t>;
+using revox_test::Bytes;
 
 class TempDir : public revox_test::TempDir {
  public:
@@ -113,31 +114,9 @@ Bytes encode(const std::vector<T>& values) {
   return out;
 }
 
-Bytes concat(Bytes a, const Bytes& b) {
-  a.insert(a.end(), b.begin(), b.end());
-  return a;
-}
-
-Bytes gzip(const Bytes& raw) {
-  z_stream stream{};
-  REQUIRE(deflateInit2(&stream, 6, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY) == Z_OK);
-  Bytes out(deflateBound(&stream, static_cast<uLong>(raw.size())) + 64);
-  stream.next_in = const_cast<Bytef*>(raw.data());
-  stream.avail_in = static_cast<uInt>(raw.size());
-  stream.next_out = out.data();
-  stream.avail_out = static_cast<uInt>(out.size());
-  REQUIRE(deflate(&stream, Z_FINISH) == Z_STREAM_END);
-  out.resize(stream.total_out);
-  deflateEnd(&stream);
-  return out;
-}
-
-void write_file(const fs::path& path, const Bytes& bytes) {
-  std::ofstream out(path, std::ios::binary);
-  out.write(reinterpret_cast<const char*>(bytes.data()),
-            static_cast<std::streamsize>(bytes.size()));
-  REQUIRE(out.good());
-}
+using revox_test::concat;
+using revox_test::gzip;
+using revox_test::write_file;
 
 // Raw deflate output of `input` followed by a full flush (byte-aligned, history reset).
 Bytes deflate_flushed(z_stream& stream, const Bytes& input) {
