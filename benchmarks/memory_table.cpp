@@ -4,7 +4,9 @@
 // with the tracking allocator.
 //
 // For a budget (default 14 GB = 14e9 bytes, the paper's) and the MBConv-Base family, once
-// reversible and once as its stored-activation twin (same config, reversible = false):
+// reversible (the presets' defaults: reversible encoder, lean decoder) and once as the
+// non-reversible network that keeps everything (reversible = false, decoder_memory =
+// "stored"):
 //   volume: the largest cubic input side s (a multiple of 2^(levels-1)) whose training step
 //           fits; reported as s and s^3 voxels;
 //   depth:  the most levels at a fixed cubic input (--depth-size, default 128 as the paper's
@@ -16,7 +18,8 @@
 //   width:  the largest width multiplier m (step 0.01) at the paper's 160 x 256 x 256: every
 //           width becomes the nearest multiple of 2 * num_groups to m * width (at least one),
 //           so that GroupNorm still divides its halves;
-// and the planned peak of the four paper presets at their paper input size, both ways.
+// and the planned peak of the four paper presets at their paper input size, both ways and a
+// third way: reversible with the stored decoder (revox's numbers before the lean decoder).
 // One training step = Parameters + Adam state + input + target + logits + their gradient,
 // forward with saved, loss gradient, backward, Adam step; float32, batch 1.
 #include <cmath>
@@ -235,25 +238,40 @@ void maybe_measure(Result& r, const Options& options) {
   r.measured = revox::measure_training_memory<float>(r.config, r.input);
 }
 
-Family run_family(const std::string& name, bool reversible, const Options& options) {
+// How each family changes a preset's config.
+using Variant = void (*)(UNetConfig&);
+void reversible_lean(UNetConfig&) {}  // the presets' defaults
+void all_stored(UNetConfig& c) {
+  c.reversible = false;
+  c.decoder_memory = "stored";
+}
+void reversible_stored_decoder(UNetConfig& c) { c.decoder_memory = "stored"; }
+
+std::vector<std::pair<std::string, Result>> paper_presets(Variant variant, const Options& options) {
+  std::vector<std::pair<std::string, Result>> out;
+  for (const char* preset : {"baseline", "mbconv-base", "mbconv-deeper", "mbconv-wider"}) {
+    UNetConfig c = revox::unet_preset(preset);
+    variant(c);
+    const Shape5 input{1, c.in_channels, c.input_size[0], c.input_size[1], c.input_size[2]};
+    out.emplace_back(preset, make_result(c, input));
+  }
+  for (auto& preset : out) maybe_measure(preset.second, options);
+  return out;
+}
+
+Family run_family(const std::string& name, Variant variant, const Options& options) {
   const double budget = options.budget_gb * 1e9;
   Family f;
   f.name = name;
   UNetConfig base = revox::unet_preset("mbconv-base");
-  base.reversible = reversible;
+  variant(base);
   f.volume = max_volume(base, budget);
   f.levels = max_levels(base, options.depth_size, budget, f.levels_capped);
   f.blocks = max_blocks(base, options.depth_size, budget, kMaxBlocks);
   const Shape5 paper{1, 4, base.input_size[0], base.input_size[1], base.input_size[2]};
   f.width = max_width(base, paper, budget, f.width_multiplier);
-  for (const char* preset : {"baseline", "mbconv-base", "mbconv-deeper", "mbconv-wider"}) {
-    UNetConfig c = revox::unet_preset(preset);
-    c.reversible = reversible;
-    const Shape5 input{1, c.in_channels, c.input_size[0], c.input_size[1], c.input_size[2]};
-    f.presets.emplace_back(preset, make_result(c, input));
-  }
   for (Result* r : {&f.volume, &f.levels, &f.width}) maybe_measure(*r, options);
-  for (auto& preset : f.presets) maybe_measure(preset.second, options);
+  f.presets = paper_presets(variant, options);
   return f;
 }
 
@@ -289,7 +307,13 @@ nlohmann::json result_json(const Result& r) {
   j["parameter_count"] = r.plan.parameter_count;
   j["resident_bytes"] = r.plan.resident_bytes;
   j["saved_bytes"] = r.plan.saved_bytes;
+  j["forward_peak_bytes"] = r.plan.forward_peak_bytes;    // above resident
+  j["backward_peak_bytes"] = r.plan.backward_peak_bytes;  // above resident
+  j["peak_phase"] = r.plan.backward_peak_bytes >= r.plan.forward_peak_bytes ? "backward"
+                                                                             : "forward";
   j["peak_at"] = r.plan.peak_at;
+  j["decoder_memory"] = r.config.decoder_memory;
+  j["reversible"] = r.config.reversible;
   if (r.measured) j["measured_peak_bytes"] = *r.measured;
   return j;
 }
@@ -301,8 +325,9 @@ double ratio(double a, double b) { return b > 0 ? a / b : 0.0; }
 int main(int argc, char** argv) {
   const Options options = parse_args(argc, argv);
   try {
-    const Family rev = run_family("reversible", true, options);
-    const Family sto = run_family("stored", false, options);
+    const Family rev = run_family("reversible", reversible_lean, options);
+    const Family sto = run_family("stored", all_stored, options);
+    const auto before = paper_presets(reversible_stored_decoder, options);
     const auto voxels = [](const Result& r) {
       return r.found ? static_cast<double>(r.input.numel() / r.input.c) : 0.0;
     };
@@ -332,6 +357,9 @@ int main(int argc, char** argv) {
         if (f->width.found) fj["max_width"] = result_json(f->width);
         for (const auto& preset : f->presets) fj["presets"][preset.first] = result_json(preset.second);
         j[f->name] = fj;
+      }
+      for (const auto& preset : before) {
+        j["reversible_stored_decoder"]["presets"][preset.first] = result_json(preset.second);
       }
       j["ratios"] = {{"volume", ratio(voxels(rev.volume), voxels(sto.volume))},
                      {"levels", ratio(static_cast<double>(levels(rev.levels)),
@@ -398,13 +426,15 @@ int main(int argc, char** argv) {
       }
     }
     std::cout << "\n| paper preset (input) | reversible predicted | stored predicted | "
-                 "reversible measured | stored measured |\n|---|---:|---:|---:|---:|\n";
+                 "reversible, stored decoder predicted | reversible measured | stored measured "
+                 "| peak of the reversible step |\n|---|---:|---:|---:|---:|---:|---|\n";
     for (std::size_t p = 0; p < rev.presets.size(); ++p) {
       const Result& r = rev.presets[p].second;
       const Result& s = sto.presets[p].second;
       std::cout << "| " << rev.presets[p].first << " (" << size_text(r.input) << ") | "
-                << gb(r.predicted) << " | " << gb(s.predicted) << " | " << measured_text(r)
-                << " | " << measured_text(s) << " |\n";
+                << gb(r.predicted) << " | " << gb(s.predicted) << " | "
+                << gb(before[p].second.predicted) << " | " << measured_text(r) << " | "
+                << measured_text(s) << " | " << r.plan.peak_at << " |\n";
     }
   } catch (const std::exception& error) {
     std::cerr << "memory_table: " << error.what() << "\n";

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdint>
 #include <iostream>
 #include <limits>
 #include <map>
@@ -232,6 +233,9 @@ TEST_CASE("unet: gradcheck, MBConv blocks, reversible and stored", "[unet][model
 TEST_CASE("unet: gradcheck, standard blocks (Baseline kind)", "[unet][model][gradcheck]") {
   UNetConfig c = small_config("standard", {4, 8}, 2);
   run_gradcheck(c, Shape5{1, 4, 6, 4, 4}, 12);
+  c.decoder_memory = "stored";
+  run_gradcheck(c, Shape5{1, 4, 6, 4, 4}, 12);
+  c.decoder_memory = "lean";
   c.decoder_blocks = 0;  // decoder = reduce, upsample, skip only
   run_gradcheck(c, Shape5{1, 4, 4, 4, 4}, 12);
 }
@@ -312,6 +316,116 @@ TEST_CASE("unet: reversible and stored-activation twins agree", "[unet][model][r
     const auto from_config = forward_backward(twin, twin_params, x, dy);
     CHECK(max_rel_diff(from_config.y.data(), stored.y.data(), rev.y.numel()) == 0.0);
     CHECK(max_rel_diff(from_config.grads.data(), stored.grads.data(), params.size()) == 0.0);
+  }
+}
+
+TEST_CASE("unet: lean and stored decoders give the same outputs and gradients",
+          "[unet][model][decoder_memory]") {
+  // The lean decoder runs the same arithmetic in the same order (it recomputes the
+  // convolutions and the upsampled sums bit for bit), so everything must be equal exactly.
+  auto compare = [](auto one, const UNetConfig& config, Shape5 input, std::uint64_t seed) {
+    using T = decltype(one);
+    INFO("config " << revox::to_json(config).dump() << ", input " << input);
+    UNet<T> net(config);
+    revox::Parameters<T> params(net);
+    revox::Rng rng(seed);
+    net.reset_parameters(rng);
+    // Non-trivial norm parameters, so the GroupNorm affine part is exercised.
+    for (const auto& entry : params.entries()) {
+      if (entry.name.find("norm.") != std::string::npos) {
+        for (index_t i = 0; i < entry.shape.numel(); ++i) {
+          params.values().data[entry.offset + i] =
+              static_cast<T>(0.5 + 0.1 * static_cast<double>(i % 7));
+        }
+      }
+    }
+    Tensor<T> x(input);
+    revox::fill_uniform(x.view(), rng, -1.0, 1.0);
+    Tensor<T> dy(net.output_shape(x.shape()));
+    revox::fill_uniform(dy.view(), rng, -1.0, 1.0);
+    REQUIRE(net.lean_decoder());
+    const auto lean = forward_backward(net, params, x, dy);
+    net.set_decoder_memory("stored");
+    REQUIRE_FALSE(net.lean_decoder());
+    const auto stored = forward_backward(net, params, x, dy);
+    CHECK(max_rel_diff(lean.y.data(), stored.y.data(), lean.y.numel()) == 0.0);
+    CHECK(max_rel_diff(lean.dx.data(), stored.dx.data(), lean.dx.numel()) == 0.0);
+    for (const auto& entry : params.entries()) {
+      INFO("parameter " << entry.name);
+      CHECK(max_rel_diff(lean.grads.data() + entry.offset, stored.grads.data() + entry.offset,
+                         entry.shape.numel()) == 0.0);
+    }
+    // Inference (no saved) gives the same output in both modes.
+    Tensor<T> y_inference(dy.shape());
+    net.forward(revox::Cpu{}, x.cview(), y_inference.view(), nullptr);
+    CHECK(max_rel_diff(y_inference.data(), stored.y.data(), stored.y.numel()) == 0.0);
+    net.set_decoder_memory("lean");
+    net.forward(revox::Cpu{}, x.cview(), y_inference.view(), nullptr);
+    CHECK(max_rel_diff(y_inference.data(), stored.y.data(), stored.y.numel()) == 0.0);
+  };
+  for (const std::string block : {"mbconv", "standard"}) {
+    for (bool reversible : {true, false}) {
+      for (index_t decoder_blocks : {0, 1, 2}) {
+        UNetConfig c = small_config(block, {4, 8, 12}, 2);
+        c.reversible = reversible;
+        c.decoder_blocks = decoder_blocks;
+        compare(float{}, c, Shape5{1, 4, 8, 4, 12}, 21);
+        compare(double{}, c, Shape5{2, 4, 4, 8, 4}, 22);
+      }
+    }
+  }
+  UNetConfig tiny = revox::unet_preset("tiny");
+  compare(float{}, tiny, Shape5{1, 4, 16, 16, 16}, 23);
+  CHECK_THROWS_WITH(UNet<float>(tiny).set_decoder_memory("none"),
+                    Catch::Contains("expected \"lean\" or \"stored\", got \"none\""));
+}
+
+TEST_CASE("unet: the lean decoder keeps less than the stored one", "[unet][model][memory]") {
+  auto& allocator = revox::cpu_allocator();
+  const revox::Cpu dev;
+  // Bytes that forward leaves for backward, and the step's peak, above the resident tensors.
+  auto measure = [&](const std::string& block, const std::string& decoder_memory,
+                     std::size_t& kept) {
+    UNetConfig c = revox::unet_preset("tiny");
+    c.block = block;
+    c.decoder_memory = decoder_memory;
+    UNet<float> net(c);
+    revox::Parameters<float> params(net);
+    revox::Rng rng(6);
+    net.reset_parameters(rng);
+    Tensor<float> x(Shape5{1, 4, 16, 16, 16});
+    revox::fill_uniform(x.view(), rng, -1.0, 1.0);
+    Tensor<float> y(net.output_shape(x.shape()));
+    Tensor<float> dy(y.shape());
+    revox::fill_uniform(dy.view(), rng, -1.0, 1.0);
+    Tensor<float> dx(x.shape());
+    const std::size_t before = allocator.current_bytes();
+    allocator.reset_peak();
+    {
+      UNet<float>::Saved<revox::Cpu> saved;
+      net.forward(dev, x.cview(), y.view(), &saved);
+      kept = allocator.current_bytes() - before;
+      net.backward(dev, saved, dy.cview(), dx.view());
+    }
+    CHECK(allocator.current_bytes() == before);
+    return allocator.peak_bytes() - before;
+  };
+  for (const std::string block : {"mbconv", "standard"}) {
+    std::size_t lean_kept = 0, stored_kept = 0;
+    const std::size_t lean_peak = measure(block, "lean", lean_kept);
+    const std::size_t stored_peak = measure(block, "stored", stored_kept);
+    std::cout << "UNet tiny (" << block << ") @16^3: forward keeps " << lean_kept
+              << " B (lean decoder) vs " << stored_kept << " B (stored); step peak above "
+              << "resident " << lean_peak << " vs " << stored_peak << " B\n";
+    INFO("block " << block);
+    // Level 0 (8 channels of 16^3 floats = 131072 B per map) keeps one map instead of four
+    // (sum, conv output, norm output, block output), level 1 (16 channels of 8^3) likewise.
+    const std::size_t saved_maps = 3 * 131072 + 3 * 32768;
+    CHECK(stored_kept - lean_kept >= saved_maps);
+    // With MBConv blocks the step peaks in the encoder's backward (G's recomputation), which
+    // the decoder does not change; with 3x3x3 blocks it peaks in the decoder's backward.
+    CHECK(lean_peak <= stored_peak);
+    if (block == "standard") CHECK(lean_peak < stored_peak);
   }
 }
 

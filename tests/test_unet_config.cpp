@@ -57,13 +57,16 @@ TEST_CASE("unet config: defaults, preset base and overrides", "[unet][config]") 
   CHECK(c.decoder_blocks == 1);
   CHECK(c.block == "mbconv");
   CHECK(c.reversible);
+  CHECK(c.decoder_memory == "lean");  // also what a config written before the key existed gets
   CHECK(c.levels() == 3);
   CHECK(c.size_divisor() == 4);
 
   const UNetConfig o = revox::unet_config_from_json(
-      json{{"preset", "mbconv-base"}, {"reversible", false}, {"blocks_per_level", 2}});
+      json{{"preset", "mbconv-base"}, {"reversible", false}, {"blocks_per_level", 2},
+           {"decoder_memory", "stored"}});
   UNetConfig expected = revox::unet_preset("mbconv-base");
   expected.reversible = false;
+  expected.decoder_memory = "stored";
   expected.blocks_per_level = 2;
   CHECK(o == expected);
 }
@@ -102,6 +105,9 @@ TEST_CASE("unet config: rejects unknown keys, wrong types and bad values", "[une
   expect_rejected("block", "mbconf", "'block' must be \"mbconv\" or \"standard\", got \"mbconf\"");
   expect_rejected("block", 1, "'block' must be the string");
   expect_rejected("reversible", 1, "'reversible' must be true or false, got 1");
+  expect_rejected("decoder_memory", "fast",
+                  "'decoder_memory' must be \"lean\" or \"stored\", got \"fast\"");
+  expect_rejected("decoder_memory", false, "'decoder_memory' must be the string");
   expect_rejected("input_size", {16, 16}, "'input_size' must be an array of 3 integers");
   expect_rejected("input_size", {16, 0, 16}, "'input_size[1]' must be an integer >= 1, got 0");
   expect_rejected("input_size", {16, 18, 16},

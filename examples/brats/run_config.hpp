@@ -108,11 +108,6 @@ inline std::string valid_keys(const nlohmann::json& object) {
   return keys;
 }
 
-inline const char* kUNetKeys[] = {"preset",         "in_channels",  "out_channels",
-                                  "widths",         "expand_ratio", "blocks_per_level",
-                                  "decoder_blocks", "num_groups",   "block",
-                                  "reversible",     "input_size"};
-
 // Overlays `patch` onto `base`, rejecting keys `base` does not have (the model object is
 // checked by unet_config_from_json instead).
 inline void merge_checked(nlohmann::json& base, const nlohmann::json& patch,
@@ -230,10 +225,10 @@ inline void apply_set(nlohmann::json& config, const std::string& assignment) {
               " parts; config keys have at most 3");
   if (parts[0] == "model" && parts.size() == 2) {
     bool known = false;
-    for (const char* k : detail::kUNetKeys) known = known || parts[1] == k;
+    for (const auto& k : unet_config_keys()) known = known || parts[1] == k;
     if (!known) {
       std::string valid;
-      for (const char* k : detail::kUNetKeys) valid += (valid.empty() ? "" : ", ") + std::string(k);
+      for (const auto& k : unet_config_keys()) valid += (valid.empty() ? "" : ", ") + k;
       throw Error("training config: unknown key '" + key + "'; valid model keys: " + valid);
     }
   }

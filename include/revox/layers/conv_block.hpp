@@ -48,6 +48,12 @@ class ConvBlock {
   index_t in_channels() const { return in_channels_; }
   index_t out_channels() const { return out_channels_; }
   index_t num_groups() const { return num_groups_; }
+  // The sub-layers, for code that runs the block's pieces itself (UNet's lean decoder
+  // recomputes the convolution in backward and back-propagates ReLU from the block's output).
+  Conv3d<T>& conv() { return chain_.template get<0>(); }
+  const Conv3d<T>& conv() const { return chain_.template get<0>(); }
+  GroupNorm<T>& norm() { return chain_.template get<1>(); }
+  const GroupNorm<T>& norm() const { return chain_.template get<1>(); }
 
   Shape5 output_shape(Shape5 in) const {
     REVOX_CHECK(in.valid(), "ConvBlock: input extents must be positive, got ", in);

@@ -41,6 +41,7 @@
 #pragma once
 
 #include <algorithm>
+#include <chrono>
 #include <cstddef>
 #include <optional>
 #include <string>
@@ -242,13 +243,25 @@ inline MemoryPlan plan_training_memory(const UNetConfig& config, Shape5 input,
   return plan_layer_memory(UNet<double>(config), input, options);
 }
 
+// Wall-clock seconds of the phases of a step measure_training_memory ran.
+struct StepTimes {
+  double setup = 0.0;     // parameters, initialisation, optimizer state, random data
+  double forward = 0.0;   // forward with saved
+  double loss = 0.0;      // soft Dice loss and its gradient
+  double backward = 0.0;  // zero_grad and backward
+  double optimizer = 0.0;  // the optimizer's step
+  double step() const { return forward + loss + backward + optimizer; }
+};
+
 // Runs one training step of `config` on `input` (random data) on the CPU and returns the
 // tracking allocator's peak above what was in use before: parameters, gradients, optimizer
 // state, input, target, logits and their gradient are allocated inside the measurement, as
-// plan_training_memory counts them. options.element_bytes must be sizeof(T).
+// plan_training_memory counts them. options.element_bytes must be sizeof(T). `times`, if
+// given, receives the wall-clock seconds of each phase.
 template <class T>
 std::size_t measure_training_memory(const UNetConfig& config, Shape5 input,
-                                    const MemoryPlanOptions& options = {}) {
+                                    const MemoryPlanOptions& options = {},
+                                    StepTimes* times = nullptr) {
   REVOX_CHECK(options.element_bytes == static_cast<index_t>(sizeof(T)),
               "measure_training_memory: element_bytes (", options.element_bytes,
               ") must equal sizeof(T) (", sizeof(T), ")");
@@ -264,6 +277,13 @@ std::size_t measure_training_memory(const UNetConfig& config, Shape5 input,
   TrackingAllocator& allocator = DeviceTraits<Cpu>::allocator();
   const std::size_t before = allocator.current_bytes();
   allocator.reset_peak();
+  StepTimes local_times;
+  StepTimes& t = times != nullptr ? *times : local_times;
+  using Clock = std::chrono::steady_clock;
+  auto since = [](Clock::time_point start) {
+    return std::chrono::duration<double>(Clock::now() - start).count();
+  };
+  auto start = Clock::now();
   {
     Parameters<T> params(net);
     Rng rng(20240611);
@@ -281,16 +301,25 @@ std::size_t measure_training_memory(const UNetConfig& config, Shape5 input,
     Tensor<T> logits(output);
     if (options.include_output_gradient) dlogits = Tensor<T>(output);
     Tensor<T> dx(options.input_gradient ? input : Shape5{});
+    t.setup = since(start);
     {
       typename UNet<T>::template Saved<Cpu> saved;
+      start = Clock::now();
       net.forward(dev, x.cview(), logits.view(), &saved);
+      t.forward = since(start);
+      start = Clock::now();
       losses::soft_dice_loss(logits.cview(), target.cview(), dlogits.view());
+      t.loss = since(start);
+      start = Clock::now();
       params.zero_grad();
       net.backward(dev, saved, dlogits.cview(), dx.view());
+      t.backward = since(start);
     }
+    start = Clock::now();
     if (adam) adam->step();
     if (adamw) adamw->step();
     if (sgd) sgd->step();
+    t.optimizer = since(start);
     if (options.include_input) x = Tensor<T>();
     if (options.include_target) target = Tensor<T>();
     if (options.include_output_gradient) dlogits = Tensor<T>();

@@ -10,7 +10,8 @@
 //       ReversibleSequence of blocks_per_level ReversibleBlock<F, G>, IN PLACE on that buffer,
 //         F, G: layers mapping (1, C_i/2, D, H, W) to the same shape (see below)
 //       the buffer then holds the level output = the skip tensor of level i.
-//   decoder level i = L-2 .. 0 (reads the deepest skip for i = L-2, else decoder i+1's output):
+//   decoder level i = L-2 .. 0 (reads the deepest skip for i = L-2, else decoder i+1's output;
+//   what it keeps for backward: config.decoder_memory, below):
 //       PointwiseConv3d(C_{i+1} -> C_i, bias) "reduce"   (before the upsampling: 8x cheaper)
 //       UpsampleTrilinear(x2), + skip_i (additive skip)
 //       decoder_blocks x ConvBlock(C_i -> C_i, num_groups)
@@ -53,8 +54,13 @@
 // Saved (what forward keeps for backward): a view of x (the caller keeps x alive); per
 // encoder level ONLY the level output (the skip; in reversible mode the sequence's backward
 // rebuilds its input from it in place) and the sequence's own Saved (scratch-free in
-// reversible mode, all activations in stored mode); per decoder level the sum after the
-// skip, each ConvBlock's Saved and output. The pooled tensors and the max-pool argmax are
+// reversible mode, all activations in stored mode); per decoder level, with
+// config.decoder_memory = "lean" (the default), only each ConvBlock's output and its
+// GroupNorm's statistics (backward back-propagates ReLU from that output, recomputes the
+// upsampled sum from the reduce input and the skip and each convolution from its input, and
+// runs GroupNorm's backward in place on the gradient: one extra convolution per block, the
+// same results bit for bit), or with "stored" the sum after the skip and each ConvBlock's
+// Saved (convolution and norm outputs) and output. The pooled tensors and the max-pool argmax are
 // NOT kept: backward recomputes level i-1's pool from skip i-1 (still intact then, since
 // levels are undone deepest first) when level i's pointwise conv needs its input.
 // Peak activation memory is therefore independent of blocks_per_level in reversible mode (a
@@ -80,6 +86,8 @@
 #include "revox/core/random.hpp"
 #include "revox/core/tensor.hpp"
 #include "revox/layers/add.hpp"
+#include "revox/layers/conv3d.hpp"
+#include "revox/layers/group_norm.hpp"
 #include "revox/layers/conv_block.hpp"
 #include "revox/layers/layer.hpp"
 #include "revox/layers/max_pool3d.hpp"
@@ -88,6 +96,7 @@
 #include "revox/layers/reversible.hpp"
 #include "revox/layers/upsample_trilinear.hpp"
 #include "revox/models/unet_config.hpp"
+#include "revox/ops/activations.hpp"
 #include "revox/ops/add.hpp"
 
 namespace revox {
@@ -204,8 +213,11 @@ class UNet {
   struct DecoderSaved {
     saved_t<PointwiseConv3d<T>, Dev> reduce;  // a view of the decoder's input
     saved_t<UpsampleTrilinear<T>, Dev> upsample;
-    Tensor<T, Dev> sum;  // upsampled + skip: the first ConvBlock's input
-    std::vector<saved_t<ConvBlock<T>, Dev>> blocks;
+    // upsampled + skip: the first ConvBlock's input (lean decoder: kept only when the level
+    // has no ConvBlock, i.e. when it is the level output; backward recomputes it)
+    Tensor<T, Dev> sum;
+    std::vector<saved_t<ConvBlock<T>, Dev>> blocks;  // stored decoder only
+    std::vector<saved_t<GroupNorm<T>, Dev>> norms;    // lean decoder only: statistics
     std::vector<Tensor<T, Dev>> outputs;  // outputs[k]: ConvBlock k's output
     // The level output (what the next reduce or the head reads).
     TensorView<const T> output() const {
@@ -278,6 +290,15 @@ class UNet {
     for (auto& encoder : encoders_) encoder.blocks.set_store_activations(!reversible);
   }
   bool reversible() const { return config_.reversible; }
+
+  // "lean" or "stored" (UNetConfig::decoder_memory): what the decoder keeps for backward.
+  // Both give the same outputs and gradients.
+  void set_decoder_memory(const std::string& mode) {
+    REVOX_CHECK(mode == "lean" || mode == "stored",
+                "UNet::set_decoder_memory: expected \"lean\" or \"stored\", got \"", mode, "\"");
+    config_.decoder_memory = mode;
+  }
+  bool lean_decoder() const { return config_.decoder_memory == "lean"; }
 
   Shape5 output_shape(Shape5 in) const {
     REVOX_CHECK(in.valid(), "UNet: input extents must be positive, got ", in);
@@ -370,12 +391,31 @@ class UNet {
       reduced = Tensor<T, Dev>();
       skip_add_.forward(dev, ds.sum.cview(), skips[level].cview(), ds.sum.view());
       if (saved == nullptr) skips[level] = Tensor<T, Dev>();
-      ds.blocks.resize(decoder.blocks.size());
+      const bool lean = lean_decoder();
+      if (lean) {
+        ds.norms.resize(decoder.blocks.size());
+      } else {
+        ds.blocks.resize(decoder.blocks.size());
+      }
       for (std::size_t k = 0; k < decoder.blocks.size(); ++k) {
         const TensorView<const T> block_in = k == 0 ? ds.sum.cview() : ds.outputs.back().cview();
         Tensor<T, Dev> out(decoder.blocks[k].output_shape(block_in.shape));
-        decoder.blocks[k].forward(dev, block_in, out.view(),
-                                  saved != nullptr ? &ds.blocks[k] : nullptr);
+        if (lean) {
+          // conv -> GroupNorm -> ReLU, the last two in place in `out`; only the statistics
+          // are kept (the view GroupNorm's Saved takes of `out` is replaced in backward).
+          const ConvBlock<T>& block = decoder.blocks[k];
+          block.conv().forward(dev, block_in, out.view(), nullptr);
+          block.norm().forward(dev, out.cview(), out.view(),
+                               saved != nullptr ? &ds.norms[k] : nullptr);
+          ops::relu(dev, out.cview(), out.view());
+          if (saved != nullptr) {
+            ds.norms[k].x = TensorView<const T>{};
+            if (k == 0) ds.sum = Tensor<T, Dev>();  // recomputed in backward
+          }
+        } else {
+          decoder.blocks[k].forward(dev, block_in, out.view(),
+                                    saved != nullptr ? &ds.blocks[k] : nullptr);
+        }
         if (saved == nullptr) {
           if (k == 0) {
             ds.sum = Tensor<T, Dev>();
@@ -418,17 +458,21 @@ class UNet {
     for (std::size_t level = 0; level + 1 < levels; ++level) {
       Decoder& decoder = decoders_[level];
       DecoderSaved<Dev>& ds = saved.decoders[level];
-      for (std::size_t k = decoder.blocks.size(); k-- > 0;) {
-        Tensor<T, Dev> din(k == 0 ? ds.sum.shape() : ds.outputs[k - 1].shape());
-        decoder.blocks[k].backward(dev, ds.blocks[k], dout.cview(), din.view());
-        dout = std::move(din);
+      const TensorView<const T> reduce_in =
+          level + 2 == levels ? saved.skips[levels - 1].cview() : saved.decoders[level + 1].output();
+      if (lean_decoder()) {
+        lean_decoder_backward(dev, level, reduce_in, saved.skips[level].cview(), ds, dout);
+      } else {
+        for (std::size_t k = decoder.blocks.size(); k-- > 0;) {
+          Tensor<T, Dev> din(k == 0 ? ds.sum.shape() : ds.outputs[k - 1].shape());
+          decoder.blocks[k].backward(dev, ds.blocks[k], dout.cview(), din.view());
+          dout = std::move(din);
+        }
       }
       // dout is now d(sum): the skip gets it unchanged, the upsampling its adjoint.
       Tensor<T, Dev> dreduced(ds.upsample.input_shape);
       upsample_.backward(dev, ds.upsample, dout.cview(), dreduced.view());
       dskips[level] = std::move(dout);
-      const TensorView<const T> reduce_in =
-          level + 2 == levels ? saved.skips[levels - 1].cview() : saved.decoders[level + 1].output();
       dout = Tensor<T, Dev>(reduce_in.shape);
       decoder.reduce.backward(dev, ds.reduce, dreduced.cview(), dout.view());
       ds = DecoderSaved<Dev>{};  // its only reader (decoder level - 1's reduce) is done
@@ -505,6 +549,50 @@ class UNet {
     }
     head_ = PointwiseConv3d<T>(config_.widths[0], config_.out_channels, true);
     set_reversible(config_.reversible);
+  }
+
+  // The lean decoder's backward of level `level`'s ConvBlocks: on entry `dout` is the
+  // gradient of the level output, on return the gradient of the sum (upsampled + skip).
+  // Block k (conv -> GroupNorm -> ReLU) back-propagates ReLU from its kept output (for ReLU,
+  // out <= 0 exactly where its input <= 0, NaN included, so the result is the same), frees
+  // that output (its other reader, the next block or the next level's reduce or the head,
+  // has run its backward already), recomputes its convolution from its input (block k-1's
+  // output, or for k = 0 the sum, recomputed from the reduce input and the skip), runs the
+  // GroupNorm backward in place on the gradient with the statistics forward kept, and then
+  // the convolution's backward. Peak: the gradient, the block input and the recomputed
+  // convolution output (three maps of the level's width) beside what is resident.
+  template <class Dev>
+  void lean_decoder_backward(const Dev& dev, std::size_t level, TensorView<const T> reduce_in,
+                             TensorView<const T> skip, DecoderSaved<Dev>& ds,
+                             Tensor<T, Dev>& dout) {
+    Decoder& decoder = decoders_[level];
+    const std::size_t blocks = decoder.blocks.size();
+    for (std::size_t k = blocks; k-- > 0;) {
+      ConvBlock<T>& block = decoder.blocks[k];
+      ops::relu_backward(dev, ds.outputs[k].cview(), dout.cview(), dout.view());
+      ds.outputs[k] = Tensor<T, Dev>();
+      Tensor<T, Dev> sum;  // block 0's input, recomputed
+      if (k == 0) {
+        Tensor<T, Dev> reduced(decoder.reduce.output_shape(reduce_in.shape));
+        decoder.reduce.forward(dev, reduce_in, reduced.view(), nullptr);
+        sum = Tensor<T, Dev>(upsample_.output_shape(reduced.shape()));
+        upsample_.forward(dev, reduced.cview(), sum.view(), nullptr);
+        reduced = Tensor<T, Dev>();
+        skip_add_.forward(dev, sum.cview(), skip, sum.view());
+      }
+      const TensorView<const T> block_in = k == 0 ? sum.cview() : ds.outputs[k - 1].cview();
+      {
+        Tensor<T, Dev> conv_out(dout.shape());
+        block.conv().forward(dev, block_in, conv_out.view(), nullptr);
+        ds.norms[k].x = conv_out.cview();
+        block.norm().backward(dev, ds.norms[k], dout.cview(), dout.view());
+      }
+      saved_t<Conv3d<T>, Dev> conv_saved{};
+      conv_saved.x = block_in;
+      Tensor<T, Dev> din(block_in.shape);
+      block.conv().backward(dev, conv_saved, dout.cview(), din.view());
+      dout = std::move(din);
+    }
   }
 
   std::size_t checked_level(index_t level) const {

@@ -14,6 +14,7 @@
 //     "num_groups":       5,              // GroupNorm groups; required without preset
 //     "block":            "mbconv",       // or "standard" (3x3x3 ConvBlocks for F and G)
 //     "reversible":       true,           // false: the stored-activation twin
+//     "decoder_memory":   "lean",         // or "stored": what the decoder keeps for backward
 //     "input_size":       [160, 256, 256] // D, H, W of the training input (informational)
 //   }
 // unet_config_from_json rejects unknown keys, wrong types and bad values with a revox::Error
@@ -64,6 +65,10 @@ struct UNetConfig {
   index_t num_groups = 0;  // 0 = not set (invalid)
   std::string block = "mbconv";  // "mbconv" or "standard"
   bool reversible = true;
+  // "lean": each decoder level keeps only its ConvBlocks' outputs (and GroupNorm statistics)
+  // and recomputes the upsampled sum and each convolution in backward; "stored": it keeps
+  // the sum and every block's convolution and norm outputs. Same outputs and gradients.
+  std::string decoder_memory = "lean";
   std::array<index_t, 3> input_size{0, 0, 0};  // D, H, W; all 0 = not given
 
   index_t levels() const { return static_cast<index_t>(widths.size()); }
@@ -75,6 +80,7 @@ struct UNetConfig {
            a.widths == b.widths && a.expand_ratio == b.expand_ratio &&
            a.blocks_per_level == b.blocks_per_level && a.decoder_blocks == b.decoder_blocks &&
            a.num_groups == b.num_groups && a.block == b.block && a.reversible == b.reversible &&
+           a.decoder_memory == b.decoder_memory &&
            a.input_size == b.input_size;
   }
   friend bool operator!=(const UNetConfig& a, const UNetConfig& b) { return !(a == b); }
@@ -102,6 +108,9 @@ inline void validate_unet_config(const UNetConfig& config) {
   REVOX_CHECK(config.block == "mbconv" || config.block == "standard",
               "UNet config: 'block' must be \"mbconv\" or \"standard\", got \"", config.block,
               "\"");
+  REVOX_CHECK(config.decoder_memory == "lean" || config.decoder_memory == "stored",
+              "UNet config: 'decoder_memory' must be \"lean\" or \"stored\", got \"",
+              config.decoder_memory, "\"");
   for (std::size_t i = 0; i < config.widths.size(); ++i) {
     const index_t width = config.widths[i];
     REVOX_CHECK(width >= 2 && width % 2 == 0, "UNet config: 'widths[", i,
@@ -134,6 +143,7 @@ inline nlohmann::json to_json(const UNetConfig& config) {
   j["num_groups"] = config.num_groups;
   j["block"] = config.block;
   j["reversible"] = config.reversible;
+  j["decoder_memory"] = config.decoder_memory;
   if (config.input_size != std::array<index_t, 3>{0, 0, 0}) j["input_size"] = config.input_size;
   return j;
 }
@@ -214,19 +224,25 @@ inline index_t unet_json_integer(const nlohmann::json& value, const char* key, i
 
 }  // namespace detail
 
+// Every key unet_config_from_json accepts, in the order of the JSON description above.
+inline const std::vector<std::string>& unet_config_keys() {
+  static const std::vector<std::string> keys = {
+      "preset",         "in_channels", "out_channels", "widths",         "expand_ratio",
+      "blocks_per_level", "decoder_blocks", "num_groups", "block", "reversible",
+      "decoder_memory", "input_size"};
+  return keys;
+}
+
 inline UNetConfig unet_config_from_json(const nlohmann::json& j) {
   detail::check_json_depth(j, "UNet config");
   REVOX_CHECK(j.is_object(), "UNet config: expected a JSON object, got ", j.type_name());
-  static const char* const kKeys[] = {"preset",         "in_channels",  "out_channels",
-                                      "widths",         "expand_ratio", "blocks_per_level",
-                                      "decoder_blocks", "num_groups",   "block",
-                                      "reversible",     "input_size"};
+  const std::vector<std::string>& keys = unet_config_keys();
   for (const auto& item : j.items()) {
     bool known = false;
-    for (const char* key : kKeys) known = known || item.key() == key;
+    for (const auto& key : keys) known = known || item.key() == key;
     if (!known) {
       std::string valid;
-      for (const char* key : kKeys) valid += (valid.empty() ? "" : ", ") + std::string(key);
+      for (const auto& key : keys) valid += (valid.empty() ? "" : ", ") + key;
       throw Error("UNet config: unknown key '" + item.key() + "'; valid keys: " + valid);
     }
   }
@@ -279,6 +295,12 @@ inline UNetConfig unet_config_from_json(const nlohmann::json& j) {
     REVOX_CHECK(j["reversible"].is_boolean(), "UNet config: 'reversible' must be true or false, got ",
                 j["reversible"].dump());
     c.reversible = j["reversible"].get<bool>();
+  }
+  if (j.contains("decoder_memory")) {
+    REVOX_CHECK(j["decoder_memory"].is_string(),
+                "UNet config: 'decoder_memory' must be the string \"lean\" or \"stored\", got ",
+                j["decoder_memory"].dump());
+    c.decoder_memory = j["decoder_memory"].get<std::string>();
   }
   if (j.contains("input_size")) {
     const auto& size = j["input_size"];

@@ -4,7 +4,8 @@
 //   relu6(dev, x, y)             relu6_backward(dev, x, dy, dx)
 //   leaky_relu(dev, x, y, s)     leaky_relu_backward(dev, x, dy, dx, s)
 // All views have the same shape; y and dx are ASSIGNED; y may be the very view x (in place)
-// when x is not needed afterwards. The slope s is cast to T, as PyTorch casts negative_slope
+// when x is not needed afterwards, and dx may be the very view dy (each element is read,
+// then written). The slope s is cast to T, as PyTorch casts negative_slope
 // to the tensor's type. CPU kernels: ops/cpu/activations.hpp; CUDA: ops/cuda/activations.cuh
 // (declared here, defined there; a .cu translation unit includes it), whose bodies are
 // ops/kernels/activations.hpp.
@@ -12,6 +13,7 @@
 
 #include "revox/core/device.hpp"
 #include "revox/core/plan.hpp"
+#include "revox/core/profile.hpp"
 #include "revox/core/tensor.hpp"
 #include "revox/ops/cpu/activations.hpp"
 
@@ -40,6 +42,7 @@ namespace ops {
 template <class Dev, class T>
 void relu(const Dev& dev, TensorView<const T> x, TensorView<T> y) {
   if constexpr (is_cpu_v<Dev>) {
+    ::revox::detail::OpTimer timer("ops::relu");
     (void)dev;
     cpu::relu(x, y);
   } else if constexpr (is_cuda_v<Dev>) {
@@ -56,6 +59,7 @@ template <class Dev, class T>
 void relu_backward(const Dev& dev, TensorView<const T> x, TensorView<const T> dy,
                    TensorView<T> dx) {
   if constexpr (is_cpu_v<Dev>) {
+    ::revox::detail::OpTimer timer("ops::relu_backward");
     (void)dev;
     cpu::relu_backward(x, dy, dx);
   } else if constexpr (is_cuda_v<Dev>) {
@@ -71,6 +75,7 @@ void relu_backward(const Dev& dev, TensorView<const T> x, TensorView<const T> dy
 template <class Dev, class T>
 void relu6(const Dev& dev, TensorView<const T> x, TensorView<T> y) {
   if constexpr (is_cpu_v<Dev>) {
+    ::revox::detail::OpTimer timer("ops::relu6");
     (void)dev;
     cpu::relu6(x, y);
   } else if constexpr (is_cuda_v<Dev>) {
@@ -87,6 +92,7 @@ template <class Dev, class T>
 void relu6_backward(const Dev& dev, TensorView<const T> x, TensorView<const T> dy,
                     TensorView<T> dx) {
   if constexpr (is_cpu_v<Dev>) {
+    ::revox::detail::OpTimer timer("ops::relu6_backward");
     (void)dev;
     cpu::relu6_backward(x, dy, dx);
   } else if constexpr (is_cuda_v<Dev>) {
@@ -103,6 +109,7 @@ template <class Dev, class T>
 void leaky_relu(const Dev& dev, TensorView<const T> x, TensorView<T> y,
                 double negative_slope) {
   if constexpr (is_cpu_v<Dev>) {
+    ::revox::detail::OpTimer timer("ops::leaky_relu");
     (void)dev;
     cpu::leaky_relu(x, y, static_cast<T>(negative_slope));
   } else if constexpr (is_cuda_v<Dev>) {
@@ -119,6 +126,7 @@ template <class Dev, class T>
 void leaky_relu_backward(const Dev& dev, TensorView<const T> x, TensorView<const T> dy,
                          TensorView<T> dx, double negative_slope) {
   if constexpr (is_cpu_v<Dev>) {
+    ::revox::detail::OpTimer timer("ops::leaky_relu_backward");
     (void)dev;
     cpu::leaky_relu_backward(x, dy, dx, static_cast<T>(negative_slope));
   } else if constexpr (is_cuda_v<Dev>) {

@@ -13,6 +13,7 @@
 
 #include "revox/core/device.hpp"
 #include "revox/core/plan.hpp"
+#include "revox/core/profile.hpp"
 #include "revox/core/error.hpp"
 #include "revox/core/tensor.hpp"
 #include "revox/ops/cpu/add.hpp"
@@ -62,6 +63,7 @@ void add(const Dev& dev, TensorView<const T> a, TensorView<const T> b, TensorVie
   revox::detail::check_elementwise_pair("ops::add", "y", y, "a", a);
   revox::detail::check_elementwise_pair("ops::add", "y", y, "b", b);
   if constexpr (is_cpu_v<Dev>) {
+    ::revox::detail::OpTimer timer("ops::add");
     (void)dev;
     cpu::add(a, b, y);
   } else if constexpr (is_cuda_v<Dev>) {
@@ -78,6 +80,7 @@ template <class Dev, class T>
 void add_inplace(const Dev& dev, TensorView<T> y, TensorView<const T> x) {
   revox::detail::check_elementwise_pair("ops::add_inplace", "y", y, "x", x);
   if constexpr (is_cpu_v<Dev>) {
+    ::revox::detail::OpTimer timer("ops::add_inplace");
     (void)dev;
     cpu::add_inplace(y, x);
   } else if constexpr (is_cuda_v<Dev>) {
@@ -94,6 +97,7 @@ template <class Dev, class T>
 void sub_inplace(const Dev& dev, TensorView<T> y, TensorView<const T> x) {
   revox::detail::check_elementwise_pair("ops::sub_inplace", "y", y, "x", x);
   if constexpr (is_cpu_v<Dev>) {
+    ::revox::detail::OpTimer timer("ops::sub_inplace");
     (void)dev;
     cpu::sub_inplace(y, x);
   } else if constexpr (is_cuda_v<Dev>) {

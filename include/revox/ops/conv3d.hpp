@@ -12,6 +12,7 @@
 
 #include "revox/core/device.hpp"
 #include "revox/core/plan.hpp"
+#include "revox/core/profile.hpp"
 #include "revox/core/tensor.hpp"
 #include "revox/ops/cpu/conv3d.hpp"
 
@@ -39,6 +40,7 @@ template <class Dev, class T>
 void conv3d_forward(const Dev& dev, TensorView<const T> x, cpu::conv3d_detail::const_ptr<T> weight,
                     cpu::conv3d_detail::const_ptr<T> bias, TensorView<T> y, int kernel_size) {
   if constexpr (is_cpu_v<Dev>) {
+    ::revox::detail::OpTimer timer("ops::conv3d_forward");
     (void)dev;
     cpu::conv3d_forward(x, weight, bias, y, kernel_size);
   } else if constexpr (is_cuda_v<Dev>) {
@@ -63,6 +65,7 @@ void conv3d_backward_data(const Dev& dev, TensorView<const T> dy,
                           cpu::conv3d_detail::const_ptr<T> weight, TensorView<T> dx,
                           int kernel_size) {
   if constexpr (is_cpu_v<Dev>) {
+    ::revox::detail::OpTimer timer("ops::conv3d_backward_data");
     (void)dev;
     cpu::conv3d_backward_data(dy, weight, dx, kernel_size);
   } else if constexpr (is_cuda_v<Dev>) {
@@ -87,6 +90,7 @@ void conv3d_backward_weight(const Dev& dev, TensorView<const T> x, TensorView<co
                             cpu::conv3d_detail::mut_ptr<T> dweight,
                             cpu::conv3d_detail::mut_ptr<T> dbias, int kernel_size) {
   if constexpr (is_cpu_v<Dev>) {
+    ::revox::detail::OpTimer timer("ops::conv3d_backward_weight");
     (void)dev;
     cpu::conv3d_backward_weight(x, dy, dweight, dbias, kernel_size);
   } else if constexpr (is_cuda_v<Dev>) {

@@ -8,6 +8,7 @@
 
 #include "revox/core/device.hpp"
 #include "revox/core/plan.hpp"
+#include "revox/core/profile.hpp"
 #include "revox/core/tensor.hpp"
 #include "revox/ops/cpu/copy.hpp"
 
@@ -24,6 +25,7 @@ void copy(const Dev& dev, TensorView<std::add_const_t<T>> src, TensorView<T> dst
   REVOX_CHECK(src.numel() == dst.numel(), "ops::copy: source ", src.shape, " and destination ",
               dst.shape, " hold different numbers of elements");
   if constexpr (is_cpu_v<Dev>) {
+    ::revox::detail::OpTimer timer("ops::copy");
     (void)dev;
     cpu::copy<T>(src, dst);
   } else if constexpr (is_cuda_v<Dev>) {

@@ -19,6 +19,7 @@
 
 #include "revox/core/device.hpp"
 #include "revox/core/plan.hpp"
+#include "revox/core/profile.hpp"
 #include "revox/core/tensor.hpp"
 #include "revox/ops/cpu/depthwise_conv3d.hpp"
 
@@ -49,6 +50,7 @@ void depthwise_conv3d_forward(const Dev& dev, TensorView<std::add_const_t<T>> x,
                               std::add_const_t<T>* weight, std::add_const_t<T>* bias,
                               TensorView<T> y) {
   if constexpr (is_cpu_v<Dev>) {
+    ::revox::detail::OpTimer timer("ops::depthwise_conv3d_forward");
     (void)dev;
     cpu::depthwise_conv3d_forward<T>(x, weight, bias, y);
   } else if constexpr (is_cuda_v<Dev>) {
@@ -65,6 +67,7 @@ template <class Dev, class T>
 void depthwise_conv3d_backward_data(const Dev& dev, TensorView<std::add_const_t<T>> dy,
                                     std::add_const_t<T>* weight, TensorView<T> dx) {
   if constexpr (is_cpu_v<Dev>) {
+    ::revox::detail::OpTimer timer("ops::depthwise_conv3d_backward_data");
     (void)dev;
     cpu::depthwise_conv3d_backward_data<T>(dy, weight, dx);
   } else if constexpr (is_cuda_v<Dev>) {
@@ -83,6 +86,7 @@ void depthwise_conv3d_backward_weight(const Dev& dev, TensorView<std::add_const_
                                       TensorView<std::add_const_t<T>> dy, T* dweight,
                                       std::add_pointer_t<T> dbias) {
   if constexpr (is_cpu_v<Dev>) {
+    ::revox::detail::OpTimer timer("ops::depthwise_conv3d_backward_weight");
     (void)dev;
     cpu::depthwise_conv3d_backward_weight<T>(x, dy, dweight, dbias);
   } else if constexpr (is_cuda_v<Dev>) {
@@ -102,6 +106,7 @@ void depthwise_conv3d_backward(const Dev& dev, TensorView<std::add_const_t<T>> x
                                TensorView<T> dx, std::add_pointer_t<T> dweight,
                                std::add_pointer_t<T> dbias) {
   if constexpr (is_cpu_v<Dev>) {
+    ::revox::detail::OpTimer timer("ops::depthwise_conv3d_backward");
     (void)dev;
     cpu::depthwise_conv3d_backward<T>(x, dy, weight, dx, dweight, dbias);
   } else if constexpr (is_cuda_v<Dev>) {

@@ -8,6 +8,7 @@
 
 #include "revox/core/device.hpp"
 #include "revox/core/plan.hpp"
+#include "revox/core/profile.hpp"
 #include "revox/core/tensor.hpp"
 #include "revox/ops/cpu/fill.hpp"
 
@@ -22,6 +23,7 @@ namespace ops {
 template <class Dev, class T>
 void fill(const Dev& dev, TensorView<T> out, T value) {
   if constexpr (is_cpu_v<Dev>) {
+    ::revox::detail::OpTimer timer("ops::fill");
     (void)dev;
     cpu::fill(out, value);
   } else if constexpr (is_cuda_v<Dev>) {

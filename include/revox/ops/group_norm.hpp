@@ -4,7 +4,10 @@
 //       y (N, C, D, H, W), mean and rstd (N, G) in double: ASSIGNED
 //   group_norm_backward(dev, x, dy, num_groups, mean, rstd, gamma, dx, dgamma, dbeta)
 //       dx ASSIGNED (skipped when empty); dgamma, dbeta (C) ACCUMULATED
-// Only the output argument deduces T: inputs may be mutable views. On the GPU gamma, beta,
+// y may alias x exactly (forward in place), and dx may alias dy exactly (backward in place:
+// every kernel reads all of dy for the group sums before it writes dx, element by element);
+// UNet's lean decoder relies on both. Only the output argument deduces T: inputs may be
+// mutable views. On the GPU gamma, beta,
 // mean, rstd, dgamma and dbeta are device pointers, like the views. CPU kernels:
 // ops/cpu/group_norm.hpp; CUDA: ops/cuda/group_norm.cuh (declared here, defined there; a .cu
 // translation unit includes it), whose bodies are ops/kernels/group_norm.hpp.
@@ -14,6 +17,7 @@
 
 #include "revox/core/device.hpp"
 #include "revox/core/plan.hpp"
+#include "revox/core/profile.hpp"
 #include "revox/core/tensor.hpp"
 #include "revox/ops/cpu/group_norm.hpp"
 
@@ -39,6 +43,7 @@ void group_norm_forward(const Dev& dev, TensorView<std::add_const_t<T>> x, index
                         double eps, std::add_const_t<T>* gamma, std::add_const_t<T>* beta,
                         TensorView<T> y, double* mean, double* rstd) {
   if constexpr (is_cpu_v<Dev>) {
+    ::revox::detail::OpTimer timer("ops::group_norm_forward");
     (void)dev;
     cpu::group_norm_forward<T>(x, num_groups, eps, gamma, beta, y, mean, rstd);
   } else if constexpr (is_cuda_v<Dev>) {
@@ -62,6 +67,7 @@ void group_norm_backward(const Dev& dev, TensorView<std::add_const_t<T>> x,
                          TensorView<T> dx, std::add_pointer_t<T> dgamma,
                          std::add_pointer_t<T> dbeta) {
   if constexpr (is_cpu_v<Dev>) {
+    ::revox::detail::OpTimer timer("ops::group_norm_backward");
     (void)dev;
     cpu::group_norm_backward<T>(x, dy, num_groups, mean, rstd, gamma, dx, dgamma, dbeta);
   } else if constexpr (is_cuda_v<Dev>) {

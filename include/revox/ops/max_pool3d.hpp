@@ -11,6 +11,7 @@
 
 #include "revox/core/device.hpp"
 #include "revox/core/plan.hpp"
+#include "revox/core/profile.hpp"
 #include "revox/core/tensor.hpp"
 #include "revox/ops/cpu/max_pool3d.hpp"
 
@@ -31,6 +32,7 @@ template <class Dev, class T>
 void max_pool3d(const Dev& dev, TensorView<const T> x, TensorView<T> y,
                 TensorView<std::uint8_t> argmax) {
   if constexpr (is_cpu_v<Dev>) {
+    ::revox::detail::OpTimer timer("ops::max_pool3d");
     (void)dev;
     cpu::max_pool3d(x, y, argmax);
   } else if constexpr (is_cuda_v<Dev>) {
@@ -47,6 +49,7 @@ template <class Dev, class T>
 void max_pool3d_backward(const Dev& dev, TensorView<const T> dy,
                          TensorView<const std::uint8_t> argmax, TensorView<T> dx) {
   if constexpr (is_cpu_v<Dev>) {
+    ::revox::detail::OpTimer timer("ops::max_pool3d_backward");
     (void)dev;
     cpu::max_pool3d_backward(dy, argmax, dx);
   } else if constexpr (is_cuda_v<Dev>) {

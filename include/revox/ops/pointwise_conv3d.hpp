@@ -10,6 +10,7 @@
 
 #include "revox/core/device.hpp"
 #include "revox/core/plan.hpp"
+#include "revox/core/profile.hpp"
 #include "revox/core/tensor.hpp"
 #include "revox/ops/cpu/pointwise_conv3d.hpp"
 
@@ -36,6 +37,7 @@ void pointwise_conv3d_forward(const Dev& dev, TensorView<const T> x,
                               cpu::conv3d_detail::const_ptr<T> weight,
                               cpu::conv3d_detail::const_ptr<T> bias, TensorView<T> y) {
   if constexpr (is_cpu_v<Dev>) {
+    ::revox::detail::OpTimer timer("ops::pointwise_conv3d_forward");
     (void)dev;
     cpu::pointwise_conv3d_forward(x, weight, bias, y);
   } else if constexpr (is_cuda_v<Dev>) {
@@ -53,6 +55,7 @@ template <class Dev, class T>
 void pointwise_conv3d_backward_data(const Dev& dev, TensorView<const T> dy,
                                     cpu::conv3d_detail::const_ptr<T> weight, TensorView<T> dx) {
   if constexpr (is_cpu_v<Dev>) {
+    ::revox::detail::OpTimer timer("ops::pointwise_conv3d_backward_data");
     (void)dev;
     cpu::pointwise_conv3d_backward_data(dy, weight, dx);
   } else if constexpr (is_cuda_v<Dev>) {
@@ -72,6 +75,7 @@ void pointwise_conv3d_backward_weight(const Dev& dev, TensorView<const T> x,
                                       cpu::conv3d_detail::mut_ptr<T> dweight,
                                       cpu::conv3d_detail::mut_ptr<T> dbias) {
   if constexpr (is_cpu_v<Dev>) {
+    ::revox::detail::OpTimer timer("ops::pointwise_conv3d_backward_weight");
     (void)dev;
     cpu::pointwise_conv3d_backward_weight(x, dy, dweight, dbias);
   } else if constexpr (is_cuda_v<Dev>) {

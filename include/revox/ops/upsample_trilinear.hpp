@@ -9,6 +9,7 @@
 
 #include "revox/core/device.hpp"
 #include "revox/core/plan.hpp"
+#include "revox/core/profile.hpp"
 #include "revox/core/tensor.hpp"
 #include "revox/ops/cpu/upsample_trilinear.hpp"
 
@@ -26,6 +27,7 @@ namespace ops {
 template <class Dev, class T>
 void upsample_trilinear(const Dev& dev, TensorView<const T> x, TensorView<T> y) {
   if constexpr (is_cpu_v<Dev>) {
+    ::revox::detail::OpTimer timer("ops::upsample_trilinear");
     (void)dev;
     cpu::upsample_trilinear(x, y);
   } else if constexpr (is_cuda_v<Dev>) {
@@ -41,6 +43,7 @@ void upsample_trilinear(const Dev& dev, TensorView<const T> x, TensorView<T> y) 
 template <class Dev, class T>
 void upsample_trilinear_backward(const Dev& dev, TensorView<const T> dy, TensorView<T> dx) {
   if constexpr (is_cpu_v<Dev>) {
+    ::revox::detail::OpTimer timer("ops::upsample_trilinear_backward");
     (void)dev;
     cpu::upsample_trilinear_backward(dy, dx);
   } else if constexpr (is_cuda_v<Dev>) {
