@@ -12,7 +12,8 @@
 //   depth:  the most levels at a fixed cubic input (--depth-size, default 128 as the paper's
 //           MBConv-Deeper); levels beyond the preset's five continue its widths by doubling
 //           (240 -> 480 -> 960 ...: MBConv-Deeper's sixth level is 480), and the input side
-//           must stay divisible by 2^(levels-1); and, since a U-Net's levels cost little at
+//           must stay divisible by 2^(levels-1); the same at the paper's 160 x 256 x 256
+//           (160 = 5 x 2^5 allows at most 6 levels); and, since a U-Net's levels cost little at
 //           a fixed input, depth also as the most reversible blocks per level (search capped
 //           at 64; not measured: a 64-block step is slow here);
 //   width:  the largest width multiplier m (step 0.01) at the paper's 160 x 256 x 256: every
@@ -156,19 +157,20 @@ std::vector<index_t> deeper_widths(const std::vector<index_t>& widths, index_t l
   return out;
 }
 
-// (b) the most levels at a cubic input of side `size`; also says whether divisibility capped it.
-Result max_levels(const UNetConfig& base, index_t size, double budget, bool& capped) {
+// (b) the most levels at `input`; also says whether divisibility capped it.
+Result max_levels(const UNetConfig& base, Shape5 input, double budget, bool& capped) {
   Result best;
   capped = false;
   for (index_t levels = 1; levels <= 16; ++levels) {
-    if (size % (index_t{1} << (levels - 1)) != 0) {
+    const index_t divisor = index_t{1} << (levels - 1);
+    if (input.d % divisor != 0 || input.h % divisor != 0 || input.w % divisor != 0) {
       capped = best.found;
       break;
     }
     UNetConfig c = base;
     c.widths = deeper_widths(base.widths, levels);
-    c.input_size = {size, size, size};
-    if (static_cast<double>(plan_peak(c, cube(size))) <= budget) best = make_result(c, cube(size));
+    c.input_size = {input.d, input.h, input.w};
+    if (static_cast<double>(plan_peak(c, input)) <= budget) best = make_result(c, input);
   }
   return best;
 }
@@ -226,8 +228,9 @@ constexpr index_t kMaxBlocks = 64;
 
 struct Family {
   std::string name;
-  Result volume, levels, width, blocks;
+  Result volume, levels, paper_levels, width, blocks;
   bool levels_capped = false;
+  bool paper_levels_capped = false;
   double width_multiplier = 0.0;
   std::vector<std::pair<std::string, Result>> presets;
 };
@@ -266,11 +269,12 @@ Family run_family(const std::string& name, Variant variant, const Options& optio
   UNetConfig base = revox::unet_preset("mbconv-base");
   variant(base);
   f.volume = max_volume(base, budget);
-  f.levels = max_levels(base, options.depth_size, budget, f.levels_capped);
+  f.levels = max_levels(base, cube(options.depth_size), budget, f.levels_capped);
   f.blocks = max_blocks(base, options.depth_size, budget, kMaxBlocks);
   const Shape5 paper{1, 4, base.input_size[0], base.input_size[1], base.input_size[2]};
+  f.paper_levels = max_levels(base, paper, budget, f.paper_levels_capped);
   f.width = max_width(base, paper, budget, f.width_multiplier);
-  for (Result* r : {&f.volume, &f.levels, &f.width}) maybe_measure(*r, options);
+  for (Result* r : {&f.volume, &f.levels, &f.paper_levels, &f.width}) maybe_measure(*r, options);
   f.presets = paper_presets(variant, options);
   return f;
 }
@@ -350,6 +354,9 @@ int main(int argc, char** argv) {
         fj["max_levels"] = levels(f->levels);
         fj["max_levels_capped_by_divisibility"] = f->levels_capped;
         if (f->levels.found) fj["max_levels_step"] = result_json(f->levels);
+        fj["max_levels_at_paper_size"] = levels(f->paper_levels);
+        fj["max_levels_at_paper_size_capped_by_divisibility"] = f->paper_levels_capped;
+        if (f->paper_levels.found) fj["max_levels_at_paper_size_step"] = result_json(f->paper_levels);
         fj["max_blocks_per_level"] = f->blocks.found ? f->blocks.config.blocks_per_level : 0;
         fj["max_blocks_per_level_search_cap"] = kMaxBlocks;
         if (f->blocks.found) fj["max_blocks_step"] = result_json(f->blocks);
@@ -385,14 +392,20 @@ int main(int argc, char** argv) {
                                       std::to_string(static_cast<long long>(voxels(sto.volume))) + ")")
               << " | " << std::setprecision(3) << ratio(voxels(rev.volume), voxels(sto.volume))
               << "x |\n";
-    auto levels_cell = [&](const Family& f) {
-      return cell(f.levels, std::to_string(levels(f.levels)) + " (" +
-                                widths_text(f.levels.config.widths) + ")" +
-                                (f.levels_capped ? ", capped by divisibility" : ""));
+    auto levels_cell = [&](const Result& r, bool capped) {
+      return cell(r, std::to_string(levels(r)) + " (" + widths_text(r.config.widths) + ")" +
+                         (capped ? ", capped by divisibility" : ""));
     };
-    std::cout << "| most levels at " << options.depth_size << "^3 | " << levels_cell(rev) << " | "
-              << levels_cell(sto) << " | "
+    std::cout << "| most levels at " << options.depth_size << "^3 | "
+              << levels_cell(rev.levels, rev.levels_capped) << " | "
+              << levels_cell(sto.levels, sto.levels_capped) << " | "
               << ratio(static_cast<double>(levels(rev.levels)), static_cast<double>(levels(sto.levels)))
+              << "x |\n";
+    std::cout << "| most levels at 160x256x256 | "
+              << levels_cell(rev.paper_levels, rev.paper_levels_capped) << " | "
+              << levels_cell(sto.paper_levels, sto.paper_levels_capped) << " | "
+              << ratio(static_cast<double>(levels(rev.paper_levels)),
+                       static_cast<double>(levels(sto.paper_levels)))
               << "x |\n";
     auto blocks_cell = [&](const Family& f) {
       return cell(f.blocks, std::to_string(blocks(f.blocks)) +
@@ -415,7 +428,10 @@ int main(int argc, char** argv) {
               << "|---|---|---|---|---:|---:|\n";
     for (const Family* f : {&rev, &sto}) {
       const std::pair<const char*, const Result*> rows[] = {
-          {"largest volume", &f->volume}, {"most levels", &f->levels}, {"widest", &f->width},
+          {"largest volume", &f->volume},
+          {"most levels", &f->levels},
+          {"most levels at 160x256x256", &f->paper_levels},
+          {"widest", &f->width},
           {"most blocks per level", &f->blocks}};
       for (const auto& row : rows) {
         if (!row.second->found) continue;
