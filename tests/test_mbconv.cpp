@@ -308,3 +308,45 @@ TEST_CASE("MBConv lean mode: training-step peak well below the stored mode's "
   CHECK(lean <= 8 * map);
   CHECK(stored >= 15 * map);
 }
+
+// Lean forward without saved runs the chunked code (its y must be forward(saved)'s bit for
+// bit, for reversible blocks): x3, one sample's partial sum and 2 chunks. Below the stored
+// forward's two intermediates in these cases; not in corner cases such as e = 1, one group,
+// Cout = Cin (x3 + 2 hidden maps against 2 hidden maps).
+TEST_CASE("MBConv lean forward without saved peaks below the stored one",
+          "[layer][mbconv][lean][memory]") {
+  struct Case {
+    revox::index_t in, out, expand, groups;
+    Shape5 shape;
+  };
+  const Case cases[] = {
+      {8, 8, 4, 4, Shape5{1, 8, 8, 8, 8}},    {15, 15, 2, 5, Shape5{1, 15, 8, 8, 8}},
+      {4, 6, 2, 1, Shape5{2, 4, 6, 7, 8}},    {4, 4, 1, 4, Shape5{2, 4, 6, 7, 8}},
+      {8, 2, 1, 2, Shape5{1, 8, 8, 8, 8}},
+  };
+  auto& allocator = revox::cpu_allocator();
+  for (const Case& c : cases) {
+    std::size_t peaks[2] = {0, 0};
+    std::vector<float> outputs[2];
+    for (const bool lean : {false, true}) {
+      MBConv<float> block(c.in, c.out, c.expand, c.groups, lean);
+      revox::Parameters<float> params(block);
+      revox::Rng rng(11);
+      block.reset_parameters(rng);
+      revox::Tensor<float> x(c.shape);
+      revox::fill_uniform(x.view(), rng, -1, 1);
+      revox::Tensor<float> y(block.output_shape(c.shape));
+      const std::size_t base = allocator.current_bytes();
+      allocator.reset_peak();
+      block.forward(revox::Cpu{}, x.cview(), y.view(), nullptr);
+      CHECK(allocator.current_bytes() == base);
+      peaks[lean ? 1 : 0] = allocator.peak_bytes() - base;
+      outputs[lean ? 1 : 0].assign(y.data(), y.data() + y.numel());
+    }
+    INFO("MBConv(" << c.in << " -> " << c.out << ", e=" << c.expand << ", groups=" << c.groups
+                   << ") at " << c.shape << ": forward without saved, stored peak " << peaks[0]
+                   << ", lean peak " << peaks[1]);
+    CHECK(peaks[1] < peaks[0]);
+    CHECK(max_relative_error(outputs[1], outputs[0], 0, outputs[0].size()) <= 1e-5);
+  }
+}

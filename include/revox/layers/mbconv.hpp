@@ -43,9 +43,13 @@
 //   6 channels): the training step's tracked peak (tests/test_mbconv.cpp) is 37386128 bytes
 //   stored, 13794088 lean, of which x, target, y and dy take 7864320 in both.
 //   Forward without `saved` runs the same chunked code (x3, the partial sum and 2 chunks;
-//   never a hidden-wide map). It costs more, smaller kernel launches than the stored mode,
-//   Cout small copies per group for W3's columns (and their gradient's scatter-add), and the
-//   project conv's partial sums added group by group.
+//   never a hidden-wide map), so that its y is bit for bit forward(saved)'s: a reversible
+//   block recomputes F and G with `saved` in backward and relies on that. This is below the
+//   stored forward's two intermediates (2 hidden maps, or a2 and x3) except in corner cases
+//   such as e = 1 with one group and Cout = Cin (x3 + 2 hidden maps).
+//   Lean costs more, smaller kernel launches than the stored mode, Cout small copies per
+//   group for W3's columns (and their gradient's scatter-add), and the project conv's
+//   partial sums added group by group.
 // The mode is the layer's (copies keep it); backward follows the mode its forward ran in.
 // backward: dx assigned, parameter gradients accumulated (the layer contract).
 // Preconditions: Cin*e and Cout divisible by num_groups.
