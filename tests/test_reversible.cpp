@@ -456,6 +456,52 @@ TEST_CASE("Gradients through the reversible path equal the stored-activation one
   }
 }
 
+// Lean MBConv F and G (MBConv's lean memory mode) give the gradients of the stored-mode
+// MBConvs, in the reversible block's reversible and stored-activation modes.
+template <class T>
+void check_lean_mbconv_chain(std::size_t blocks, index_t channels, index_t num_groups,
+                             Shape5 shape, double tolerance) {
+  auto reference = mbconv_chain<T>(blocks, channels, num_groups);
+  std::vector<MBBlock<T>> list;
+  for (std::size_t i = 0; i < blocks; ++i) {
+    list.push_back(MBBlock<T>(MBConv<T>(channels / 2, channels / 2, 2, num_groups, true),
+                              MBConv<T>(channels / 2, channels / 2, 2, num_groups, true)));
+  }
+  ReversibleSequence<MBBlock<T>> lean(std::move(list));
+  revox::Parameters<T> reference_params(reference);
+  revox::Parameters<T> lean_params(lean);
+  REQUIRE(reference_params.size() == lean_params.size());
+  revox::Rng rng(123);
+  revox::fill_uniform(reference_params.values(), rng, 0.2, 1.2);
+  std::memcpy(lean_params.values().data, reference_params.values().data,
+              sizeof(T) * static_cast<std::size_t>(reference_params.size()));
+  const Tensor<T> x = random_tensor<T>(shape, rng);
+  const Tensor<T> dy = random_tensor<T>(shape, rng);
+  for (const bool store : {false, true}) {
+    reference.set_store_activations(store);
+    lean.set_store_activations(store);
+    const StepResult<T> expected = train_step(reference, reference_params, x, dy);
+    const StepResult<T> actual = train_step(lean, lean_params, x, dy);
+    const double y_error = relative_error(actual.y, expected.y);
+    const double dx_error = relative_error(actual.dx, expected.dx);
+    const double grad_error = relative_error(actual.grads, expected.grads);
+    INFO(blocks << " blocks of lean MBConv (" << (sizeof(T) == 4 ? "float" : "double") << ", "
+                << (store ? "stored activations" : "reversible") << ") at " << shape << ": y "
+                << y_error << ", dx " << dx_error << ", parameter grads " << grad_error);
+    CHECK(y_error < tolerance);
+    CHECK(dx_error < tolerance);
+    CHECK(grad_error < tolerance);
+  }
+}
+
+TEST_CASE("Reversible blocks of lean MBConvs give the stored MBConvs' gradients",
+          "[layer][reversible][mbconv][lean]") {
+  check_lean_mbconv_chain<float>(1, 8, 2, Shape5{1, 8, 6, 7, 5}, 1e-5);
+  check_lean_mbconv_chain<float>(3, 8, 4, Shape5{2, 8, 5, 6, 7}, 1e-4);
+  check_lean_mbconv_chain<double>(1, 8, 2, Shape5{2, 8, 5, 6, 7}, 1e-12);
+  check_lean_mbconv_chain<double>(3, 6, 3, Shape5{1, 6, 4, 5, 3}, 1e-10);
+}
+
 TEST_CASE("Reversible backward equals the hand-written stored-activation backward",
           "[layer][reversible]") {
   // Written out from the formulas with F and G called directly: dy1' = dy1 + G^T dy2,

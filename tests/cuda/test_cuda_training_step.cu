@@ -5,7 +5,8 @@
 // reconstruction, max pool, trilinear upsampling, additive skips) and the Baseline's standard
 // blocks (dense 3x3x3 convolutions). Device buffers start from values other than the CPU's,
 // so nothing passes by being left unwritten. Also prints the GPU's peak memory of the
-// reversible step against the stored-activation twin.
+// reversible step against the stored-activation twin, and checks MBConv's lean memory mode on
+// the GPU against the stored mode on the CPU.
 //
 // Tolerances (float32; the GPU sums in other orders than the CPU, cuBLAS vs revox CPU GEMMs):
 // logits and weights max |gpu - cpu| <= 2e-4 * max |cpu| + 1e-6; loss relative 1e-4;
@@ -166,6 +167,67 @@ bool run_config(const char* label, revox::UNetConfig config, const Cuda& dev) {
   return ok;
 }
 
+// MBConv's lean memory mode on the GPU against the stored mode on the CPU: the same weights,
+// input and output gradient; y, dx and every parameter gradient compared (bounds as above).
+bool check_lean_mbconv(const Cuda& dev, index_t in, index_t out, index_t expand, index_t groups,
+                       Shape5 shape) {
+  std::printf("lean MBConv(%lld -> %lld, e=%lld, groups=%lld) on the GPU vs stored on the CPU\n",
+              static_cast<long long>(in), static_cast<long long>(out),
+              static_cast<long long>(expand), static_cast<long long>(groups));
+  revox::MBConv<float> cpu_block(in, out, expand, groups);
+  revox::MBConv<float> gpu_block(in, out, expand, groups, true);
+  revox::Parameters<float, Cpu> cpu_params(cpu_block);
+  revox::Parameters<float, Cuda> gpu_params(gpu_block);
+  revox::Rng rng(77);
+  cpu_block.reset_parameters(rng);
+  revox::fill_uniform(cpu_params.values(), rng, 0.2, 1.2);
+  REVOX_CUDA_CHECK(cudaMemcpyAsync(gpu_params.values().data, cpu_params.values().data,
+                                   static_cast<std::size_t>(cpu_params.size()) * sizeof(float),
+                                   cudaMemcpyHostToDevice, dev.stream));
+  Tensor<float> x(shape);
+  revox::fill_uniform(x.view(), rng, -1.0, 1.0);
+  const Shape5 out_shape = cpu_block.output_shape(shape);
+  Tensor<float> dy(out_shape);
+  revox::fill_uniform(dy.view(), rng, -1.0, 1.0);
+  Tensor<float> y(out_shape), dx(shape);
+  {
+    revox::saved_t<revox::MBConv<float>, Cpu> saved;
+    cpu_block.forward(Cpu{}, x.cview(), y.view(), &saved);
+    cpu_params.zero_grad();
+    cpu_block.backward(Cpu{}, saved, dy.cview(), dx.view());
+  }
+  Tensor<float, Cuda> gx = revox::to_device(dev, x);
+  Tensor<float, Cuda> gdy = revox::to_device(dev, dy);
+  Tensor<float, Cuda> gy(out_shape), gdx(shape);
+  revox::ops::fill(dev, gy.view(), 1234.5f);
+  revox::ops::fill(dev, gdx.view(), -777.0f);
+  gpu_params.zero_grad();
+  {
+    revox::saved_t<revox::MBConv<float>, Cuda> saved;
+    gpu_block.forward(dev, gx.cview(), gy.view(), &saved);
+    gpu_block.backward(dev, saved, gdy.cview(), gdx.view());
+  }
+  REVOX_CUDA_CHECK(cudaStreamSynchronize(dev.stream));
+  bool ok = close_max("y", host_copy(dev, gy.cview()), y.data(), y.numel(), 2e-4);
+  ok = close_max("dx", host_copy(dev, gdx.cview()), dx.data(), dx.numel(), 2e-4) && ok;
+  const std::vector<float> ggrads = host_copy(dev, TensorView<const float>(gpu_params.grads()));
+  const float* cgrads = cpu_params.grads().data;
+  double worst = 0.0;
+  for (const auto& entry : cpu_params.entries()) {
+    double diff = 0.0, norm = 0.0;
+    for (index_t i = 0; i < entry.shape.numel(); ++i) {
+      const double c = cgrads[entry.offset + i];
+      const double g = ggrads[static_cast<std::size_t>(entry.offset + i)];
+      diff += (g - c) * (g - c);
+      norm += c * c;
+    }
+    const double rel = std::sqrt(diff) / (std::sqrt(norm) + 1e-12);
+    if (!(rel <= worst)) worst = rel;
+  }
+  std::printf("  %-28s worst relative L2 = %.3e (bound 2e-3)\n", "parameter gradients", worst);
+  return ok && worst <= 2e-3;
+}
+
 // Peak GPU memory of one training step, reversible against stored activations.
 void report_peak_memory(const Cuda& dev) {
   for (bool reversible : {true, false}) {
@@ -212,6 +274,10 @@ int main() {
     revox::UNetConfig stored = mbconv;
     stored.reversible = false;
     CUDA_TEST_CHECK(run_config("stored-activation MBConv U-Net", stored, dev));
+
+    CUDA_TEST_CHECK(check_lean_mbconv(dev, 4, 6, 2, 2, Shape5{2, 4, 5, 6, 7}));
+    CUDA_TEST_CHECK(check_lean_mbconv(dev, 6, 6, 1, 3, Shape5{1, 6, 9, 10, 11}));
+    CUDA_TEST_CHECK(check_lean_mbconv(dev, 15, 15, 2, 5, Shape5{1, 15, 16, 16, 16}));
 
     report_peak_memory(dev);
   } catch (const revox::Error& error) {

@@ -4,8 +4,9 @@
 //   relu6(dev, x, y)             relu6_backward(dev, x, dy, dx)
 //   leaky_relu(dev, x, y, s)     leaky_relu_backward(dev, x, dy, dx, s)
 // All views have the same shape; y and dx are ASSIGNED; y may be the very view x (in place)
-// when x is not needed afterwards, and dx may be the very view dy (each element is read,
-// then written). The slope s is cast to T, as PyTorch casts negative_slope
+// when x is not needed afterwards, and dx the very view dy (every kernel reads element i of
+// x and dy before it writes element i of dx, and nothing else; MBConv's lean mode and UNet's
+// lean decoder rely on it). The slope s is cast to T, as PyTorch casts negative_slope
 // to the tensor's type. CPU kernels: ops/cpu/activations.hpp; CUDA: ops/cuda/activations.cuh
 // (declared here, defined there; a .cu translation unit includes it), whose bodies are
 // ops/kernels/activations.hpp.
