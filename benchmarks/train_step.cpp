@@ -28,6 +28,7 @@
 #include <omp.h>
 #endif
 
+#include "revox/core/memory.hpp"
 #include "revox/core/profile.hpp"
 #include "revox/models/memory_planner.hpp"
 #include "revox/models/unet_config.hpp"
@@ -162,9 +163,15 @@ int main(int argc, char** argv) {
       }
     }
     const double rss = max_rss_gb();
+    // What the CPU allocator held from the system at its peak: the blocks in use, rounded up
+    // to the pool's size classes, plus freed blocks kept cached for reuse (REVOX_CPU_CACHE_MB,
+    // revox/core/memory.hpp). The RSS adds the program, untracked scratch and glibc's heap.
+    const std::size_t reserved = revox::cpu_allocator().stats().peak_reserved_bytes;
     std::cout << "measured peak " << gb(measured) << " GB (" << std::setprecision(6)
               << static_cast<double>(measured) / static_cast<double>(plan.peak_bytes)
-              << "x the plan); process maximum RSS " << std::setprecision(4) << rss << " GB\n"
+              << "x the plan); allocator's peak reserved " << gb(reserved)
+              << " GB (pooled blocks, cache limit " << gb(revox::cpu_allocator().cache_limit())
+              << " GB); process maximum RSS " << std::setprecision(4) << rss << " GB\n"
               << std::fixed << std::setprecision(2) << "step " << times.step()
               << " s: forward " << times.forward << ", loss " << times.loss << ", backward "
               << times.backward << ", Adam " << times.optimizer << " (setup " << times.setup
@@ -194,6 +201,8 @@ int main(int argc, char** argv) {
       j["peak_at"] = plan.peak_at;
       j["measured_peak_bytes"] = measured;
       j["max_rss_bytes"] = rss * 1e9;
+      j["allocator_peak_reserved_bytes"] = reserved;
+      j["allocator_cache_limit_bytes"] = revox::cpu_allocator().cache_limit();
       j["seconds"] = {{"step", times.step()},    {"forward", times.forward},
                       {"loss", times.loss},      {"backward", times.backward},
                       {"optimizer", times.optimizer}, {"setup", times.setup}};

@@ -65,6 +65,19 @@ TEST_CASE("memory planner: reversible and stored MBConv U-Nets match the measure
     c.reversible = false;
     check_plan("tiny stored 16^3", c, Shape5{1, 4, 16, 16, 16});
   }
+  SECTION("stored MBConv blocks (block_memory = stored), tiny and small presets") {
+    for (const char* preset : {"tiny", "small"}) {
+      for (bool reversible : {true, false}) {
+        UNetConfig c = revox::unet_preset(preset);
+        c.block_memory = "stored";
+        c.reversible = reversible;
+        const index_t side = c.input_size[0];
+        check_plan(std::string(preset) + " stored blocks " +
+                       (reversible ? "reversible" : "stored"),
+                   c, Shape5{1, 4, side, side, side});
+      }
+    }
+  }
   SECTION("stored decoder (decoder_memory = stored), tiny and small presets") {
     for (const char* preset : {"tiny", "small"}) {
       for (bool reversible : {true, false}) {
@@ -184,6 +197,7 @@ TEST_CASE("memory planner: the reversible encoder's memory does not grow with it
     UNetConfig c = revox::unet_preset("small");
     c.blocks_per_level = blocks;
     c.reversible = reversible;
+    if (!reversible) c.block_memory = "stored";  // the twin that keeps every MBConv map
     return revox::plan_training_memory(c, input);
   };
   const auto rev1 = plan(1, true);

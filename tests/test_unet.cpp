@@ -380,6 +380,49 @@ TEST_CASE("unet: lean and stored decoders give the same outputs and gradients",
                     Catch::Contains("expected \"lean\" or \"stored\", got \"none\""));
 }
 
+TEST_CASE("unet: lean and stored MBConv blocks give the same outputs and gradients",
+          "[unet][model][block_memory]") {
+  // Lean MBConv sums the projection one GroupNorm group at a time: equal up to rounding.
+  auto compare = [](auto one, UNetConfig config, Shape5 input, double tolerance) {
+    using T = decltype(one);
+    INFO("config " << revox::to_json(config).dump() << ", input " << input);
+    REQUIRE(config.block_memory == "lean");
+    UNet<T> lean_net(config);
+    config.block_memory = "stored";
+    UNet<T> stored_net(config);
+    revox::Parameters<T> lean_params(lean_net);
+    revox::Parameters<T> stored_params(stored_net);
+    revox::Rng rng(31);
+    lean_net.reset_parameters(rng);
+    std::copy(lean_params.values().data, lean_params.values().data + lean_params.size(),
+              stored_params.values().data);
+    Tensor<T> x(input);
+    revox::fill_uniform(x.view(), rng, -1.0, 1.0);
+    Tensor<T> dy(lean_net.output_shape(x.shape()));
+    revox::fill_uniform(dy.view(), rng, -1.0, 1.0);
+    const auto lean = forward_backward(lean_net, lean_params, x, dy);
+    const auto stored = forward_backward(stored_net, stored_params, x, dy);
+    CHECK(max_rel_diff(stored.y.data(), lean.y.data(), lean.y.numel()) < tolerance);
+    CHECK(max_rel_diff(stored.dx.data(), lean.dx.data(), lean.dx.numel()) < tolerance);
+    for (const auto& entry : lean_params.entries()) {
+      INFO("parameter " << entry.name);
+      CHECK(max_rel_diff(stored.grads.data() + entry.offset, lean.grads.data() + entry.offset,
+                         entry.shape.numel()) < tolerance);
+    }
+  };
+  for (bool reversible : {true, false}) {
+    UNetConfig c = revox::unet_preset("tiny");
+    c.reversible = reversible;
+    c.blocks_per_level = 2;
+    compare(float{}, c, Shape5{1, 4, 16, 16, 16}, 1e-4);
+    UNetConfig d = small_config("mbconv", {4, 8, 12}, 2, 2);
+    d.reversible = reversible;
+    compare(double{}, d, Shape5{2, 4, 8, 8, 4}, 1e-10);
+    d.expand_ratio = 1;
+    compare(double{}, d, Shape5{1, 4, 4, 8, 8}, 1e-10);
+  }
+}
+
 TEST_CASE("unet: the lean decoder keeps less than the stored one", "[unet][model][memory]") {
   auto& allocator = revox::cpu_allocator();
   const revox::Cpu dev;

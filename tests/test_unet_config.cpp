@@ -58,15 +58,17 @@ TEST_CASE("unet config: defaults, preset base and overrides", "[unet][config]") 
   CHECK(c.block == "mbconv");
   CHECK(c.reversible);
   CHECK(c.decoder_memory == "lean");  // also what a config written before the key existed gets
+  CHECK(c.block_memory == "lean");
   CHECK(c.levels() == 3);
   CHECK(c.size_divisor() == 4);
 
   const UNetConfig o = revox::unet_config_from_json(
       json{{"preset", "mbconv-base"}, {"reversible", false}, {"blocks_per_level", 2},
-           {"decoder_memory", "stored"}});
+           {"decoder_memory", "stored"}, {"block_memory", "stored"}});
   UNetConfig expected = revox::unet_preset("mbconv-base");
   expected.reversible = false;
   expected.decoder_memory = "stored";
+  expected.block_memory = "stored";
   expected.blocks_per_level = 2;
   CHECK(o == expected);
 }
@@ -108,6 +110,9 @@ TEST_CASE("unet config: rejects unknown keys, wrong types and bad values", "[une
   expect_rejected("decoder_memory", "fast",
                   "'decoder_memory' must be \"lean\" or \"stored\", got \"fast\"");
   expect_rejected("decoder_memory", false, "'decoder_memory' must be the string");
+  expect_rejected("block_memory", "none",
+                  "'block_memory' must be \"lean\" or \"stored\", got \"none\"");
+  expect_rejected("block_memory", 1, "'block_memory' must be the string");
   expect_rejected("input_size", {16, 16}, "'input_size' must be an array of 3 integers");
   expect_rejected("input_size", {16, 0, 16}, "'input_size[1]' must be an integer >= 1, got 0");
   expect_rejected("input_size", {16, 18, 16},

@@ -20,7 +20,8 @@
 //
 // The encoder's F and G:
 //  * UNet<T> (F = G = ConfiguredBlock<T>, the default): chosen at run time by config.block,
-//      "mbconv":   MBConv(C_i/2 -> C_i/2, expand_ratio, num_groups)
+//      "mbconv":   MBConv(C_i/2 -> C_i/2, expand_ratio, num_groups), lean unless
+//                  config.block_memory is "stored" (revox/layers/mbconv.hpp)
 //      "standard": ConvBlock(C_i/2 -> C_i/2, num_groups)
 //    ConfiguredBlock<T> holds one of the two and passes its parameter names through
 //    unchanged, so names, checkpoints and outputs are those of a plain MBConv or ConvBlock.
@@ -102,7 +103,8 @@
 namespace revox {
 
 // The default encoder block of UNet<T>: an MBConv or a ConvBlock on half_channels channels,
-// chosen at run time by config.block ("mbconv": MBConv(half, half, expand_ratio, num_groups);
+// chosen at run time by config.block ("mbconv": MBConv(half, half, expand_ratio, num_groups,
+// lean = config.block_memory == "lean");
 // "standard": ConvBlock(half, half, num_groups)). A layer (revox/layers/layer.hpp) that
 // forwards every call to the block it holds; its parameter names are the block's own,
 // unprefixed, so a UNet<T> built from it names its parameters as if F and G were the plain
@@ -168,7 +170,8 @@ class ConfiguredBlock {
  private:
   static variant_type make(const UNetConfig& config, index_t half_channels) {
     if (config.block == "mbconv") {
-      return MBConv<T>(half_channels, half_channels, config.expand_ratio, config.num_groups);
+      return MBConv<T>(half_channels, half_channels, config.expand_ratio, config.num_groups,
+                       config.block_memory == "lean");
     }
     REVOX_CHECK(config.block == "standard",
                 "ConfiguredBlock: config.block must be \"mbconv\" or \"standard\", got \"",

@@ -15,6 +15,7 @@
 //     "block":            "mbconv",       // or "standard" (3x3x3 ConvBlocks for F and G)
 //     "reversible":       true,           // false: the stored-activation twin
 //     "decoder_memory":   "lean",         // or "stored": what the decoder keeps for backward
+//     "block_memory":     "lean",         // or "stored": what MBConv F and G keep (mbconv only)
 //     "input_size":       [160, 256, 256] // D, H, W of the training input (informational)
 //   }
 // unet_config_from_json rejects unknown keys, wrong types and bad values with a revox::Error
@@ -69,6 +70,12 @@ struct UNetConfig {
   // and recomputes the upsampled sum and each convolution in backward; "stored": it keeps
   // the sum and every block's convolution and norm outputs. Same outputs and gradients.
   std::string decoder_memory = "lean";
+  // "lean": the encoder's MBConv blocks (F and G) keep only their GroupNorm statistics and
+  // their projection's output, and recompute the rest one GroupNorm group of the expanded
+  // channels at a time in backward; "stored": they keep every intermediate. Same outputs,
+  // gradients equal up to float rounding (revox/layers/mbconv.hpp). "standard" blocks
+  // (ConvBlock F and G) ignore it.
+  std::string block_memory = "lean";
   std::array<index_t, 3> input_size{0, 0, 0};  // D, H, W; all 0 = not given
 
   index_t levels() const { return static_cast<index_t>(widths.size()); }
@@ -80,7 +87,7 @@ struct UNetConfig {
            a.widths == b.widths && a.expand_ratio == b.expand_ratio &&
            a.blocks_per_level == b.blocks_per_level && a.decoder_blocks == b.decoder_blocks &&
            a.num_groups == b.num_groups && a.block == b.block && a.reversible == b.reversible &&
-           a.decoder_memory == b.decoder_memory &&
+           a.decoder_memory == b.decoder_memory && a.block_memory == b.block_memory &&
            a.input_size == b.input_size;
   }
   friend bool operator!=(const UNetConfig& a, const UNetConfig& b) { return !(a == b); }
@@ -111,6 +118,9 @@ inline void validate_unet_config(const UNetConfig& config) {
   REVOX_CHECK(config.decoder_memory == "lean" || config.decoder_memory == "stored",
               "UNet config: 'decoder_memory' must be \"lean\" or \"stored\", got \"",
               config.decoder_memory, "\"");
+  REVOX_CHECK(config.block_memory == "lean" || config.block_memory == "stored",
+              "UNet config: 'block_memory' must be \"lean\" or \"stored\", got \"",
+              config.block_memory, "\"");
   for (std::size_t i = 0; i < config.widths.size(); ++i) {
     const index_t width = config.widths[i];
     REVOX_CHECK(width >= 2 && width % 2 == 0, "UNet config: 'widths[", i,
@@ -144,6 +154,7 @@ inline nlohmann::json to_json(const UNetConfig& config) {
   j["block"] = config.block;
   j["reversible"] = config.reversible;
   j["decoder_memory"] = config.decoder_memory;
+  j["block_memory"] = config.block_memory;
   if (config.input_size != std::array<index_t, 3>{0, 0, 0}) j["input_size"] = config.input_size;
   return j;
 }
@@ -229,7 +240,7 @@ inline const std::vector<std::string>& unet_config_keys() {
   static const std::vector<std::string> keys = {
       "preset",         "in_channels", "out_channels", "widths",         "expand_ratio",
       "blocks_per_level", "decoder_blocks", "num_groups", "block", "reversible",
-      "decoder_memory", "input_size"};
+      "decoder_memory", "block_memory", "input_size"};
   return keys;
 }
 
@@ -301,6 +312,12 @@ inline UNetConfig unet_config_from_json(const nlohmann::json& j) {
                 "UNet config: 'decoder_memory' must be the string \"lean\" or \"stored\", got ",
                 j["decoder_memory"].dump());
     c.decoder_memory = j["decoder_memory"].get<std::string>();
+  }
+  if (j.contains("block_memory")) {
+    REVOX_CHECK(j["block_memory"].is_string(),
+                "UNet config: 'block_memory' must be the string \"lean\" or \"stored\", got ",
+                j["block_memory"].dump());
+    c.block_memory = j["block_memory"].get<std::string>();
   }
   if (j.contains("input_size")) {
     const auto& size = j["input_size"];
