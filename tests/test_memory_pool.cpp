@@ -232,6 +232,63 @@ TEST_CASE("The cache limit bounds the cached bytes; set_cache_limit trims at onc
   CHECK(allocator.reserved_bytes() == 0);
 }
 
+TEST_CASE("A pool bounded by its peak gives cached blocks back instead of growing",
+          "[core][memory][pool]") {
+  raw = RawCounter{};
+  revox::TrackingAllocator allocator("bounded-test", limited_allocate, limited_free,
+                                     revox::AllocatorCaching::pool, 0);
+  CHECK_FALSE(allocator.bounded_by_peak());  // off unless asked
+  allocator.set_bounded_by_peak(true);
+  CHECK(allocator.bounded_by_peak());
+  void* a = allocator.allocate(4096);
+  void* b = allocator.allocate(8192);
+  CHECK(allocator.in_use_high_water_bytes() == 12288);
+  allocator.deallocate(a, 4096);
+  allocator.deallocate(b, 8192);
+  CHECK(allocator.cached_bytes() == 12288);
+  CHECK(allocator.reserved_bytes() == 12288);
+  // A hit takes no new memory.
+  a = allocator.allocate(4096);
+  CHECK(allocator.raw_allocations() == 2);
+  allocator.deallocate(a, 4096);
+  // A miss of 16384: the in-use mark becomes 16384, so both cached blocks (12288) must go
+  // first: neither alone covers the 12288-byte excess, the largest goes, then the other.
+  void* c = allocator.allocate(16384);
+  CHECK(allocator.stats().raw_frees == 2);
+  CHECK(allocator.cached_bytes() == 0);
+  CHECK(allocator.reserved_bytes() == 16384);
+  CHECK(allocator.in_use_high_water_bytes() == 16384);
+  allocator.deallocate(c, 16384);
+  // A miss of 4096 beside the cached 16384 block would hold 20480 > 16384: that block (the
+  // smallest that covers the 4096-byte excess) goes back; then 8192 fits within the mark.
+  a = allocator.allocate(4096);
+  CHECK(allocator.reserved_bytes() == 4096);
+  b = allocator.allocate(8192);
+  CHECK(allocator.reserved_bytes() == 12288);
+  allocator.deallocate(a, 4096);
+  allocator.deallocate(b, 8192);
+  // Reserved never exceeded the most that was in use at once.
+  CHECK(allocator.stats().peak_reserved_bytes <= allocator.in_use_high_water_bytes());
+  CHECK(allocator.current_bytes() == 0);
+  CHECK(allocator.release_cached() == 12288);
+  CHECK(raw.live_blocks == 0);
+}
+
+TEST_CASE("A bounded pool serves a repeated step from its pool when the sizes line up",
+          "[core][memory][pool]") {
+  raw = RawCounter{};
+  revox::TrackingAllocator allocator("bounded-repeat", limited_allocate, limited_free,
+                                     revox::AllocatorCaching::pool, 0);
+  allocator.set_bounded_by_peak(true);
+  const std::vector<std::size_t> sizes = {1 << 20, 3 << 20, 1 << 20, 5000};
+  for (int repeat = 0; repeat < 3; ++repeat) {
+    auto blocks = step(allocator, sizes);
+    release(allocator, blocks, sizes);
+  }
+  CHECK(allocator.raw_allocations() == sizes.size());  // only the first step's
+  CHECK(allocator.stats().peak_reserved_bytes == allocator.in_use_high_water_bytes());
+}
+
 TEST_CASE("The CPU allocator pools large tensors: a repeated step maps no new memory",
           "[core][memory][pool]") {
   revox::TrackingAllocator& cpu = revox::cpu_allocator();
@@ -246,6 +303,7 @@ TEST_CASE("The CPU allocator pools large tensors: a repeated step maps no new me
     return;
   }
   CHECK(cpu.cache_limit() == revox::kCpuDefaultCacheLimit);
+  CHECK(cpu.bounded_by_peak());
   const revox::Shape5 big{1, 3, 64, 64, 64};  // 3 MiB: pooled
   const revox::Shape5 small{1, 1, 8, 8, 8};   // 2 KiB: glibc's
   auto step_once = [&] {

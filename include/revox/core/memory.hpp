@@ -22,7 +22,14 @@
 // current/peak bytes still count the requested sizes of live allocations; reserved_bytes
 // counts what is held from the raw allocator (blocks in use, rounded, plus cached free
 // blocks). release_cached() returns the cached blocks to the raw allocator; so does an
-// allocation that the raw allocator refuses, before it retries once. The pool does not know
+// allocation that the raw allocator refuses, before it retries once. A pool bounded by its
+// peak (set_bounded_by_peak(true); the CPU allocator's default) never holds more from the raw
+// allocator than the blocks in use have ever needed at once (their rounded sizes, since
+// construction): a miss that would take reserved_bytes past that mark first gives cached
+// blocks back (the smallest one that covers the excess, else the largest, until it is
+// covered). Without the bound, a step whose forward and backward free and request blocks of
+// different sizes holds both sets: measured at the paper's MBConv-Base size, 6.4 GB in use
+// but a 10.0 GB resident set with the 4 GiB cache (docs/results.md). The pool does not know
 // about streams: a block freed while a kernel may still use it is safe to reuse only by work
 // ordered after that kernel (revox runs every kernel of a device on one stream).
 #pragma once
@@ -119,6 +126,7 @@ class TrackingAllocator {
     const std::size_t block = pool_block_bytes(bytes);
     void* ptr = take_cached(block);
     if (ptr == nullptr) {
+      if (bounded_by_peak_) trim_cache_for(block);
       ptr = raw_allocate_(block);
       if (ptr == nullptr && stats_.cached_bytes > 0) {
         release_cached_locked();
@@ -228,6 +236,23 @@ class TrackingAllocator {
   }
   std::size_t pool_min_bytes() const { return pool_min_bytes_; }
 
+  // Bounds what the pool holds by the most its blocks in use have needed (see the top of this
+  // file); off by default, on for the CPU allocator.
+  void set_bounded_by_peak(bool bounded) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    bounded_by_peak_ = bounded;
+  }
+  bool bounded_by_peak() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return bounded_by_peak_;
+  }
+  // The most bytes held for blocks in use at once (rounded pooled blocks plus unpooled
+  // requests), since construction: what a pool bounded by its peak may hold.
+  std::size_t in_use_high_water_bytes() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return in_use_high_water_;
+  }
+
   // Returns every cached block to the raw allocator; gives the number of bytes released.
   std::size_t release_cached() noexcept {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -269,6 +294,8 @@ class TrackingAllocator {
 
   // The rest are called with mutex_ held.
   void count_allocation(std::size_t bytes) {
+    in_use_high_water_ =
+        std::max(in_use_high_water_, stats_.reserved_bytes - stats_.cached_bytes);
     stats_.current_bytes += bytes;
     stats_.peak_bytes = std::max(stats_.peak_bytes, stats_.current_bytes);
     ++stats_.live_allocations;
@@ -295,6 +322,32 @@ class TrackingAllocator {
     stats_.cached_bytes -= block;
     return ptr;
   }
+  // A bounded pool's miss for `block`: gives back cached blocks until reserved_bytes + block
+  // stays within the in-use high-water mark (raised by this block if it needs more).
+  void trim_cache_for(std::size_t block) noexcept {
+    const std::size_t in_use_after = stats_.reserved_bytes - stats_.cached_bytes + block;
+    const std::size_t bound = std::max(in_use_high_water_, in_use_after);
+    while (stats_.cached_bytes > 0 && stats_.reserved_bytes + block > bound) {
+      const std::size_t excess = stats_.reserved_bytes + block - bound;
+      // The smallest cached block that covers the excess, else the largest one.
+      auto it = free_blocks_.lower_bound(excess);
+      while (it != free_blocks_.end() && it->second.empty()) ++it;
+      if (it == free_blocks_.end()) {
+        auto last = free_blocks_.end();
+        do {
+          --last;
+        } while (last->second.empty() && last != free_blocks_.begin());
+        it = last;
+      }
+      if (it->second.empty()) break;  // (cached_bytes > 0 means some list is not empty)
+      void* ptr = it->second.back();
+      it->second.pop_back();
+      stats_.cached_bytes -= it->first;
+      raw_free_(ptr, it->first);
+      count_raw_free(it->first);
+      if (it->second.empty()) free_blocks_.erase(it);
+    }
+  }
   std::size_t release_cached_locked() noexcept {
     const std::size_t released = stats_.cached_bytes;
     for (auto& [block, pointers] : free_blocks_) {
@@ -314,6 +367,8 @@ class TrackingAllocator {
   bool caching_;
   std::size_t pool_min_bytes_;
   std::size_t cache_limit_;  // guarded by mutex_
+  bool bounded_by_peak_ = false;   // guarded by mutex_
+  std::size_t in_use_high_water_ = 0;  // guarded by mutex_; never reset
   mutable std::mutex mutex_;
   MemoryStats stats_;
   std::map<std::size_t, std::vector<void*>> free_blocks_;  // block size -> cached blocks
@@ -373,11 +428,16 @@ inline std::size_t cpu_cache_limit_from_environment() {
 
 // The process-wide allocator for host memory: large blocks pooled (see the top of this file),
 // at most kCpuDefaultCacheLimit bytes cached unless REVOX_CPU_CACHE_MB or set_cache_limit()
-// says otherwise.
+// says otherwise, and bounded by its peak (set_bounded_by_peak): the process holds about what
+// the tracked peak says, not that plus the cache.
 inline TrackingAllocator& cpu_allocator() {
-  static TrackingAllocator allocator("CPU", detail::cpu_raw_allocate, detail::cpu_raw_free,
-                                     AllocatorCaching::pool, kCpuPoolMinBytes,
-                                     detail::cpu_cache_limit_from_environment());
+  static TrackingAllocator& allocator = [] () -> TrackingAllocator& {
+    static TrackingAllocator a("CPU", detail::cpu_raw_allocate, detail::cpu_raw_free,
+                               AllocatorCaching::pool, kCpuPoolMinBytes,
+                               detail::cpu_cache_limit_from_environment());
+    a.set_bounded_by_peak(true);
+    return a;
+  }();
   return allocator;
 }
 
