@@ -331,6 +331,14 @@ nlohmann::json result_json(const Result& r) {
 
 double ratio(double a, double b) { return b > 0 ? a / b : 0.0; }
 
+// The table's ratio cell: "-" where either side found nothing.
+std::string ratio_text(double a, double b) {
+  if (a <= 0.0 || b <= 0.0) return "-";
+  std::ostringstream out;
+  out << std::setprecision(3) << a / b << "x";
+  return out.str();
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -397,8 +405,7 @@ int main(int argc, char** argv) {
               << " | "
               << cell(sto.volume, std::to_string(sto.volume.input.d) + "^3 (" +
                                       std::to_string(static_cast<long long>(voxels(sto.volume))) + ")")
-              << " | " << std::setprecision(3) << ratio(voxels(rev.volume), voxels(sto.volume))
-              << "x |\n";
+              << " | " << ratio_text(voxels(rev.volume), voxels(sto.volume)) << " |\n";
     auto levels_cell = [&](const Result& r, bool capped) {
       return cell(r, std::to_string(levels(r)) + " (" + widths_text(r.config.widths) + ")" +
                          (capped ? ", capped by divisibility" : ""));
@@ -406,30 +413,32 @@ int main(int argc, char** argv) {
     std::cout << "| most levels at " << options.depth_size << "^3 | "
               << levels_cell(rev.levels, rev.levels_capped) << " | "
               << levels_cell(sto.levels, sto.levels_capped) << " | "
-              << ratio(static_cast<double>(levels(rev.levels)), static_cast<double>(levels(sto.levels)))
-              << "x |\n";
+              << ratio_text(static_cast<double>(levels(rev.levels)),
+                            static_cast<double>(levels(sto.levels)))
+              << " |\n";
     std::cout << "| most levels at 160x256x256 | "
               << levels_cell(rev.paper_levels, rev.paper_levels_capped) << " | "
               << levels_cell(sto.paper_levels, sto.paper_levels_capped) << " | "
-              << ratio(static_cast<double>(levels(rev.paper_levels)),
-                       static_cast<double>(levels(sto.paper_levels)))
-              << "x |\n";
+              << ratio_text(static_cast<double>(levels(rev.paper_levels)),
+                            static_cast<double>(levels(sto.paper_levels)))
+              << " |\n";
     auto blocks_cell = [&](const Family& f) {
       return cell(f.blocks, std::to_string(blocks(f.blocks)) +
                                 (blocks(f.blocks) == kMaxBlocks ? " (search cap)" : ""));
     };
     std::cout << "| most reversible blocks per level at " << options.depth_size << "^3 | "
               << blocks_cell(rev) << " | " << blocks_cell(sto) << " | "
-              << ratio(static_cast<double>(blocks(rev.blocks)), static_cast<double>(blocks(sto.blocks)))
-              << "x |\n";
+              << ratio_text(static_cast<double>(blocks(rev.blocks)),
+                            static_cast<double>(blocks(sto.blocks)))
+              << " |\n";
     auto width_cell = [&](const Family& f) {
       std::ostringstream out;
       out << f.width_multiplier << " (" << widths_text(f.width.config.widths) << ")";
       return cell(f.width, out.str());
     };
     std::cout << "| widest at 160x256x256 (multiplier) | " << width_cell(rev) << " | "
-              << width_cell(sto) << " | " << ratio(rev.width_multiplier, sto.width_multiplier)
-              << "x |\n\n";
+              << width_cell(sto) << " | " << ratio_text(rev.width_multiplier, sto.width_multiplier)
+              << " |\n\n";
 
     std::cout << "| result | family | input | widths x blocks per level | predicted peak | measured peak |\n"
               << "|---|---|---|---|---:|---:|\n";

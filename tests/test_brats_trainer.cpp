@@ -74,15 +74,22 @@ TEST_CASE("run config: presets, --set with dotted keys, unknown keys rejected by
   apply_set(c, "model.expand_ratio=4");
   apply_set(c, "augment.enabled=false");
   apply_set(c, "loss=bce_dice");
+  CHECK(parse_run_config(c).model.decoder_memory == "lean");  // the default
+  apply_set(c, "model.decoder_memory=stored");
+  apply_set(c, "model.block_memory=stored");
   const RunConfig r = parse_run_config(c);
   CHECK(r.epochs == 7);
   CHECK(r.model.expand_ratio == 4);
+  CHECK(r.model.decoder_memory == "stored");
+  CHECK(r.model.block_memory == "stored");
   CHECK_FALSE(r.augment_enabled);
   CHECK(r.loss == "bce_dice");
   CHECK(parse_run_config(training_preset("mbconv-base")).holdout_count == 40);
   CHECK_THROWS_WITH(apply_set(c, "bogus=1"), Catch::Contains("unknown key 'bogus'"));
   CHECK_THROWS_WITH(apply_set(c, "augment.bogus=1"), Catch::Contains("unknown key 'augment.bogus'"));
   CHECK_THROWS_WITH(apply_set(c, "model.bogus=1"), Catch::Contains("unknown key 'model.bogus'"));
+  CHECK_THROWS_WITH(apply_set(c, "model.decoder_memory=tiny"),
+                    Catch::Contains("'decoder_memory' must be \"lean\" or \"stored\""));
   CHECK_THROWS_WITH(apply_set(c, "epochs"), Catch::Contains("expected key=value"));
   CHECK_THROWS_WITH(training_preset("nope"), Catch::Contains("unknown preset 'nope'"));
   nlohmann::json bad = training_preset("small");

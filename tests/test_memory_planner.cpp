@@ -65,29 +65,18 @@ TEST_CASE("memory planner: reversible and stored MBConv U-Nets match the measure
     c.reversible = false;
     check_plan("tiny stored 16^3", c, Shape5{1, 4, 16, 16, 16});
   }
-  SECTION("stored MBConv blocks (block_memory = stored), tiny and small presets") {
-    for (const char* preset : {"tiny", "small"}) {
-      for (bool reversible : {true, false}) {
-        UNetConfig c = revox::unet_preset(preset);
-        c.block_memory = "stored";
-        c.reversible = reversible;
-        const index_t side = c.input_size[0];
-        check_plan(std::string(preset) + " stored blocks " +
-                       (reversible ? "reversible" : "stored"),
-                   c, Shape5{1, 4, side, side, side});
-      }
-    }
-  }
-  SECTION("stored decoder (decoder_memory = stored), tiny and small presets") {
-    for (const char* preset : {"tiny", "small"}) {
-      for (bool reversible : {true, false}) {
-        UNetConfig c = revox::unet_preset(preset);
-        c.decoder_memory = "stored";
-        c.reversible = reversible;
-        const index_t side = c.input_size[0];
-        check_plan(std::string(preset) + " stored decoder " +
-                       (reversible ? "reversible" : "stored"),
-                   c, Shape5{1, 4, side, side, side});
+  SECTION("stored MBConv blocks or stored decoder, tiny and small presets") {
+    for (const std::string part : {"block_memory", "decoder_memory"}) {
+      for (const char* preset : {"tiny", "small"}) {
+        for (bool reversible : {true, false}) {
+          UNetConfig c = revox::unet_preset(preset);
+          (part == "block_memory" ? c.block_memory : c.decoder_memory) = "stored";
+          c.reversible = reversible;
+          const index_t side = c.input_size[0];
+          check_plan(std::string(preset) + " " + part + " = stored, " +
+                         (reversible ? "reversible" : "stored"),
+                     c, Shape5{1, 4, side, side, side});
+        }
       }
     }
   }

@@ -99,6 +99,39 @@ Run<T> forward_backward(UNet<T>& net, revox::Parameters<T>& params, const Tensor
   return run;
 }
 
+// One forward (with saved) and backward of a freshly initialised UNet<float> built from `c`;
+// returns the CPU tracking allocator's peak above what was in use before, and stores in
+// *kept what forward left for backward. Checks that nothing is left behind, by the step or
+// by inference.
+std::size_t step_peak_bytes(const UNetConfig& c, Shape5 input, std::uint64_t seed,
+                            std::size_t* kept = nullptr) {
+  auto& allocator = revox::cpu_allocator();
+  const revox::Cpu dev;
+  UNet<float> net(c);
+  revox::Parameters<float> params(net);
+  revox::Rng rng(seed);
+  net.reset_parameters(rng);
+  Tensor<float> x(input);
+  revox::fill_uniform(x.view(), rng, -1.0, 1.0);
+  Tensor<float> y(net.output_shape(x.shape()));
+  Tensor<float> dy(y.shape());
+  revox::fill_uniform(dy.view(), rng, -1.0, 1.0);
+  Tensor<float> dx(x.shape());
+  const std::size_t before = allocator.current_bytes();
+  allocator.reset_peak();
+  {
+    UNet<float>::Saved<revox::Cpu> saved;
+    net.forward(dev, x.cview(), y.view(), &saved);
+    if (kept != nullptr) *kept = allocator.current_bytes() - before;
+    net.backward(dev, saved, dy.cview(), dx.view());
+  }
+  CHECK(allocator.current_bytes() == before);  // nothing left behind
+  const std::size_t peak = allocator.peak_bytes() - before;
+  net.forward(dev, x.cview(), y.view(), nullptr);  // inference keeps nothing either
+  CHECK(allocator.current_bytes() == before);
+  return peak;
+}
+
 template <class T>
 double max_rel_diff(const T* a, const T* b, index_t count) {
   double worst = 0.0;
@@ -424,34 +457,13 @@ TEST_CASE("unet: lean and stored MBConv blocks give the same outputs and gradien
 }
 
 TEST_CASE("unet: the lean decoder keeps less than the stored one", "[unet][model][memory]") {
-  auto& allocator = revox::cpu_allocator();
-  const revox::Cpu dev;
   // Bytes that forward leaves for backward, and the step's peak, above the resident tensors.
-  auto measure = [&](const std::string& block, const std::string& decoder_memory,
-                     std::size_t& kept) {
+  auto measure = [](const std::string& block, const std::string& decoder_memory,
+                    std::size_t& kept) {
     UNetConfig c = revox::unet_preset("tiny");
     c.block = block;
     c.decoder_memory = decoder_memory;
-    UNet<float> net(c);
-    revox::Parameters<float> params(net);
-    revox::Rng rng(6);
-    net.reset_parameters(rng);
-    Tensor<float> x(Shape5{1, 4, 16, 16, 16});
-    revox::fill_uniform(x.view(), rng, -1.0, 1.0);
-    Tensor<float> y(net.output_shape(x.shape()));
-    Tensor<float> dy(y.shape());
-    revox::fill_uniform(dy.view(), rng, -1.0, 1.0);
-    Tensor<float> dx(x.shape());
-    const std::size_t before = allocator.current_bytes();
-    allocator.reset_peak();
-    {
-      UNet<float>::Saved<revox::Cpu> saved;
-      net.forward(dev, x.cview(), y.view(), &saved);
-      kept = allocator.current_bytes() - before;
-      net.backward(dev, saved, dy.cview(), dx.view());
-    }
-    CHECK(allocator.current_bytes() == before);
-    return allocator.peak_bytes() - before;
+    return step_peak_bytes(c, Shape5{1, 4, 16, 16, 16}, 6, &kept);
   };
   for (const std::string block : {"mbconv", "standard"}) {
     std::size_t lean_kept = 0, stored_kept = 0;
@@ -474,35 +486,12 @@ TEST_CASE("unet: the lean decoder keeps less than the stored one", "[unet][model
 
 TEST_CASE("unet: reversible activation memory does not grow with blocks per level",
           "[unet][model][memory]") {
-  auto& allocator = revox::cpu_allocator();
-  const revox::Cpu dev;
   // Peak bytes above the parameters, input, output and gradients, during forward + backward.
-  auto peak_activation_bytes = [&](index_t blocks, bool reversible) {
+  auto peak_activation_bytes = [](index_t blocks, bool reversible) {
     UNetConfig c = revox::unet_preset("tiny");
     c.blocks_per_level = blocks;
     c.reversible = reversible;
-    UNet<float> net(c);
-    revox::Parameters<float> params(net);
-    revox::Rng rng(5);
-    net.reset_parameters(rng);
-    Tensor<float> x(Shape5{1, 4, 8, 8, 8});
-    revox::fill_uniform(x.view(), rng, -1.0, 1.0);
-    Tensor<float> y(net.output_shape(x.shape()));
-    Tensor<float> dy(y.shape());
-    revox::fill_uniform(dy.view(), rng, -1.0, 1.0);
-    Tensor<float> dx(x.shape());
-    const std::size_t before = allocator.current_bytes();
-    allocator.reset_peak();
-    {
-      UNet<float>::Saved<revox::Cpu> saved;
-      net.forward(dev, x.cview(), y.view(), &saved);
-      net.backward(dev, saved, dy.cview(), dx.view());
-    }
-    CHECK(allocator.current_bytes() == before);  // nothing left behind
-    // Inference keeps nothing either.
-    net.forward(dev, x.cview(), y.view(), nullptr);
-    CHECK(allocator.current_bytes() == before);
-    return allocator.peak_bytes() - before;
+    return step_peak_bytes(c, Shape5{1, 4, 8, 8, 8}, 5);
   };
   const std::size_t rev1 = peak_activation_bytes(1, true);
   const std::size_t rev4 = peak_activation_bytes(4, true);

@@ -468,7 +468,8 @@ TEST_CASE("unet custom: UNet<T> is bit-identical to UNet<T, MBConv> and UNet<T, 
     const UNetConfig c = small_config({4, 8, 8}, 2);
     UNet<float> configured(c);
     UNet<float, revox::MBConv<float>> plain(c, [&c](index_t half, index_t) {
-      return revox::MBConv<float>(half, half, c.expand_ratio, c.num_groups);
+      return revox::MBConv<float>(half, half, c.expand_ratio, c.num_groups,
+                                  c.block_memory == "lean");
     });
     compare(configured, plain, Shape5{2, 4, 8, 4, 8});
   }
