@@ -74,14 +74,14 @@ TEST_CASE("run config: presets, --set with dotted keys, unknown keys rejected by
   apply_set(c, "model.expand_ratio=4");
   apply_set(c, "augment.enabled=false");
   apply_set(c, "loss=bce_dice");
-  CHECK(parse_run_config(c).model.decoder_memory == "lean");  // the default
-  apply_set(c, "model.decoder_memory=stored");
-  apply_set(c, "model.block_memory=stored");
+  CHECK(parse_run_config(c).model.decoder_memory == "stored");  // the small preset's
+  apply_set(c, "model.decoder_memory=lean");
+  apply_set(c, "model.block_memory=lean");
   const RunConfig r = parse_run_config(c);
   CHECK(r.epochs == 7);
   CHECK(r.model.expand_ratio == 4);
-  CHECK(r.model.decoder_memory == "stored");
-  CHECK(r.model.block_memory == "stored");
+  CHECK(r.model.decoder_memory == "lean");
+  CHECK(r.model.block_memory == "lean");
   CHECK_FALSE(r.augment_enabled);
   CHECK(r.loss == "bce_dice");
   CHECK(parse_run_config(training_preset("mbconv-base")).holdout_count == 40);

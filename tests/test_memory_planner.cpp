@@ -65,15 +65,16 @@ TEST_CASE("memory planner: reversible and stored MBConv U-Nets match the measure
     c.reversible = false;
     check_plan("tiny stored 16^3", c, Shape5{1, 4, 16, 16, 16});
   }
-  SECTION("stored MBConv blocks or stored decoder, tiny and small presets") {
-    for (const std::string part : {"block_memory", "decoder_memory"}) {
+  SECTION("lean MBConv blocks, lean decoder or both, tiny and small presets") {
+    for (const std::string part : {"block_memory", "decoder_memory", "both"}) {
       for (const char* preset : {"tiny", "small"}) {
         for (bool reversible : {true, false}) {
           UNetConfig c = revox::unet_preset(preset);
-          (part == "block_memory" ? c.block_memory : c.decoder_memory) = "stored";
+          if (part != "decoder_memory") c.block_memory = "lean";
+          if (part != "block_memory") c.decoder_memory = "lean";
           c.reversible = reversible;
           const index_t side = c.input_size[0];
-          check_plan(std::string(preset) + " " + part + " = stored, " +
+          check_plan(std::string(preset) + " lean " + part + ", " +
                          (reversible ? "reversible" : "stored"),
                      c, Shape5{1, 4, side, side, side});
         }
@@ -122,9 +123,9 @@ TEST_CASE("memory planner: standard-block (Baseline-style) U-Nets match the meas
     // At 32^3 the im2col columns (8 or 16 channels x 27 taps) exceed 16 MiB: chunked.
     check_plan("standard 2 levels 32^3 " + mode, make_config({16, 32}, 4, "standard", reversible),
                Shape5{1, 4, 32, 32, 32});
-    UNetConfig stored_decoder = make_config({8, 16, 24, 32}, 2, "standard", reversible, 1, 2, 2);
-    stored_decoder.decoder_memory = "stored";
-    check_plan("standard 4 levels, 2 stored decoder blocks, 24^3 " + mode, stored_decoder,
+    UNetConfig lean_decoder = make_config({8, 16, 24, 32}, 2, "standard", reversible, 1, 2, 2);
+    lean_decoder.decoder_memory = "lean";
+    check_plan("standard 4 levels, 2 lean decoder blocks, 24^3 " + mode, lean_decoder,
                Shape5{1, 4, 24, 24, 24});
   }
 }

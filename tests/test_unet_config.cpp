@@ -57,8 +57,16 @@ TEST_CASE("unet config: defaults, preset base and overrides", "[unet][config]") 
   CHECK(c.decoder_blocks == 1);
   CHECK(c.block == "mbconv");
   CHECK(c.reversible);
-  CHECK(c.decoder_memory == "lean");  // also what a config written before the key existed gets
-  CHECK(c.block_memory == "lean");
+  CHECK(c.decoder_memory == "stored");  // also what a config written before the key existed gets
+  CHECK(c.block_memory == "stored");
+  // The paper presets are lean; small and tiny keep the faster stored default.
+  for (const char* preset : {"baseline", "mbconv-base", "mbconv-deeper", "mbconv-wider"}) {
+    INFO(preset);
+    CHECK(revox::unet_preset(preset).decoder_memory == "lean");
+    CHECK(revox::unet_preset(preset).block_memory == "lean");
+  }
+  CHECK(revox::unet_preset("small").decoder_memory == "stored");
+  CHECK(revox::unet_preset("tiny").block_memory == "stored");
   CHECK(c.levels() == 3);
   CHECK(c.size_divisor() == 4);
 
@@ -67,7 +75,7 @@ TEST_CASE("unet config: defaults, preset base and overrides", "[unet][config]") 
            {"decoder_memory", "stored"}, {"block_memory", "stored"}});
   UNetConfig expected = revox::unet_preset("mbconv-base");
   expected.reversible = false;
-  expected.decoder_memory = "stored";
+  expected.decoder_memory = "stored";  // the preset's "lean", overridden
   expected.block_memory = "stored";
   expected.blocks_per_level = 2;
   CHECK(o == expected);

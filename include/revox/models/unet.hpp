@@ -20,8 +20,8 @@
 //
 // The encoder's F and G:
 //  * UNet<T> (F = G = ConfiguredBlock<T>, the default): chosen at run time by config.block,
-//      "mbconv":   MBConv(C_i/2 -> C_i/2, expand_ratio, num_groups), lean unless
-//                  config.block_memory is "stored" (revox/layers/mbconv.hpp)
+//      "mbconv":   MBConv(C_i/2 -> C_i/2, expand_ratio, num_groups), lean when
+//                  config.block_memory is "lean" (revox/layers/mbconv.hpp)
 //      "standard": ConvBlock(C_i/2 -> C_i/2, num_groups)
 //    ConfiguredBlock<T> holds one of the two and passes its parameter names through
 //    unchanged, so names, checkpoints and outputs are those of a plain MBConv or ConvBlock.
@@ -56,13 +56,13 @@
 // encoder level ONLY the level output (the skip; in reversible mode the sequence's backward
 // rebuilds its input from it in place) and the sequence's own Saved (scratch-free in
 // reversible mode, all activations in stored mode); per decoder level, with
-// config.decoder_memory = "lean" (the default), only each ConvBlock's output and its
-// GroupNorm's statistics (backward back-propagates ReLU from that output, recomputes the
-// upsampled sum from the reduce input and the skip and each convolution from its input, and
-// runs GroupNorm's backward in place on the gradient: one extra convolution per block, the
-// same results bit for bit), or with "stored" the sum after the skip and each ConvBlock's
-// Saved (convolution and norm outputs) and output. The pooled tensors and the max-pool argmax are
-// NOT kept: backward recomputes level i-1's pool from skip i-1 (still intact then, since
+// config.decoder_memory = "lean" (the paper presets' setting), only each ConvBlock's output
+// and its GroupNorm's statistics (backward back-propagates ReLU from that output, recomputes
+// the upsampled sum from the reduce input and the skip and each convolution from its input,
+// and runs GroupNorm's backward in place on the gradient: one extra convolution per block,
+// the same results bit for bit), or with "stored" (the default) the sum after the skip and
+// each ConvBlock's Saved (convolution and norm outputs) and output. The pooled tensors and
+// the max-pool argmax are NOT kept: backward recomputes level i-1's pool from skip i-1 (still intact then, since
 // levels are undone deepest first) when level i's pointwise conv needs its input.
 // Peak activation memory is therefore independent of blocks_per_level in reversible mode (a
 // test measures it with the tracking allocator). Backward runs the head and the decoder

@@ -14,8 +14,8 @@
 //     "num_groups":       5,              // GroupNorm groups; required without preset
 //     "block":            "mbconv",       // or "standard" (3x3x3 ConvBlocks for F and G)
 //     "reversible":       true,           // false: the stored-activation twin
-//     "decoder_memory":   "lean",         // or "stored": what the decoder keeps for backward
-//     "block_memory":     "lean",         // or "stored": what MBConv F and G keep (mbconv only)
+//     "decoder_memory":   "stored",       // or "lean": what the decoder keeps for backward
+//     "block_memory":     "stored",       // or "lean": what MBConv F and G keep (mbconv only)
 //     "input_size":       [160, 256, 256] // D, H, W of the training input (informational)
 //   }
 // unet_config_from_json rejects unknown keys, wrong types and bad values with a revox::Error
@@ -40,6 +40,9 @@
 //   mbconv-wider   MBConv e=8, widths 30,60,120,180,240 @ 128^3, num_groups 5
 //   small          MBConv e=2, widths 16,32,64,128 @ 32^3, num_groups 4 (CPU: minutes)
 //   tiny           MBConv e=2, widths 8,16,32 @ 16^3, num_groups 2 (CPU: seconds; tests)
+// The four paper presets set decoder_memory and block_memory to "lean" (at 160x256x256:
+// MBConv-Base 6.4 GB instead of 13.8 GB, Baseline 12.3 instead of 24.6); small and tiny keep
+// the faster "stored" default.
 #pragma once
 
 #include <array>
@@ -69,13 +72,16 @@ struct UNetConfig {
   // "lean": each decoder level keeps only its ConvBlocks' outputs (and GroupNorm statistics)
   // and recomputes the upsampled sum and each convolution in backward; "stored": it keeps
   // the sum and every block's convolution and norm outputs. Same outputs and gradients.
-  std::string decoder_memory = "lean";
+  // "stored" unless a paper preset sets "lean" (measured on a 2-core CPU: lean halves the
+  // step's memory and costs about 26% of its time at 128^3, 20% at 32^3; docs/results.md).
+  std::string decoder_memory = "stored";
   // "lean": the encoder's MBConv blocks (F and G) keep only their GroupNorm statistics and
   // their projection's output, and recompute the rest one GroupNorm group of the expanded
   // channels at a time in backward; "stored": they keep every intermediate. Same outputs,
   // gradients equal up to float rounding (revox/layers/mbconv.hpp). "standard" blocks
-  // (ConvBlock F and G) ignore it.
-  std::string block_memory = "lean";
+  // (ConvBlock F and G) ignore it. "stored" unless a paper preset sets "lean" (lean costs
+  // about 9% of the step's time at 128^3, 20% at 32^3, on a 2-core CPU).
+  std::string block_memory = "stored";
   std::array<index_t, 3> input_size{0, 0, 0};  // D, H, W; all 0 = not given
 
   index_t levels() const { return static_cast<index_t>(widths.size()); }
@@ -165,6 +171,13 @@ inline std::vector<std::string> unet_preset_names() {
 
 inline UNetConfig unet_preset(const std::string& name) {
   UNetConfig c;
+  // The paper's networks are for the paper's full-size inputs, where memory decides: lean.
+  const bool paper = name == "baseline" || name == "mbconv-base" || name == "mbconv-deeper" ||
+                     name == "mbconv-wider";
+  if (paper) {
+    c.decoder_memory = "lean";
+    c.block_memory = "lean";
+  }
   if (name == "baseline") {
     c.block = "standard";
     c.widths = {60, 120, 180, 240, 480};
