@@ -389,6 +389,18 @@ TEST_CASE("unet: lean and stored decoders give the same outputs and gradients",
       CHECK(max_rel_diff(lean.grads.data() + entry.offset, stored.grads.data() + entry.offset,
                          entry.shape.numel()) == 0.0);
     }
+    // A backward follows the mode its forward ran in, even if the mode changed in between.
+    {
+      params.zero_grad();
+      typename UNet<T>::template Saved<revox::Cpu> saved;
+      Tensor<T> y(dy.shape()), dx(x.shape());
+      net.forward(revox::Cpu{}, x.cview(), y.view(), &saved);  // stored
+      net.set_decoder_memory("lean");
+      net.backward(revox::Cpu{}, saved, dy.cview(), dx.view());
+      net.set_decoder_memory("stored");
+      CHECK(max_rel_diff(dx.data(), stored.dx.data(), stored.dx.numel()) == 0.0);
+      CHECK(max_rel_diff(params.grads().data, stored.grads.data(), params.size()) == 0.0);
+    }
     // Inference (no saved) gives the same output in both modes.
     Tensor<T> y_inference(dy.shape());
     net.forward(revox::Cpu{}, x.cview(), y_inference.view(), nullptr);

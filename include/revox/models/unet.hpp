@@ -61,9 +61,10 @@
 // the upsampled sum from the reduce input and the skip and each convolution from its input,
 // and runs GroupNorm's backward in place on the gradient: one extra convolution per block,
 // the same results bit for bit), or with "stored" (the default) the sum after the skip and
-// each ConvBlock's Saved (convolution and norm outputs) and output. The pooled tensors and
-// the max-pool argmax are NOT kept: backward recomputes level i-1's pool from skip i-1 (still intact then, since
-// levels are undone deepest first) when level i's pointwise conv needs its input.
+// each ConvBlock's Saved (convolution and norm outputs) and output; backward follows the
+// mode forward ran in. The pooled tensors and the max-pool argmax are NOT kept: backward
+// recomputes level i-1's pool from skip i-1 (still intact then, since levels are undone
+// deepest first) when level i's pointwise conv needs its input.
 // Peak activation memory is therefore independent of blocks_per_level in reversible mode (a
 // test measures it with the tracking allocator). Backward runs the head and the decoder
 // first (shallowest first), holding each skip's gradient (one skip-sized tensor per level)
@@ -295,7 +296,7 @@ class UNet {
   bool reversible() const { return config_.reversible; }
 
   // "lean" or "stored" (UNetConfig::decoder_memory): what the decoder keeps for backward.
-  // Both give the same outputs and gradients.
+  // Both give the same outputs and gradients; a backward follows the mode its forward ran in.
   void set_decoder_memory(const std::string& mode) {
     REVOX_CHECK(mode == "lean" || mode == "stored",
                 "UNet::set_decoder_memory: expected \"lean\" or \"stored\", got \"", mode, "\"");
@@ -463,7 +464,8 @@ class UNet {
       DecoderSaved<Dev>& ds = saved.decoders[level];
       const TensorView<const T> reduce_in =
           level + 2 == levels ? saved.skips[levels - 1].cview() : saved.decoders[level + 1].output();
-      if (lean_decoder()) {
+      // Follow what forward kept (the mode may have changed since).
+      if (!ds.norms.empty()) {
         lean_decoder_backward(dev, level, reduce_in, saved.skips[level].cview(), ds, dout);
       } else {
         for (std::size_t k = decoder.blocks.size(); k-- > 0;) {
