@@ -98,7 +98,9 @@ void run_plan(const PlanArguments& args) {
   const revox::MemoryPlan native_plan = plan_for(config, native, args.batch, options);
 
   std::cout << "plan: preset '" << args.preset << "' (" << config.block << " blocks, "
-            << (config.reversible ? "reversible" : "stored activations") << ", widths";
+            << (config.reversible ? "reversible" : "stored activations") << ", "
+            << "decoder_memory " << config.decoder_memory << ", block_memory "
+            << config.block_memory << ", widths";
   for (index_t width : config.widths) std::cout << " " << width;
   std::cout << ", " << native_plan.parameter_count << " parameters), batch " << args.batch
             << ", optimizer " << args.optimizer << ", float, budget " << args.budget_gb
@@ -108,8 +110,10 @@ void run_plan(const PlanArguments& args) {
   if (config.reversible) {
     revox::UNetConfig stored = config;
     stored.reversible = false;
+    stored.decoder_memory = "stored";
+    stored.block_memory = "stored";
     const revox::MemoryPlan stored_plan = plan_for(stored, native, args.batch, options);
-    std::cout << "    (the same network storing its activations would peak at "
+    std::cout << "    (the same network storing all its activations would peak at "
               << gb_text(stored_plan.peak_bytes) << ")\n";
   }
 
