@@ -59,7 +59,7 @@ TEST_CASE("MBConv rejects bad configurations with readable errors", "[layer][mbc
                     "MBConv: input channels: expected 4, got 5");
 }
 
-TEST_CASE("MBConv gradients pass gradcheck", "[layer][mbconv][gradcheck]") {
+TEST_CASE("MBConv gradients pass gradcheck, stored and lean", "[layer][mbconv][lean][gradcheck]") {
   struct Case {
     revox::index_t in, out, expand, groups;
     Shape5 shape;
@@ -70,20 +70,24 @@ TEST_CASE("MBConv gradients pass gradcheck", "[layer][mbconv][gradcheck]") {
       {3, 3, 1, 3, Shape5{1, 3, 4, 3, 5}},
       {2, 4, 4, 1, Shape5{1, 2, 3, 3, 3}},
   };
-  for (const Case& c : cases) {
-    MBConv<double> block(c.in, c.out, c.expand, c.groups);
-    revox::Parameters<double> params(block);
-    revox::testing::GradcheckOptions options;
-    options.max_checks_per_tensor = 60;
-    // GroupNorm's weight is kept away from 0 so the normalised signal is not degenerate.
-    options.param_low = 0.2;
-    options.param_high = 1.2;
-    // ReLU6 is not differentiable at 0 and 6: inputs in a range where GroupNorm outputs
-    // rarely land within the finite-difference step of a kink.
-    const auto result = revox::testing::gradcheck(block, params, c.shape, options);
-    INFO("MBConv(" << c.in << " -> " << c.out << ", e=" << c.expand << ", groups=" << c.groups
-                   << ") at " << c.shape << "\n" << result.report);
-    REQUIRE(result.passed);
+  // Both memory modes: stored, and lean (per-group recomputation in backward).
+  for (const bool lean : {false, true}) {
+    for (const Case& c : cases) {
+      MBConv<double> block(c.in, c.out, c.expand, c.groups, lean);
+      revox::Parameters<double> params(block);
+      revox::testing::GradcheckOptions options;
+      options.max_checks_per_tensor = 60;
+      // GroupNorm's weight is kept away from 0 so the normalised signal is not degenerate.
+      options.param_low = 0.2;
+      options.param_high = 1.2;
+      // ReLU6 is not differentiable at 0 and 6: inputs in a range where GroupNorm outputs
+      // rarely land within the finite-difference step of a kink.
+      const auto result = revox::testing::gradcheck(block, params, c.shape, options);
+      INFO((lean ? "lean " : "") << "MBConv(" << c.in << " -> " << c.out << ", e=" << c.expand
+                                 << ", groups=" << c.groups << ") at " << c.shape << "\n"
+                                 << result.report);
+      REQUIRE(result.passed);
+    }
   }
 }
 
@@ -259,31 +263,6 @@ TEST_CASE("MBConv lean mode gives the stored mode's output and gradients",
   for (const Case& c : cases) {
     check_lean_matches_stored<float>(c.in, c.out, c.expand, c.groups, c.shape, 1e-5);
     check_lean_matches_stored<double>(c.in, c.out, c.expand, c.groups, c.shape, 1e-12);
-  }
-}
-
-TEST_CASE("MBConv lean mode passes gradcheck", "[layer][mbconv][lean][gradcheck]") {
-  struct Case {
-    revox::index_t in, out, expand, groups;
-    Shape5 shape;
-  };
-  const Case cases[] = {
-      {4, 4, 2, 2, Shape5{1, 4, 5, 6, 7}},
-      {4, 6, 2, 2, Shape5{2, 4, 3, 4, 5}},
-      {3, 3, 1, 3, Shape5{1, 3, 4, 3, 5}},
-      {2, 4, 4, 1, Shape5{1, 2, 3, 3, 3}},
-  };
-  for (const Case& c : cases) {
-    MBConv<double> block(c.in, c.out, c.expand, c.groups, true);
-    revox::Parameters<double> params(block);
-    revox::testing::GradcheckOptions options;
-    options.max_checks_per_tensor = 60;
-    options.param_low = 0.2;
-    options.param_high = 1.2;
-    const auto result = revox::testing::gradcheck(block, params, c.shape, options);
-    INFO("lean MBConv(" << c.in << " -> " << c.out << ", e=" << c.expand << ", groups="
-                        << c.groups << ") at " << c.shape << "\n" << result.report);
-    REQUIRE(result.passed);
   }
 }
 
