@@ -23,6 +23,7 @@
 #include <cstdint>
 #include <ostream>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "revox/core/error.hpp"
@@ -146,6 +147,20 @@ Tensor<T> crop_or_pad(const Tensor<T>& input, const CropPad& plan) {
   const Shape5 s = input.shape();
   Tensor<T> output(Shape5{s.n, s.c, plan.target[0], plan.target[1], plan.target[2]});
   detail::shifted_copy(input.cview(), output.view(), plan.offset);
+  return output;
+}
+
+// The same for a view (e.g. of a mapped case, revox/data/case_store.hpp).
+template <class T>
+Tensor<std::remove_const_t<T>> crop_or_pad(TensorView<T> input, const CropPad& plan) {
+  using U = std::remove_const_t<T>;
+  REVOX_CHECK(spatial_size(input.shape) == plan.source,
+              "crop_or_pad: input size ", format_size(spatial_size(input.shape)),
+              " does not match the plan's source size ", format_size(plan.source));
+  detail::check_size("crop_or_pad", "target size", plan.target);
+  const Shape5 s = input.shape;
+  Tensor<U> output(Shape5{s.n, s.c, plan.target[0], plan.target[1], plan.target[2]});
+  detail::shifted_copy(TensorView<const U>{input.data, input.shape}, output.view(), plan.offset);
   return output;
 }
 
