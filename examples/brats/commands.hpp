@@ -11,6 +11,7 @@
 #include <CLI/CLI.hpp>
 
 void add_phantom_command(CLI::App& app);   // phantom_command.cpp
+void add_preprocess_command(CLI::App& app);  // preprocess_command.cpp
 void add_plan_command(CLI::App& app);      // plan_command.cpp
 void add_evaluate_command(CLI::App& app);  // evaluate_command.cpp
 void add_train_command(CLI::App& app);     // train_command.cpp

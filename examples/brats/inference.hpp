@@ -1,6 +1,9 @@
 // revox-brats inference: one BraTS case through a trained UNet, back into the case's grid.
 //
 //   image (1, 4, D, H, W), z-scored (data::zscore_nonzero)
+//   -> cropped to the head: data::nonzero_box with kHeadMargin, the crop the training cases
+//      got (revox/data/case_store.hpp), so the network sees heads framed as in training;
+//      voxels outside the box are background in the result
 //   -> full volume: centred zero padding of every axis up to the next multiple of
 //      2^(levels - 1) (the U-Net's size divisor), one forward pass (no saved activations);
 //      sliding window: centred zero padding of every axis up to at least the window, then
@@ -28,6 +31,7 @@
 #include "revox/core/error.hpp"
 #include "revox/core/tensor.hpp"
 #include "revox/data/brats.hpp"
+#include "revox/data/case_store.hpp"
 #include "revox/data/preprocess.hpp"
 #include "revox/metrics/segmentation.hpp"
 #include "revox/models/sliding_window.hpp"
@@ -66,9 +70,14 @@ inline void check_inference_options(const UNetConfig& config, const InferenceOpt
 // model on `dev` (Cpu, or Cuda when `net`'s parameters live on the GPU: the padded volume or
 // each window is copied to the GPU and its logits back; padding, the sigmoid and the window
 // blending stay on the host, so both devices share every step but the forward pass).
+// The voxels kept around the head's box (the margin of `revox-brats preprocess`'s crop).
+inline constexpr int kHeadMargin = 2;
+
+// Below: the whole image as given, padded (no crop to the head).
 template <class Dev>
-Tensor<float> predict_probabilities(const Dev& dev, const UNet<float>& net,
-                                    const Tensor<float>& image, const InferenceOptions& options) {
+Tensor<float> predict_probabilities_of_volume(const Dev& dev, const UNet<float>& net,
+                                              const Tensor<float>& image,
+                                              const InferenceOptions& options) {
   const UNetConfig& config = net.config();
   check_inference_options(config, options);
   const Shape5 s = image.shape();
@@ -114,6 +123,20 @@ Tensor<float> predict_probabilities(const Dev& dev, const UNet<float>& net,
         });
   }
   return data::undo_crop_or_pad(probabilities, plan);
+}
+
+// The image cropped to its head (nonzero_box, kHeadMargin), predicted, and put back:
+// (1, 3, D, H, W) in the image's grid, zero outside the box. An all-zero image is predicted
+// whole.
+template <class Dev>
+Tensor<float> predict_probabilities(const Dev& dev, const UNet<float>& net,
+                                    const Tensor<float>& image, const InferenceOptions& options) {
+  const auto box = data::nonzero_box(image.cview(), nullptr, kHeadMargin);
+  if (!box || box->target == box->source) {
+    return predict_probabilities_of_volume(dev, net, image, options);
+  }
+  return data::undo_crop_or_pad(
+      predict_probabilities_of_volume(dev, net, data::crop_or_pad(image, *box), options), *box);
 }
 
 // The same on the CPU.

@@ -33,6 +33,7 @@ int main(int argc, char** argv) {
   app.fallthrough(false);
 
   add_phantom_command(app);
+  add_preprocess_command(app);
   add_train_command(app);
   add_predict_command(app);
   add_evaluate_command(app);

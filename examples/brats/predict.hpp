@@ -1,8 +1,9 @@
 // revox-brats predict, the run itself (predict_command.cpp parses the command line): reads a
 // checkpoint, builds the model on the device `dev` (its weights copied there from the
 // checkpoint's host tensors on a GPU), and segments every case under --data with
-// predict_and_write_case (case_prediction.hpp), printing one line per case and the mean Dice
-// over the cases with ground truth. The Cuda instantiation lives in brats_cuda.cu.
+// predict_and_write_case (case_prediction.hpp), printing one line per case (with the ETA)
+// and the mean Dice over the cases with ground truth. Cases stream: one is predicted while a
+// reader thread loads the next, so memory holds two cases whatever their number. The Cuda instantiation lives in brats_cuda.cu.
 #pragma once
 
 #include <array>
@@ -20,8 +21,10 @@
 #include "case_prediction.hpp"
 #include "checkpoint.hpp"
 #include "device.hpp"
+#include "progress.hpp"
 #include "revox/core/parameters.hpp"
 #include "revox/data/brats.hpp"
+#include "revox/data/loader.hpp"
 #include "revox/models/unet.hpp"
 
 namespace revox::brats {
@@ -87,11 +90,18 @@ void run_predict(const PredictArgs& args, const Dev& dev, const std::string& dev
             << device_name << "\n";
   std::array<double, 3> dice_sum{0, 0, 0};
   std::size_t scored = 0;
+  // One case in memory at a time, plus the next one, which a reader thread loads while
+  // this one is predicted (reading and inflating .nii.gz overlaps the forward pass).
+  data::LoadOptions load_options;
+  load_options.nan_policy = io::nan_policy_from_string(args.nan_policy);
+  data::BackgroundLoader<data::LoadedCase> reader(
+      cases.size(),
+      [&](std::size_t i) { return data::load_brats_case(cases[i], load_options); },
+      cases.size() > 1 ? 1 : 0, 1);
+  const auto run_start = std::chrono::steady_clock::now();
   for (std::size_t i = 0; i < cases.size(); ++i) {
     const auto start = std::chrono::steady_clock::now();
-    data::LoadOptions load_options;
-    load_options.nan_policy = io::nan_policy_from_string(args.nan_policy);
-    data::LoadedCase loaded = data::load_brats_case(cases[i], load_options);
+    data::LoadedCase loaded = reader.next();
     for (const auto& zeroed : loaded.zeroed) {
       std::cout << "predict: " << data::describe_zeroed(loaded.id, zeroed) << "\n";
     }
@@ -109,8 +119,21 @@ void run_predict(const PredictArgs& args, const Dev& dev, const std::string& dev
       for (std::size_t r = 0; r < 3; ++r) dice_sum[r] += (*prediction.dice)[r];
       ++scored;
     }
-    std::cout << " -> " << prediction_path(out, loaded.id).string() << "\n";
+    const double elapsed =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - run_start).count();
+    const double eta = elapsed / static_cast<double>(i + 1) * static_cast<double>(cases.size() - i - 1);
+    std::cout << " -> " << prediction_path(out, loaded.id).string();
+    if (i + 1 < cases.size()) std::cout << "  (ETA " << format_duration(eta) << ")";
+    std::cout << "\n" << std::flush;
   }
+  char waited[160];
+  std::snprintf(waited, sizeof waited, "predict: %zu case(s) in %s; %.1f s of it waiting for "
+                "cases to be read (the reader works while a case is predicted)",
+                cases.size(),
+                format_duration(std::chrono::duration<double>(std::chrono::steady_clock::now() -
+                                                              run_start).count()).c_str(),
+                reader.wait_seconds());
+  std::cout << waited << "\n";
   if (scored > 0) {
     const double n = static_cast<double>(scored);
     std::cout << "mean over " << scored << " case(s) with ground truth: "

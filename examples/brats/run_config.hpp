@@ -17,7 +17,10 @@
 //     "patch_size":       [32, 32, 32]  D, H, W of a training patch (multiples of 2^(levels-1))
 //     "sampling":         "patch"       random patches; "full": the whole volume, centered
 //                                       crop/pad to a multiple of 2^(levels-1)
-//     "tumor_probability": 0.7          share of patches centered on a random tumor voxel
+//     "tumor_probability": 0.7          share of patches centered on a foreground voxel
+//     "foreground":       "wt"          which: "wt" any tumor voxel; "regions" a voxel of one
+//                                       of the regions WT, TC, ET present, chosen uniformly
+//                                       (as nnU-Net samples classes; small ET is seen more)
 //     "holdout_fraction": 0.2           share of cases held out for validation (seeded split)
 //     "holdout_count":    0             > 0: exactly this many (BraTS 2020: 40 -> 329/40 of 369)
 //     "validate_every":   1             epochs between hold-out validations (and the last one)
@@ -26,6 +29,12 @@
 //                 "elastic_sigma": 10, "elastic_control_points": 3}
 //     "seed":             1             split, initialisation, order, patches, augmentation
 //     "threads":          2             OpenMP threads
+//     "loader": {"workers": 1,          threads cutting and augmenting the next samples while
+//                                       the model computes (0: in the training thread); the
+//                                       results do not depend on it
+//                "depth": 2,            samples made ahead at most
+//                "cache_mb": 1024}      preprocessed data: MB of mapped cases kept open
+//   threads and loader may change on --resume (with epochs and validate_every).
 //   }
 // Unknown keys (at any level) are rejected by name. Presets (training_preset):
 //   small        the README's default run: model "small" widths 16,32,64,128 on phantom data
@@ -60,6 +69,7 @@ struct RunConfig {
   std::array<index_t, 3> patch_size{32, 32, 32};
   std::string sampling = "patch";
   double tumor_probability = 0.7;
+  std::string foreground = "wt";
   double holdout_fraction = 0.2;
   int holdout_count = 0;
   int validate_every = 1;
@@ -67,6 +77,9 @@ struct RunConfig {
   data::AugmentOptions augment;
   std::uint64_t seed = 1;
   int threads = 2;
+  int loader_workers = 1;
+  int loader_depth = 2;
+  std::uint64_t cache_mb = 1024;
 };
 
 inline std::vector<std::string> training_preset_names() {
@@ -88,6 +101,7 @@ inline nlohmann::json default_run_json() {
   j["patch_size"] = std::vector<int>{32, 32, 32};
   j["sampling"] = "patch";
   j["tumor_probability"] = 0.7;
+  j["foreground"] = "wt";
   j["holdout_fraction"] = 0.2;
   j["holdout_count"] = 0;
   j["validate_every"] = 1;
@@ -97,6 +111,7 @@ inline nlohmann::json default_run_json() {
                   {"elastic_sigma", 10.0},   {"elastic_control_points", 3}};
   j["seed"] = 1;
   j["threads"] = 2;
+  j["loader"] = {{"workers", 1}, {"depth", 2}, {"cache_mb", 1024}};
   return j;
 }
 
@@ -275,6 +290,10 @@ inline RunConfig parse_run_config(const nlohmann::json& input) {
     c.patch_size[a] = patch[a].get<index_t>();
   }
   c.tumor_probability = detail::number(j, "tumor_probability", 0.0, 1.0);
+  REVOX_CHECK(j["foreground"] == "wt" || j["foreground"] == "regions",
+              "training config: 'foreground' must be \"wt\" or \"regions\", got ",
+              j["foreground"].dump());
+  c.foreground = j["foreground"].get<std::string>();
   c.holdout_fraction = detail::number(j, "holdout_fraction", 0.0, 0.9);
   c.holdout_count = static_cast<int>(detail::integer(j, "holdout_count", 0));
   c.validate_every = static_cast<int>(detail::integer(j, "validate_every", 1));
@@ -291,6 +310,12 @@ inline RunConfig parse_run_config(const nlohmann::json& input) {
   c.augment.elastic_control_points = detail::integer(a, "elastic_control_points", 2);
   c.seed = static_cast<std::uint64_t>(detail::integer(j, "seed", 0));
   c.threads = static_cast<int>(detail::integer(j, "threads", 1));
+  const auto& loader = j["loader"];
+  c.loader_workers = static_cast<int>(detail::integer(loader, "workers", 0));
+  REVOX_CHECK(c.loader_workers <= 64, "training config: 'loader.workers' must be <= 64, got ",
+              c.loader_workers);
+  c.loader_depth = static_cast<int>(detail::integer(loader, "depth", 1));
+  c.cache_mb = static_cast<std::uint64_t>(detail::integer(loader, "cache_mb", 1));
   c.json = j;
   return c;
 }

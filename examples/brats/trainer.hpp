@@ -113,6 +113,7 @@
 #include "revox/core/random.hpp"
 #include "revox/data/augment.hpp"
 #include "revox/data/brats.hpp"
+#include "revox/data/loader.hpp"
 #include "revox/data/preprocess.hpp"
 #include "revox/dist/communicator.hpp"
 #include "revox/losses/dice.hpp"
@@ -123,6 +124,7 @@
 #include "revox/optim/schedule.hpp"
 #include "run_config.hpp"
 #include "run_lock.hpp"
+#include "training_data.hpp"
 
 namespace revox::brats {
 
@@ -184,6 +186,12 @@ struct TrainResult {
   double best_metric = -1.0;
   std::array<double, 3> final_dice{0, 0, 0};
   std::vector<std::string> holdout_ids;
+  // The data pipeline of this invocation: seconds the steps waited for samples, and for a
+  // preprocessed dataset the case cache's counters (revox/data/loader.hpp).
+  double data_wait_seconds = 0.0;
+  bool preprocessed = false;
+  std::uint64_t cache_limit_bytes = 0, cache_peak_cached_bytes = 0, cache_peak_live_bytes = 0,
+                cache_opens = 0, cache_evictions = 0, largest_case_bytes = 0;
 };
 
 namespace detail {
@@ -238,38 +246,6 @@ inline void write_text_atomic(const fs::path& path, const std::string& text) {
   REVOX_CHECK(!ec, "cannot rename '", tmp.string(), "' to '", path.string(), "': ", ec.message());
 }
 
-struct CaseData {
-  std::string id;
-  fs::path folder;
-  Tensor<float> image;            // (1, 4, D, H, W), z-scored
-  Tensor<std::uint8_t> labels;    // (1, 1, D, H, W)
-  data::LabelConvention convention = data::LabelConvention::brats2017;
-  std::vector<index_t> tumor;     // flat indices of tumor voxels
-  std::array<double, 3> spacing{1, 1, 1};
-};
-
-inline data::Size3 round_up(const data::Size3& s, index_t divisor) {
-  data::Size3 out{};
-  for (int a = 0; a < 3; ++a) out[a] = brats::round_up(s[a], divisor);
-  return out;
-}
-
-// A window of `patch` size centered on flat voxel `center`, clamped into the volume (axes
-// where the volume is smaller than the patch are padded, centered).
-inline data::CropPad window_around(const data::Size3& source, const data::Size3& patch,
-                                   index_t center) {
-  data::CropPad plan = data::centered_crop_pad(source, patch);
-  const index_t c[3] = {center / (source[1] * source[2]), (center / source[2]) % source[1],
-                        center % source[2]};
-  for (int a = 0; a < 3; ++a) {
-    if (source[a] > patch[a]) {
-      const index_t start = std::clamp<index_t>(c[a] - patch[a] / 2, 0, source[a] - patch[a]);
-      plan.offset[a] = -start;
-    }
-  }
-  return plan;
-}
-
 // Region masks (WT, TC, ET) of raw labels.
 inline std::array<std::vector<std::uint8_t>, 3> region_masks(const Tensor<std::uint8_t>& labels,
                                                              data::LabelConvention convention) {
@@ -303,14 +279,6 @@ inline std::array<double, 3> patch_dice(const Tensor<float>& logits, const Tenso
     out[static_cast<std::size_t>(c)] = tp + fp + fn == 0 ? 1.0 : 2 * tp / (2 * tp + fp + fn);
   }
   return out;
-}
-
-// Runs the model (on dev) on a whole case (the same full-volume inference as `predict`) and
-// returns its labels in the original grid.
-template <class Dev>
-Tensor<std::uint8_t> predict_case(const Dev& dev, const UNet<float>& net, const CaseData& c) {
-  return data::labels_from_regions(predict_probabilities(dev, net, c.image, InferenceOptions{}),
-                                   c.convention);
 }
 
 // ---- learning-curve PNG ---------------------------------------------------------------
@@ -410,7 +378,7 @@ inline std::string log_csv(const std::vector<EpochRecord>& history) {
 
 // Keys whose change keeps a run compatible on resume.
 inline bool resume_may_change(const std::string& key) {
-  return key == "epochs" || key == "threads" || key == "validate_every";
+  return key == "epochs" || key == "threads" || key == "validate_every" || key == "loader";
 }
 
 inline void check_resume_compatible(const nlohmann::json& checkpoint, const nlohmann::json& now,
@@ -432,7 +400,7 @@ inline void check_resume_compatible(const nlohmann::json& checkpoint, const nloh
       } else if (va != vb) {
         throw Error("cannot resume from '" + file.string() + "': the config differs at '" +
                     name + "' (checkpoint " + va.dump() + ", now " + vb.dump() +
-                    "); only epochs, threads and validate_every may change on --resume");
+                    "); only epochs, threads, validate_every and loader may change on --resume");
       }
     }
   };
@@ -449,6 +417,7 @@ template <class Dev>
 TrainResult run_training(const TrainOptions& options, std::ostream& log,
                          dist::Communicator<Dev>& comm, const Dev& dev = Dev{}) {
   using namespace detail;
+  const auto invoked = std::chrono::steady_clock::now();
   const int world = comm.size();
   const int rank = comm.rank();
   const bool root = rank == 0;
@@ -592,11 +561,22 @@ TrainResult run_training(const TrainOptions& options, std::ostream& log,
 
   omp_set_num_threads(config.threads);
 
-  data::DiscoverOptions discover;
-  discover.require_segmentation = true;
-  const auto cases = data::discover_brats_cases(options.data, discover);
+  TrainingDataOptions data_options;
+  data_options.threads = config.threads;
+  data_options.nan_policy = options.nan_policy;
+  data_options.cache_bytes = config.cache_mb << 20;
+  if (const char* limit = std::getenv("REVOX_RAW_LIMIT_BYTES")) {  // tests
+    data_options.raw_limit_bytes = std::strtoull(limit, nullptr, 10);
+  }
+  const auto data_start = std::chrono::steady_clock::now();
+  const TrainingData data = open_training_data(options.data, data_options, say);
+  const auto& cases = data.cases;
   REVOX_CHECK(cases.size() >= 2, "train: need at least 2 cases with segmentations under '",
               options.data.string(), "' (found ", cases.size(), ")");
+  for (const auto& c : cases) {
+    REVOX_CHECK(c.has_labels, "train: case ", c.id, " of '", options.data.string(),
+                "' has no segmentation");
+  }
 
   // Seeded split.
   std::vector<std::size_t> order(cases.size());
@@ -612,43 +592,30 @@ TrainResult run_training(const TrainOptions& options, std::ostream& log,
   if (config.holdout_fraction > 0 && holdout == 0) holdout = 1;
   REVOX_CHECK(holdout < cases.size(), "train: the hold-out set (", holdout,
               " cases) leaves no training case out of ", cases.size());
-  std::vector<std::size_t> holdout_idx(order.begin(), order.begin() + static_cast<long>(holdout));
-  std::vector<std::size_t> train_idx(order.begin() + static_cast<long>(holdout), order.end());
-  std::sort(holdout_idx.begin(), holdout_idx.end());
-  std::sort(train_idx.begin(), train_idx.end());
-
-  say("train: " + std::to_string(cases.size()) + " cases under " + options.data.string() + ": " +
-      std::to_string(train_idx.size()) + " training, " + std::to_string(holdout_idx.size()) +
-      " hold-out; loading...");
-  auto load = [&](std::size_t index) {
-    CaseData c;
-    data::LoadOptions load_options;
-    load_options.nan_policy = options.nan_policy;
-    data::LoadedCase loaded = data::load_brats_case(cases[index], load_options);
-    for (const auto& zeroed : loaded.zeroed) {
-      say("train: " + data::describe_zeroed(loaded.id, zeroed));
-    }
-    c.id = loaded.id;
-    c.folder = cases[index].folder;
-    data::zscore_nonzero(loaded.image, loaded.id);
-    c.image = std::move(loaded.image);
-    c.labels = std::move(*loaded.labels);
-    c.convention = loaded.label_convention;
-    c.spacing = loaded.geometry.spacing;
-    for (index_t i = 0; i < c.labels.numel(); ++i) {
-      if (c.labels[i] != 0) c.tumor.push_back(i);
-    }
-    return c;
-  };
-  std::vector<CaseData> train_set, holdout_set;
-  for (auto i : train_idx) train_set.push_back(load(i));
-  for (auto i : holdout_idx) holdout_set.push_back(load(i));
+  // Indices into `cases`.
+  std::vector<std::size_t> holdout_set(order.begin(), order.begin() + static_cast<long>(holdout));
+  std::vector<std::size_t> train_set(order.begin() + static_cast<long>(holdout), order.end());
+  std::sort(holdout_set.begin(), holdout_set.end());
+  std::sort(train_set.begin(), train_set.end());
+  {
+    char line[400];
+    std::snprintf(line, sizeof line, "train: %zu %s cases under %s: %zu training, %zu hold-out "
+                  "(ready in %.2f s%s)", cases.size(), data.preprocessed ? "preprocessed" : "raw",
+                  options.data.string().c_str(), train_set.size(), holdout_set.size(),
+                  std::chrono::duration<double>(std::chrono::steady_clock::now() - data_start)
+                      .count(),
+                  data.preprocessed
+                      ? (", cases mapped on use, cache " + std::to_string(config.cache_mb) +
+                         " MB").c_str()
+                      : "");
+    say(line);
+  }
 
   // Every process must train the same run on the same cases: compare with rank 0's.
   if (world > 1) {
     std::string fingerprint = config_json.dump();
-    for (const auto& c : train_set) fingerprint += "\ntrain " + c.id;
-    for (const auto& c : holdout_set) fingerprint += "\nholdout " + c.id;
+    for (auto i : train_set) fingerprint += "\ntrain " + cases[i].id;
+    for (auto i : holdout_set) fingerprint += "\nholdout " + cases[i].id;
     const std::uint64_t mine = dist::checksum(fingerprint);
     std::uint64_t theirs[3] = {mine, train_set.size(), holdout_set.size()};
     comm.broadcast_host(theirs, sizeof theirs, 0);
@@ -701,7 +668,7 @@ TrainResult run_training(const TrainOptions& options, std::ostream& log,
 
   // ---- from here on the run directory is written (by rank 0) ---------------------------
   started = true;
-  for (const auto& c : holdout_set) result.holdout_ids.push_back(c.id);
+  for (auto i : holdout_set) result.holdout_ids.push_back(cases[i].id);
   if (root) {
     fs::create_directories(options.out);
     // Temporary files of a checkpoint writer that was killed (safetensors.hpp names them
@@ -718,15 +685,25 @@ TrainResult run_training(const TrainOptions& options, std::ostream& log,
     write_text_atomic(options.out / "config.json", config_json.dump(2) + "\n");
     nlohmann::json split{{"seed", config.seed}, {"train", nlohmann::json::array()},
                          {"holdout", nlohmann::json::array()}};
-    for (const auto& c : train_set) split["train"].push_back(c.id);
-    for (const auto& c : holdout_set) split["holdout"].push_back(c.id);
+    for (auto i : train_set) split["train"].push_back(cases[i].id);
+    for (auto i : holdout_set) split["holdout"].push_back(cases[i].id);
     write_text_atomic(options.out / "split.json", split.dump(2) + "\n");
     const fs::path links = options.out / "holdout";
     fs::remove_all(links, ec);
     fs::create_directories(links);
-    for (const auto& c : holdout_set) {
-      fs::create_directory_symlink(fs::absolute(c.folder), links / c.id, ec);
+    std::size_t unlinked = 0;
+    for (auto i : holdout_set) {
+      const data::CaseInfo& c = cases[i];
+      if (c.folder.empty() || !fs::is_directory(c.folder, ec)) {
+        ++unlinked;  // a preprocessed case whose raw folder is gone
+        continue;
+      }
+      fs::create_directory_symlink(c.folder, links / c.id, ec);
       REVOX_CHECK(!ec, "cannot create '", (links / c.id).string(), "': ", ec.message());
+    }
+    if (unlinked > 0) {
+      say("train: note: " + std::to_string(unlinked) + " hold-out case folder(s) no longer "
+          "exist, so " + links.string() + " lacks them (predict/evaluate need the raw cases)");
     }
   }
 
@@ -773,21 +750,33 @@ TrainResult run_training(const TrainOptions& options, std::ostream& log,
     std::vector<double> scores(n * 6, 0.0);
     for (std::size_t j = 0; j < n; ++j) {
       if (static_cast<int>(j % static_cast<std::size_t>(world)) != rank) continue;
-      const CaseData& c = holdout_set[j];
-      const Tensor<std::uint8_t> pred = predict_case(dev, net, c);
+      // One case at a time, mapped on demand: the stored (cropped) volume is predicted and
+      // the labels are put back into the original grid, where they are scored.
+      const data::CaseInfo& c = cases[holdout_set[j]];
+      Tensor<std::uint8_t> pred, truth;
+      {
+        const auto arrays = data.get(holdout_set[j]);
+        pred = data::undo_crop_or_pad(
+            data::labels_from_regions(
+                predict_probabilities(dev, net, case_image(*arrays), InferenceOptions{}),
+                c.convention),
+            c.crop());
+        truth = original_labels(c, *arrays);
+      }
       if (validations == kill_in_validation) ::raise(SIGKILL);
       double* out = scores.data() + 6 * j;
       if (with_hd95) {
         const auto s = metrics::score_brats(
-            pred, c.labels, data::enhancing_label(c.convention),
-            metrics::Spacing{c.spacing[0], c.spacing[1], c.spacing[2]});
+            pred, truth, data::enhancing_label(c.convention),
+            metrics::Spacing{c.geometry.spacing[0], c.geometry.spacing[1],
+                             c.geometry.spacing[2]});
         for (std::size_t r = 0; r < 3; ++r) {
           out[r] = s[r].dice;
           out[3 + r] = s[r].hd95;
         }
       } else {
         const auto p = region_masks(pred, c.convention);
-        const auto t = region_masks(c.labels, c.convention);
+        const auto t = region_masks(truth, c.convention);
         for (std::size_t r = 0; r < 3; ++r) {
           out[r] = metrics::dice(metrics::count_confusion(p[r].data(), t[r].data(),
                                                           static_cast<index_t>(p[r].size())));
@@ -803,7 +792,7 @@ TrainResult run_training(const TrainOptions& options, std::ostream& log,
       for (std::size_t r = 0; r < 3; ++r) mean[r] += v[r] / static_cast<double>(n);
       char buffer[256];
       std::snprintf(buffer, sizeof buffer, "%s,%.6f,%.6f,%.6f,%.4f,%.4f,%.4f\n",
-                    holdout_set[j].id.c_str(), v[0], v[1], v[2], v[3], v[4], v[5]);
+                    cases[holdout_set[j]].id.c_str(), v[0], v[1], v[2], v[3], v[4], v[5]);
       csv << buffer;
     }
     if (with_hd95 && root) write_text_atomic(options.out / "holdout_scores.csv", csv.str());
@@ -854,7 +843,7 @@ TrainResult run_training(const TrainOptions& options, std::ostream& log,
 
   const auto run_start = std::chrono::steady_clock::now();
   int epochs_this_run = 0;
-  double step_time_sum = 0.0, wait_time_sum = 0.0, reduce_time_sum = 0.0;
+  double step_time_sum = 0.0, wait_time_sum = 0.0, reduce_time_sum = 0.0, data_wait_sum = 0.0;
   long long steps_timed = 0;
   for (int epoch = start_epoch; epoch < epochs; ++epoch) {
     if (options.stop_after && epochs_this_run >= *options.stop_after) break;
@@ -869,6 +858,22 @@ TrainResult run_training(const TrainOptions& options, std::ostream& log,
       Rng rng(mix3(config.seed, kOrderStream, static_cast<std::uint64_t>(epoch)));
       shuffle(visit, rng);
     }
+    // This rank's samples of the epoch, in the order it trains them (item j: step j / batch,
+    // k = j % batch), cut and augmented by the loader's workers ahead of the step. Each
+    // sample draws from its own Rng(seed, epoch, global index), so the workers' number and
+    // timing change nothing.
+    data::BackgroundLoader<Sample> loader(
+        static_cast<std::size_t>(steps_per_epoch * batch),
+        [&, epoch](std::size_t j) {
+          const long long t = static_cast<long long>(j) / batch, k = static_cast<long long>(j) % batch;
+          const long long s = t * global_batch + rank * batch + k;  // global sample index
+          const std::size_t index = train_set[visit[static_cast<std::size_t>(s)]];
+          Rng rng(mix3(mix(config.seed, kSampleStream), static_cast<std::uint64_t>(epoch),
+                       static_cast<std::uint64_t>(s)));
+          const auto arrays = data.get(index);
+          return make_sample(config, cases[index], *arrays, rng);
+        },
+        config.loader_workers, static_cast<std::size_t>(config.loader_depth));
     // Per visited sample: loss and patch Dice WT, TC, ET (filled by the rank that trains it).
     std::vector<double> sample_stats(static_cast<std::size_t>(visits) * 4, 0.0);
     double local_loss = 0.0, local_dice = 0.0;
@@ -881,26 +886,9 @@ TrainResult run_training(const TrainOptions& options, std::ostream& log,
       std::string bad_loss;  // this rank's first non-finite sample loss of the step
       for (long long k = 0; k < batch; ++k) {
         const long long s = t * global_batch + rank * batch + k;  // global sample index
-        const CaseData& c = train_set[visit[static_cast<std::size_t>(s)]];
-        Rng rng(mix3(mix(config.seed, kSampleStream), static_cast<std::uint64_t>(epoch),
-                     static_cast<std::uint64_t>(s)));
-        const data::Size3 source = data::spatial_size(c.image.shape());
-        data::CropPad window;
-        if (config.sampling == "full") {
-          window = data::centered_crop_pad(source, round_up(source, config.model.size_divisor()));
-        } else if (!c.tumor.empty() && rng.uniform01() < config.tumor_probability) {
-          const index_t voxel = c.tumor[static_cast<std::size_t>(rng.below(c.tumor.size()))];
-          window = window_around(source, config.patch_size, voxel);
-        } else {
-          window = data::random_crop_window(source, config.patch_size, rng);
-        }
-        Tensor<float> image = data::crop_or_pad(c.image, window);
-        Tensor<std::uint8_t> labels = data::crop_or_pad(c.labels, window);
-        if (config.augment_enabled) {
-          const auto sample = data::draw_augmentation(config.augment, rng, image.shape());
-          data::augment(image, &labels, sample);
-        }
-        const Tensor<float> targets = data::region_targets(labels, c.convention, c.id);
+        const Sample sample = loader.next();
+        const Tensor<float>& image = sample.image;
+        const Tensor<float>& targets = sample.targets;
         // On a GPU the image and targets are copied there, the logits back for patch_dice.
         const Staged<Dev> image_on = stage(dev, image);
         const Staged<Dev> targets_on = stage(dev, targets);
@@ -914,7 +902,7 @@ TrainResult run_training(const TrainOptions& options, std::ostream& log,
                 : losses::bce_dice_loss(dev, logits.cview(), targets_on.view, dlogits.view());
         if (inject && nonfinite_test_in_loss && k == 0) loss = std::nan("");
         if (!std::isfinite(loss) && bad_loss.empty()) {
-          bad_loss = "the loss of sample " + std::to_string(s) + " (case " + c.id + ") is " +
+          bad_loss = "the loss of sample " + std::to_string(s) + " (case " + sample.id + ") is " +
                      (std::isnan(loss) ? "NaN" : "Inf");
         }
         params.zero_grad();
@@ -1006,6 +994,14 @@ TrainResult run_training(const TrainOptions& options, std::ostream& log,
           std::chrono::duration<double>(std::chrono::steady_clock::now() - step_start).count();
       step_time_sum += seconds;
       ++steps_timed;
+      if (steps_timed == 1) {
+        char line[160];
+        std::snprintf(line, sizeof line, "train: first step done %.2f s after the start (it took "
+                      "%.2f s)", std::chrono::duration<double>(std::chrono::steady_clock::now() -
+                                                              invoked).count(), seconds);
+        if (progress.terminal()) std::printf("\r\033[K");
+        say(line);
+      }
       if (!quiet) {
         const double mean_step = step_time_sum / static_cast<double>(steps_timed);
         const double left = static_cast<double>((epochs - epoch - 1) * steps_per_epoch +
@@ -1016,6 +1012,7 @@ TrainResult run_training(const TrainOptions& options, std::ostream& log,
                       seconds, mean_step * left);
       }
     }
+    data_wait_sum += loader.wait_seconds();
     // Every sample's numbers from every rank (exact: one non-zero term per entry), summed in
     // the visiting order, so the epoch's loss does not depend on the number of processes.
     comm.all_reduce_sum_host(sample_stats.data(), static_cast<index_t>(sample_stats.size()));
@@ -1102,6 +1099,33 @@ TrainResult run_training(const TrainOptions& options, std::ostream& log,
                   step_time_sum / n, 1e3 * wait_time_sum / n, 1e3 * reduce_time_sum / n,
                   100.0 * reduce_time_sum / step_time_sum,
                   static_cast<double>(params.size()) * sizeof(float) / (1 << 20));
+    say(line);
+  }
+  result.data_wait_seconds = data_wait_sum;
+  result.preprocessed = data.preprocessed;
+  if (const auto* cache = data.cache()) {
+    result.cache_limit_bytes = cache->limit_bytes();
+    result.cache_peak_cached_bytes = cache->peak_cached_bytes();
+    result.cache_peak_live_bytes = cache->peak_live_bytes();
+    result.cache_opens = cache->opens();
+    result.cache_evictions = cache->evictions();
+    for (const auto& c : cases) result.largest_case_bytes = std::max(result.largest_case_bytes, c.bytes);
+  }
+  if (steps_timed > 0) {
+    char line[400];
+    std::snprintf(line, sizeof line,
+                  "train: %.3f s per step; waiting for data %.1f ms per step (%.2f%% of step "
+                  "time; %d loader worker(s))%s",
+                  step_time_sum / static_cast<double>(steps_timed),
+                  1e3 * data_wait_sum / static_cast<double>(steps_timed),
+                  100.0 * data_wait_sum / step_time_sum, config.loader_workers,
+                  data.cache() == nullptr
+                      ? ""
+                      : (", case cache: peak " +
+                         std::to_string(data.cache()->peak_live_bytes() >> 20) + " MiB mapped (limit " +
+                         std::to_string(config.cache_mb) + " MiB + cases in use), " +
+                         std::to_string(data.cache()->opens()) + " maps, " +
+                         std::to_string(data.cache()->evictions()) + " evictions").c_str());
     say(line);
   }
   say("train: done in " + format_duration(total) + "; checkpoints in " + options.out.string() +
