@@ -1,11 +1,14 @@
 // revox-brats training loop (the `train` subcommand; train_command.cpp parses the command
 // line and calls run_training).
 //
-// Data: every case under --data is loaded once, z-scored per modality over brain voxels and
-// kept in memory. A seeded shuffle splits the cases into training and hold-out sets
-// (holdout_count, or holdout_fraction of them); the split is written to RUN_DIR/split.json and
-// RUN_DIR/holdout/ gets one symlink per hold-out case folder (so `predict --data
-// RUN_DIR/holdout` and `evaluate --data RUN_DIR/holdout` see exactly the hold-out cases).
+// Data (training_data.hpp): --data is a preprocessed folder (`revox-brats preprocess`;
+// cases mapped on use, a bounded CaseCache) or a raw BraTS folder (cases prepared in memory
+// by the same code). Either way a case is cropped to the head and z-scored per modality
+// over its non-zero voxels. A seeded shuffle splits the cases into training and hold-out
+// sets (holdout_count, or holdout_fraction of them); the split is written to
+// RUN_DIR/split.json and RUN_DIR/holdout/ gets one symlink per hold-out case's raw folder
+// (so `predict --data RUN_DIR/holdout` and `evaluate --data RUN_DIR/holdout` see exactly the
+// hold-out cases).
 //
 // Randomness is stateless: epoch e visits the training cases in the order of a shuffle seeded
 // by mix(seed, e), and sample i of epoch e draws its patch window and augmentation from
@@ -14,18 +17,20 @@
 // count, the schedule's epoch): on CPU with the same thread count an interrupted and resumed
 // run gives the same loss sequence as an uninterrupted one, bit for bit.
 //
-// Step: patch (tumor-centered with probability tumor_probability, else uniform; or the whole
-// volume with sampling "full") -> augmentation (revox::data::augment, one resampling pass) ->
-// region targets WT, TC, ET -> UNet<float> forward -> soft Dice (or BCE + Dice) -> backward
+// Step: a sample made by the background loader's workers (make_sample: patch centred on a
+// foreground voxel with probability tumor_probability, else uniform, or the whole volume with
+// sampling "full" -> augmentation, one resampling pass -> region targets WT, TC, ET; the
+// sample depends only on its index, not on the workers) -> UNet<float> forward -> soft Dice (or BCE + Dice) -> backward
 // (batch_size samples per process, gradients summed) -> gradient all-reduce over the
 // processes, scaled to the mean over the step's samples -> Adam (lr from MultiStepLR at the
-// epoch). Validation (every validate_every epochs and after the last): the full hold-out
-// volumes (centered pad to a multiple of 2^(levels-1)), threshold 0.5, labels back in the
-// original grid, Dice per region (BraTS rules); after the last epoch also HD95, written to
-// RUN_DIR/holdout_scores.csv.
+// epoch). Validation (every validate_every epochs and after the last): one hold-out case at
+// a time, its stored (cropped) volume (centered pad to a multiple of 2^(levels-1)),
+// threshold 0.5, labels back in the original grid, Dice per region (BraTS rules); after the
+// last epoch also HD95, written to RUN_DIR/holdout_scores.csv.
 //
 // Data parallelism (revox/dist/communicator.hpp; train_command.cpp picks MPI when started by
-// mpirun): every process holds a replica of the model and the whole dataset. An epoch visits
+// mpirun): every process holds a replica of the model and opens the dataset itself
+// (preprocessed: maps only the cases its samples and hold-out cases touch; raw: prepares all). An epoch visits
 // ceil(samples / global batch) * global batch entries of the shared seeded order (the list
 // wraps when the global batch does not divide the sample count); step t covers entries
 // [t * G, (t + 1) * G) with G = batch_size x processes, and process r trains entries
@@ -56,7 +61,8 @@
 //   log.csv                  epoch,loss,dice_wt,dice_tc,dice_et,lr,seconds,peak_memory_bytes,
 //                            skipped_steps (dice empty for epochs without validation; peak = the training
 //                            device's tracking allocator's peak during the epoch: on the CPU
-//                            the dataset included, on a GPU the GPU memory only; seconds and
+//                            a raw dataset prepared in memory included (mapped cases are
+//                            not), on a GPU the GPU memory only; seconds and
 //                            peak are rank 0's in a data-parallel run)
 //   learning_curve.png       loss and hold-out Dice per epoch
 //   latest.safetensors       after every epoch (atomic), best.safetensors at each new best
