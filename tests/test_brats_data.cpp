@@ -23,25 +23,14 @@
 #include "revox/data/phantom.hpp"
 #include "revox/io/safetensors.hpp"
 
+#include "support/temp_dir.hpp"
+
 namespace fs = std::filesystem;
 using namespace revox;
 using namespace revox::brats;
 
 namespace {
 
-struct Scratch {
-  fs::path dir;
-  explicit Scratch(const std::string& name)
-      : dir(fs::temp_directory_path() /
-            ("revox_test_brats_data_" + std::to_string(::getpid()) + "_" + name)) {
-    fs::remove_all(dir);
-    fs::create_directories(dir);
-  }
-  ~Scratch() {
-    std::error_code ignored;
-    fs::remove_all(dir, ignored);
-  }
-};
 
 void write_phantoms(const fs::path& raw, int cases) {
   data::PhantomSize size;
@@ -91,23 +80,23 @@ void check_same_tensors(const fs::path& a, const fs::path& b) {
 
 TEST_CASE("train data: preprocessed == raw, and 0, 1 and 3 loader workers give identical "
           "weights; a tiny cache evicts and stays under its limit", "[brats][data]") {
-  Scratch scratch("same");
-  const fs::path raw = scratch.dir / "raw", pre = scratch.dir / "pre";
+  const revox_test::TempDir scratch("revox_test_brats_data_same");
+  const fs::path raw = scratch.path() / "raw", pre = scratch.path() / "pre";
   write_phantoms(raw, 5);
   data::PreprocessOptions options;
   options.threads = 2;
   data::preprocess_dataset(raw, pre, options);
 
-  const TrainResult from_raw = train(raw, scratch.dir / "raw_run", config_with({"loader.workers=0"}));
+  const TrainResult from_raw = train(raw, scratch.path() / "raw_run", config_with({"loader.workers=0"}));
   CHECK_FALSE(from_raw.preprocessed);
   for (int workers : {0, 1, 3}) {
     INFO(workers << " loader workers");
-    const fs::path run = scratch.dir / ("pre_run_" + std::to_string(workers));
+    const fs::path run = scratch.path() / ("pre_run_" + std::to_string(workers));
     // cache_mb=1: these cases (about 40 kB each) all fit; eviction is the next test's.
     const TrainResult r = train(pre, run, config_with({"loader.workers=" + std::to_string(workers),
                                                        "loader.depth=3", "loader.cache_mb=1"}));
     CHECK(r.preprocessed);
-    check_same_tensors(scratch.dir / "raw_run" / "latest.safetensors", run / "latest.safetensors");
+    check_same_tensors(scratch.path() / "raw_run" / "latest.safetensors", run / "latest.safetensors");
     REQUIRE(r.history.size() == from_raw.history.size());
     for (std::size_t e = 0; e < r.history.size(); ++e) {
       CHECK(r.history[e].loss == from_raw.history[e].loss);
@@ -117,7 +106,7 @@ TEST_CASE("train data: preprocessed == raw, and 0, 1 and 3 loader workers give i
     CHECK(r.cache_peak_cached_bytes <= r.cache_limit_bytes + r.largest_case_bytes);
     CHECK(r.cache_opens >= 5);  // every case mapped at least once (4 training + 1 hold-out)
     // hold-out scores in the original grid: the same file from both runs
-    std::ifstream a(scratch.dir / "raw_run" / "holdout_scores.csv"), b(run / "holdout_scores.csv");
+    std::ifstream a(scratch.path() / "raw_run" / "holdout_scores.csv"), b(run / "holdout_scores.csv");
     const std::string sa((std::istreambuf_iterator<char>(a)), {}),
         sb((std::istreambuf_iterator<char>(b)), {});
     CHECK(sa == sb);
@@ -126,8 +115,8 @@ TEST_CASE("train data: preprocessed == raw, and 0, 1 and 3 loader workers give i
 
 TEST_CASE("train data: a cache smaller than the data evicts; its peaks stay under the limit "
           "plus the cases in use", "[brats][data]") {
-  Scratch scratch("evict");
-  const fs::path raw = scratch.dir / "raw", pre = scratch.dir / "pre";
+  const revox_test::TempDir scratch("revox_test_brats_data_evict");
+  const fs::path raw = scratch.path() / "raw", pre = scratch.path() / "pre";
   data::PhantomSize size;
   size.width = 72;
   size.height = 72;
@@ -143,7 +132,7 @@ TEST_CASE("train data: a cache smaller than the data evicts; its peaks stay unde
     total += c.bytes;
   }
   REQUIRE(total > 2 * (1u << 20));  // the data is larger than the cache
-  const TrainResult r = train(pre, scratch.dir / "run",
+  const TrainResult r = train(pre, scratch.path() / "run",
                               config_with({"loader.workers=2", "loader.cache_mb=1", "epochs=3"}));
   CHECK(r.cache_evictions > 0);
   CHECK(r.cache_peak_cached_bytes <= r.cache_limit_bytes + largest);
@@ -154,8 +143,8 @@ TEST_CASE("train data: a cache smaller than the data evicts; its peaks stay unde
 
 TEST_CASE("train data: stale, damaged or oversized data is refused before the first step, "
           "naming the file", "[brats][data]") {
-  Scratch scratch("refuse");
-  const fs::path raw = scratch.dir / "raw", pre = scratch.dir / "pre";
+  const revox_test::TempDir scratch("revox_test_brats_data_refuse");
+  const fs::path raw = scratch.path() / "raw", pre = scratch.path() / "pre";
   write_phantoms(raw, 4);
   data::PreprocessOptions options;
   data::preprocess_dataset(raw, pre, options);
@@ -164,17 +153,17 @@ TEST_CASE("train data: stale, damaged or oversized data is refused before the fi
   // A changed source file: the case is stale; the message says how to refresh it.
   const std::string source = index.cases[0].sources[1].path;
   fs::last_write_time(source, fs::last_write_time(source) + std::chrono::seconds(3));
-  CHECK_THROWS_WITH(train(pre, scratch.dir / "r1", config_with({})),
+  CHECK_THROWS_WITH(train(pre, scratch.path() / "r1", config_with({})),
                     Catch::Contains(source) && Catch::Contains("changed") &&
                         Catch::Contains("revox-brats preprocess"));
-  CHECK_FALSE(fs::exists(scratch.dir / "r1"));
+  CHECK_FALSE(fs::exists(scratch.path() / "r1"));
   data::preprocess_dataset(raw, pre, options);  // redoes that case only
 
   // A damaged (truncated) case file.
   const fs::path file = pre / "cases" / index.cases[2].file;
   const auto bytes = fs::file_size(file);
   fs::resize_file(file, bytes - 10);
-  CHECK_THROWS_WITH(train(pre, scratch.dir / "r2", config_with({})),
+  CHECK_THROWS_WITH(train(pre, scratch.path() / "r2", config_with({})),
                     Catch::Contains(file.string()) && Catch::Contains("damaged"));
   data::preprocess_dataset(raw, pre, options);
 
@@ -183,7 +172,7 @@ TEST_CASE("train data: stale, damaged or oversized data is refused before the fi
   std::ostringstream log;
   TrainOptions o;
   o.data = pre;
-  o.out = scratch.dir / "r3";
+  o.out = scratch.path() / "r3";
   o.config = config_with({"epochs=1"});
   o.threads = 2;
   run_training(o, log);
@@ -191,11 +180,11 @@ TEST_CASE("train data: stale, damaged or oversized data is refused before the fi
 
   // A raw folder larger than the memory allowed for raw data: refused with the commands.
   ::setenv("REVOX_RAW_LIMIT_BYTES", "1000", 1);
-  CHECK_THROWS_WITH(train(raw, scratch.dir / "r4", config_with({})),
+  CHECK_THROWS_WITH(train(raw, scratch.path() / "r4", config_with({})),
                     Catch::Contains("revox-brats preprocess --data") &&
                         Catch::Contains("raw cases"));
   ::unsetenv("REVOX_RAW_LIMIT_BYTES");
-  CHECK_FALSE(fs::exists(scratch.dir / "r4"));
+  CHECK_FALSE(fs::exists(scratch.path() / "r4"));
 }
 
 TEST_CASE("train data: foreground \"regions\" centres patches on every region present, ET "

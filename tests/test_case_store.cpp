@@ -24,25 +24,14 @@
 #include "revox/data/phantom.hpp"
 #include "revox/data/preprocess.hpp"
 
+#include "support/temp_dir.hpp"
+
 namespace fs = std::filesystem;
 using namespace revox;
 using namespace revox::data;
 
 namespace {
 
-struct Scratch {
-  fs::path dir;
-  explicit Scratch(const std::string& name)
-      : dir(fs::temp_directory_path() /
-            ("revox_test_case_store_" + std::to_string(::getpid()) + "_" + name)) {
-    fs::remove_all(dir);
-    fs::create_directories(dir);
-  }
-  ~Scratch() {
-    std::error_code ignored;
-    fs::remove_all(dir, ignored);
-  }
-};
 
 // A case of size (D, H, W) = (6, 7, 8) whose head occupies [1, 4] x [2, 5] x [1, 6], with a
 // label voxel outside the head at (5, 6, 7) so the box must include it.
@@ -122,10 +111,10 @@ TEST_CASE("prepare_case: crops to the head and labels plus margin, z-scores as u
 }
 
 TEST_CASE("case files: written, mapped back bit for bit; damage named", "[case_store]") {
-  Scratch scratch("files");
+  const revox_test::TempDir scratch("revox_test_case_store_files");
   PreparedCase p = prepare_case(small_case(), 1, "/somewhere/case_a");
   p.info.sources = {{"/somewhere/case_a/t1.nii.gz", 123, 456}};
-  const fs::path file = scratch.dir / "case_a.safetensors";
+  const fs::path file = scratch.path() / "case_a.safetensors";
   write_case_file(file, p.info, *p.arrays);
   CHECK(p.info.file == "case_a.safetensors");
   CHECK(p.info.bytes == fs::file_size(file));
@@ -157,7 +146,7 @@ TEST_CASE("case files: written, mapped back bit for bit; damage named", "[case_s
   CHECK(reinterpret_cast<std::uintptr_t>(m.arrays->image.data) % alignof(float) == 0);
 
   // A flipped byte in the image: found by verify, named.
-  const fs::path flipped = scratch.dir / "flipped.safetensors";
+  const fs::path flipped = scratch.path() / "flipped.safetensors";
   fs::copy_file(file, flipped);
   {
     std::fstream f(flipped, std::ios::in | std::ios::out | std::ios::binary);
@@ -172,20 +161,20 @@ TEST_CASE("case files: written, mapped back bit for bit; damage named", "[case_s
   CHECK_THROWS_WITH(map_case_file(flipped, /*verify=*/true),
                     Catch::Contains("flipped.safetensors") && Catch::Contains("checksum"));
   // Truncated.
-  const fs::path cut = scratch.dir / "cut.safetensors";
+  const fs::path cut = scratch.path() / "cut.safetensors";
   fs::copy_file(file, cut);
   fs::resize_file(cut, fs::file_size(cut) - 100);
   CHECK_THROWS_WITH(map_case_file(cut), Catch::Contains("cut.safetensors"));
   // Not a case: a safetensors file without the metadata.
-  const fs::path other = scratch.dir / "other.safetensors";
+  const fs::path other = scratch.path() / "other.safetensors";
   io::write_safetensors(other, {{"x", io::SafeTensor{io::Dtype::F32, {1}, {0, 0, 0, 0}}}});
   CHECK_THROWS_WITH(map_case_file(other), Catch::Contains("not a preprocessed case"));
 }
 
 TEST_CASE("preprocess_dataset: index, resumes, redoes damaged and changed cases, reports "
           "failures", "[case_store]") {
-  Scratch scratch("dataset");
-  const fs::path raw = scratch.dir / "raw", out = scratch.dir / "pre";
+  const revox_test::TempDir scratch("revox_test_case_store_dataset");
+  const fs::path raw = scratch.path() / "raw", out = scratch.path() / "pre";
   PhantomSize size;
   size.width = 20;
   size.height = 18;
@@ -211,7 +200,7 @@ TEST_CASE("preprocess_dataset: index, resumes, redoes damaged and changed cases,
   CHECK_NOTHROW(check_case_files(index));
   CHECK(check_sources(index).empty());
   // Same as one thread, case for case and byte for byte (the order is the discovery order).
-  const fs::path single = scratch.dir / "single";
+  const fs::path single = scratch.path() / "single";
   PreprocessOptions one = options;
   one.threads = 1;
   preprocess_dataset(raw, single, one);
@@ -272,7 +261,7 @@ TEST_CASE("preprocess_dataset: index, resumes, redoes damaged and changed cases,
                                               Catch::Contains("revox-brats preprocess"));
   { std::ofstream(out / kCaseIndexName) << "{\"format\": 3"; }
   CHECK_THROWS_WITH(read_case_index(out), Catch::Contains("damaged"));
-  CHECK_THROWS_WITH(preprocess_dataset(scratch.dir / "nothing", scratch.dir / "x", options),
+  CHECK_THROWS_WITH(preprocess_dataset(scratch.path() / "nothing", scratch.path() / "x", options),
                     Catch::Contains("nothing"));
 }
 
