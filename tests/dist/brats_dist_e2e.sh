@@ -4,7 +4,9 @@
 #      1e-5; in practice identical) and log the same losses and hold-out Dice as 1 process
 #      with batch 2 (gradients of 2 samples summed), with --check-replicas (the checksums of
 #      the weights of both processes compared after every step); only rank 0 prints
-#   2. --resume under mpirun continues exactly: weights equal to the uninterrupted run's
+#   2. --resume under mpirun continues exactly: weights equal to the uninterrupted run's;
+#      2b. the same training from a preprocessed folder (2 loader workers per process, each
+#      process mapping the cases it touches) gives the same weights as 1.
 #   3. bad launches end with a clear message and a non-zero exit code instead of a hang:
 #      processes that see different data (an MPMD launch), an error on rank 0 only (RUN_DIR
 #      not empty), an error on every rank (no data)
@@ -115,6 +117,24 @@ if must_pass resume_one "$BIN" train --data "$DATA" --out "$WORK/part" --resume 
      --threads 1; then
   grep -qF "written by 2 process(es), this run has 1" "$WORK/resume_one.log" &&
     pass "the change of process count is noted" || fail "no note about the process count"
+fi
+
+# ---------------------------------------------------------------------------------------------
+step "2b. 2 processes on a preprocessed folder, 2 loader workers and a 1 MB cache each"
+# Each process maps the cases it touches through its own cache; the weights equal the raw
+# folder's single-process run with batch 2 (step 1).
+if must_pass preprocess "$BIN" preprocess --data "$DATA" --out "$WORK/pre" --threads 2 &&
+   must_pass two_preprocessed "$MPIEXEC" -n 2 "$BIN" train --data "$WORK/pre" --preset tiny \
+     --set holdout_count=1 --seed 3 --threads 1 --epochs 3 --out "$WORK/two_pre" \
+     --set loader.workers=2 --set loader.cache_mb=1; then
+  grep -qF "preprocessed cases" "$WORK/two_preprocessed.log" &&
+    pass "the processes read the index" || fail "no 'preprocessed cases' line"
+  if "$COMPARE" "$WORK/one/latest.safetensors" "$WORK/two_pre/latest.safetensors" 1e-5 \
+       >"$WORK/compare_pre.log" 2>&1; then
+    pass "preprocessed under mpirun == raw in one process: $(cat "$WORK/compare_pre.log")"
+  else
+    fail "the preprocessed 2-process run's weights differ"; show compare_pre
+  fi
 fi
 
 # ---------------------------------------------------------------------------------------------
