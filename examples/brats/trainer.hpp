@@ -413,6 +413,285 @@ inline void check_resume_compatible(const nlohmann::json& checkpoint, const nloh
   compare(checkpoint, now, "", compare);
 }
 
+// Rank 0, after taking RUN_DIR's lock: the run's config and starting point from the options
+// and RUN_DIR — a fresh run (RUN_DIR empty), a resumed one (latest.safetensors), or one
+// restarted from epoch 1 because it was stopped before its first checkpoint. Everything
+// that can be wrong (a non-empty RUN_DIR, no or a damaged checkpoint, an incompatible
+// config) throws here, before anything is written.
+struct RunStart {
+  nlohmann::json start;  // config, epoch, step, best_metric, history, processes
+  std::optional<Checkpoint> resume_from;
+};
+
+inline RunStart resolve_run_start(const TrainOptions& options, bool out_exists, bool out_empty,
+                                  int world,
+                                  const std::function<void(const std::string&)>& say) {
+  std::error_code ec;
+  RunStart result;
+  std::optional<Checkpoint>& resume_from = result.resume_from;
+  nlohmann::json& start = result.start;
+  nlohmann::json config_json;
+  const fs::path latest = options.out / "latest.safetensors";
+  const fs::path config_file = options.out / "config.json";
+  const bool has_config_file = fs::exists(config_file, ec);
+  if (options.resume && !fs::exists(latest, ec) &&
+      (has_config_file || (out_exists && out_empty && options.config))) {
+    // The run was stopped (killed) before its first checkpoint: start it again from epoch 1
+    // with the config it was started with (or, when it had not even written config.json,
+    // with the one given now).
+    nlohmann::json started_with = options.config ? *options.config : nlohmann::json();
+    if (has_config_file) {
+      try {
+        std::ifstream in(config_file);
+        started_with = nlohmann::json::parse(in);
+      } catch (const std::exception& e) {
+        throw Error("--resume: '" + config_file.string() + "' is damaged: " + e.what());
+      }
+    }
+    nlohmann::json wanted = options.config ? *options.config : started_with;
+    for (const auto& set : options.sets) apply_set(wanted, set);
+    if (options.epochs) wanted["epochs"] = *options.epochs;
+    if (options.threads) wanted["threads"] = *options.threads;
+    wanted = parse_run_config(wanted).json;
+    check_resume_compatible(parse_run_config(started_with).json, wanted, config_file);
+    say("train: --resume: '" + options.out.string() + "' has no checkpoint yet (the run "
+        "stopped before its first epoch ended): starting it again from epoch 1");
+    config_json = wanted;
+  } else if (options.resume) {
+    REVOX_CHECK(out_exists, "--resume: run directory '", options.out.string(),
+                "' does not exist");
+    REVOX_CHECK(fs::exists(latest, ec), "--resume: no checkpoint '", latest.string(),
+                "' (start the run without --resume)");
+    resume_from = read_checkpoint(latest);
+    nlohmann::json wanted = options.config ? *options.config : resume_from->config;
+    for (const auto& set : options.sets) apply_set(wanted, set);
+    if (options.epochs) wanted["epochs"] = *options.epochs;
+    if (options.threads) wanted["threads"] = *options.threads;
+    wanted = parse_run_config(wanted).json;
+    // Keys added to the config after the checkpoint was written take their defaults.
+    check_resume_compatible(parse_run_config(resume_from->config).json, wanted, latest);
+    config_json = wanted;
+  } else {
+    REVOX_CHECK(out_empty, "run directory '", options.out.string(),
+                "' is not empty; pass --resume to continue the run in it, or choose a new "
+                "--out (nothing was written)");
+    REVOX_CHECK(options.config.has_value(), "train: no config given");
+    config_json = *options.config;
+  }
+  if (options.epochs) config_json["epochs"] = *options.epochs;
+  if (options.threads) config_json["threads"] = *options.threads;
+  config_json = parse_run_config(config_json).json;
+  start = {{"config", config_json},  {"epoch", 0},
+           {"step", 0},              {"best_metric", -1.0},
+           {"history", nlohmann::json::array()}, {"processes", world}};
+  if (resume_from) {
+    (void)model_config_of(*resume_from);
+    start["epoch"] = resume_from->epoch;
+    start["step"] = resume_from->step;
+    start["best_metric"] = resume_from->best_metric;
+    const auto it = resume_from->file.metadata.find("history");
+    std::size_t epochs_logged = 0;
+    if (it != resume_from->file.metadata.end()) {
+      try {
+        for (const auto& j : nlohmann::json::parse(it->second)) {
+          start["history"].push_back(to_json(epoch_record_from_json(j)));
+          ++epochs_logged;
+        }
+      } catch (const std::exception& e) {
+        throw Error("checkpoint '" + resume_from->file.path.string() +
+                    "': metadata 'history' is damaged: " + e.what());
+      }
+    }
+    REVOX_CHECK(static_cast<int>(epochs_logged) == resume_from->epoch, "checkpoint '",
+                resume_from->file.path.string(), "': history has ", epochs_logged,
+                " epochs, metadata 'epoch' says ", resume_from->epoch);
+    const auto processes = resume_from->file.metadata.find("processes");
+    start["processes"] = processes == resume_from->file.metadata.end()
+                             ? 1LL
+                             : parse_integer(resume_from->file.path, "processes",
+                                             processes->second);
+  }
+  return result;
+}
+
+// The seeded split of `count` cases into training and hold-out indices, each sorted.
+struct CaseSplit {
+  std::vector<std::size_t> train, holdout;
+};
+
+inline CaseSplit split_cases(std::size_t count, const RunConfig& config) {
+  std::vector<std::size_t> order(count);
+  for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+  {
+    Rng rng(mix(config.seed, kSplitStream));
+    shuffle(order, rng);
+  }
+  std::size_t holdout = config.holdout_count > 0
+                            ? static_cast<std::size_t>(config.holdout_count)
+                            : static_cast<std::size_t>(std::lround(config.holdout_fraction *
+                                                                   static_cast<double>(count)));
+  if (config.holdout_fraction > 0 && holdout == 0) holdout = 1;
+  REVOX_CHECK(holdout < count, "train: the hold-out set (", holdout,
+              " cases) leaves no training case out of ", count);
+  CaseSplit split;
+  split.holdout.assign(order.begin(), order.begin() + static_cast<long>(holdout));
+  split.train.assign(order.begin() + static_cast<long>(holdout), order.end());
+  std::sort(split.holdout.begin(), split.holdout.end());
+  std::sort(split.train.begin(), split.train.end());
+  return split;
+}
+
+// Rank 0, once the run has started: removes the temporary files of a checkpoint writer that
+// was killed, writes config.json and split.json, and links the hold-out cases' raw folders
+// under RUN_DIR/holdout.
+inline void write_run_files(const fs::path& out, const nlohmann::json& config_json,
+                            const RunConfig& config, const std::vector<data::CaseInfo>& cases,
+                            const CaseSplit& split,
+                            const std::function<void(const std::string&)>& say) {
+  std::error_code ec;
+  fs::create_directories(out);
+  // Temporary files of a checkpoint writer that was killed (safetensors.hpp names them
+  // .<target>.tmp.<pid>.<n>); the lock says no other run is writing them.
+  for (const auto& entry : fs::directory_iterator(out)) {
+    const std::string name = entry.path().filename().string();
+    if ((name.rfind(".latest.safetensors.tmp.", 0) == 0 ||
+         name.rfind(".best.safetensors.tmp.", 0) == 0) &&
+        fs::remove(entry.path(), ec)) {
+      say("train: removed '" + entry.path().string() + "', left by a checkpoint write that "
+          "was interrupted (the checkpoint it was replacing is intact)");
+    }
+  }
+  write_text_atomic(out / "config.json", config_json.dump(2) + "\n");
+  nlohmann::json json{{"seed", config.seed}, {"train", nlohmann::json::array()},
+                      {"holdout", nlohmann::json::array()}};
+  for (auto i : split.train) json["train"].push_back(cases[i].id);
+  for (auto i : split.holdout) json["holdout"].push_back(cases[i].id);
+  write_text_atomic(out / "split.json", json.dump(2) + "\n");
+  const fs::path links = out / "holdout";
+  fs::remove_all(links, ec);
+  fs::create_directories(links);
+  std::size_t unlinked = 0;
+  for (auto i : split.holdout) {
+    const data::CaseInfo& c = cases[i];
+    if (c.folder.empty() || !fs::is_directory(c.folder, ec)) {
+      ++unlinked;  // a preprocessed case whose raw folder is gone
+      continue;
+    }
+    fs::create_directory_symlink(c.folder, links / c.id, ec);
+    REVOX_CHECK(!ec, "cannot create '", (links / c.id).string(), "': ", ec.message());
+  }
+  if (unlinked > 0) {
+    say("train: note: " + std::to_string(unlinked) + " hold-out case folder(s) no longer "
+        "exist, so " + links.string() + " lacks them (predict/evaluate need the raw cases)");
+  }
+}
+
+// The first non-finite element of the (all-reduced) gradient: "" when every one is finite,
+// else "the gradient of '<param>' (element i of n) is NaN" (or Inf).
+template <class Dev>
+std::string first_nonfinite_gradient(const Dev& dev, const Parameters<float, Dev>& params) {
+  Tensor<float> copy;
+  const float* g = nullptr;
+  if constexpr (is_cpu_v<Dev>) {
+    g = params.grads().data;
+  } else {
+    copy = host_copy(dev, TensorView<const float>(params.grads()));
+    g = copy.data();
+  }
+  for (const auto& entry : params.entries()) {
+    const index_t n = entry.shape.numel();
+    for (index_t i = 0; i < n; ++i) {
+      const float v = g[entry.offset + i];
+      if (!std::isfinite(v)) {
+        return "the gradient of '" + entry.name + "' (element " + std::to_string(i) + " of " +
+               std::to_string(n) + ") is " + (std::isnan(v) ? "NaN" : "Inf");
+      }
+    }
+  }
+  return std::string();
+}
+
+// Hold-out validation: every hold-out case (indices into data.cases) predicted on its
+// stored (cropped) volume, one case at a time, its labels put back into the original grid
+// and scored there; case j by rank j % processes, the scores summed over the ranks (one
+// non-zero term per entry, so the sums are exact). Returns the mean Dice of WT, TC, ET; with
+// HD95 and a non-empty `scores_csv`, writes every case's Dice and HD95 there.
+// `kill_after_first_case`: the test hook REVOX_TEST_KILL_IN_VALIDATION.
+template <class Dev>
+std::array<double, 3> validate_holdout(const Dev& dev, const UNet<float>& net,
+                                       const TrainingData& data,
+                                       const std::vector<std::size_t>& holdout_set,
+                                       dist::Communicator<Dev>& comm, bool with_hd95,
+                                       bool kill_after_first_case, const fs::path& scores_csv) {
+  const auto& cases = data.cases;
+  const int world = comm.size();
+  const int rank = comm.rank();
+  const std::size_t n = holdout_set.size();
+  std::vector<double> scores(n * 6, 0.0);
+  for (std::size_t j = 0; j < n; ++j) {
+    if (static_cast<int>(j % static_cast<std::size_t>(world)) != rank) continue;
+    const data::CaseInfo& c = cases[holdout_set[j]];
+    Tensor<std::uint8_t> pred, truth;
+    {
+      const auto arrays = data.get(holdout_set[j]);
+      pred = data::undo_crop_or_pad(
+          data::labels_from_regions(
+              predict_probabilities(dev, net, case_image(*arrays), InferenceOptions{}),
+              c.convention),
+          c.crop());
+      truth = original_labels(c, *arrays);
+    }
+    if (kill_after_first_case) ::raise(SIGKILL);
+    double* out = scores.data() + 6 * j;
+    if (with_hd95) {
+      const auto s = metrics::score_brats(
+          pred, truth, data::enhancing_label(c.convention),
+          metrics::Spacing{c.geometry.spacing[0], c.geometry.spacing[1],
+                           c.geometry.spacing[2]});
+      for (std::size_t r = 0; r < 3; ++r) {
+        out[r] = s[r].dice;
+        out[3 + r] = s[r].hd95;
+      }
+    } else {
+      const auto p = region_masks(pred, c.convention);
+      const auto t = region_masks(truth, c.convention);
+      for (std::size_t r = 0; r < 3; ++r) {
+        out[r] = metrics::dice(metrics::count_confusion(p[r].data(), t[r].data(),
+                                                        static_cast<index_t>(p[r].size())));
+      }
+    }
+  }
+  comm.all_reduce_sum_host(scores.data(), static_cast<index_t>(scores.size()));
+  std::array<double, 3> mean{0, 0, 0};
+  std::ostringstream csv;
+  csv << "case,dice_wt,dice_tc,dice_et,hd95_wt,hd95_tc,hd95_et\n";
+  for (std::size_t j = 0; j < n; ++j) {
+    const double* v = scores.data() + 6 * j;
+    for (std::size_t r = 0; r < 3; ++r) mean[r] += v[r] / static_cast<double>(n);
+    char buffer[256];
+    std::snprintf(buffer, sizeof buffer, "%s,%.6f,%.6f,%.6f,%.4f,%.4f,%.4f\n",
+                  cases[holdout_set[j]].id.c_str(), v[0], v[1], v[2], v[3], v[4], v[5]);
+    csv << buffer;
+  }
+  if (with_hd95 && !scores_csv.empty()) write_text_atomic(scores_csv, csv.str());
+  return mean;
+}
+
+// Never replace a good checkpoint with non-finite weights: throws naming the first
+// non-finite weight of epoch `epoch` + 1 (host parameters).
+inline void check_finite_weights(const Parameters<float>& params, int epoch, const fs::path& out) {
+  const auto values = params.values();
+  for (const auto& entry : params.entries()) {
+    for (index_t i = 0; i < entry.shape.numel(); ++i) {
+      REVOX_CHECK(std::isfinite(values.data[entry.offset + i]), "training diverged in "
+                  "epoch ", epoch + 1, ": weight '", entry.name, "' (element ", i,
+                  ") is not finite; no checkpoint written, '",
+                  (out / "latest.safetensors").string(), "' still holds epoch ", epoch,
+                  ". Try a lower learning rate (--set learning_rate=...)");
+    }
+  }
+}
+
 }  // namespace detail
 
 // The training loop; see the top of this file. `log` receives every plain-text line (rank 0
@@ -474,87 +753,9 @@ TrainResult run_training(const TrainOptions& options, std::ostream& log,
     for (const auto& entry : fs::directory_iterator(options.out)) {
       if (entry.path().filename() != kRunLockName) out_empty = false;
     }
-    nlohmann::json config_json;
-    const fs::path latest = options.out / "latest.safetensors";
-    const fs::path config_file = options.out / "config.json";
-    const bool has_config_file = fs::exists(config_file, ec);
-    if (options.resume && !fs::exists(latest, ec) &&
-        (has_config_file || (out_exists && out_empty && options.config))) {
-      // The run was stopped (killed) before its first checkpoint: start it again from epoch 1
-      // with the config it was started with (or, when it had not even written config.json,
-      // with the one given now).
-      nlohmann::json started_with = options.config ? *options.config : nlohmann::json();
-      if (has_config_file) {
-        try {
-          std::ifstream in(config_file);
-          started_with = nlohmann::json::parse(in);
-        } catch (const std::exception& e) {
-          throw Error("--resume: '" + config_file.string() + "' is damaged: " + e.what());
-        }
-      }
-      nlohmann::json wanted = options.config ? *options.config : started_with;
-      for (const auto& set : options.sets) apply_set(wanted, set);
-      if (options.epochs) wanted["epochs"] = *options.epochs;
-      if (options.threads) wanted["threads"] = *options.threads;
-      wanted = parse_run_config(wanted).json;
-      check_resume_compatible(parse_run_config(started_with).json, wanted, config_file);
-      say("train: --resume: '" + options.out.string() + "' has no checkpoint yet (the run "
-          "stopped before its first epoch ended): starting it again from epoch 1");
-      config_json = wanted;
-    } else if (options.resume) {
-      REVOX_CHECK(out_exists, "--resume: run directory '", options.out.string(),
-                  "' does not exist");
-      REVOX_CHECK(fs::exists(latest, ec), "--resume: no checkpoint '", latest.string(),
-                  "' (start the run without --resume)");
-      resume_from = read_checkpoint(latest);
-      nlohmann::json wanted = options.config ? *options.config : resume_from->config;
-      for (const auto& set : options.sets) apply_set(wanted, set);
-      if (options.epochs) wanted["epochs"] = *options.epochs;
-      if (options.threads) wanted["threads"] = *options.threads;
-      wanted = parse_run_config(wanted).json;
-      // Keys added to the config after the checkpoint was written take their defaults.
-      check_resume_compatible(parse_run_config(resume_from->config).json, wanted, latest);
-      config_json = wanted;
-    } else {
-      REVOX_CHECK(out_empty, "run directory '", options.out.string(),
-                  "' is not empty; pass --resume to continue the run in it, or choose a new "
-                  "--out (nothing was written)");
-      REVOX_CHECK(options.config.has_value(), "train: no config given");
-      config_json = *options.config;
-    }
-    if (options.epochs) config_json["epochs"] = *options.epochs;
-    if (options.threads) config_json["threads"] = *options.threads;
-    config_json = parse_run_config(config_json).json;
-    start = {{"config", config_json},  {"epoch", 0},
-             {"step", 0},              {"best_metric", -1.0},
-             {"history", nlohmann::json::array()}, {"processes", world}};
-    if (resume_from) {
-      (void)model_config_of(*resume_from);
-      start["epoch"] = resume_from->epoch;
-      start["step"] = resume_from->step;
-      start["best_metric"] = resume_from->best_metric;
-      const auto it = resume_from->file.metadata.find("history");
-      std::size_t epochs_logged = 0;
-      if (it != resume_from->file.metadata.end()) {
-        try {
-          for (const auto& j : nlohmann::json::parse(it->second)) {
-            start["history"].push_back(to_json(epoch_record_from_json(j)));
-            ++epochs_logged;
-          }
-        } catch (const std::exception& e) {
-          throw Error("checkpoint '" + resume_from->file.path.string() +
-                      "': metadata 'history' is damaged: " + e.what());
-        }
-      }
-      REVOX_CHECK(static_cast<int>(epochs_logged) == resume_from->epoch, "checkpoint '",
-                  resume_from->file.path.string(), "': history has ", epochs_logged,
-                  " epochs, metadata 'epoch' says ", resume_from->epoch);
-      const auto processes = resume_from->file.metadata.find("processes");
-      start["processes"] = processes == resume_from->file.metadata.end()
-                               ? 1LL
-                               : parse_integer(resume_from->file.path, "processes",
-                                               processes->second);
-    }
+    RunStart resolved = resolve_run_start(options, out_exists, out_empty, world, say);
+    start = std::move(resolved.start);
+    resume_from = std::move(resolved.resume_from);
   }
   {
     std::string text = root ? start.dump() : std::string();
@@ -584,25 +785,10 @@ TrainResult run_training(const TrainOptions& options, std::ostream& log,
                 "' has no segmentation");
   }
 
-  // Seeded split.
-  std::vector<std::size_t> order(cases.size());
-  for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
-  {
-    Rng rng(mix(config.seed, kSplitStream));
-    shuffle(order, rng);
-  }
-  std::size_t holdout = config.holdout_count > 0
-                            ? static_cast<std::size_t>(config.holdout_count)
-                            : static_cast<std::size_t>(std::lround(config.holdout_fraction *
-                                                                   static_cast<double>(cases.size())));
-  if (config.holdout_fraction > 0 && holdout == 0) holdout = 1;
-  REVOX_CHECK(holdout < cases.size(), "train: the hold-out set (", holdout,
-              " cases) leaves no training case out of ", cases.size());
-  // Indices into `cases`.
-  std::vector<std::size_t> holdout_set(order.begin(), order.begin() + static_cast<long>(holdout));
-  std::vector<std::size_t> train_set(order.begin() + static_cast<long>(holdout), order.end());
-  std::sort(holdout_set.begin(), holdout_set.end());
-  std::sort(train_set.begin(), train_set.end());
+  // Seeded split (indices into `cases`).
+  const CaseSplit split = split_cases(cases.size(), config);
+  const std::vector<std::size_t>& train_set = split.train;
+  const std::vector<std::size_t>& holdout_set = split.holdout;
   {
     char line[400];
     std::snprintf(line, sizeof line, "train: %zu %s cases under %s: %zu training, %zu hold-out "
@@ -675,43 +861,7 @@ TrainResult run_training(const TrainOptions& options, std::ostream& log,
   // ---- from here on the run directory is written (by rank 0) ---------------------------
   started = true;
   for (auto i : holdout_set) result.holdout_ids.push_back(cases[i].id);
-  if (root) {
-    fs::create_directories(options.out);
-    // Temporary files of a checkpoint writer that was killed (safetensors.hpp names them
-    // .<target>.tmp.<pid>.<n>); the lock says no other run is writing them.
-    for (const auto& entry : fs::directory_iterator(options.out)) {
-      const std::string name = entry.path().filename().string();
-      if ((name.rfind(".latest.safetensors.tmp.", 0) == 0 ||
-           name.rfind(".best.safetensors.tmp.", 0) == 0) &&
-          fs::remove(entry.path(), ec)) {
-        say("train: removed '" + entry.path().string() + "', left by a checkpoint write that "
-            "was interrupted (the checkpoint it was replacing is intact)");
-      }
-    }
-    write_text_atomic(options.out / "config.json", config_json.dump(2) + "\n");
-    nlohmann::json split{{"seed", config.seed}, {"train", nlohmann::json::array()},
-                         {"holdout", nlohmann::json::array()}};
-    for (auto i : train_set) split["train"].push_back(cases[i].id);
-    for (auto i : holdout_set) split["holdout"].push_back(cases[i].id);
-    write_text_atomic(options.out / "split.json", split.dump(2) + "\n");
-    const fs::path links = options.out / "holdout";
-    fs::remove_all(links, ec);
-    fs::create_directories(links);
-    std::size_t unlinked = 0;
-    for (auto i : holdout_set) {
-      const data::CaseInfo& c = cases[i];
-      if (c.folder.empty() || !fs::is_directory(c.folder, ec)) {
-        ++unlinked;  // a preprocessed case whose raw folder is gone
-        continue;
-      }
-      fs::create_directory_symlink(c.folder, links / c.id, ec);
-      REVOX_CHECK(!ec, "cannot create '", (links / c.id).string(), "': ", ec.message());
-    }
-    if (unlinked > 0) {
-      say("train: note: " + std::to_string(unlinked) + " hold-out case folder(s) no longer "
-          "exist, so " + links.string() + " lacks them (predict/evaluate need the raw cases)");
-    }
-  }
+  if (root) write_run_files(options.out, config_json, config, cases, split, say);
 
   auto write_logs = [&] {
     write_text_atomic(options.out / "log.csv", log_csv(result.history));
@@ -752,57 +902,9 @@ TrainResult run_training(const TrainOptions& options, std::ostream& log,
   long validations = 0;
   auto validate = [&](bool with_hd95) {
     ++validations;
-    const std::size_t n = holdout_set.size();
-    std::vector<double> scores(n * 6, 0.0);
-    for (std::size_t j = 0; j < n; ++j) {
-      if (static_cast<int>(j % static_cast<std::size_t>(world)) != rank) continue;
-      // One case at a time, mapped on demand: the stored (cropped) volume is predicted and
-      // the labels are put back into the original grid, where they are scored.
-      const data::CaseInfo& c = cases[holdout_set[j]];
-      Tensor<std::uint8_t> pred, truth;
-      {
-        const auto arrays = data.get(holdout_set[j]);
-        pred = data::undo_crop_or_pad(
-            data::labels_from_regions(
-                predict_probabilities(dev, net, case_image(*arrays), InferenceOptions{}),
-                c.convention),
-            c.crop());
-        truth = original_labels(c, *arrays);
-      }
-      if (validations == kill_in_validation) ::raise(SIGKILL);
-      double* out = scores.data() + 6 * j;
-      if (with_hd95) {
-        const auto s = metrics::score_brats(
-            pred, truth, data::enhancing_label(c.convention),
-            metrics::Spacing{c.geometry.spacing[0], c.geometry.spacing[1],
-                             c.geometry.spacing[2]});
-        for (std::size_t r = 0; r < 3; ++r) {
-          out[r] = s[r].dice;
-          out[3 + r] = s[r].hd95;
-        }
-      } else {
-        const auto p = region_masks(pred, c.convention);
-        const auto t = region_masks(truth, c.convention);
-        for (std::size_t r = 0; r < 3; ++r) {
-          out[r] = metrics::dice(metrics::count_confusion(p[r].data(), t[r].data(),
-                                                          static_cast<index_t>(p[r].size())));
-        }
-      }
-    }
-    comm.all_reduce_sum_host(scores.data(), static_cast<index_t>(scores.size()));
-    std::array<double, 3> mean{0, 0, 0};
-    std::ostringstream csv;
-    csv << "case,dice_wt,dice_tc,dice_et,hd95_wt,hd95_tc,hd95_et\n";
-    for (std::size_t j = 0; j < n; ++j) {
-      const double* v = scores.data() + 6 * j;
-      for (std::size_t r = 0; r < 3; ++r) mean[r] += v[r] / static_cast<double>(n);
-      char buffer[256];
-      std::snprintf(buffer, sizeof buffer, "%s,%.6f,%.6f,%.6f,%.4f,%.4f,%.4f\n",
-                    cases[holdout_set[j]].id.c_str(), v[0], v[1], v[2], v[3], v[4], v[5]);
-      csv << buffer;
-    }
-    if (with_hd95 && root) write_text_atomic(options.out / "holdout_scores.csv", csv.str());
-    return mean;
+    return validate_holdout(dev, net, data, holdout_set, comm, with_hd95,
+                            validations == kill_in_validation,
+                            with_hd95 && root ? options.out / "holdout_scores.csv" : fs::path());
   };
 
   // The gradient sum of this rank's samples when batch > 1 (each sample's backward starts
@@ -818,29 +920,6 @@ TrainResult run_training(const TrainOptions& options, std::ostream& log,
     nonfinite_test_step = std::atoll(hook);
     nonfinite_test_in_loss = std::string(hook).find(":loss") != std::string::npos;
   }
-  // The first non-finite element of the (all-reduced) gradient: "" when every one is finite,
-  // else "the gradient of '<param>' (element i of n) is nan".
-  auto nonfinite_gradient = [&]() -> std::string {
-    Tensor<float> copy;
-    const float* g = nullptr;
-    if constexpr (is_cpu_v<Dev>) {
-      g = params.grads().data;
-    } else {
-      copy = host_copy(dev, TensorView<const float>(params.grads()));
-      g = copy.data();
-    }
-    for (const auto& entry : params.entries()) {
-      const index_t n = entry.shape.numel();
-      for (index_t i = 0; i < n; ++i) {
-        const float v = g[entry.offset + i];
-        if (!std::isfinite(v)) {
-          return "the gradient of '" + entry.name + "' (element " + std::to_string(i) + " of " +
-                 std::to_string(n) + ") is " + (std::isnan(v) ? "NaN" : "Inf");
-        }
-      }
-    }
-    return std::string();
-  };
   auto format_number = [](double v) {
     char buffer[64];
     std::snprintf(buffer, sizeof buffer, "%.3g", v);
@@ -963,7 +1042,7 @@ TrainResult run_training(const TrainOptions& options, std::ostream& log,
           problem = "the loss of a sample on another process is not finite";
         }
       }
-      if (problem.empty()) problem = nonfinite_gradient();
+      if (problem.empty()) problem = first_nonfinite_gradient(dev, params);
       if (!problem.empty()) {
         const std::string where = "step " + std::to_string(schedule_step) + " (epoch " +
                                   std::to_string(epoch + 1) + ", step " + std::to_string(t + 1) +
@@ -1055,19 +1134,7 @@ TrainResult run_training(const TrainOptions& options, std::ostream& log,
     if (best) result.best_metric = mean_dice;
     if (root) {
       host.pull();  // the weights and Adam state in host memory (a no-op on the CPU)
-      {
-        // Never replace a good checkpoint with non-finite weights.
-        const auto values = host.params().values();
-        for (const auto& entry : host.params().entries()) {
-          for (index_t i = 0; i < entry.shape.numel(); ++i) {
-            REVOX_CHECK(std::isfinite(values.data[entry.offset + i]), "training diverged in "
-                        "epoch ", epoch + 1, ": weight '", entry.name, "' (element ", i,
-                        ") is not finite; no checkpoint written, '",
-                        (options.out / "latest.safetensors").string(), "' still holds epoch ",
-                        epoch, ". Try a lower learning rate (--set learning_rate=...)");
-          }
-        }
-      }
+      check_finite_weights(host.params(), epoch, options.out);
       if (best) {
         write_checkpoint(options.out / "best.safetensors", host.params(), &host.adam(),
                          config_json, epoch + 1, step, result.best_metric, extra);
