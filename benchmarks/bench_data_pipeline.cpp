@@ -31,6 +31,7 @@
 #include "revox/data/case_store.hpp"
 #include "revox/data/phantom.hpp"
 #include "revox/data/preprocess.hpp"
+#include "revox/io/nifti.hpp"
 
 namespace {
 
@@ -161,6 +162,18 @@ void BM_FullPipeline(benchmark::State& state) {
   set_counters(state);
 }
 BENCHMARK(BM_FullPipeline)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// Writing a prediction (uint8 labels, .nii.gz, atomic) as `predict` does after each case.
+void BM_WritePredictionLabels(benchmark::State& state) {
+  const auto loaded = load();
+  const fs::path path = fs::temp_directory_path() /
+                        ("revox_bench_prediction_" + std::to_string(static_cast<long>(::getpid())) +
+                         ".nii.gz");
+  for (auto _ : state) revox::io::write_nifti_labels(path, *loaded.labels, loaded.geometry);
+  fs::remove(path);
+  set_counters(state);
+}
+BENCHMARK(BM_WritePredictionLabels)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 // ---- the preprocessed path ---------------------------------------------------------
 
