@@ -284,7 +284,7 @@ class Checksum {
       mix(w);
     }
     std::uint64_t tail = 0;
-    std::memcpy(&tail, p + i, bytes - i);
+    if (bytes > i) std::memcpy(&tail, p + i, bytes - i);  // p may be null when bytes == 0
     mix(tail ^ (static_cast<std::uint64_t>(bytes) << 56));
   }
   std::uint64_t value() const { return h_; }
@@ -774,7 +774,8 @@ inline PreprocessSummary preprocess_dataset(
       const fs::path file = out / "cases" / (c.id + ".safetensors");
       const std::vector<SourceFile> sources = source_fingerprints(c);
       bool skip = false;
-      if (fs::exists(file, ec)) {
+      std::error_code exists_error;  // one per worker: error codes are not shared
+      if (fs::exists(file, exists_error)) {
         try {
           MappedCase existing = map_case_file(file, /*verify=*/true);
           skip = existing.info.sources == sources && existing.info.margin == options.margin &&
