@@ -35,10 +35,12 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "inference.hpp"
 #include "revox/core/random.hpp"
 #include "revox/data/augment.hpp"
 #include "revox/data/brats.hpp"
@@ -233,9 +235,7 @@ inline data::CropPad window_around(const data::Size3& source, const data::Size3&
 }
 
 inline data::Size3 round_up(const data::Size3& s, index_t divisor) {
-  data::Size3 out{};
-  for (int a = 0; a < 3; ++a) out[a] = (s[a] + divisor - 1) / divisor * divisor;
-  return out;
+  return {round_up(s[0], divisor), round_up(s[1], divisor), round_up(s[2], divisor)};
 }
 
 struct Sample {
@@ -252,22 +252,24 @@ inline Sample make_sample(const RunConfig& config, const data::CaseInfo& info,
   data::CropPad window;
   if (config.sampling == "full") {
     window = data::centered_crop_pad(source, round_up(source, config.model.size_divisor()));
-  } else if (config.foreground == "wt") {
-    if (arrays.foreground_count[0] > 0 && rng.uniform01() < config.tumor_probability) {
-      const index_t voxel =
-          arrays.foreground[0][static_cast<std::size_t>(rng.below(arrays.foreground_count[0]))];
-      window = window_around(source, config.patch_size, voxel);
-    } else {
-      window = data::random_crop_window(source, config.patch_size, rng);
+  } else {
+    // The region whose voxel centres the patch: "wt" the whole tumour, "regions" one of
+    // WT, TC, ET present, chosen uniformly; none (a uniform window) otherwise.
+    std::optional<std::size_t> region;
+    if (config.foreground == "wt") {
+      if (arrays.foreground_count[0] > 0 && rng.uniform01() < config.tumor_probability) {
+        region = 0;
+      }
+    } else {  // "regions"
+      std::size_t present[3];
+      std::size_t n = 0;
+      for (std::size_t r = 0; r < 3; ++r) {
+        if (arrays.foreground_count[r] > 0) present[n++] = r;
+      }
+      if (n > 0 && rng.uniform01() < config.tumor_probability) region = present[rng.below(n)];
     }
-  } else {  // "regions"
-    std::size_t present[3];
-    std::size_t n = 0;
-    for (std::size_t r = 0; r < 3; ++r) {
-      if (arrays.foreground_count[r] > 0) present[n++] = r;
-    }
-    if (n > 0 && rng.uniform01() < config.tumor_probability) {
-      const std::size_t r = present[rng.below(n)];
+    if (region) {
+      const std::size_t r = *region;
       const index_t voxel =
           arrays.foreground[r][static_cast<std::size_t>(rng.below(arrays.foreground_count[r]))];
       window = window_around(source, config.patch_size, voxel);

@@ -130,12 +130,6 @@ struct CaseInfo {
   CropPad crop() const {
     return CropPad{original, size, {-start[0], -start[1], -start[2]}};
   }
-  std::uint64_t array_bytes() const {
-    const auto voxels = static_cast<std::uint64_t>(size[0] * size[1] * size[2]);
-    std::uint64_t b = voxels * 4 * sizeof(float) + (has_labels ? voxels : 0);
-    for (auto n : foreground) b += static_cast<std::uint64_t>(n) * sizeof(std::int32_t);
-    return b;
-  }
 };
 
 inline nlohmann::json to_json(const io::NiftiGeometry& g) {
