@@ -65,7 +65,7 @@ void check_scores(const RegionScores& actual, const double* expected, const std:
              << ", hd95 " << expected[1] << ", sens " << expected[2] << ", spec "
              << expected[3]);
   CHECK(close(actual.dice, expected[0]));
-  CHECK(close(actual.hd95, expected[1]));
+  CHECK(close(actual.hd95_pooled, expected[1]));  // the fixtures hold medpy's (pooled) HD95
   CHECK(close(actual.sensitivity, expected[2]));
   CHECK(close(actual.specificity, expected[3]));
 }
@@ -358,7 +358,10 @@ TEST_CASE("score_brats maps labels to WT, TC, ET", "[metrics][brats]") {
     CHECK(s[1].dice == Approx(2.0 / 3.0));  // TC: truth {core, ET}, pred {ET}
     CHECK(s[1].sensitivity == 0.5);
     // Pooled distances {0, 0, sqrt(12)}: position 1.9, so 0.9 sqrt(12).
-    CHECK(s[1].hd95 == Approx(std::sqrt(12.0) * 0.9).epsilon(1e-12));
+    CHECK(s[1].hd95_pooled == Approx(std::sqrt(12.0) * 0.9).epsilon(1e-12));
+    // Directed: pred -> truth {0}, truth -> pred {sqrt(12), 0} at position 0.95, so the
+    // larger is 0.95 sqrt(12).
+    CHECK(s[1].hd95 == Approx(std::sqrt(12.0) * 0.95).epsilon(1e-12));
     CHECK(s[2].dice == 1.0);  // ET
     CHECK(s[2].hd95 == 0.0);
   }

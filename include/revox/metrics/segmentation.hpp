@@ -7,15 +7,23 @@
 //   dice        = 2 TP / (2 TP + FP + FN)    1 when both masks are empty (BraTS rule)
 //   sensitivity = TP / (TP + FN)             1 when truth is empty (nothing to miss)
 //   specificity = TN / (TN + FP)             1 when truth fills the volume (no negatives)
-//   hd95        = medpy.metric.binary.hd95(pred, truth, voxelspacing):
+//   hd95        = the larger of the two directed 95th percentiles (the BraTS and MONAI rule):
 //     surface(M) = M XOR binary_erosion(M) with the 6-neighbourhood (connectivity 1); voxels
 //     outside the array count as outside M, so mask voxels on the array border are surface;
-//     the distances (mm) from every surface voxel of pred to the nearest surface voxel of
-//     truth, and from every surface voxel of truth to the nearest of pred, pooled; HD95 is
-//     their 95th percentile with NumPy's default linear interpolation.
-//     0 when both masks are empty and kBratsEmptyHd95 (373.12866) when exactly one is
-//     (BraTS rule, as in nnU-Net's Task082_BraTS_2020: the diagonal of a 240x240x155 volume
-//     at 1 mm).
+//     d(pred -> truth) = the distances (mm) from every surface voxel of pred to the nearest
+//     surface voxel of truth, d(truth -> pred) likewise; each 95th percentile is NumPy's
+//     default (linear interpolation), and
+//       hd95        = max(P95(d(pred -> truth)), P95(d(truth -> pred)))
+//                     (monai.metrics.compute_hausdorff_distance(..., percentile=95), and the
+//                     max-of-directed rule of the BraTS 2023 evaluation code)
+//       hd95_pooled = P95(d(pred -> truth) and d(truth -> pred) pooled)
+//                     (medpy.metric.binary.hd95(pred, truth, voxelspacing))
+//     Both are 0 when both masks are empty and kBratsEmptyHd95 (373.12866) when exactly one
+//     is (BraTS rule, as in nnU-Net's Task082_BraTS_2020: the diagonal of a 240x240x155
+//     volume at 1 mm). The BraTS 2023 evaluation code measures the directed distances with
+//     DeepMind's surface-distance package (surface elements on the voxel corners, weighted by
+//     their area) instead of surface voxels, which can move an HD95 by about one voxel; see
+//     revox/metrics/lesion_wise.hpp.
 // score_brats scores label volumes on the BraTS regions, in this order:
 //   WT = {1, 2, ET}, TC = {1, ET}, ET = {ET}, with ET = 4 (2017-2021) or 3 (2023+).
 //
@@ -44,9 +52,21 @@ inline constexpr double kBratsEmptyHd95 = 373.12866;
 
 inline constexpr std::array<const char*, 3> kBratsRegionNames = {"WT", "TC", "ET"};
 
+// Which 95th percentile of the surface distances an HD95 is (see the top of this file).
+enum class Hd95Definition {
+  kMaxOfDirected,  // max of the two directed 95th percentiles (BraTS, MONAI); the default
+  kPooled,         // 95th percentile of both directions pooled (medpy)
+};
+
+inline const char* to_string(Hd95Definition definition) {
+  return definition == Hd95Definition::kPooled ? "pooled (medpy)"
+                                               : "max of directed (BraTS, MONAI)";
+}
+
 struct RegionScores {
   double dice = 0.0;
-  double hd95 = 0.0;
+  double hd95 = 0.0;         // Hd95Definition::kMaxOfDirected
+  double hd95_pooled = 0.0;  // Hd95Definition::kPooled
   double sensitivity = 0.0;
   double specificity = 0.0;
 };
@@ -203,17 +223,28 @@ inline std::vector<std::uint8_t> crop(const std::uint8_t* mask, Shape5 shape, co
 
 }  // namespace detail
 
-// HD95 in mm with the BraTS rules for empty masks (see the top of this file).
-inline double hausdorff95(const std::uint8_t* pred, const std::uint8_t* truth, Shape5 shape,
-                          const Spacing& spacing) {
+// Both HD95 definitions, from one pair of directed distance sets.
+struct Hd95Pair {
+  double max_of_directed = 0.0;
+  double pooled = 0.0;
+
+  double get(Hd95Definition definition) const {
+    return definition == Hd95Definition::kPooled ? pooled : max_of_directed;
+  }
+};
+
+// HD95 in mm, both definitions, with the BraTS rules for empty masks (see the top of this
+// file).
+inline Hd95Pair hausdorff95_both(const std::uint8_t* pred, const std::uint8_t* truth,
+                                 Shape5 shape, const Spacing& spacing) {
   detail::check_volume("hausdorff95", shape);
   detail::check_spacing("hausdorff95", spacing);
   const index_t voxels = shape.spatial();
   const bool pred_empty = std::all_of(pred, pred + voxels, [](std::uint8_t v) { return v == 0; });
   const bool truth_empty =
       std::all_of(truth, truth + voxels, [](std::uint8_t v) { return v == 0; });
-  if (pred_empty && truth_empty) return 0.0;
-  if (pred_empty || truth_empty) return kBratsEmptyHd95;
+  if (pred_empty && truth_empty) return Hd95Pair{0.0, 0.0};
+  if (pred_empty || truth_empty) return Hd95Pair{kBratsEmptyHd95, kBratsEmptyHd95};
 
   const detail::Box box = detail::union_bounding_box(pred, truth, shape);
   const Shape5 cropped{1, 1, box.end[0] - box.begin[0], box.end[1] - box.begin[1],
@@ -224,16 +255,28 @@ inline double hausdorff95(const std::uint8_t* pred, const std::uint8_t* truth, S
   const std::vector<std::uint8_t> truth_surface = surface_voxels(truth_box.data(), cropped);
 
   std::vector<double> squared(static_cast<std::size_t>(cropped.spatial()));
-  std::vector<double> distances;
-  auto collect = [&](const std::vector<std::uint8_t>& from, const std::vector<std::uint8_t>& to) {
+  auto directed = [&](const std::vector<std::uint8_t>& from, const std::vector<std::uint8_t>& to) {
+    std::vector<double> distances;
     squared_distance_transform(to.data(), cropped, spacing, squared.data());
     for (std::size_t i = 0; i < from.size(); ++i) {
       if (from[i] != 0) distances.push_back(std::sqrt(squared[i]));
     }
+    return distances;
   };
-  collect(pred_surface, truth_surface);
-  collect(truth_surface, pred_surface);
-  return percentile(std::move(distances), 95.0);
+  std::vector<double> pooled = directed(pred_surface, truth_surface);
+  const std::vector<double> truth_to_pred = directed(truth_surface, pred_surface);
+  Hd95Pair result;
+  result.max_of_directed = std::max(percentile(pooled, 95.0), percentile(truth_to_pred, 95.0));
+  pooled.insert(pooled.end(), truth_to_pred.begin(), truth_to_pred.end());
+  result.pooled = percentile(std::move(pooled), 95.0);
+  return result;
+}
+
+// HD95 in mm in the chosen definition, with the BraTS rules for empty masks.
+inline double hausdorff95(const std::uint8_t* pred, const std::uint8_t* truth, Shape5 shape,
+                          const Spacing& spacing,
+                          Hd95Definition definition = Hd95Definition::kMaxOfDirected) {
+  return hausdorff95_both(pred, truth, shape, spacing).get(definition);
 }
 
 inline RegionScores score_region(const std::uint8_t* pred, const std::uint8_t* truth,
@@ -243,7 +286,9 @@ inline RegionScores score_region(const std::uint8_t* pred, const std::uint8_t* t
   const ConfusionCounts counts = count_confusion(pred, truth, shape.spatial());
   RegionScores scores;
   scores.dice = dice(counts);
-  scores.hd95 = hausdorff95(pred, truth, shape, spacing);
+  const Hd95Pair hd95 = hausdorff95_both(pred, truth, shape, spacing);
+  scores.hd95 = hd95.max_of_directed;
+  scores.hd95_pooled = hd95.pooled;
   scores.sensitivity = sensitivity(counts);
   scores.specificity = specificity(counts);
   return scores;
@@ -256,29 +301,27 @@ inline RegionScores score_region(const Tensor<std::uint8_t>& pred,
   return score_region(pred.data(), truth.data(), pred.shape(), spacing);
 }
 
-// Scores label volumes (values 0, 1, 2 and enhancing_label) on WT, TC, ET, in that order.
-// enhancing_label is 4 for BraTS 2017-2021 and 3 for 2023+; any other label value in
-// either volume is an error (it usually means the wrong release's convention).
-inline std::array<RegionScores, 3> score_brats(const Tensor<std::uint8_t>& pred_labels,
-                                               const Tensor<std::uint8_t>& truth_labels,
-                                               int enhancing_label, const Spacing& spacing) {
-  REVOX_CHECK(enhancing_label == 3 || enhancing_label == 4,
-              "score_brats: enhancing_label must be 4 (BraTS 2017-2021) or 3 (2023+), got ",
+namespace detail {
+
+// Checks a pair of BraTS label volumes for `who`: enhancing_label 4 or 3, equal shapes, one
+// volume each, and no label outside {0, 1, 2, enhancing_label}.
+inline void check_brats_labels(const char* who, const Tensor<std::uint8_t>& pred_labels,
+                               const Tensor<std::uint8_t>& truth_labels, int enhancing_label) {
+  REVOX_CHECK(enhancing_label == 3 || enhancing_label == 4, who,
+              ": enhancing_label must be 4 (BraTS 2017-2021) or 3 (2023+), got ",
               enhancing_label);
-  REVOX_CHECK(pred_labels.shape() == truth_labels.shape(), "score_brats: pred_labels shape ",
+  REVOX_CHECK(pred_labels.shape() == truth_labels.shape(), who, ": pred_labels shape ",
               pred_labels.shape(), " differs from truth_labels shape ", truth_labels.shape());
   const Shape5 shape = pred_labels.shape();
-  detail::check_volume("score_brats", shape);
-  detail::check_spacing("score_brats", spacing);
+  check_volume(who, shape);
   const index_t voxels = shape.spatial();
   const auto et = static_cast<std::uint8_t>(enhancing_label);
-
   auto validate = [&](const Tensor<std::uint8_t>& labels, const char* name) {
     for (index_t i = 0; i < voxels; ++i) {
       const std::uint8_t v = labels[i];
       if (v == 0 || v == 1 || v == 2 || v == et) continue;
       const index_t w = i % shape.w, h = (i / shape.w) % shape.h, d = i / (shape.w * shape.h);
-      REVOX_CHECK(false, "score_brats: ", name, " has label ", static_cast<int>(v),
+      REVOX_CHECK(false, who, ": ", name, " has label ", static_cast<int>(v),
                   " at voxel (d, h, w) = (", d, ", ", h, ", ", w,
                   "); with enhancing_label ", enhancing_label, " the labels are {0, 1, 2, ",
                   enhancing_label, "}");
@@ -286,12 +329,31 @@ inline std::array<RegionScores, 3> score_brats(const Tensor<std::uint8_t>& pred_
   };
   validate(pred_labels, "pred_labels");
   validate(truth_labels, "truth_labels");
+}
 
-  // Region membership per label value: WT, TC, ET.
+// Region membership per label value, for WT = {1, 2, ET}, TC = {1, ET}, ET = {ET}.
+inline std::array<std::array<std::uint8_t, 256>, 3> brats_region_tables(int enhancing_label) {
+  const auto et = static_cast<std::uint8_t>(enhancing_label);
   std::array<std::array<std::uint8_t, 256>, 3> member{};
   for (std::uint8_t label : {std::uint8_t{1}, std::uint8_t{2}, et}) member[0][label] = 1;
   for (std::uint8_t label : {std::uint8_t{1}, et}) member[1][label] = 1;
   member[2][et] = 1;
+  return member;
+}
+
+}  // namespace detail
+
+// Scores label volumes (values 0, 1, 2 and enhancing_label) on WT, TC, ET, in that order.
+// enhancing_label is 4 for BraTS 2017-2021 and 3 for 2023+; any other label value in
+// either volume is an error (it usually means the wrong release's convention).
+inline std::array<RegionScores, 3> score_brats(const Tensor<std::uint8_t>& pred_labels,
+                                               const Tensor<std::uint8_t>& truth_labels,
+                                               int enhancing_label, const Spacing& spacing) {
+  detail::check_brats_labels("score_brats", pred_labels, truth_labels, enhancing_label);
+  detail::check_spacing("score_brats", spacing);
+  const Shape5 shape = pred_labels.shape();
+  const index_t voxels = shape.spatial();
+  const auto member = detail::brats_region_tables(enhancing_label);
 
   std::vector<std::uint8_t> pred_region(static_cast<std::size_t>(voxels));
   std::vector<std::uint8_t> truth_region(static_cast<std::size_t>(voxels));
