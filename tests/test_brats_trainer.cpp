@@ -239,3 +239,182 @@ TEST_CASE("trainer: a run that fails to start writes nothing into RUN_DIR", "[br
   CHECK_THROWS(run_training(bad, sink));
   CHECK_FALSE(fs::exists(fresh));
 }
+
+TEST_CASE("run config: learning-rate schedules per step, warm-up, batch Dice and augmentation "
+          "probability keys; bad values named", "[brats][run_config][schedule]") {
+  nlohmann::json c = training_preset("small");
+  RunConfig r = parse_run_config(c);
+  CHECK(r.schedule == "multistep");
+  CHECK(r.warmup_epochs == 0);
+  CHECK_FALSE(r.batch_dice);
+  CHECK(r.augment_probability == 1.0);
+  // The default: MultiStepLR at the epoch, the same on every step of the epoch.
+  for (int epoch : {0, 19, 20, 29}) {
+    for (long long t : {0LL, 6LL}) {
+      CHECK(scheduled_learning_rate(r, epoch, t, 7) == (epoch < 20 ? 1e-3 : 1e-3 * 0.2));
+    }
+  }
+  // Warm-up over 2 epochs of 5 steps (W = 10): lr (s + 1) / 11, then the schedule.
+  apply_set(c, "epochs=10");
+  apply_set(c, "warmup_epochs=2");
+  apply_set(c, "milestones=[5]");
+  r = parse_run_config(c);
+  for (int s = 0; s < 10; ++s) {
+    CHECK(scheduled_learning_rate(r, s / 5, s % 5, 5) == Approx(1e-3 * (s + 1) / 11.0));
+  }
+  CHECK(scheduled_learning_rate(r, 2, 0, 5) == 1e-3);
+  CHECK(scheduled_learning_rate(r, 5, 0, 5) == Approx(2e-4));  // milestone 5 counts from 0
+  // Cosine over the S - W = 40 steps after the warm-up: 1e-3 at s = W, half at the middle,
+  // near 0 at the last step; poly: nnU-Net's (1 - (s - W) / (S - W))^0.9.
+  apply_set(c, "schedule=cosine");
+  r = parse_run_config(c);
+  CHECK(scheduled_learning_rate(r, 2, 0, 5) == Approx(1e-3));
+  CHECK(scheduled_learning_rate(r, 6, 0, 5) == Approx(0.5e-3));
+  CHECK(scheduled_learning_rate(r, 9, 4, 5) ==
+        Approx(0.5e-3 * (1 + std::cos(3.14159265358979 * 39 / 40))));
+  CHECK(scheduled_learning_rate(r, 1, 4, 5) == Approx(1e-3 * 10 / 11.0));
+  apply_set(c, "schedule=poly");
+  r = parse_run_config(c);
+  CHECK(scheduled_learning_rate(r, 2, 0, 5) == Approx(1e-3));
+  CHECK(scheduled_learning_rate(r, 4, 3, 5) == Approx(1e-3 * std::pow(1.0 - 13.0 / 40.0, 0.9)));
+  // Without warm-up, step by step from 1e-3, continuous (no step of a 7-step epoch changes
+  // the poly rate by more than its last step's 1e-3 (1/70)^0.9).
+  apply_set(c, "warmup_epochs=0");
+  r = parse_run_config(c);
+  CHECK(scheduled_learning_rate(r, 0, 0, 7) == 1e-3);
+  double previous = 1e-3;
+  for (int s = 1; s < 70; ++s) {
+    const double lr = scheduled_learning_rate(r, s / 7, s % 7, 7);
+    REQUIRE(lr < previous);
+    REQUIRE(previous - lr <= 1e-3 * std::pow(1.0 / 70.0, 0.9) + 1e-15);
+    previous = lr;
+  }
+
+  apply_set(c, "batch_dice=true");
+  apply_set(c, "augment.probability=0.3");
+  r = parse_run_config(c);
+  CHECK(r.batch_dice);
+  CHECK(r.augment_probability == 0.3);
+
+  using Catch::Contains;
+  auto parse_with = [&c](const char* assignment) {
+    nlohmann::json copy = c;
+    apply_set(copy, assignment);
+    return parse_run_config(copy);
+  };
+  CHECK_THROWS_WITH(parse_with("schedule=step"),
+                    Contains("'schedule' must be \"multistep\", \"cosine\" or \"poly\", got \"step\""));
+  CHECK_THROWS_WITH(parse_with("warmup_epochs=10"),
+                    Contains("'warmup_epochs' (10) must be less than 'epochs' (10)"));
+  CHECK_THROWS_WITH(parse_with("warmup_epochs=-1"), Contains("'warmup_epochs' must be an integer >= 0"));
+  CHECK_THROWS_WITH(parse_with("batch_dice=1"), Contains("'batch_dice' must be true or false"));
+  CHECK_THROWS_WITH(parse_with("augment.probability=1.5"),
+                    Contains("'probability' must be in [0, 1], got 1.5"));
+}
+
+TEST_CASE("trainer: cosine schedule with warm-up, batch Dice and augmentation probability "
+          "train and resume exactly", "[brats][trainer][schedule][batch_dice]") {
+  nlohmann::json config = tiny_config();
+  apply_set(config, "schedule=cosine");
+  apply_set(config, "warmup_epochs=1");
+  apply_set(config, "batch_size=2");
+  apply_set(config, "batch_dice=true");
+  apply_set(config, "loss=bce_dice");
+  apply_set(config, "augment.probability=0.5");
+  const RunConfig parsed = parse_run_config(config);
+  std::ostringstream sink;
+  TrainOptions full;
+  full.data = phantom_data();
+  full.out = fresh_dir("recipe_full");
+  full.config = parsed.json;
+  full.threads = 2;
+  full.quiet = true;
+  const TrainResult a = run_training(full, sink);
+  REQUIRE(a.history.size() == 3);
+  // 3 training cases, batch 2: 2 steps per epoch, 6 in all, 2 of warm-up. log.csv's lr is
+  // each epoch's last step's: 2/3 of the rate at the end of the warm-up, then the cosine
+  // over the 4 steps after it, at its steps 1 and 3.
+  CHECK(a.history[0].lr == Approx(1e-3 * 2.0 / 3.0));
+  CHECK(a.history[1].lr == Approx(0.5e-3 * (1 + std::cos(3.14159265358979 / 4))));
+  CHECK(a.history[2].lr == Approx(0.5e-3 * (1 + std::cos(3.14159265358979 * 3 / 4))));
+
+  TrainOptions part = full;
+  part.out = fresh_dir("recipe_part");
+  part.stop_after = 1;
+  REQUIRE(run_training(part, sink).history.size() == 1);
+  TrainOptions resume = full;
+  resume.out = part.out;
+  resume.config.reset();
+  resume.resume = true;
+  const TrainResult b = run_training(resume, sink);
+  REQUIRE(b.history.size() == 3);
+  for (std::size_t e = 0; e < 3; ++e) {
+    INFO("epoch " << e + 1);
+    CHECK(a.history[e].loss == b.history[e].loss);
+    CHECK(a.history[e].dice == b.history[e].dice);
+    CHECK(a.history[e].lr == b.history[e].lr);
+  }
+
+  // Batch Dice changes training at batch 2 (the loss couples the samples), and is the
+  // per-sample Dice at batch 1: there the run is the same to the last bit.
+  TrainOptions per_sample = full;
+  per_sample.out = fresh_dir("recipe_per_sample");
+  nlohmann::json per_sample_config = parsed.json;
+  per_sample_config["batch_dice"] = false;
+  per_sample.config = per_sample_config;
+  const TrainResult c = run_training(per_sample, sink);
+  CHECK(c.history[0].loss != a.history[0].loss);
+  nlohmann::json single = parsed.json;
+  single["batch_size"] = 1;
+  single["epochs"] = 2;
+  TrainOptions one = full;
+  one.out = fresh_dir("recipe_one_batch");
+  one.config = single;
+  const TrainResult d = run_training(one, sink);
+  single["batch_dice"] = false;
+  one.out = fresh_dir("recipe_one_sample");
+  one.config = single;
+  const TrainResult e = run_training(one, sink);
+  REQUIRE(d.history.size() == 2);
+  REQUIRE(e.history.size() == 2);
+  for (std::size_t k = 0; k < 2; ++k) {
+    CHECK(d.history[k].loss == e.history[k].loss);
+    CHECK(d.history[k].dice == e.history[k].dice);
+  }
+}
+
+TEST_CASE("trainer: augment.probability 0 only flips, 1 keeps today's samples",
+          "[brats][trainer][augment]") {
+  const RunConfig base = parse_run_config(tiny_config());
+  const TrainingData data = open_training_data(phantom_data(), TrainingDataOptions{},
+                                               [](const std::string&) {});
+  const auto arrays = data.get(0);
+  auto sample_with = [&](double probability, bool flips, std::uint64_t seed) {
+    RunConfig c = base;
+    c.augment_probability = probability;
+    if (!flips) c.augment.flip_probability = 0.0;
+    Rng rng(seed);
+    return make_sample(c, data.cases[0], *arrays, rng);
+  };
+  // Probability 1 draws nothing extra: the sample of a run without the key.
+  for (std::uint64_t seed : {1u, 2u, 3u}) {
+    RunConfig c = base;
+    Rng rng(seed);
+    const Sample today = make_sample(c, data.cases[0], *arrays, rng);
+    const Sample same = sample_with(1.0, true, seed);
+    REQUIRE(std::equal(today.image.data(), today.image.data() + today.image.numel(),
+                       same.image.data()));
+  }
+  // Probability 0 without flips: the patch as cut, exactly; with the full augmentation
+  // (probability 1) it is resampled.
+  RunConfig plain = base;
+  plain.augment_enabled = false;
+  Rng rng(5);
+  const Sample cut = make_sample(plain, data.cases[0], *arrays, rng);
+  const Sample off = sample_with(0.0, false, 5);
+  const Sample on = sample_with(1.0, false, 5);
+  REQUIRE(cut.image.numel() == off.image.numel());
+  // The window is drawn before the augmentation, from the same stream: the same patch.
+  CHECK(std::equal(cut.image.data(), cut.image.data() + cut.image.numel(), off.image.data()));
+  CHECK_FALSE(std::equal(cut.image.data(), cut.image.data() + cut.image.numel(), on.image.data()));
+}

@@ -71,6 +71,37 @@ double call_loss(bool bce, TensorView<const T> x, TensorView<const T> t, TensorV
              : losses::soft_dice_loss(x, t, dx, smooth);
 }
 
+template <class T>
+double call_any_loss(bool batch, bool bce, TensorView<const T> x, TensorView<const T> t,
+                     TensorView<T> dx, double smooth, double bce_weight, double dice_weight) {
+  if (!batch) return call_loss<T>(bce, x, t, dx, smooth, bce_weight, dice_weight);
+  return bce ? losses::batch_bce_dice_loss<T>(x, t, dx, smooth, bce_weight, dice_weight)
+             : losses::batch_soft_dice_loss<T>(x, t, dx, smooth);
+}
+
+// The batch Dice written directly: per channel, sums over every sample and voxel.
+double reference_batch_loss(const Tensor<double>& x, const Tensor<double>& t, double smooth,
+                            double bce_weight, double dice_weight) {
+  const Shape5 s = x.shape();
+  double dice_sum = 0.0, bce = 0.0;
+  for (index_t c = 0; c < s.c; ++c) {
+    double inter = 0.0, psum = 0.0, tsum = 0.0;
+    for (index_t n = 0; n < s.n; ++n) {
+      for (index_t i = 0; i < s.spatial(); ++i) {
+        const index_t k = (n * s.c + c) * s.spatial() + i;
+        const double p = 1.0 / (1.0 + std::exp(-x[k]));
+        inter += p * t[k];
+        psum += p;
+        tsum += t[k];
+        bce += -(t[k] * std::log(p) + (1.0 - t[k]) * std::log(1.0 - p));
+      }
+    }
+    dice_sum += (2.0 * inter + smooth) / (psum + tsum + smooth);
+  }
+  return dice_weight * (1.0 - dice_sum / static_cast<double>(s.c)) +
+         bce_weight * bce / static_cast<double>(x.numel());
+}
+
 const std::vector<Shape5> kShapes = {{1, 3, 2, 3, 4}, {2, 3, 3, 2, 2}, {1, 1, 1, 1, 1},
                                      {2, 2, 1, 2, 3}, {1, 5, 3, 1, 2}};
 
@@ -237,7 +268,8 @@ TEST_CASE("losses: PyTorch fixtures", "[loss][dice][torch]") {
   const std::filesystem::path dir = std::filesystem::path(REVOX_FIXTURE_DIR) / "training";
   const std::vector<std::string> names = {"loss_dice_batch2", "loss_dice_smooth_empty",
                                           "loss_dice_soft_targets", "loss_bce_dice_batch2",
-                                          "loss_bce_dice_weighted"};
+                                          "loss_bce_dice_weighted", "loss_batch_dice_batch3",
+                                          "loss_batch_bce_dice_empty"};
   std::vector<std::string> on_disk;
   for (const auto& entry : std::filesystem::directory_iterator(dir)) {
     const std::string stem = entry.path().stem().string();
@@ -255,8 +287,10 @@ TEST_CASE("losses: PyTorch fixtures", "[loss][dice][torch]") {
     const auto& shape_ref = file.at("logits").shape;
     REQUIRE(shape_ref.size() == 5);
     const Shape5 shape{shape_ref[0], shape_ref[1], shape_ref[2], shape_ref[3], shape_ref[4]};
-    const bool bce = file.meta("loss") == "bce_dice";
-    CHECK((bce || file.meta("loss") == "soft_dice"));
+    const std::string kind = file.meta("loss");
+    const bool batch = kind.rfind("batch_", 0) == 0;
+    const bool bce = kind == "bce_dice" || kind == "batch_bce_dice";
+    CHECK((bce || kind == "soft_dice" || kind == "batch_soft_dice"));
     const double smooth = std::stod(file.meta("smooth"));
     const double bw = std::stod(file.meta("bce_weight"));
     const double dw = std::stod(file.meta("dice_weight"));
@@ -269,7 +303,8 @@ TEST_CASE("losses: PyTorch fixtures", "[loss][dice][torch]") {
     std::copy(logits.begin(), logits.end(), x.data());
     std::copy(targets.begin(), targets.end(), t.data());
     auto dx = Tensor<double>::full(shape, kNaN);
-    const double loss = call_loss<double>(bce, x.cview(), t.cview(), dx.view(), smooth, bw, dw);
+    const double loss =
+        call_any_loss<double>(batch, bce, x.cview(), t.cview(), dx.view(), smooth, bw, dw);
     CHECK(loss == Approx(expected).epsilon(1e-12));
     std::string detail;
     const bool grad_ok = close_tensors(expected_grad, dx.data(), 1e-12, 0.01, detail);
@@ -282,7 +317,8 @@ TEST_CASE("losses: PyTorch fixtures", "[loss][dice][torch]") {
       tf[i] = static_cast<float>(t[i]);
     }
     auto dxf = Tensor<float>::full(shape, std::numeric_limits<float>::quiet_NaN());
-    const double lossf = call_loss<float>(bce, xf.cview(), tf.cview(), dxf.view(), smooth, bw, dw);
+    const double lossf =
+        call_any_loss<float>(batch, bce, xf.cview(), tf.cview(), dxf.view(), smooth, bw, dw);
     CHECK(lossf == Approx(expected).epsilon(1e-5));
     std::vector<double> gradf(dxf.data(), dxf.data() + dxf.numel());
     std::string detail_f;
@@ -328,4 +364,100 @@ TEST_CASE("losses: misuse throws a readable revox::Error", "[loss][dice][errors]
   CHECK_THROWS_WITH(losses::bce_dice_loss(x.cview(), t.cview(), dx.view()),
                     Contains("logits must be finite, got nan"));
   CHECK_THROWS_AS(losses::bce_dice_loss(x.cview(), t.cview(), dx.view()), revox::Error);
+}
+
+TEST_CASE("losses: batch Dice matches a plain reference and finite differences; parts of "
+          "different sizes equal one batch", "[loss][dice][batch_dice][gradcheck]") {
+  Rng rng(16);
+  const double h = 1e-6;
+  for (const bool bce : {false, true}) {
+    for (const Shape5 shape : kShapes) {
+      INFO("bce " << bce << " shape " << shape);
+      auto x = random_logits<double>(shape, rng);
+      const auto t = random_targets<double>(shape, rng);
+      const double smooth = 0.5, bw = bce ? 0.8 : 0.0, dw = bce ? 1.2 : 1.0;
+      auto dx = Tensor<double>::full(shape, kNaN);
+      const double value = call_any_loss<double>(true, bce, x.cview(), t.cview(), dx.view(),
+                                                 smooth, bw, dw);
+      CHECK(value == Approx(reference_batch_loss(x, t, smooth, bw, dw)).epsilon(1e-12));
+      // One sample: the batch Dice is the per-sample Dice, to the last bit.
+      if (shape.n == 1) {
+        auto per_sample = Tensor<double>::full(shape, kNaN);
+        CHECK(call_loss<double>(bce, x.cview(), t.cview(), per_sample.view(), smooth, bw, dw) ==
+              value);
+        CHECK(std::memcmp(per_sample.data(), dx.data(), dx.bytes()) == 0);
+      }
+      for (index_t i = 0; i < x.numel(); ++i) {
+        const double saved = x[i];
+        x[i] = saved + h;
+        const double plus = call_any_loss<double>(true, bce, x.cview(), t.cview(), {}, smooth, bw, dw);
+        x[i] = saved - h;
+        const double minus = call_any_loss<double>(true, bce, x.cview(), t.cview(), {}, smooth, bw, dw);
+        x[i] = saved;
+        const double numeric = (plus - minus) / (2.0 * h);
+        INFO("element " << i << ": analytic " << dx[i] << ", numeric " << numeric);
+        REQUIRE(std::abs(dx[i] - numeric) <= 1e-9 + 1e-6 * std::abs(numeric));
+      }
+    }
+  }
+
+  // A batch of 3 given as one tensor, and as parts: samples 0-1 in one, sample 2 in another
+  // (the same values); then parts of different spatial sizes against the plain reference on
+  // the samples laid side by side in W (a sum over voxels does not see the layout).
+  const Shape5 shape{3, 3, 2, 3, 4};
+  const auto x = random_logits<double>(shape, rng);
+  const auto t = random_targets<double>(shape, rng, 0.2);
+  auto whole = Tensor<double>::full(shape, kNaN);
+  const double one = losses::batch_bce_dice_loss<double>(x.cview(), t.cview(), whole.view());
+  const index_t sample = shape.c * shape.spatial();
+  auto part = [&](const Tensor<double>& src, index_t first, index_t count) {
+    TensorView<const double> v = src.cview();
+    v.data += first * sample;
+    v.shape.n = count;
+    return v;
+  };
+  auto grad_a = Tensor<double>::full({2, 3, 2, 3, 4}, kNaN);
+  auto grad_b = Tensor<double>::full({1, 3, 2, 3, 4}, kNaN);
+  const double parts = losses::batch_bce_dice_loss<double>(
+      {part(x, 0, 2), part(x, 2, 1)}, {part(t, 0, 2), part(t, 2, 1)},
+      {grad_a.view(), grad_b.view()});
+  CHECK(parts == Approx(one).epsilon(1e-14));
+  for (index_t i = 0; i < grad_a.numel(); ++i) REQUIRE(grad_a[i] == Approx(whole[i]).epsilon(1e-14));
+  for (index_t i = 0; i < grad_b.numel(); ++i) {
+    REQUIRE(grad_b[i] == Approx(whole[2 * sample + i]).epsilon(1e-14));
+  }
+  const Shape5 small{1, 2, 2, 2, 3}, large{1, 2, 3, 2, 3};
+  const auto xs = random_logits<double>(small, rng), xl = random_logits<double>(large, rng);
+  const auto ts = random_targets<double>(small, rng), tl = random_targets<double>(large, rng);
+  // Side by side: (1, 2, 1, 1, 12 + 18) with the channels kept apart.
+  Tensor<double> xj(Shape5{1, 2, 1, 1, 30}), tj(Shape5{1, 2, 1, 1, 30});
+  for (index_t c = 0; c < 2; ++c) {
+    for (index_t i = 0; i < 12; ++i) {
+      xj[c * 30 + i] = xs[c * 12 + i];
+      tj[c * 30 + i] = ts[c * 12 + i];
+    }
+    for (index_t i = 0; i < 18; ++i) {
+      xj[c * 30 + 12 + i] = xl[c * 18 + i];
+      tj[c * 30 + 12 + i] = tl[c * 18 + i];
+    }
+  }
+  CHECK(losses::batch_soft_dice_loss<double>({xs.cview(), xl.cview()}, {ts.cview(), tl.cview()},
+                                             {}) ==
+        Approx(reference_batch_loss(xj, tj, 1.0, 0.0, 1.0)).epsilon(1e-12));
+
+  using Catch::Contains;
+  const Tensor<double> t_two(Shape5{1, 2, 2, 3, 4});
+  CHECK_THROWS_WITH(losses::batch_soft_dice_loss<double>({x.cview(), t_two.cview()},
+                                                         {t.cview(), t_two.cview()}, {}),
+                    Contains("batch_soft_dice_loss: every part must have 3 channels (part 0's), "
+                             "part 1 has shape"));
+  CHECK_THROWS_WITH(losses::batch_bce_dice_loss<double>(
+                        std::vector<TensorView<const double>>{x.cview()},
+                        std::vector<TensorView<const double>>{}, {}),
+                    Contains("batch_bce_dice_loss: 1 logits parts but 0 targets parts"));
+  CHECK_THROWS_WITH(losses::batch_soft_dice_loss<double>(std::vector<TensorView<const double>>{}, {}, {}),
+                    Contains("needs at least one part"));
+  CHECK_THROWS_WITH(losses::batch_soft_dice_loss<double>({x.cview()}, {t.cview()},
+                                                         {whole.view(), whole.view()}),
+                    Contains("1 logits parts but 2 dlogits parts"));
 }

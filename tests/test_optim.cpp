@@ -421,3 +421,69 @@ TEST_CASE("optim: misuse throws a readable revox::Error", "[optim][errors]") {
                     Contains("Adam: lr must be finite"));
   CHECK_THROWS_WITH(adam.set_steps(-3), Contains("Adam: steps must be non-negative, got -3"));
 }
+
+// Reference values: torch 1.13, an SGD optimizer with lr 0.01 stepped by the scheduler once
+// per epoch, param_groups[0]['lr'] read before each step (CosineAnnealingLR(T_max=10,
+// eta_min=0.001); PolynomialLR(total_iters=10, power=0.9); SequentialLR of
+// LinearLR(start_factor=0.25, total_iters=3) and CosineAnnealingLR(T_max=5), milestone 3).
+TEST_CASE("optim: CosineAnnealingLR, PolyLR and LinearWarmup match PyTorch's schedulers",
+          "[optim][schedule]") {
+  const double cosine_torch[] = {0.01, 0.009779754323328192, 0.009140576474687263,
+                                 0.008145033635316129, 0.006890576474687263, 0.0055,
+                                 0.004109423525312737, 0.0028549663646838712,
+                                 0.001859423525312737, 0.001220245676671809, 0.001};
+  const optim::CosineAnnealingLR cosine(0.01, 10, 0.001);
+  for (int e = 0; e <= 10; ++e) {
+    INFO("epoch " << e);
+    CHECK(cosine.lr_at_epoch(e) == Approx(cosine_torch[e]).epsilon(1e-12).margin(1e-15));
+  }
+  const double poly_torch[] = {0.01, 0.009095325760829623, 0.008180521460508584,
+                               0.007254178469372199, 0.006314458674893553,
+                               0.0053588673126814665, 0.00438383290554087,
+                               0.003383834619016499, 0.002349237886176038,
+                               0.0012589254117941673, 0.0, 0.0};
+  const optim::PolyLR poly(0.01, 10);
+  for (int e = 0; e <= 11; ++e) {
+    INFO("epoch " << e);
+    CHECK(poly.lr_at_epoch(e) == Approx(poly_torch[e]).epsilon(1e-12).margin(1e-15));
+  }
+  // nnU-Net's formula at a known point: lr * (1 - 5/10)^0.9.
+  CHECK(poly.lr_at_epoch(5) == Approx(0.01 * std::pow(0.5, 0.9)).epsilon(1e-15));
+
+  const double warm_torch[] = {0.0025, 0.005, 0.0075, 0.01, 0.009045084971874737,
+                               0.0065450849718747366, 0.0034549150281252628,
+                               0.0009549150281252632, 0.0};
+  const optim::LinearWarmup<optim::CosineAnnealingLR> warm(optim::CosineAnnealingLR(0.01, 5),
+                                                           3, 0.25);
+  for (int e = 0; e <= 8; ++e) {
+    INFO("epoch " << e);
+    CHECK(warm.lr_at_epoch(e) == Approx(warm_torch[e]).epsilon(1e-12).margin(1e-15));
+  }
+  // start_factor 1 / (W + 1): equal steps from lr / (W + 1) to lr, then the schedule; no
+  // warm-up (W = 0) is the schedule itself.
+  const optim::LinearWarmup<optim::PolyLR> ramp(optim::PolyLR(0.02, 100), 4, 1.0 / 5.0);
+  for (int e = 0; e < 4; ++e) CHECK(ramp.lr_at_epoch(e) == Approx(0.02 * (e + 1) / 5.0));
+  CHECK(ramp.lr_at_epoch(4) == 0.02);
+  const optim::LinearWarmup<optim::PolyLR> none(optim::PolyLR(0.02, 100), 0);
+  for (int e : {0, 1, 50, 99}) CHECK(none.lr_at_epoch(e) == optim::PolyLR(0.02, 100).lr_at_epoch(e));
+
+  // Continuity: neighbouring epochs of a long schedule differ by at most the largest slope
+  // (pi / 2 x lr / t_max for the cosine; the poly's slope grows near the end, bounded here
+  // by its last step), and both fall monotonically.
+  const optim::CosineAnnealingLR long_cosine(1.0, 1000);
+  const optim::PolyLR long_poly(1.0, 1000);
+  for (int e = 1; e <= 1000; ++e) {
+    const double dc = long_cosine.lr_at_epoch(e - 1) - long_cosine.lr_at_epoch(e);
+    REQUIRE(dc >= 0.0);
+    REQUIRE(dc <= 3.14159265358979 / 2.0 / 1000.0 + 1e-12);
+    const double dp = long_poly.lr_at_epoch(e - 1) - long_poly.lr_at_epoch(e);
+    REQUIRE(dp >= 0.0);
+    REQUIRE(dp <= std::pow(1.0 / 1000.0, 0.9) + 1e-12);
+  }
+
+  using Catch::Contains;
+  CHECK_THROWS_WITH(optim::CosineAnnealingLR(1.0, 0), Contains("t_max must be a positive"));
+  CHECK_THROWS_WITH(optim::PolyLR(1.0, 10, 0.0), Contains("PolyLR: exponent must be finite and positive"));
+  CHECK_THROWS_WITH(optim::LinearWarmup<optim::PolyLR>(poly, -1), Contains("warmup_epochs must be non-negative"));
+  CHECK_THROWS_WITH(optim::LinearWarmup<optim::PolyLR>(poly, 2, 0.0), Contains("start_factor must lie in (0, 1]"));
+}

@@ -11,9 +11,24 @@
 //                                       batch_size x processes samples: the global batch)
 //     "learning_rate":    1e-3          Adam
 //     "weight_decay":     0             Adam's L2 term
-//     "milestones":       [20]          MultiStepLR epochs
-//     "gamma":            0.2           MultiStepLR factor
-//     "loss":             "dice"        or "bce_dice"
+//     "schedule":         "multistep"   learning rate per step (scheduled_learning_rate below):
+//                                       "multistep": MultiStepLR over epochs (milestones,
+//                                       gamma); "cosine": cosine annealing from
+//                                       learning_rate to 0; "poly": nnU-Net's
+//                                       learning_rate * (1 - s / S)^0.9; cosine and poly run
+//                                       over the optimizer steps after the warm-up
+//     "warmup_epochs":    0             linear warm-up over the first N epochs' steps, from
+//                                       learning_rate / (W + 1) up to learning_rate
+//                                       (W = N x steps per epoch); 0: none; < epochs
+//     "milestones":       [20]          MultiStepLR epochs ("multistep" only)
+//     "gamma":            0.2           MultiStepLR factor ("multistep" only)
+//     "loss":             "dice"        or "bce_dice" (BCE-with-logits + soft Dice, each
+//                                       region WT, TC, ET its own sigmoid channel)
+//     "batch_dice":       false         true: the soft Dice of each region over all the
+//                                       samples of a process's step (nnU-Net's batch Dice)
+//                                       instead of per sample; same as false at batch_size 1;
+//                                       under mpirun over each process's batch_size samples;
+//                                       keeps the step's batch_size forward states at once
 //     "patch_size":       [32, 32, 32]  D, H, W of a training patch (multiples of 2^(levels-1))
 //     "sampling":         "patch"       random patches; "full": the whole volume, centered
 //                                       crop/pad to a multiple of 2^(levels-1)
@@ -26,7 +41,11 @@
 //     "validate_every":   1             epochs between hold-out validations (and the last one)
 //     "augment": {"enabled": true, "rotation_degrees": 20, "scale": 0.1,
 //                 "flip_probability": 0.5, "intensity": 0.1, "intensity_shift": 0,
-//                 "elastic_sigma": 10, "elastic_control_points": 3}
+//                 "elastic_sigma": 10, "elastic_control_points": 3,
+//                 "probability": 1}     share of samples given rotation, scale, elastic and
+//                                       intensity change; the others are only flipped
+//                                       (flip_probability per axis), as nnU-Net applies its
+//                                       spatial transforms to a share of the samples
 //     "seed":             1             split, initialisation, order, patches, augmentation
 //     "threads":          2             OpenMP threads
 //     "loader": {"workers": 1,          threads cutting and augmenting the next samples while
@@ -44,6 +63,7 @@
 //                gamma 0.2, 500 epochs, hold-out 40 cases (BraTS 2020: 329 train / 40)
 #pragma once
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -52,6 +72,7 @@
 #include "revox/core/error.hpp"
 #include "revox/data/augment.hpp"
 #include "revox/models/unet_config.hpp"
+#include "revox/optim/schedule.hpp"
 
 namespace revox::brats {
 
@@ -63,9 +84,12 @@ struct RunConfig {
   int batch_size = 1;  // per process
   double learning_rate = 1e-3;
   double weight_decay = 0.0;
+  std::string schedule = "multistep";
+  int warmup_epochs = 0;
   std::vector<int> milestones;
   double gamma = 0.2;
   std::string loss = "dice";
+  bool batch_dice = false;
   std::array<index_t, 3> patch_size{32, 32, 32};
   std::string sampling = "patch";
   double tumor_probability = 0.7;
@@ -75,6 +99,7 @@ struct RunConfig {
   int validate_every = 1;
   bool augment_enabled = true;
   data::AugmentOptions augment;
+  double augment_probability = 1.0;
   std::uint64_t seed = 1;
   int threads = 2;
   int loader_workers = 1;
@@ -95,9 +120,12 @@ inline nlohmann::json default_run_json() {
   j["batch_size"] = 1;
   j["learning_rate"] = 1e-3;
   j["weight_decay"] = 0.0;
+  j["schedule"] = "multistep";
+  j["warmup_epochs"] = 0;
   j["milestones"] = std::vector<int>{20};
   j["gamma"] = 0.2;
   j["loss"] = "dice";
+  j["batch_dice"] = false;
   j["patch_size"] = std::vector<int>{32, 32, 32};
   j["sampling"] = "patch";
   j["tumor_probability"] = 0.7;
@@ -108,7 +136,8 @@ inline nlohmann::json default_run_json() {
   j["augment"] = {{"enabled", true},         {"rotation_degrees", 20.0},
                   {"scale", 0.1},            {"flip_probability", 0.5},
                   {"intensity", 0.1},        {"intensity_shift", 0.0},
-                  {"elastic_sigma", 10.0},   {"elastic_control_points", 3}};
+                  {"elastic_sigma", 10.0},   {"elastic_control_points", 3},
+                  {"probability", 1.0}};
   j["seed"] = 1;
   j["threads"] = 2;
   j["loader"] = {{"workers", 1}, {"depth", 2}, {"cache_mb", 1024}};
@@ -272,9 +301,20 @@ inline RunConfig parse_run_config(const nlohmann::json& input) {
     c.milestones.push_back(m.get<int>());
   }
   c.gamma = detail::number(j, "gamma", 1e-12, 1e12);
+  REVOX_CHECK(j["schedule"] == "multistep" || j["schedule"] == "cosine" || j["schedule"] == "poly",
+              "training config: 'schedule' must be \"multistep\", \"cosine\" or \"poly\", got ",
+              j["schedule"].dump());
+  c.schedule = j["schedule"].get<std::string>();
+  c.warmup_epochs = static_cast<int>(detail::integer(j, "warmup_epochs", 0));
+  REVOX_CHECK(c.warmup_epochs == 0 || c.warmup_epochs < c.epochs, "training config: "
+              "'warmup_epochs' (", c.warmup_epochs, ") must be less than 'epochs' (", c.epochs,
+              ")");
   REVOX_CHECK(j["loss"] == "dice" || j["loss"] == "bce_dice",
               "training config: 'loss' must be \"dice\" or \"bce_dice\", got ", j["loss"].dump());
   c.loss = j["loss"].get<std::string>();
+  REVOX_CHECK(j["batch_dice"].is_boolean(), "training config: 'batch_dice' must be true or "
+              "false, got ", j["batch_dice"].dump());
+  c.batch_dice = j["batch_dice"].get<bool>();
   REVOX_CHECK(j["sampling"] == "patch" || j["sampling"] == "full",
               "training config: 'sampling' must be \"patch\" or \"full\", got ",
               j["sampling"].dump());
@@ -308,6 +348,7 @@ inline RunConfig parse_run_config(const nlohmann::json& input) {
   c.augment.intensity_shift = detail::number(a, "intensity_shift", 0.0, 10.0);
   c.augment.elastic_sigma = detail::number(a, "elastic_sigma", 0.0, 100.0);
   c.augment.elastic_control_points = detail::integer(a, "elastic_control_points", 2);
+  c.augment_probability = detail::number(a, "probability", 0.0, 1.0);
   c.seed = static_cast<std::uint64_t>(detail::integer(j, "seed", 0));
   c.threads = static_cast<int>(detail::integer(j, "threads", 1));
   const auto& loader = j["loader"];
@@ -318,6 +359,48 @@ inline RunConfig parse_run_config(const nlohmann::json& input) {
   c.cache_mb = static_cast<std::uint64_t>(detail::integer(loader, "cache_mb", 1));
   c.json = j;
   return c;
+}
+
+// The learning rate of step `step` (from 0) of epoch `epoch` (from 0) of a run with
+// `steps_per_epoch` optimizer steps per epoch. Steps are counted over the whole run,
+// s = epoch x steps_per_epoch + step (skipped steps included), so the position follows from
+// the checkpoint's epoch and a resumed run continues exactly. With W = warmup_epochs x
+// steps_per_epoch warm-up steps and S = epochs x steps_per_epoch steps in all:
+//   s < W:  learning_rate * (s + 1) / (W + 1)                (optim::LinearWarmup)
+//   else    "multistep": MultiStepLR(learning_rate, milestones, gamma) at `epoch` (milestones
+//                        count epochs from the start of the run, warm-up included)
+//           "cosine":    CosineAnnealingLR(learning_rate, S - W) at s - W   (0 at the end)
+//           "poly":      PolyLR(learning_rate, S - W, 0.9) at s - W
+// Extending a cosine or poly run with --resume --epochs N changes S and so the rest of its
+// schedule.
+inline double scheduled_learning_rate(const RunConfig& c, int epoch, long long step,
+                                      long long steps_per_epoch) {
+  REVOX_CHECK(steps_per_epoch >= 1 && step >= 0 && step < steps_per_epoch && epoch >= 0,
+              "scheduled_learning_rate: step ", step, " of epoch ", epoch, " with ",
+              steps_per_epoch, " steps per epoch");
+  const long long total = static_cast<long long>(c.epochs) * steps_per_epoch;
+  REVOX_CHECK(total <= 1000000000LL, "training config: ", c.epochs, " epochs of ",
+              steps_per_epoch, " steps are more steps than the schedule counts (10^9)");
+  const int warmup = static_cast<int>(c.warmup_epochs * steps_per_epoch);
+  const int s = static_cast<int>(static_cast<long long>(epoch) * steps_per_epoch + step);
+  const double start_factor = 1.0 / static_cast<double>(warmup + 1);
+  if (c.schedule == "multistep") {
+    const optim::MultiStepLR multistep(c.learning_rate, c.milestones, c.gamma);
+    if (s >= warmup) return multistep.lr_at_epoch(epoch);
+    return optim::LinearWarmup<optim::MultiStepLR>(multistep, warmup, start_factor)
+        .lr_at_epoch(s);
+  }
+  // Clamped to the run's last step (the trainer never asks beyond it).
+  const int after = std::max(1, static_cast<int>(total) - warmup);
+  const int position = std::min(s, warmup + after);
+  if (c.schedule == "cosine") {
+    return optim::LinearWarmup<optim::CosineAnnealingLR>(
+               optim::CosineAnnealingLR(c.learning_rate, after), warmup, start_factor)
+        .lr_at_epoch(position);
+  }
+  return optim::LinearWarmup<optim::PolyLR>(optim::PolyLR(c.learning_rate, after, 0.9), warmup,
+                                            start_factor)
+      .lr_at_epoch(position);
 }
 
 }  // namespace revox::brats

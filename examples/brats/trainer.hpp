@@ -21,10 +21,12 @@
 // foreground voxel with probability tumor_probability, else uniform, or the whole volume with
 // sampling "full" -> augmentation, one resampling pass -> region targets WT, TC, ET; the
 // sample depends only on its index, not on the workers) -> UNet<float> forward -> soft Dice (or BCE + Dice) -> backward
-// (batch_size samples per process, gradients summed) -> gradient all-reduce over the
-// processes, scaled to the mean over the step's samples -> Adam (lr from MultiStepLR at the
-// epoch). Validation (every validate_every epochs and after the last): one hold-out case at
-// a time, its stored (cropped) volume (centered pad to a multiple of 2^(levels-1)),
+// (batch_size samples per process, gradients summed; with batch_dice all of them are run
+// forward first and the Dice is taken over the batch) -> gradient all-reduce over the
+// processes, scaled to the mean over the step's samples -> Adam (lr per step from
+// scheduled_learning_rate, run_config.hpp: the schedule's position is the step's index in
+// the run, so it follows from the checkpoint's epoch). Validation (every validate_every
+// epochs and after the last): one hold-out case at a time, its stored (cropped) volume (centered pad to a multiple of 2^(levels-1)),
 // threshold 0.5, labels back in the original grid, Dice per region (BraTS rules); after the
 // last epoch also HD95, written to RUN_DIR/holdout_scores.csv.
 //
@@ -59,7 +61,8 @@
 //   config.json              the resolved training config
 //   split.json, holdout/     the split (ids) and hold-out symlinks
 //   log.csv                  epoch,loss,dice_wt,dice_tc,dice_et,lr,seconds,peak_memory_bytes,
-//                            skipped_steps (dice empty for epochs without validation; peak = the training
+//                            skipped_steps (dice empty for epochs without validation; lr = the
+//                            epoch's last step's learning rate; peak = the training
 //                            device's tracking allocator's peak during the epoch: on the CPU
 //                            a raw dataset prepared in memory included (mapped cases are
 //                            not), on a GPU the GPU memory only; seconds and
@@ -832,7 +835,6 @@ TrainResult run_training(const TrainOptions& options, std::ostream& log,
     host.net().reset_parameters(rng);
     host.push();
   }
-  const optim::MultiStepLR schedule(config.learning_rate, config.milestones, config.gamma);
 
   TrainResult result;
   const int start_epoch = start.at("epoch").get<int>();
@@ -934,7 +936,6 @@ TrainResult run_training(const TrainOptions& options, std::ostream& log,
     if (options.stop_after && epochs_this_run >= *options.stop_after) break;
     const auto epoch_start = std::chrono::steady_clock::now();
     DeviceTraits<Dev>::allocator().reset_peak();
-    adam.set_lr(schedule.lr_at_epoch(epoch));
     std::vector<std::size_t> visit;
     for (long long s = 0; s < visits; ++s) {
       visit.push_back(static_cast<std::size_t>(s) % train_set.size());
@@ -967,31 +968,44 @@ TrainResult run_training(const TrainOptions& options, std::ostream& log,
       const auto step_start = std::chrono::steady_clock::now();
       // This step's number in the schedule (from 1; skipped steps count).
       const long long schedule_step = static_cast<long long>(epoch) * steps_per_epoch + t + 1;
+      adam.set_lr(scheduled_learning_rate(config, epoch, t, steps_per_epoch));
       const bool inject = nonfinite_test_step == schedule_step;
       std::string bad_loss;  // this rank's first non-finite sample loss of the step
-      for (long long k = 0; k < batch; ++k) {
-        const long long s = t * global_batch + rank * batch + k;  // global sample index
-        const Sample sample = loader.next();
-        const Tensor<float>& image = sample.image;
-        const Tensor<float>& targets = sample.targets;
-        // On a GPU the image and targets are copied there, the logits back for patch_dice.
-        const Staged<Dev> image_on = stage(dev, image);
-        const Staged<Dev> targets_on = stage(dev, targets);
-        Tensor<float, Dev> logits(net.output_shape(image.shape()));
-        Tensor<float, Dev> dlogits(logits.shape());
+      // A sample runs forward, its loss gives dlogits, then backward: one sample at a time,
+      // so one saved state is alive. With batch_dice (batch > 1) all the step's samples run
+      // forward first, keeping their saved states, and one Dice over the batch gives each
+      // its dlogits, scaled by batch (the step's gradient sum is divided by the batch later).
+      const bool batch_loss = config.batch_dice && batch > 1;
+      struct Pending {
+        long long s = 0;  // global sample index
+        Sample sample;
+        Staged<Dev> image_on, targets_on;
+        Tensor<float, Dev> logits, dlogits;
         UNet<float>::Saved<Dev> saved;
-        net.forward(dev, image_on.view, logits.view(), &saved);
-        double loss =
-            config.loss == "dice"
-                ? losses::soft_dice_loss(dev, logits.cview(), targets_on.view, dlogits.view())
-                : losses::bce_dice_loss(dev, logits.cview(), targets_on.view, dlogits.view());
-        if (inject && nonfinite_test_in_loss && k == 0) loss = std::nan("");
-        if (!std::isfinite(loss) && bad_loss.empty()) {
-          bad_loss = "the loss of sample " + std::to_string(s) + " (case " + sample.id + ") is " +
-                     (std::isnan(loss) ? "NaN" : "Inf");
+        double loss = 0.0;
+      };
+      std::vector<Pending> pending;  // reserved: no reallocation moves what views point to
+      pending.reserve(static_cast<std::size_t>(batch_loss ? batch : 1));
+      auto forward = [&](long long k) -> Pending& {
+        Pending& p = pending.emplace_back();
+        p.s = t * global_batch + rank * batch + k;
+        p.sample = loader.next();
+        // On a GPU the image and targets are copied there, the logits back for patch_dice.
+        p.image_on = stage(dev, p.sample.image);
+        p.targets_on = stage(dev, p.sample.targets);
+        p.logits = Tensor<float, Dev>(net.output_shape(p.sample.image.shape()));
+        p.dlogits = Tensor<float, Dev>(p.logits.shape());
+        net.forward(dev, p.image_on.view, p.logits.view(), &p.saved);
+        return p;
+      };
+      auto finish = [&](Pending& p, long long k) {
+        if (inject && nonfinite_test_in_loss && k == 0) p.loss = std::nan("");
+        if (!std::isfinite(p.loss) && bad_loss.empty()) {
+          bad_loss = "the loss of sample " + std::to_string(p.s) + " (case " + p.sample.id +
+                     ") is " + (std::isnan(p.loss) ? "NaN" : "Inf");
         }
         params.zero_grad();
-        net.backward(dev, saved, dlogits.cview(), TensorView<float>{});
+        net.backward(dev, p.saved, p.dlogits.cview(), TensorView<float>{});
         if (batch > 1) {
           if (k == 0) {
             device_to_device(dev, grad_sum.data(), params.grads().data, grad_sum.numel());
@@ -1001,16 +1015,62 @@ TrainResult run_training(const TrainOptions& options, std::ostream& log,
         }
         std::array<double, 3> d{};
         if constexpr (is_cpu_v<Dev>) {
-          d = patch_dice(logits, targets);
+          d = patch_dice(p.logits, p.sample.targets);
         } else {
-          d = patch_dice(host_copy(dev, logits.cview()), targets);
+          d = patch_dice(host_copy(dev, p.logits.cview()), p.sample.targets);
         }
-        double* stats = sample_stats.data() + 4 * s;
-        stats[0] = loss;
+        double* stats = sample_stats.data() + 4 * p.s;
+        stats[0] = p.loss;
         for (std::size_t r = 0; r < 3; ++r) stats[1 + r] = d[r];
-        local_loss += loss;
+        local_loss += p.loss;
         local_dice += (d[0] + d[1] + d[2]) / 3.0;
         ++local_count;
+      };
+      if (!batch_loss) {
+        for (long long k = 0; k < batch; ++k) {
+          Pending& p = forward(k);
+          p.loss = config.loss == "dice"
+                       ? losses::soft_dice_loss(dev, p.logits.cview(), p.targets_on.view,
+                                                p.dlogits.view())
+                       : losses::bce_dice_loss(dev, p.logits.cview(), p.targets_on.view,
+                                               p.dlogits.view());
+          finish(p, k);
+          pending.clear();
+        }
+      } else {
+        for (long long k = 0; k < batch; ++k) forward(k);
+        // The batch loss runs on the host (on a GPU: logits copied back, dlogits over).
+        std::vector<Tensor<float>> host_logits, host_dlogits;
+        host_logits.reserve(pending.size());
+        host_dlogits.reserve(pending.size());
+        std::vector<TensorView<const float>> logit_views, target_views;
+        std::vector<TensorView<float>> dlogit_views;
+        for (Pending& p : pending) {
+          if constexpr (is_cpu_v<Dev>) {
+            logit_views.push_back(p.logits.cview());
+            dlogit_views.push_back(p.dlogits.view());
+          } else {
+            host_logits.push_back(host_copy(dev, p.logits.cview()));
+            host_dlogits.emplace_back(p.logits.shape());
+            logit_views.push_back(host_logits.back().cview());
+            dlogit_views.push_back(host_dlogits.back().view());
+          }
+          target_views.push_back(p.sample.targets.cview());
+        }
+        const double loss =
+            config.loss == "dice"
+                ? losses::batch_soft_dice_loss<float>(logit_views, target_views, dlogit_views)
+                : losses::batch_bce_dice_loss<float>(logit_views, target_views, dlogit_views);
+        for (std::size_t k = 0; k < pending.size(); ++k) {
+          TensorView<float> g = dlogit_views[k];
+          for (index_t i = 0; i < g.numel(); ++i) g.data[i] *= static_cast<float>(batch);
+          if constexpr (!is_cpu_v<Dev>) {
+            host_to_device(dev, pending[k].dlogits.data(), g.data, g.numel());
+          }
+          pending[k].loss = loss;
+        }
+        for (long long k = 0; k < batch; ++k) finish(pending[static_cast<std::size_t>(k)], k);
+        pending.clear();
       }
       if (batch > 1) {
         device_to_device(dev, params.grads().data, grad_sum.data(), grad_sum.numel());

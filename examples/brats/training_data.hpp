@@ -282,7 +282,14 @@ inline Sample make_sample(const RunConfig& config, const data::CaseInfo& info,
   sample.image = data::crop_or_pad(arrays.image, window);
   Tensor<std::uint8_t> labels = data::crop_or_pad(arrays.labels, window);
   if (config.augment_enabled) {
-    const auto drawn = data::draw_augmentation(config.augment, rng, sample.image.shape());
+    // With augment.probability < 1 a sample draws whether it is fully augmented or only
+    // flipped (no draw at 1, so such runs keep their random streams).
+    data::AugmentOptions options = config.augment;
+    if (config.augment_probability < 1.0 && !(rng.uniform01() < config.augment_probability)) {
+      options.rotation_degrees = options.scale = options.intensity = 0.0;
+      options.intensity_shift = options.elastic_sigma = 0.0;
+    }
+    const auto drawn = data::draw_augmentation(options, rng, sample.image.shape());
     data::augment(sample.image, &labels, drawn);
   }
   sample.targets = data::region_targets(labels, info.convention, info.id);

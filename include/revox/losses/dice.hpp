@@ -12,6 +12,17 @@
 //                    + dice_weight * soft_dice_loss,
 //                    BCE(x, t) = max(x, 0) - x t + log1p(exp(-|x|))  (stable for any x).
 //
+// Batch Dice (nnU-Net's batch_dice): the Dice of each channel over ALL samples of a batch,
+//   dice[c] = (2 sum(p t) + smooth) / (sum(p) + sum(t) + smooth), sums over n and voxels,
+//   batch_soft_dice_loss = 1 - mean over c of dice[c]
+//   batch_bce_dice_loss  = bce_weight * mean BCE over all elements + dice_weight * that.
+// A channel empty in one sample no longer scores on its own: what counts is its voxels
+// over the batch. The batch may come in parts of different sizes (a trainer holding one
+// sample per tensor): batch_*_loss(std::vector of logits views, of targets views, of
+// dlogits views, ...), each part (N_k, C, D_k, H_k, W_k) with the same C; the result is that
+// of one tensor holding all parts' samples. CPU only; sums in the order of the parts, then
+// of the samples, so deterministic as above. With one sample it equals soft_dice_loss.
+//
 // Both return the loss as double and ASSIGN d loss / d logits into `dlogits` (same shape as
 // logits; pass an empty view, e.g. TensorView<float>{}, to skip the gradient). The element
 // type T comes from `dlogits`; logits and targets may be mutable or const views
@@ -275,6 +286,126 @@ double bce_dice_loss(const Dev& dev, nondeduced_t<TensorView<const T>> logits,
                      double smooth = 1.0, double bce_weight = 1.0, double dice_weight = 1.0) {
   return detail::dice_bce_on(dev, "bce_dice_loss", logits, targets, dlogits, smooth, bce_weight,
                              dice_weight);
+}
+
+namespace detail {
+
+// Batch Dice over `parts` (see the header comment); dlogits empty (no part) skips the
+// gradient.
+template <class T>
+double batch_dice_bce(const char* loss, const std::vector<TensorView<const T>>& logits,
+                      const std::vector<TensorView<const T>>& targets,
+                      const std::vector<TensorView<T>>& dlogits, double smooth,
+                      double bce_weight, double dice_weight) {
+  REVOX_CHECK(!logits.empty(), loss, ": needs at least one part (logits of one or more "
+              "samples)");
+  REVOX_CHECK(targets.size() == logits.size(), loss, ": ", logits.size(),
+              " logits parts but ", targets.size(), " targets parts");
+  REVOX_CHECK(dlogits.empty() || dlogits.size() == logits.size(), loss, ": ", logits.size(),
+              " logits parts but ", dlogits.size(), " dlogits parts (pass none to skip the "
+              "gradient)");
+  check_weights(loss, smooth, bce_weight, dice_weight);
+  const bool with_bce = bce_weight != 0.0;
+  const index_t channels = logits[0].shape.c;
+  std::vector<double> intersection(static_cast<std::size_t>(channels), 0.0);
+  std::vector<double> prob(intersection), target(intersection);
+  double bce = 0.0;
+  index_t numel = 0;
+  for (std::size_t k = 0; k < logits.size(); ++k) {
+    check_inputs(loss, logits[k], targets[k], dlogits.empty() ? TensorView<T>{} : dlogits[k]);
+    REVOX_CHECK(logits[k].shape.c == channels, loss, ": every part must have ", channels,
+                " channels (part 0's), part ", k, " has shape ", logits[k].shape);
+    const PlaneSums sums = plane_sums(loss, logits[k], targets[k], with_bce);
+    for (index_t plane = 0; plane < logits[k].shape.n * channels; ++plane) {
+      const auto c = static_cast<std::size_t>(plane % channels);
+      const auto p = static_cast<std::size_t>(plane);
+      intersection[c] += sums.intersection[p];
+      prob[c] += sums.prob[p];
+      target[c] += sums.target[p];
+    }
+    bce += sums.bce;
+    numel += logits[k].numel();
+  }
+  const double inv_channels = 1.0 / static_cast<double>(channels);
+  const double inv_numel = 1.0 / static_cast<double>(numel);
+  std::vector<double> numerator(static_cast<std::size_t>(channels));
+  std::vector<double> union_(static_cast<std::size_t>(channels));
+  double dice_sum = 0.0;
+  for (std::size_t c = 0; c < numerator.size(); ++c) {
+    numerator[c] = 2.0 * intersection[c] + smooth;
+    union_[c] = prob[c] + target[c] + smooth;
+    dice_sum += numerator[c] / union_[c];
+  }
+  const double value = dice_weight * (1.0 - dice_sum * inv_channels) +
+                       (with_bce ? bce_weight * bce * inv_numel : 0.0);
+  const double bce_scale = bce_weight * inv_numel;
+  for (std::size_t k = 0; k < dlogits.size(); ++k) {
+    if (dlogits[k].empty()) continue;
+    const Shape5 shape = logits[k].shape;
+    const index_t planes = shape.n * shape.c;
+    const index_t spatial = shape.spatial();
+    const T* x = logits[k].data;
+    const T* t = targets[k].data;
+    T* dx = dlogits[k].data;
+#pragma omp parallel for schedule(static) if (logits[k].numel() > kLossChunk)
+    for (index_t plane = 0; plane < planes; ++plane) {
+      const auto c = static_cast<std::size_t>(plane % channels);
+      const double u = union_[c];
+      const double scale = -dice_weight * inv_channels / (u * u);
+      const double a = numerator[c];
+      const index_t begin = plane * spatial;
+      for (index_t i = begin; i < begin + spatial; ++i) {
+        double p, q;
+        sigmoid_pair(static_cast<double>(x[i]), p, q);
+        const double ti = static_cast<double>(t[i]);
+        const double dp = scale * (2.0 * ti * u - a);
+        dx[i] = static_cast<T>(dp * p * q + bce_scale * (p - ti));
+      }
+    }
+  }
+  return value;
+}
+
+}  // namespace detail
+
+// 1 - mean over c of the soft Dice of channel c over all samples of all parts.
+template <class T>
+double batch_soft_dice_loss(const std::vector<TensorView<const T>>& logits,
+                            const std::vector<TensorView<const T>>& targets,
+                            const std::vector<TensorView<T>>& dlogits, double smooth = 1.0) {
+  return detail::batch_dice_bce("batch_soft_dice_loss", logits, targets, dlogits, smooth, 0.0,
+                                1.0);
+}
+
+// bce_weight * mean BCE-with-logits over all elements + dice_weight * batch_soft_dice_loss.
+template <class T>
+double batch_bce_dice_loss(const std::vector<TensorView<const T>>& logits,
+                           const std::vector<TensorView<const T>>& targets,
+                           const std::vector<TensorView<T>>& dlogits, double smooth = 1.0,
+                           double bce_weight = 1.0, double dice_weight = 1.0) {
+  return detail::batch_dice_bce("batch_bce_dice_loss", logits, targets, dlogits, smooth,
+                                bce_weight, dice_weight);
+}
+
+// One tensor (N, C, D, H, W) holding the whole batch.
+template <class T>
+double batch_soft_dice_loss(nondeduced_t<TensorView<const T>> logits,
+                            nondeduced_t<TensorView<const T>> targets, TensorView<T> dlogits,
+                            double smooth = 1.0) {
+  return batch_soft_dice_loss<T>(std::vector<TensorView<const T>>{logits},
+                                 std::vector<TensorView<const T>>{targets},
+                                 std::vector<TensorView<T>>{dlogits}, smooth);
+}
+
+template <class T>
+double batch_bce_dice_loss(nondeduced_t<TensorView<const T>> logits,
+                           nondeduced_t<TensorView<const T>> targets, TensorView<T> dlogits,
+                           double smooth = 1.0, double bce_weight = 1.0,
+                           double dice_weight = 1.0) {
+  return batch_bce_dice_loss<T>(std::vector<TensorView<const T>>{logits},
+                                std::vector<TensorView<const T>>{targets},
+                                std::vector<TensorView<T>>{dlogits}, smooth, bce_weight,
+                                dice_weight);
 }
 
 }  // namespace losses

@@ -26,6 +26,12 @@
 // with base_lr = schedule.base_lr(). So give the wrapped schedule the epochs after the
 // warm-up (CosineAnnealingLR(lr, epochs - warmup), PolyLR(lr, epochs - warmup)). It wraps
 // any class with lr_at_epoch(int) and base_lr() (MultiStepLR too).
+//
+// The counter need not be an epoch: a trainer that steps the schedule once per optimizer step
+// passes the step index and gives t_max, max_epochs and warmup_epochs in steps (revox-brats
+// does this for "cosine" and "poly"). LinearWarmup with start_factor = 1 / (warmup + 1)
+// rises from base_lr / (warmup + 1) at 0 by equal steps to base_lr at `warmup`:
+//   lr(e) = base_lr * (e + 1) / (warmup + 1)   for e < warmup.
 #pragma once
 
 #include <algorithm>
