@@ -18,7 +18,8 @@ packages=(
   libnifti2-dev libznz-dev zlib1g-dev  # NIfTI I/O (revox::nifti)
   libbenchmark-dev     # Google Benchmark (benchmarks/)
   libcli11-dev         # command lines of examples/brats (revox-brats)
-  libstb-dev           # PNG writing (stb_image_write) for revox-brats' plots and overlays
+  libstb-dev           # stb_image_write (PNG) and stb_truetype (text) for revox-brats' pictures
+  fonts-dejavu-core    # DejaVu Sans for the pictures' text (without it: a bitmap font)
   openmpi-bin libopenmpi-dev  # data-parallel training under mpirun (revox::mpi) and its tests
 )
 for option in "$@"; do

@@ -216,20 +216,28 @@ TEST_CASE("overlay: size, layout, orientation and Fig. 4 colours", "[brats][over
   const revox::brats::RgbImage image =
       revox::brats::render_overlay(flair, &truth, pred, 4, Plane::axial, at);
   const int scale = revox::brats::panel_scale(shape, Plane::axial);
-  CHECK(scale == (256 + 4) / 5);  // longer side H = 5 scaled to at least 256 pixels
+  // Longer side H = 5 scaled to at least kMinPanelPixels pixels.
+  CHECK(scale == (revox::brats::kMinPanelPixels + 4) / 5);
   const int panel_w = 4 * scale;
   const int panel_h = 5 * scale;
-  CHECK(image.width == 2 * panel_w + revox::brats::kPanelGap);
-  CHECK(image.height == revox::brats::kCaptionHeight + panel_h);
+  const auto layout = revox::brats::overlay_layout(
+      shape, Plane::axial, 2, revox::brats::overlay_caption_lines({}, Plane::axial, at, true));
+  CHECK(layout.panel_w == panel_w);
+  CHECK(layout.panel_h == panel_h);
+  CHECK(layout.panel_left[1] - layout.panel_left[0] == panel_w + revox::brats::kPanelGap);
+  CHECK(image.width >= 2 * panel_w + revox::brats::kPanelGap);
+  CHECK(image.width == layout.width);
+  CHECK(image.height == layout.height);
+  CHECK(image.height > layout.panel_top + panel_h);  // the colour key below the panels
   REQUIRE(image.pixels.size() ==
           static_cast<std::size_t>(image.width) * static_cast<std::size_t>(image.height) * 3);
 
   const revox::brats::GreyWindow window = revox::brats::grey_window(flair);
   // Pixel centre of voxel column w, row r (axial: row r shows h = H - 1 - r) in panel p.
   auto pixel = [&](int p, index_t h, index_t w) {
-    const int x = p * (panel_w + revox::brats::kPanelGap) + static_cast<int>(w) * scale + scale / 2;
-    const int y = revox::brats::kCaptionHeight + static_cast<int>(shape.h - 1 - h) * scale +
+    const int x = layout.panel_left[static_cast<std::size_t>(p)] + static_cast<int>(w) * scale +
                   scale / 2;
+    const int y = layout.panel_top + static_cast<int>(shape.h - 1 - h) * scale + scale / 2;
     return image.at(x, y);
   };
   auto grey = [&](index_t d, index_t h, index_t w) {
@@ -247,31 +255,44 @@ TEST_CASE("overlay: size, layout, orientation and Fig. 4 colours", "[brats][over
   CHECK(revox::brats::kTcColour == Rgb{0, 255, 0});
   CHECK(revox::brats::kWtColour == Rgb{0, 0, 255});
   // The gap between the panels is white.
-  CHECK(image.at(panel_w + 1, revox::brats::kCaptionHeight + 1) == Rgb{255, 255, 255});
+  CHECK(image.at(layout.panel_left[0] + panel_w + 1, layout.panel_top + 1) ==
+        Rgb{255, 255, 255});
   // The caption strip holds dark text pixels.
   bool has_text = false;
-  for (int y = 0; y < revox::brats::kCaptionHeight; ++y) {
-    for (int x = 0; x < panel_w; ++x) has_text = has_text || image.at(x, y) == Rgb{0, 0, 0};
+  for (int y = 0; y < layout.panel_title_top; ++y) {
+    for (int x = 0; x < image.width; ++x) has_text = has_text || image.at(x, y)[0] < 64;
   }
   CHECK(has_text);
 
   // Voxel (d=0, h=0, w=0) is zero in the FLAIR: black, in the axial slice d = 0.
   const revox::brats::RgbImage top =
       revox::brats::render_overlay(flair, nullptr, pred, 4, Plane::axial, {0, 0, 0});
-  CHECK(top.width == panel_w);  // prediction only
-  CHECK(top.at(scale / 2, revox::brats::kCaptionHeight + 4 * scale + scale / 2) == Rgb{0, 0, 0});
+  const auto top_layout = revox::brats::overlay_layout(
+      shape, Plane::axial, 1,
+      revox::brats::overlay_caption_lines({}, Plane::axial, {0, 0, 0}, false));
+  CHECK(top_layout.panel_left.size() == 1);  // prediction only
+  CHECK(top.width == top_layout.width);
+  CHECK(top.at(top_layout.panel_left[0] + scale / 2,
+               top_layout.panel_top + 4 * scale + scale / 2) == Rgb{0, 0, 0});
 
   // Coronal and sagittal: rows are D (z up), columns W and H.
   const auto coronal = revox::brats::render_overlay(flair, &truth, pred, 4, Plane::coronal, at);
   const int coronal_scale = revox::brats::panel_scale(shape, Plane::coronal);
-  CHECK(coronal.height == revox::brats::kCaptionHeight + 6 * coronal_scale);
-  CHECK(coronal.width == 2 * 4 * coronal_scale + revox::brats::kPanelGap);
+  const auto coronal_layout = revox::brats::overlay_layout(
+      shape, Plane::coronal, 2, revox::brats::overlay_caption_lines({}, Plane::coronal, at, true));
+  CHECK(coronal_layout.panel_h == 6 * coronal_scale);
+  CHECK(coronal_layout.panel_w == 4 * coronal_scale);
+  CHECK(coronal.height == coronal_layout.height);
   const auto sagittal = revox::brats::render_overlay(flair, &truth, pred, 4, Plane::sagittal, at);
   const int sagittal_scale = revox::brats::panel_scale(shape, Plane::sagittal);
-  CHECK(sagittal.width == 2 * 5 * sagittal_scale + revox::brats::kPanelGap);
+  const auto sagittal_layout = revox::brats::overlay_layout(
+      shape, Plane::sagittal, 2,
+      revox::brats::overlay_caption_lines({}, Plane::sagittal, at, true));
+  CHECK(sagittal_layout.panel_w == 5 * sagittal_scale);
+  CHECK(sagittal.width == sagittal_layout.width);
   // ET at (d=2, h=1) in the sagittal slice w = 1: column h = 1, row D - 1 - 2 = 3.
-  CHECK(sagittal.at(1 * sagittal_scale + sagittal_scale / 2,
-                    revox::brats::kCaptionHeight + 3 * sagittal_scale + sagittal_scale / 2) ==
+  CHECK(sagittal.at(sagittal_layout.panel_left[0] + 1 * sagittal_scale + sagittal_scale / 2,
+                    sagittal_layout.panel_top + 3 * sagittal_scale + sagittal_scale / 2) ==
         blend(grey(2, 1, 1), revox::brats::kEtColour));
 
   CHECK(revox::brats::tumour_centroid(truth) == revox::data::Size3{2, 2, 2});

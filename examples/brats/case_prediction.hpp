@@ -111,7 +111,8 @@ CasePrediction predict_and_write_case(const Dev& dev, const UNet<float>& net,
     for (Plane plane : kOverlayPlanes) {
       write_png(overlay_path(out, loaded.id, plane),
                 render_overlay(*flair, truth, result.labels,
-                               data::enhancing_label(loaded.label_convention), plane, centre));
+                               data::enhancing_label(loaded.label_convention), plane, centre,
+                               OverlayCaption{loaded.id, result.dice}));
     }
   }
   return result;

@@ -10,9 +10,13 @@
 // (BraTS is 1 mm isotropic) and every panel is scaled up by an integer factor to at least
 // kMinPanelPixels on its longer side, so tiny phantom volumes stay visible.
 //
-// Layout of render_overlay: a caption strip ("ground truth", "prediction") above the
-// panels, ground truth on the left and the prediction on the right separated by a white
-// gap; without ground truth, only the prediction panel.
+// Layout of render_overlay (overlay_layout), top to bottom on white: a caption (the case id
+// and the plane with the slice's index; then, when the case has ground truth, the Dice of
+// the prediction per region as `predict` reports it), the panels' titles ("ground truth",
+// "prediction"), the panels (ground truth on the left and the prediction on the right, or
+// the prediction alone without ground truth), and a colour key: one swatch per region in
+// the colour a region takes over a mid-grey image, with its name. Text uses drawing.hpp's
+// fonts (DejaVu Sans when installed, else a bitmap font).
 //
 // Grey: FLAIR linearly from its 0.5th percentile (black) to its 99.5th percentile (white)
 // over brain voxels (non-zero); voxels outside the brain (zero) are black.
@@ -25,58 +29,28 @@
 #include <array>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
-#include <stb/stb_easy_font.h>
-
+#include "drawing.hpp"
 #include "revox/core/error.hpp"
 #include "revox/core/tensor.hpp"
 #include "revox/data/preprocess.hpp"
 
 namespace revox::brats {
 
-using Rgb = std::array<std::uint8_t, 3>;
-
 inline constexpr Rgb kWtColour{0, 0, 255};
 inline constexpr Rgb kTcColour{0, 255, 0};
 inline constexpr Rgb kEtColour{255, 0, 0};
 inline constexpr double kOverlayAlpha = 0.5;
-inline constexpr int kMinPanelPixels = 256;
-inline constexpr int kPanelGap = 4;
-inline constexpr int kCaptionHeight = 24;
-inline constexpr int kCaptionTextScale = 2;
-
-struct RgbImage {
-  int width = 0;
-  int height = 0;
-  std::vector<std::uint8_t> pixels;  // width * height * 3, rows top to bottom
-
-  RgbImage() = default;
-  RgbImage(int w, int h, Rgb fill = {0, 0, 0})
-      : width(w), height(h), pixels(static_cast<std::size_t>(w) * static_cast<std::size_t>(h) * 3) {
-    for (std::size_t i = 0; i < pixels.size(); i += 3) {
-      pixels[i] = fill[0];
-      pixels[i + 1] = fill[1];
-      pixels[i + 2] = fill[2];
-    }
-  }
-  std::size_t offset(int x, int y) const {
-    return (static_cast<std::size_t>(y) * static_cast<std::size_t>(width) +
-            static_cast<std::size_t>(x)) * 3;
-  }
-  Rgb at(int x, int y) const {
-    const std::size_t o = offset(x, y);
-    return {pixels[o], pixels[o + 1], pixels[o + 2]};
-  }
-  void set(int x, int y, Rgb colour) {
-    const std::size_t o = offset(x, y);
-    pixels[o] = colour[0];
-    pixels[o + 1] = colour[1];
-    pixels[o + 2] = colour[2];
-  }
-};
+inline constexpr int kMinPanelPixels = 448;
+inline constexpr int kPanelGap = 12;
+inline constexpr int kOverlayMargin = 12;
+inline constexpr int kOverlayTextSize = 18;
+inline constexpr std::uint8_t kKeyGrey = 128;  // the grey the key's swatches are blended over
 
 enum class Plane { axial, coronal, sagittal };
 
@@ -205,61 +179,116 @@ inline RgbImage render_panel(const Tensor<float>& flair, const Tensor<std::uint8
   return image;
 }
 
-// Draws a straight line of `thickness` pixels from (x0, y0) to (x1, y1), clipped.
-inline void draw_line(RgbImage& image, double x0, double y0, double x1, double y1, Rgb colour,
-                      int thickness = 2) {
-  const int steps = static_cast<int>(std::max(std::abs(x1 - x0), std::abs(y1 - y0))) + 1;
-  for (int s = 0; s <= steps; ++s) {
-    const double t = static_cast<double>(s) / steps;
-    const int x = static_cast<int>(std::lround(x0 + t * (x1 - x0)));
-    const int y = static_cast<int>(std::lround(y0 + t * (y1 - y0)));
-    for (int dx = 0; dx < thickness; ++dx) {
-      for (int dy = 0; dy < thickness; ++dy) {
-        if (x + dx >= 0 && y + dy >= 0 && x + dx < image.width && y + dy < image.height) {
-          image.set(x + dx, y + dy, colour);
-        }
-      }
-    }
+// What the caption says about the case: its id and, when it has ground truth, the Dice of
+// the prediction (WT, TC, ET).
+struct OverlayCaption {
+  std::string case_id;
+  std::optional<std::array<double, 3>> dice;
+};
+
+// "axial, z = 37": the plane and the index of the fixed axis (z = D, y = H, x = W).
+inline std::string slice_description(Plane plane, const data::Size3& at) {
+  switch (plane) {
+    case Plane::axial: return "axial, z = " + std::to_string(at[0]);
+    case Plane::coronal: return "coronal, y = " + std::to_string(at[1]);
+    case Plane::sagittal: return "sagittal, x = " + std::to_string(at[2]);
   }
+  return {};
 }
 
-// Draws `text` with stb_easy_font at (x, y), each font unit `scale` pixels, clipped.
-inline void draw_text(RgbImage& image, int x, int y, const std::string& text, Rgb colour,
-                      int scale) {
-  std::string buffer_text = text;
-  std::vector<char> vertices(static_cast<std::size_t>(text.size()) * 1024 + 64);
-  const int quads = stb_easy_font_print(0.0f, 0.0f, buffer_text.data(), nullptr,
-                                        vertices.data(), static_cast<int>(vertices.size()));
-  for (int q = 0; q < quads; ++q) {
-    float lo[2] = {1e9f, 1e9f};
-    float hi[2] = {-1e9f, -1e9f};
-    for (int v = 0; v < 4; ++v) {
-      // Each vertex: x, y, z (float) and a 4-byte colour.
-      const char* vertex = vertices.data() + (q * 4 + v) * 16;
-      float xy[2];
-      std::copy(vertex, vertex + sizeof xy, reinterpret_cast<char*>(xy));
-      for (int k = 0; k < 2; ++k) {
-        lo[k] = std::min(lo[k], xy[k]);
-        hi[k] = std::max(hi[k], xy[k]);
-      }
-    }
-    const int x0 = x + static_cast<int>(std::lround(lo[0] * float(scale)));
-    const int x1 = x + static_cast<int>(std::lround(hi[0] * float(scale)));
-    const int y0 = y + static_cast<int>(std::lround(lo[1] * float(scale)));
-    const int y1 = y + static_cast<int>(std::lround(hi[1] * float(scale)));
-    for (int py = std::max(0, y0); py < std::min(image.height, y1); ++py) {
-      for (int px = std::max(0, x0); px < std::min(image.width, x1); ++px) {
-        image.set(px, py, colour);
-      }
-    }
+// The caption's lines: the case and slice; then the Dice, or that there is no ground truth.
+inline std::vector<std::string> overlay_caption_lines(const OverlayCaption& caption, Plane plane,
+                                                      const data::Size3& at, bool has_truth) {
+  std::vector<std::string> lines;
+  lines.push_back((caption.case_id.empty() ? std::string() : caption.case_id + "   ") +
+                  slice_description(plane, at));
+  if (caption.dice) {
+    const auto& d = *caption.dice;
+    char buffer[160];
+    std::snprintf(buffer, sizeof buffer, "Dice   WT %.3f   TC %.3f   ET %.3f   mean %.3f", d[0],
+                  d[1], d[2], (d[0] + d[1] + d[2]) / 3.0);
+    lines.emplace_back(buffer);
+  } else if (!has_truth) {
+    lines.emplace_back("no ground truth: prediction only");
   }
+  return lines;
+}
+
+struct KeyEntry {
+  const Rgb* colour;
+  const char* name;
+};
+inline constexpr std::array<KeyEntry, 3> kColourKey{KeyEntry{&kWtColour, "WT whole tumour"},
+                                                    KeyEntry{&kTcColour, "TC tumour core"},
+                                                    KeyEntry{&kEtColour, "ET enhancing tumour"}};
+inline constexpr int kSwatchWidth = 28;
+inline constexpr int kSwatchHeight = 18;
+
+// Where everything of an overlay goes (pixels, y down).
+struct OverlayLayout {
+  int width = 0, height = 0;
+  int panel_w = 0, panel_h = 0;
+  int panel_top = 0;                      // first row of the panels
+  std::vector<int> panel_left;            // first column of each panel
+  int panel_title_top = 0;                // top of the panels' titles
+  std::vector<int> caption_top;           // top of each caption line
+  std::vector<std::array<int, 2>> key_at; // top-left corner of each key swatch
+  int key_top = 0, key_bottom = 0;        // the colour key's strip
+};
+
+inline OverlayLayout overlay_layout(const Shape5& s, Plane plane, int panels,
+                                    const std::vector<std::string>& caption_lines) {
+  const int text = kOverlayTextSize;
+  const int line = text + 8;
+  OverlayLayout layout;
+  const int scale = panel_scale(s, plane);
+  const auto size = slice_size(s, plane);
+  layout.panel_w = static_cast<int>(size[0]) * scale;
+  layout.panel_h = static_cast<int>(size[1]) * scale;
+  const int panels_w = panels * layout.panel_w + (panels - 1) * kPanelGap;
+  int widest = panels_w;
+  for (const auto& l : caption_lines) widest = std::max(widest, text_width(l, text));
+  std::vector<int> key_w;
+  for (const auto& entry : kColourKey) {
+    key_w.push_back(kSwatchWidth + 8 + text_width(entry.name, text));
+    widest = std::max(widest, key_w.back());
+  }
+  layout.width = widest + 2 * kOverlayMargin;
+  int y = kOverlayMargin;
+  for (std::size_t i = 0; i < caption_lines.size(); ++i, y += line) layout.caption_top.push_back(y);
+  y += 4;
+  layout.panel_title_top = y;
+  y += line;
+  layout.panel_top = y;
+  const int left = (layout.width - panels_w) / 2;
+  for (int p = 0; p < panels; ++p) {
+    layout.panel_left.push_back(left + p * (layout.panel_w + kPanelGap));
+  }
+  y += layout.panel_h + 10;
+  // The key's entries left to right, wrapped onto more rows when the width is too small.
+  layout.key_top = y;
+  int x = kOverlayMargin;
+  for (std::size_t i = 0; i < kColourKey.size(); ++i) {
+    if (x > kOverlayMargin && x + key_w[i] > layout.width - kOverlayMargin) {
+      x = kOverlayMargin;
+      y += line;
+    }
+    layout.key_at.push_back({x, y + (line - kSwatchHeight) / 2});
+    x += key_w[i] + 24;
+  }
+  y += line;
+  layout.key_bottom = y;
+  layout.height = y + kOverlayMargin - 4;
+  return layout;
 }
 
 // The picture for one plane through `at`: [ground truth | prediction] (or the prediction
-// alone when `truth` is null) under a caption strip. All volumes are (1, 1, D, H, W) alike.
+// alone when `truth` is null) under a caption, over a colour key. All volumes are
+// (1, 1, D, H, W) alike.
 inline RgbImage render_overlay(const Tensor<float>& flair, const Tensor<std::uint8_t>* truth,
                                const Tensor<std::uint8_t>& prediction, std::uint8_t enhancing,
-                               Plane plane, const data::Size3& at) {
+                               Plane plane, const data::Size3& at,
+                               const OverlayCaption& caption = {}) {
   const Shape5 s = flair.shape();
   REVOX_CHECK(s.n == 1 && s.c == 1 && s.valid(),
               "render_overlay: FLAIR must be (1, 1, D, H, W), got ", s);
@@ -273,28 +302,38 @@ inline RgbImage render_overlay(const Tensor<float>& flair, const Tensor<std::uin
   const GreyWindow window = grey_window(flair);
   const int scale = panel_scale(s, plane);
   std::vector<RgbImage> panels;
-  std::vector<std::string> captions;
+  std::vector<std::string> titles;
   if (truth != nullptr) {
     panels.push_back(render_panel(flair, truth, enhancing, plane, at, window, scale));
-    captions.emplace_back("ground truth");
+    titles.emplace_back("ground truth");
   }
   panels.push_back(render_panel(flair, &prediction, enhancing, plane, at, window, scale));
-  captions.emplace_back("prediction");
-  const int panel_w = panels.front().width;
-  const int panel_h = panels.front().height;
-  const int count = static_cast<int>(panels.size());
-  RgbImage image(count * panel_w + (count - 1) * kPanelGap, kCaptionHeight + panel_h,
-                 Rgb{255, 255, 255});
-  for (int p = 0; p < count; ++p) {
-    const int x0 = p * (panel_w + kPanelGap);
-    for (int y = 0; y < panel_h; ++y) {
-      for (int x = 0; x < panel_w; ++x) {
-        image.set(x0 + x, kCaptionHeight + y, panels[static_cast<std::size_t>(p)].at(x, y));
+  titles.emplace_back("prediction");
+  const std::vector<std::string> lines =
+      overlay_caption_lines(caption, plane, at, truth != nullptr);
+  const OverlayLayout layout =
+      overlay_layout(s, plane, static_cast<int>(panels.size()), lines);
+  const Rgb ink{20, 20, 20};
+  RgbImage image(layout.width, layout.height, Rgb{255, 255, 255});
+  for (std::size_t i = 0; i < lines.size(); ++i) {
+    draw_text(image, kOverlayMargin, layout.caption_top[i], lines[i], ink, kOverlayTextSize);
+  }
+  for (std::size_t p = 0; p < panels.size(); ++p) {
+    const int x0 = layout.panel_left[p];
+    for (int y = 0; y < layout.panel_h; ++y) {
+      for (int x = 0; x < layout.panel_w; ++x) {
+        image.set(x0 + x, layout.panel_top + y, panels[p].at(x, y));
       }
     }
-    draw_text(image, x0 + 4, 4, captions[static_cast<std::size_t>(p)] + " (" +
-                                    plane_name(plane) + ")",
-              Rgb{0, 0, 0}, kCaptionTextScale);
+    draw_text(image, x0 + layout.panel_w / 2.0, layout.panel_title_top, titles[p], ink,
+              kOverlayTextSize, 0.5, 0.0);
+  }
+  for (std::size_t i = 0; i < kColourKey.size(); ++i) {
+    const auto [x, y] = layout.key_at[i];
+    fill_rect(image, x, y, x + kSwatchWidth, y + kSwatchHeight,
+              blend(kKeyGrey, *kColourKey[i].colour));
+    draw_text(image, x + kSwatchWidth + 8, y + kSwatchHeight / 2.0, kColourKey[i].name, ink,
+              kOverlayTextSize, 0.0, 0.5);
   }
   return image;
 }

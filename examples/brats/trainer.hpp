@@ -117,6 +117,7 @@
 #include "device.hpp"
 #include "inference.hpp"
 #include "overlay.hpp"
+#include "plots.hpp"
 #include "progress.hpp"
 #include "revox/core/memory.hpp"
 #include "revox/core/random.hpp"
@@ -288,79 +289,6 @@ inline std::array<double, 3> patch_dice(const Tensor<float>& logits, const Tenso
     out[static_cast<std::size_t>(c)] = tp + fp + fn == 0 ? 1.0 : 2 * tp / (2 * tp + fp + fn);
   }
   return out;
-}
-
-// ---- learning-curve PNG ---------------------------------------------------------------
-
-// Loss (black) and hold-out Dice WT (blue), TC (green), ET (red) against the epoch, y in
-// [0, 1], grid lines every 0.1, labelled axes and legend. Returns RGB rows for
-// stbi_write_png (defined by the including .cpp).
-inline std::vector<std::uint8_t> plot_learning_curve(const std::vector<EpochRecord>& history,
-                                                     int& width, int& height) {
-  width = 640;
-  height = 400;
-  RgbImage image(width, height, Rgb{255, 255, 255});
-  const Rgb black{0, 0, 0}, grey{220, 220, 220};
-  const int left = 60, right = width - 20, top = 20, bottom = height - 50;
-  for (int i = 0; i <= 10; ++i) {
-    const double y = bottom - (bottom - top) * i / 10.0;
-    draw_line(image, left, y, right, y, grey, 1);
-  }
-  draw_line(image, left, top, left, bottom, black, 1);
-  draw_line(image, left, bottom, right, bottom, black, 1);
-  auto py = [&](double v) { return bottom - (bottom - top) * std::clamp(v, 0.0, 1.0); };
-  for (int i = 0; i <= 10; i += 2) {
-    draw_line(image, left - 5, py(i / 10.0), left, py(i / 10.0), black, 1);
-    draw_text(image, left - 46, static_cast<int>(py(i / 10.0)) - 8,
-              i == 10 ? "1.0" : "0." + std::to_string(i), black, 2);
-  }
-  draw_text(image, (left + right) / 2 - 30, bottom + 28, "epoch", black, 2);
-  if (history.empty()) return image.pixels;
-  const int last = history.back().epoch;
-  const int first = history.front().epoch;
-  auto px = [&](int epoch) {
-    return last == first ? (left + right) / 2.0
-                         : left + (right - left) * double(epoch - first) / double(last - first);
-  };
-  draw_text(image, left - 4, bottom + 8, std::to_string(first), black, 2);
-  draw_text(image, right - 24, bottom + 8, std::to_string(last), black, 2);
-  const Rgb colours[3] = {{40, 80, 230}, {30, 170, 60}, {220, 40, 40}};
-  for (std::size_t i = 1; i < history.size(); ++i) {
-    draw_line(image, px(history[i - 1].epoch), py(history[i - 1].loss), px(history[i].epoch),
-              py(history[i].loss), black);
-  }
-  for (std::size_t r = 0; r < 3; ++r) {
-    const EpochRecord* prev = nullptr;
-    for (const auto& rec : history) {
-      if (!rec.validated) continue;
-      if (prev != nullptr) {
-        draw_line(image, px(prev->epoch), py(prev->dice[r]), px(rec.epoch), py(rec.dice[r]),
-                  colours[r]);
-      } else {
-        draw_line(image, px(rec.epoch) - 2, py(rec.dice[r]), px(rec.epoch) + 2, py(rec.dice[r]),
-                  colours[r], 3);
-      }
-      prev = &rec;
-    }
-  }
-  const Rgb legend_colours[4] = {black, colours[0], colours[1], colours[2]};
-  const char* legend_names[4] = {"training loss", "hold-out Dice WT", "hold-out Dice TC",
-                                 "hold-out Dice ET"};
-  // The legend sits in a framed white box in the lower middle, over the curves.
-  const int box_x0 = left + 150, box_x1 = box_x0 + 262, box_y0 = bottom - 104,
-            box_y1 = bottom - 8;
-  for (int y = box_y0; y <= box_y1; ++y) {
-    for (int x = box_x0; x <= box_x1; ++x) {
-      const bool edge = y == box_y0 || y == box_y1 || x == box_x0 || x == box_x1;
-      image.set(x, y, edge ? grey : Rgb{255, 255, 255});
-    }
-  }
-  for (int i = 0; i < 4; ++i) {
-    const int y = box_y0 + 14 + 22 * i;
-    draw_line(image, box_x0 + 8, y, box_x0 + 36, y, legend_colours[i], 4);
-    draw_text(image, box_x0 + 44, y - 8, legend_names[i], black, 2);
-  }
-  return image.pixels;
 }
 
 inline std::string log_csv(const std::vector<EpochRecord>& history) {
