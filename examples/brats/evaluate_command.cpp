@@ -1,7 +1,9 @@
 // revox-brats evaluate: scores predicted segmentations against the ground truth of BraTS
-// cases with the BraTS metrics (revox/metrics/segmentation.hpp): Dice, HD95, sensitivity and
-// specificity on WT, TC and ET, with BraTS's empty-region rules (Dice 1 and HD95 0 when both
-// masks are empty, HD95 373.13 mm when exactly one is).
+// cases with the BraTS metrics on WT, TC and ET: the classical per-case Dice, HD95 (two
+// definitions), sensitivity and specificity (revox/metrics/segmentation.hpp), with BraTS's
+// empty-region rules (Dice 1 and HD95 0 when both masks are empty, HD95 373.13 mm when
+// exactly one is), and the BraTS 2023 lesion-wise Dice and HD95 with the lesion counts
+// (revox/metrics/lesion_wise.hpp; --challenge picks the dilation and minimum lesion size).
 //
 // A prediction is <pred>/<case id>.nii.gz (or .nii): labels in the case's convention on the
 // case's grid. Each case is scored with its own label convention (decided by its labels,
@@ -30,38 +32,56 @@
 #include "revox/core/error.hpp"
 #include "revox/data/brats.hpp"
 #include "revox/io/nifti.hpp"
+#include "revox/metrics/lesion_wise.hpp"
 #include "revox/metrics/segmentation.hpp"
 
 namespace {
 
 namespace fs = std::filesystem;
+using revox::metrics::LesionWiseScores;
 using revox::metrics::RegionScores;
 
 struct EvaluateArguments {
   std::string pred;
   std::string data;
   std::string csv;
+  std::string challenge = "GLI";
   bool only_predicted = false;
 };
 
 struct CaseResult {
   std::string id;
-  std::array<RegionScores, 3> scores;  // WT, TC, ET
+  std::array<RegionScores, 3> scores;      // WT, TC, ET
+  std::array<LesionWiseScores, 3> lesion;  // WT, TC, ET
 };
 
-constexpr std::array<const char*, 4> kMetricNames = {"dice", "hd95", "sensitivity",
-                                                     "specificity"};
+// The per-region columns, in CSV order (<region>_<name>).
+constexpr std::array<const char*, 10> kMetricNames = {
+    "dice",        "hd95",        "hd95_pooled", "sensitivity", "specificity",
+    "lesion_dice", "lesion_hd95", "lesion_tp",   "lesion_fp",   "lesion_fn"};
 
-double metric_of(const RegionScores& scores, std::size_t metric) {
+double metric_of(const CaseResult& result, std::size_t region, std::size_t metric) {
+  const RegionScores& scores = result.scores[region];
+  const LesionWiseScores& lesion = result.lesion[region];
   switch (metric) {
     case 0: return scores.dice;
     case 1: return scores.hd95;
-    case 2: return scores.sensitivity;
-    default: return scores.specificity;
+    case 2: return scores.hd95_pooled;
+    case 3: return scores.sensitivity;
+    case 4: return scores.specificity;
+    case 5: return lesion.dice;
+    case 6: return lesion.hd95;
+    case 7: return static_cast<double>(lesion.true_positives);
+    case 8: return static_cast<double>(lesion.false_positives);
+    default: return static_cast<double>(lesion.false_negatives);
   }
 }
 
 double mean_dice(const std::array<RegionScores, 3>& scores) {
+  return (scores[0].dice + scores[1].dice + scores[2].dice) / 3.0;
+}
+
+double mean_lesion_dice(const std::array<LesionWiseScores, 3>& scores) {
   return (scores[0].dice + scores[1].dice + scores[2].dice) / 3.0;
 }
 
@@ -104,7 +124,8 @@ std::string case_list(const std::vector<std::string>& ids, std::size_t limit = 8
   return text;
 }
 
-CaseResult score_case(const revox::data::BratsCase& brats_case, const fs::path& prediction) {
+CaseResult score_case(const revox::data::BratsCase& brats_case, const fs::path& prediction,
+                      const revox::metrics::LesionWiseOptions& lesion_options) {
   namespace data = revox::data;
   const std::string& id = brats_case.id;
   const fs::path& truth_path = *brats_case.segmentation;
@@ -152,6 +173,8 @@ CaseResult score_case(const revox::data::BratsCase& brats_case, const fs::path& 
   const revox::metrics::Spacing spacing = truth.geometry.spacing;
   result.scores = revox::metrics::score_brats(predicted_labels, truth_labels,
                                               data::enhancing_label(convention), spacing);
+  result.lesion = revox::metrics::lesion_wise_brats(
+      predicted_labels, truth_labels, data::enhancing_label(convention), spacing, lesion_options);
   return result;
 }
 
@@ -180,7 +203,7 @@ std::string csv_header(const char* first) {
   for (const char* region : revox::metrics::kBratsRegionNames) {
     for (const char* metric : kMetricNames) header += std::string(",") + region + "_" + metric;
   }
-  return header + ",mean_dice";
+  return header + ",mean_dice,mean_lesion_dice";
 }
 
 // Writes `text` to `path` through a temporary file and a rename, so a reader never sees a
@@ -270,32 +293,40 @@ void run_evaluate(const EvaluateArguments& args) {
               << " cases\n";
   }
 
+  const revox::metrics::LesionWiseOptions lesion_options =
+      revox::metrics::brats2023_lesion_options(args.challenge);
   std::vector<CaseResult> results;
   for (std::size_t i = 0; i < matched.size(); ++i) {
-    results.push_back(score_case(*matched[i].first, matched[i].second));
+    results.push_back(score_case(*matched[i].first, matched[i].second, lesion_options));
     const auto& s = results.back().scores;
+    const auto& l = results.back().lesion;
     std::cout << std::fixed << std::setprecision(4) << "evaluate: [" << i + 1 << "/"
               << matched.size() << "] " << results.back().id << "  Dice WT " << s[0].dice
-              << " TC " << s[1].dice << " ET " << s[2].dice << "  HD95 WT " << std::setprecision(2)
-              << s[0].hd95 << " TC " << s[1].hd95 << " ET " << s[2].hd95 << " mm\n"
+              << " TC " << s[1].dice << " ET " << s[2].dice << "  lesion Dice WT " << l[0].dice
+              << " TC " << l[1].dice << " ET " << l[2].dice << "  HD95 WT "
+              << std::setprecision(2) << s[0].hd95 << " TC " << s[1].hd95 << " ET " << s[2].hd95
+              << " mm\n"
               << std::defaultfloat << std::flush;
   }
 
   // Per-case CSV, then the summary over cases of every column.
+  constexpr std::size_t kColumns = 3 * kMetricNames.size() + 2;
   std::string per_case = csv_header("case") + "\n";
-  std::vector<std::vector<double>> columns(13);
+  std::vector<std::vector<double>> columns(kColumns);
   for (const CaseResult& result : results) {
     per_case += result.id;
     std::size_t column = 0;
     for (std::size_t region = 0; region < 3; ++region) {
       for (std::size_t metric = 0; metric < kMetricNames.size(); ++metric) {
-        const double value = metric_of(result.scores[region], metric);
+        const double value = metric_of(result, region, metric);
         per_case += "," + format_number(value);
         columns[column++].push_back(value);
       }
     }
-    per_case += "," + format_number(mean_dice(result.scores)) + "\n";
-    columns[column].push_back(mean_dice(result.scores));
+    per_case += "," + format_number(mean_dice(result.scores)) + "," +
+                format_number(mean_lesion_dice(result.lesion)) + "\n";
+    columns[column++].push_back(mean_dice(result.scores));
+    columns[column].push_back(mean_lesion_dice(result.lesion));
   }
   std::vector<Statistics> stats;
   for (const auto& column : columns) stats.push_back(statistics_of(column));
@@ -323,21 +354,33 @@ void run_evaluate(const EvaluateArguments& args) {
   std::cout << "\nevaluate: " << results.size() << " case" << (results.size() == 1 ? "" : "s")
             << " (BraTS rules: Dice 1 / HD95 0 when both masks are empty, HD95 "
             << std::fixed << std::setprecision(2) << revox::metrics::kBratsEmptyHd95
-            << std::defaultfloat << " mm when exactly one is)\n";
-  std::cout << "region  Dice mean +- std    HD95 mm mean (median)  sensitivity  specificity\n";
+            << std::defaultfloat << " mm when exactly one is; HD95 = max of the directed 95th "
+            << "percentiles, pooled = medpy's; lesion-wise: BraTS 2023 " << args.challenge
+            << " rules, dilation " << lesion_options.dilation_iterations
+            << ", lesions <= " << lesion_options.min_lesion_volume << " mm^3 left out, 374 mm "
+            << "per missed or false-positive lesion)\n";
+  std::cout << "region  Dice mean +- std   lesion Dice   HD95 mm mean (median)  HD95 pooled  "
+               "lesion HD95  sensitivity  specificity\n";
+  const std::size_t per_region = kMetricNames.size();
   for (std::size_t region = 0; region < 3; ++region) {
-    const Statistics& d = stats[region * 4 + 0];
-    const Statistics& h = stats[region * 4 + 1];
-    const Statistics& se = stats[region * 4 + 2];
-    const Statistics& sp = stats[region * 4 + 3];
-    char line[160];
-    std::snprintf(line, sizeof line, "%-6s  %.4f +- %.4f     %8.2f (%8.2f)    %.4f       %.4f\n",
-                  revox::metrics::kBratsRegionNames[region], d.mean, d.std, h.mean, h.median,
-                  se.mean, sp.mean);
+    const Statistics& d = stats[region * per_region + 0];
+    const Statistics& h = stats[region * per_region + 1];
+    const Statistics& hp = stats[region * per_region + 2];
+    const Statistics& se = stats[region * per_region + 3];
+    const Statistics& sp = stats[region * per_region + 4];
+    const Statistics& ld = stats[region * per_region + 5];
+    const Statistics& lh = stats[region * per_region + 6];
+    char line[200];
+    std::snprintf(line, sizeof line,
+                  "%-6s  %.4f +- %.4f    %.4f      %8.2f (%8.2f)    %8.2f     %8.2f       %.4f"
+                  "       %.4f\n",
+                  revox::metrics::kBratsRegionNames[region], d.mean, d.std, ld.mean, h.mean,
+                  h.median, hp.mean, lh.mean, se.mean, sp.mean);
     std::cout << line;
   }
   std::cout << std::fixed << std::setprecision(4)
-            << "mean Dice over WT, TC, ET: " << stats[12].mean << "\n"
+            << "mean Dice over WT, TC, ET: " << stats[3 * per_region].mean
+            << "   lesion-wise: " << stats[3 * per_region + 1].mean << "\n"
             << std::defaultfloat << "per-case CSV: " << csv_path.string() << "\n"
             << "summary CSV:  " << summary_path.string() << "\n";
 }
@@ -349,9 +392,9 @@ void add_evaluate_command(CLI::App& app) {
   CLI::App* command = app.add_subcommand(
       "evaluate",
       "Score predicted segmentations (<pred>/<case id>.nii.gz) against the ground truth of "
-      "the BraTS cases in --data: Dice, HD95, sensitivity and specificity on WT, TC and ET "
-      "with the BraTS empty-region rules; writes a per-case and a summary CSV and prints a "
-      "table");
+      "the BraTS cases in --data: Dice, HD95 (max of directed and pooled), sensitivity and "
+      "specificity on WT, TC and ET with the BraTS empty-region rules, and the BraTS 2023 "
+      "lesion-wise Dice and HD95; writes a per-case and a summary CSV and prints a table");
   command->add_option("--pred", args->pred, "Folder of predictions <case id>.nii.gz")
       ->required();
   command->add_option("--data", args->data, "BraTS data folder (or one case folder) with segmentations")
@@ -359,6 +402,13 @@ void add_evaluate_command(CLI::App& app) {
   command->add_option("--csv", args->csv,
                       "Per-case CSV to write (the summary goes beside it as <name>_summary.csv); "
                       "default <pred>/evaluation.csv");
+  command
+      ->add_option("--challenge", args->challenge,
+                   "BraTS 2023 challenge whose lesion-wise parameters to use: GLI, SSA, PED "
+                   "(dilation 3, lesions <= 50 mm^3 left out), MEN (dilation 1, 50 mm^3) or "
+                   "MET (dilation 1, 2 mm^3)")
+      ->check(CLI::IsMember({"GLI", "SSA", "MEN", "PED", "MET"}))
+      ->capture_default_str();
   command->add_flag("--only-predicted", args->only_predicted,
                     "Score only the cases that have a prediction (default: every case in --data "
                     "with a segmentation needs one)");

@@ -199,15 +199,23 @@ if must_pass evaluate evaluate --pred "$PRED" --data "$HOLDOUT" --csv "$CSV"; th
   rows=$(($(wc -l <"$CSV") - 1))
   [[ $rows -eq $n_holdout ]] && pass "per-case CSV has $rows rows" ||
     fail "per-case CSV has $rows rows, want $n_holdout"
-  # Columns: case, then dice, hd95, sensitivity, specificity for WT, TC, ET, then mean_dice.
+  # Columns: case, then for WT, TC, ET: dice, hd95, hd95_pooled, sensitivity, specificity,
+  # lesion_dice, lesion_hd95, lesion_tp, lesion_fp, lesion_fn; then mean_dice, mean_lesion_dice.
+  [[ $(head -1 "$CSV" | cut -d, -f2-11) == \
+     "WT_dice,WT_hd95,WT_hd95_pooled,WT_sensitivity,WT_specificity,WT_lesion_dice,WT_lesion_hd95,WT_lesion_tp,WT_lesion_fp,WT_lesion_fn" ]] &&
+    pass "per-case CSV header names the columns" || fail "per-case CSV header: $(head -1 "$CSV")"
   if awk -F, 'NR > 1 {
         for (r = 0; r < 3; r++) {
-          d = $(2 + 4 * r); h = $(3 + 4 * r); se = $(4 + 4 * r); sp = $(5 + 4 * r)
-          if (d < 0 || d > 1 || h < 0 || h > 373.2 || se < 0 || se > 1 || sp < 0 || sp > 1) bad = 1
+          c = 2 + 10 * r
+          d = $c; h = $(c + 1); hp = $(c + 2); se = $(c + 3); sp = $(c + 4)
+          ld = $(c + 5); lh = $(c + 6); tp = $(c + 7); fp = $(c + 8); fn = $(c + 9)
+          if (d < 0 || d > 1 || h < 0 || h > 373.2 || hp < 0 || hp > 373.2 || se < 0 || se > 1 ||
+              sp < 0 || sp > 1 || ld < 0 || ld > 1 || lh < 0 || lh > 374 || tp < 0 || fp < 0 ||
+              fn < 0) bad = 1
         }
-        if (NF != 14) bad = 1
+        if (NF != 33) bad = 1
       } END { exit bad }' "$CSV"; then
-    pass "metrics in range (Dice, sensitivity, specificity in [0, 1], 0 <= HD95 <= 373.13)"
+    pass "metrics in range (Dice, sensitivity, specificity in [0, 1], 0 <= HD95 <= 373.13, lesion-wise HD95 <= 374)"
   else
     fail "metrics out of range: $(cat "$CSV")"
   fi
@@ -227,9 +235,15 @@ for i in $(seq -f %03g 1 $CASES); do
      "$WORK/perfect/BraTS20_Training_$i.nii.gz"
 done
 if must_pass evaluate_perfect evaluate --pred "$WORK/perfect" --data "$DATA"; then
-  awk -F, 'NR > 1 && ($2 != 1 || $3 != 0 || $6 != 1 || $10 != 1 || $11 != 0 || $14 != 1) { bad = 1 }
-           END { exit bad }' "$WORK/perfect/evaluation.csv" &&
-    pass "ground truth scores Dice 1, HD95 0 (default CSV in --pred)" ||
+  awk -F, 'NR > 1 {
+        for (r = 0; r < 3; r++) {
+          c = 2 + 10 * r
+          if ($c != 1 || $(c + 1) != 0 || $(c + 2) != 0 || $(c + 5) != 1 || $(c + 6) != 0 ||
+              $(c + 8) != 0 || $(c + 9) != 0) bad = 1
+        }
+        if ($32 != 1 || $33 != 1) bad = 1
+      } END { exit bad }' "$WORK/perfect/evaluation.csv" &&
+    pass "ground truth scores Dice 1, HD95 0, lesion-wise too (default CSV in --pred)" ||
     fail "ground truth against itself: $(cat "$WORK/perfect/evaluation.csv")"
 fi
 
