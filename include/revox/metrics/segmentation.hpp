@@ -22,8 +22,9 @@
 //     is (BraTS rule, as in nnU-Net's Task082_BraTS_2020: the diagonal of a 240x240x155
 //     volume at 1 mm). The BraTS 2023 evaluation code measures the directed distances with
 //     DeepMind's surface-distance package (surface elements on the voxel corners, weighted by
-//     their area) instead of surface voxels, which can move an HD95 by about one voxel; see
-//     revox/metrics/lesion_wise.hpp.
+//     their area) instead of surface voxels, which can move an HD95 by about one voxel:
+//     hausdorff95(..., Hd95Definition::kSurfaceElements) computes that one
+//     (revox/metrics/surface_elements.hpp).
 // score_brats scores label volumes on the BraTS regions, in this order:
 //   WT = {1, 2, ET}, TC = {1, ET}, ET = {ET}, with ET = 4 (2017-2021) or 3 (2023+).
 //
@@ -44,6 +45,7 @@
 #include "revox/core/shape.hpp"
 #include "revox/core/tensor.hpp"
 #include "revox/metrics/distance_transform.hpp"
+#include "revox/metrics/surface_elements.hpp"
 
 namespace revox::metrics {
 
@@ -56,11 +58,16 @@ inline constexpr std::array<const char*, 3> kBratsRegionNames = {"WT", "TC", "ET
 enum class Hd95Definition {
   kMaxOfDirected,  // max of the two directed 95th percentiles (BraTS, MONAI); the default
   kPooled,         // 95th percentile of both directions pooled (medpy)
+  kSurfaceElements,  // max of directed, area-weighted, on voxel corners (DeepMind; the
+                     // BraTS 2023 evaluation code)
 };
 
 inline const char* to_string(Hd95Definition definition) {
-  return definition == Hd95Definition::kPooled ? "pooled (medpy)"
-                                               : "max of directed (BraTS, MONAI)";
+  switch (definition) {
+    case Hd95Definition::kPooled: return "pooled (medpy)";
+    case Hd95Definition::kSurfaceElements: return "surface elements (DeepMind, BraTS 2023 code)";
+    default: return "max of directed (MONAI)";
+  }
 }
 
 struct RegionScores {
@@ -228,9 +235,6 @@ struct Hd95Pair {
   double max_of_directed = 0.0;
   double pooled = 0.0;
 
-  double get(Hd95Definition definition) const {
-    return definition == Hd95Definition::kPooled ? pooled : max_of_directed;
-  }
 };
 
 // HD95 in mm, both definitions, with the BraTS rules for empty masks (see the top of this
@@ -276,7 +280,19 @@ inline Hd95Pair hausdorff95_both(const std::uint8_t* pred, const std::uint8_t* t
 inline double hausdorff95(const std::uint8_t* pred, const std::uint8_t* truth, Shape5 shape,
                           const Spacing& spacing,
                           Hd95Definition definition = Hd95Definition::kMaxOfDirected) {
-  return hausdorff95_both(pred, truth, shape, spacing).get(definition);
+  if (definition != Hd95Definition::kSurfaceElements) {
+    const Hd95Pair both = hausdorff95_both(pred, truth, shape, spacing);
+    return definition == Hd95Definition::kPooled ? both.pooled : both.max_of_directed;
+  }
+  detail::check_volume("hausdorff95", shape);
+  detail::check_spacing("hausdorff95", spacing);
+  const index_t voxels = shape.spatial();
+  const bool pred_empty = std::all_of(pred, pred + voxels, [](std::uint8_t v) { return v == 0; });
+  const bool truth_empty =
+      std::all_of(truth, truth + voxels, [](std::uint8_t v) { return v == 0; });
+  if (pred_empty && truth_empty) return 0.0;
+  if (pred_empty || truth_empty) return kBratsEmptyHd95;
+  return surface_element_hd95(pred, truth, shape, spacing);
 }
 
 inline RegionScores score_region(const std::uint8_t* pred, const std::uint8_t* truth,
