@@ -22,6 +22,7 @@ struct PhantomArguments {
   std::vector<long long> size{240, 240, 155};  // NIfTI x, y, z = W, H, D
   std::string naming = "2020";
   std::uint64_t seed = 1;
+  std::string mode = "quick";
 };
 
 void run_phantom(const PhantomArguments& args) {
@@ -33,6 +34,9 @@ void run_phantom(const PhantomArguments& args) {
   const revox::data::BratsNaming naming = args.naming == "2023"
                                               ? revox::data::BratsNaming::brats2023
                                               : revox::data::BratsNaming::brats2017;
+  const revox::data::PhantomMode mode = args.mode == "realistic"
+                                            ? revox::data::PhantomMode::realistic
+                                            : revox::data::PhantomMode::quick;
   revox::data::PhantomSize size;
   size.width = static_cast<revox::index_t>(args.size[0]);
   size.height = static_cast<revox::index_t>(args.size[1]);
@@ -50,7 +54,8 @@ void run_phantom(const PhantomArguments& args) {
                                                                     : " (no enhancing tumor)")
                   << "\n"
                   << std::flush;
-      });
+      },
+      mode);
   std::cout << "phantom: done, " << args.cases << " case" << (args.cases == 1 ? "" : "s")
             << " in " << args.out << "\n";
 }
@@ -62,8 +67,8 @@ void add_phantom_command(CLI::App& app) {
   CLI::App* command = app.add_subcommand(
       "phantom",
       "Write synthetic BraTS-format cases (four modalities + segmentation, .nii.gz, 1 mm "
-      "geometry): a head with a brain and one tumor per case; every 4th case has no "
-      "enhancing tumor. Refuses to overwrite existing case folders.");
+      "geometry): a brain with a tumor per case; every 4th case has no enhancing tumor. "
+      "Refuses to overwrite existing case folders.");
   command
       ->add_option("--out", args->out, "Folder to write the case folders into (created if needed)")
       ->required();
@@ -78,6 +83,17 @@ void add_phantom_command(CLI::App& app) {
                       "File naming and labels: 2020 (BraTS20_Training_001_t1.nii.gz, labels "
                       "0 1 2 4) or 2023 (BraTS-GLI-00001-000-t1n.nii.gz, labels 0 1 2 3)")
       ->check(CLI::IsMember({"2020", "2023"}))
+      ->capture_default_str();
+  command->add_option("--mode", args->mode,
+                      "quick: idealised anatomy, one smooth tumor, fixed contrasts, little "
+                      "noise (easy; for smoke tests). realistic: folded cortex, ventricles and "
+                      "deep grey matter that vary per case, jittered scanner contrasts, "
+                      "partial-volume blur, bias field and Rician noise (SNR 8-20), irregular "
+                      "tumors (multi-focal in about a quarter of cases) that displace the "
+                      "anatomy, with or without necrosis, incomplete enhancing rims and edema "
+                      "that follows white matter, plus unlabelled enhancing vessels, choroid "
+                      "plexus and dura and FLAIR-bright periventricular caps")
+      ->check(CLI::IsMember({"quick", "realistic"}))
       ->capture_default_str();
   command->add_option("--seed", args->seed, "Seed: the same seed writes the same cases")
       ->capture_default_str();
