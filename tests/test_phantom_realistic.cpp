@@ -2,11 +2,10 @@
 // cases without enhancing tumor and of multi-focal cases, skull stripping, per-modality
 // tissue contrasts, the Rician noise level, mass effect, unlabelled enhancing distractors,
 // and a written dataset read back through load_brats_case.
-#include <catch2/catch.hpp>
-
 #include <omp.h>
 #include <stdlib.h>
 
+#include <catch2/catch.hpp>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -18,9 +17,9 @@
 #include "revox/data/brats.hpp"
 #include "revox/data/phantom.hpp"
 
+using revox::index_t;
 using revox::Shape5;
 using revox::Tensor;
-using revox::index_t;
 using revox::data::PhantomCase;
 using revox::data::PhantomMode;
 using revox::data::PhantomOptions;
@@ -52,7 +51,8 @@ index_t count_label(const PhantomCase& p, std::uint8_t label) {
 
 index_t count_tissue(const PhantomCase& p, Tissue tissue) {
   index_t n = 0;
-  for (index_t i = 0; i < p.tissue.numel(); ++i) n += p.tissue[i] == static_cast<std::uint8_t>(tissue) ? 1 : 0;
+  for (index_t i = 0; i < p.tissue.numel(); ++i)
+    n += p.tissue[i] == static_cast<std::uint8_t>(tissue) ? 1 : 0;
   return n;
 }
 
@@ -141,9 +141,9 @@ TEST_CASE("phantom realistic: labels, tissues, shares of no-ET and multi-focal c
     snrs.insert(p.details.snr);
   }
   CHECK(without_et == cases / 4);
-  CHECK(multifocal >= 2);   // about a quarter (drawn per case)
+  CHECK(multifocal >= 2);  // about a quarter (drawn per case)
   CHECK(multifocal <= 8);
-  CHECK(necrosis >= 4);     // necrosis is sometimes absent, also in enhancing cases
+  CHECK(necrosis >= 4);  // necrosis is sometimes absent, also in enhancing cases
   CHECK(enhancing_without_necrosis >= 1);
   CHECK(snrs.size() == static_cast<std::size_t>(cases));  // the SNR varies per case
 }
@@ -194,8 +194,9 @@ TEST_CASE("phantom realistic: Rician noise at the drawn SNR", "[data][phantom]")
       for (index_t d = 1; d + 1 < s.d; ++d)
         for (index_t h = 1; h + 1 < s.h; ++h)
           for (index_t w = 1; w + 2 < s.w; ++w) {
-            if (!(is_wm(d, h, w) && is_wm(d, h, w + 1) && is_wm(d, h, w - 1) && is_wm(d, h, w + 2) &&
-                  is_wm(d - 1, h, w) && is_wm(d + 1, h, w) && is_wm(d, h - 1, w) && is_wm(d, h + 1, w))) {
+            if (!(is_wm(d, h, w) && is_wm(d, h, w + 1) && is_wm(d, h, w - 1) &&
+                  is_wm(d, h, w + 2) && is_wm(d - 1, h, w) && is_wm(d + 1, h, w) &&
+                  is_wm(d, h - 1, w) && is_wm(d, h + 1, w))) {
               continue;
             }
             const index_t i = (d * s.h + h) * s.w + w;
@@ -205,7 +206,8 @@ TEST_CASE("phantom realistic: Rician noise at the drawn SNR", "[data][phantom]")
           }
       REQUIRE(pairs > 1000);
       const double sigma = std::sqrt(sum2 / static_cast<double>(pairs) / 2.0);
-      INFO("modality " << c << ": measured sigma " << sigma << ", expected " << p.details.noise_sigma[c]);
+      INFO("modality " << c << ": measured sigma " << sigma << ", expected "
+                       << p.details.noise_sigma[c]);
       CHECK(p.details.noise_sigma[c] == Approx(p.details.white_matter[c] / p.details.snr));
       CHECK(sigma == Approx(p.details.noise_sigma[c]).epsilon(0.15));
     }
@@ -262,7 +264,8 @@ TEST_CASE("phantom realistic: enhancing distractors lie outside the tumor, unlab
 }
 
 TEST_CASE("phantom realistic: written as a BraTS dataset and read back", "[data][phantom][nifti]") {
-  std::string pattern = (std::filesystem::temp_directory_path() / "revox_phantom_real_XXXXXX").string();
+  std::string pattern =
+      (std::filesystem::temp_directory_path() / "revox_phantom_real_XXXXXX").string();
   REQUIRE(mkdtemp(pattern.data()) != nullptr);
   const std::filesystem::path root = pattern;
   const revox::data::PhantomSize size{48, 52, 36};
@@ -272,8 +275,8 @@ TEST_CASE("phantom realistic: written as a BraTS dataset and read back", "[data]
     const auto cases = revox::data::discover_brats_cases(folder);
     REQUIRE(cases.size() == 4);
     for (int index = 1; index <= 4; ++index) {
-      PhantomOptions options = realistic(revox::data::phantom_case_seed(13, index), size.width,
-                                         size.height, size.depth);
+      PhantomOptions options =
+          realistic(revox::data::phantom_case_seed(13, index), size.width, size.height, size.depth);
       options.enhancing = revox::data::phantom_case_enhancing(index);
       const PhantomCase expected = revox::data::make_phantom(options);
       const auto loaded = revox::data::load_brats_case(cases[static_cast<std::size_t>(index - 1)]);

@@ -47,35 +47,39 @@
 //     third ventricle, scaled 0.7-1.7 per case; choroid plexus in the atria; caudate,
 //     thalamus and lentiform nuclei;
 //   - 1 to 3 tumor foci (2-3 with probability 1/4); a focus is the union of 1-3 ellipsoids
-//     (mean radius 7-26 mm for the primary, 4-11 mm for satellites) with a log-radius
-//     perturbation of amplitude 0.12-0.32. Inside: an enhancing rim 10-40% of the radius
+//     (mean radius 8-22 mm for the primary, 4-10 mm for satellites) with a log-radius
+//     perturbation of amplitude 0.1-0.25. Inside: an enhancing rim 10-40% of the radius
 //     thick (varying along the rim), with gaps in half the foci (labelled 1, non-
 //     enhancing); a necrotic centre in 70% of enhancing foci (40% without ET), else a
 //     solid centre, enhancing or not, sometimes with non-enhancing patches. Cases without
 //     enhancement (options.enhancing false) have a core of non-enhancing tumor and
-//     sometimes necrosis, all label 1. Edema (label 2) reaches 0.15-1.8 core radii beyond
-//     the core along an anisotropic distance stretched along a white-matter fibre
-//     direction field (left-right in the corpus callosum, up-down in the corona radiata,
-//     front-back at the poles, radial under the cortex) and exists only in white matter,
-//     deep grey matter and white-matter hyperintensities: it stops at cortex and CSF;
-//   - mass effect: the anatomy is displaced radially away from each focus (a Gaussian
-//     fall-off of 0.3-0.7 core radii, fading towards the brain surface), so ventricles
-//     near a tumor are compressed and shifted and sulci effaced (options.mass_effect);
-//   - distractors, unlabelled (options.distractors): 5-12 tubular veins (over the
-//     convexity and deep), internal cerebral veins, choroid plexus, dura in patches at the
-//     surface and along the falx, all bright on T1ce; FLAIR- and T2-bright periventricular
-//     caps (70% of cases) and 0-8 small white-matter lesions.
+//     sometimes necrosis, all label 1. Edema (label 2) reaches 0.3-1.2 core radii (0.1-0.3
+//     in 15% of foci; at most 45 mm from the centre) beyond the core, measured with an
+//     anisotropic distance stretched 1.2-1.7 times along a white-matter fibre direction
+//     field (left-right in the corpus callosum, up-down in the corona radiata, front-back
+//     at the poles, radial under the cortex) and perturbed by smooth noise; it exists only
+//     in white matter, deep grey matter and white-matter hyperintensities, so it stops at
+//     cortex and CSF;
+//   - mass effect: the anatomy is displaced radially away from each focus, by 0.3-0.7
+//     times R (the core radius plus 30% of the edema margin) up to R, then falling off
+//     as a Gaussian of width 1.5 R + 8 mm, and fading out towards the brain surface; so
+//     ventricles near a tumor are compressed and shifted and sulci effaced
+//     (options.mass_effect);
+//   - distractors, unlabelled (options.distractors): 5-12 tubular veins (radius 1-2 mm
+//     over the convexity, 0.8-1.4 mm deep), internal cerebral veins, choroid plexus, dura
+//     in patches at the surface and along the falx, all bright on T1ce; FLAIR- and
+//     T2-bright periventricular caps (70% of cases) and 0-8 small white-matter lesions.
 // Intensities, relative to white matter (t1, t1ce, t2, flair), each jittered per case
 // (normal tissue 4%, tumor 8% log-normal):
 //   CSF 0.32 0.35 2.5 0.22 | cortex 0.72 0.76 1.35 1.2 | deep grey 0.84 0.86 1.18 1.08
-//   WM hyperintensity 0.86 0.88 1.65 1.7 | vessel/choroid/dura 0.8 1.5-2.3 0.7 0.85
-//   edema 0.72 0.76 1.9 1.8 (blended over the underlying tissue, 60% at its border, 100%
-//   inside) | necrosis 0.4 0.45 2.2 0.5-1.3 | non-enhancing tumor 0.7 0.8 1.7 1.65
+//   WM hyperintensity 0.86 0.88 1.65 1.7 | vessel/choroid/dura 0.8 1.8-2.6 0.7 0.85
+//   edema 0.72 0.76 1.75 1.8 (blended over the underlying tissue, 60% at its border, 100%
+//   inside) | necrosis 0.4 0.45 2.2 0.5-1.3 | non-enhancing tumor 0.62 0.68 2.0 1.5
 //   enhancing 0.76 1.45-2.2 1.55 1.5
 // with a 3.5% texture on normal tissue and a heterogeneity of 9% (16% on T2, 14% on T1ce
 // of enhancing tumor) in the tumor. Then, in order: a Gaussian partial-volume blur (sigma
 // 0.45-0.8 voxels), a global scale per modality (300-1200, different scanners), a smooth
-// multiplicative bias field exp(a * field) per modality (a in 0.05-0.25), and Rician noise
+// multiplicative bias field exp(a * field) per modality (a in 0.03-0.12), and Rician noise
 // |signal + sigma (n1 + i n2)| with sigma = white matter / SNR, SNR drawn in [8, 20]
 // (options.snr fixes it). Skull-stripped as in BraTS: exactly 0 outside the brain,
 // positive inside. PhantomCase::details reports what was drawn (SNR, noise sigma, foci,
@@ -379,8 +383,19 @@ enum Anatomy : std::uint8_t {
 
 // Tissue appearance in the realistic mode: rows t1, t1ce, t2, flair relative to white matter.
 enum Appearance {
-  kAppCsf, kAppCortex, kAppWhite, kAppDeep, kAppWmh, kAppVessel, kAppEdema, kAppNecrosis,
-  kAppCore, kAppEnhancing, kAppSkull, kAppScalp, kAppearanceCount
+  kAppCsf,
+  kAppCortex,
+  kAppWhite,
+  kAppDeep,
+  kAppWmh,
+  kAppVessel,
+  kAppEdema,
+  kAppNecrosis,
+  kAppCore,
+  kAppEnhancing,
+  kAppSkull,
+  kAppScalp,
+  kAppearanceCount
 };
 inline constexpr double kRealisticIntensity[kAppearanceCount][4] = {
     {0.32, 0.35, 2.50, 0.22},  // CSF: dark on T1, very bright on T2, suppressed on FLAIR
@@ -389,9 +404,9 @@ inline constexpr double kRealisticIntensity[kAppearanceCount][4] = {
     {0.84, 0.86, 1.18, 1.08},  // deep grey matter
     {0.86, 0.88, 1.65, 1.70},  // white-matter hyperintensity
     {0.80, 2.00, 0.70, 0.85},  // enhancing normal structure (T2 flow void)
-    {0.72, 0.76, 1.90, 1.80},  // edema
+    {0.72, 0.76, 1.75, 1.80},  // edema
     {0.40, 0.45, 2.20, 0.90},  // necrosis (fluid-like, partly suppressed on FLAIR)
-    {0.70, 0.80, 1.70, 1.65},  // non-enhancing solid tumor
+    {0.62, 0.68, 2.00, 1.50},  // non-enhancing solid tumor: T2 brighter, FLAIR darker than edema
     {0.76, 1.90, 1.55, 1.50},  // enhancing tumor
     {0.15, 0.15, 0.12, 0.10},  // skull
     {1.10, 1.10, 0.90, 0.85},  // scalp
@@ -420,17 +435,17 @@ inline double smoothstep(double edge0, double edge1, double x) {
 struct RealisticLesion {
   double centre[3] = {0, 0, 0};
   int blobs = 1;
-  Ellipsoid blob[3] = {};     // the core is the union of up to three perturbed ellipsoids
-  double size = 10.0;         // mean core radius, mm
-  double irregularity = 0.2;  // log-radius noise amplitude of the core
-  double rim = 0.2;           // enhancing rim thickness, fraction of the core radius
-  double gap = 3.0;           // rim gap threshold on a unit field (large: complete rim)
-  bool necrosis = true;       // necrotic centre inside the rim
+  Ellipsoid blob[3] = {};        // the core is the union of up to three perturbed ellipsoids
+  double size = 10.0;            // mean core radius, mm
+  double irregularity = 0.2;     // log-radius noise amplitude of the core
+  double rim = 0.2;              // enhancing rim thickness, fraction of the core radius
+  double gap = 3.0;              // rim gap threshold on a unit field (large: complete rim)
+  bool necrosis = true;          // necrotic centre inside the rim
   bool solid_enhancing = false;  // no necrosis: the inside enhances (else non-enhancing)
-  double net_patch = 3.0;     // threshold for non-enhancing patches inside (large: none)
-  double edema = 1.0;         // edema reach beyond the core, multiple of the core radius
-  double anisotropy = 0.6;    // edema elongation along the white-matter fibre direction
-  double mass = 0.5;          // mass-effect strength
+  double net_patch = 3.0;        // threshold for non-enhancing patches inside (large: none)
+  double edema = 1.0;            // edema reach beyond the core, multiple of the core radius
+  double anisotropy = 0.6;       // edema elongation along the white-matter fibre direction
+  double mass = 0.5;             // mass-effect strength
   double box_low[3] = {0, 0, 0}, box_high[3] = {0, 0, 0};  // bounds of core and edema, mm
   WaveNoise shape, rim_noise, gap_noise, patch_noise, edema_noise;
 };
@@ -480,8 +495,8 @@ inline void gaussian_blur(float* volume, index_t D, index_t H, index_t W, double
 
 // Marks a capsule (segment a-b of radius r, template mm) in a fractional map, with a one-
 // voxel soft edge; `mm` holds each axis's voxel coordinates, `per_mm` voxels per mm.
-inline void draw_capsule(std::vector<float>& map, const std::vector<double> (&mm)[3],
-                         double per_mm, const double a[3], const double b[3], double r) {
+inline void draw_capsule(std::vector<float>& map, const std::vector<double> (&mm)[3], double per_mm,
+                         const double a[3], const double b[3], double r) {
   const index_t n[3] = {static_cast<index_t>(mm[0].size()), static_cast<index_t>(mm[1].size()),
                         static_cast<index_t>(mm[2].size())};
   index_t lo[3], hi[3];
@@ -491,7 +506,8 @@ inline void draw_capsule(std::vector<float>& map, const std::vector<double> (&mm
     const double high = std::max(a[ax], b[ax]) + r + 2 * edge;
     const double origin = mm[ax][0];
     lo[ax] = std::max<index_t>(0, static_cast<index_t>(std::floor((low - origin) * per_mm)));
-    hi[ax] = std::min<index_t>(n[ax] - 1, static_cast<index_t>(std::ceil((high - origin) * per_mm)));
+    hi[ax] =
+        std::min<index_t>(n[ax] - 1, static_cast<index_t>(std::ceil((high - origin) * per_mm)));
   }
   double ab[3], ab2 = 0.0;
   for (int ax = 0; ax < 3; ++ax) {
@@ -522,8 +538,8 @@ inline void draw_capsule(std::vector<float>& map, const std::vector<double> (&mm
 // The realistic phantom (options.mode is ignored here; make_phantom dispatches on it).
 inline PhantomCase make_realistic_phantom(const PhantomOptions& options) {
   REVOX_CHECK(options.width >= 8 && options.height >= 8 && options.depth >= 8,
-              "make_phantom: width, height and depth must be at least 8, got ", options.width,
-              "x", options.height, "x", options.depth);
+              "make_phantom: width, height and depth must be at least 8, got ", options.width, "x",
+              options.height, "x", options.depth);
   REVOX_CHECK(options.snr >= 0.0, "make_phantom: snr must be non-negative (0 draws it), got ",
               options.snr);
   using detail::WaveNoise;
@@ -547,7 +563,8 @@ inline PhantomCase make_realistic_phantom(const PhantomOptions& options) {
   }
 
   Rng rng(options.seed);
-  PhantomCase result{Tensor<float>(Shape5{1, 4, D, H, W}), Tensor<std::uint8_t>(Shape5{1, 1, D, H, W}),
+  PhantomCase result{Tensor<float>(Shape5{1, 4, D, H, W}),
+                     Tensor<std::uint8_t>(Shape5{1, 1, D, H, W}),
                      Tensor<std::uint8_t>(Shape5{1, 1, D, H, W}), PhantomDetails{}};
   PhantomDetails& details = result.details;
 
@@ -557,7 +574,7 @@ inline PhantomCase make_realistic_phantom(const PhantomOptions& options) {
   const double brain_centre_z = rng.uniform(5.0, 12.0);
   const double fissure_shift = rng.uniform(-2.0, 2.0);
   const double gyral_frequency = rng.uniform(0.034, 0.046);
-  const double sulcus_width = rng.uniform(0.5, 1.3);   // CSF half-width in a sulcus, mm
+  const double sulcus_width = rng.uniform(0.5, 1.3);  // CSF half-width in a sulcus, mm
   const double cortex_thickness = rng.uniform(2.5, 3.4);
   const double sulcus_depth = rng.uniform(11.0, 18.0);
   const double ventricle_scale = std::exp(rng.uniform(std::log(0.7), std::log(1.7)));
@@ -571,7 +588,7 @@ inline PhantomCase make_realistic_phantom(const PhantomOptions& options) {
   const WaveNoise dura_noise(rng, 6, 0.01, 0.03, mm);
   WaveNoise bias_noise[4];
   for (auto& field : bias_noise) field = WaveNoise(rng, 5, 0.003, 0.008, mm);
-  details.bias_field = rng.uniform(0.05, 0.25);
+  details.bias_field = rng.uniform(0.03, 0.12);
   details.snr = options.snr > 0.0 ? options.snr : rng.uniform(8.0, 20.0);
   details.blur = rng.uniform(0.45, 0.8);
   // Scanner: a global scale per modality, and per-tissue contrast jitter.
@@ -587,14 +604,15 @@ inline PhantomCase make_realistic_phantom(const PhantomOptions& options) {
   }
   appearance[detail::kAppEnhancing][1] = rng.uniform(1.45, 2.2);
   appearance[detail::kAppNecrosis][3] = rng.uniform(0.5, 1.3);
-  appearance[detail::kAppVessel][1] = rng.uniform(1.5, 2.3);
+  appearance[detail::kAppVessel][1] = rng.uniform(1.8, 2.6);
   for (int c = 0; c < 4; ++c) {
     details.white_matter[c] = scale[c];
     details.noise_sigma[c] = scale[c] / details.snr;
   }
 
   // Deep anatomy, mirrored (template mm relative to the brain centre; +y anterior).
-  const double sx = brain_radius[0] / 66.0, sy = brain_radius[1] / 84.0, sz = brain_radius[2] / 60.0;
+  const double sx = brain_radius[0] / 66.0, sy = brain_radius[1] / 84.0,
+               sz = brain_radius[2] / 60.0;
   const double vs = ventricle_scale, vy = 1.0 + 0.3 * (ventricle_scale - 1.0);
   std::vector<detail::Ellipsoid> ventricles, nuclei, choroid, caps;
   for (int side = -1; side <= 1; side += 2) {
@@ -603,19 +621,22 @@ inline PhantomCase make_realistic_phantom(const PhantomOptions& options) {
       return detail::Ellipsoid{{m * x * sx, y * sy, brain_centre_z + z * sz},
                                {rx * sx, ry * sy, rz * sz}};
     };
-    ventricles.push_back(at(8.0 + 2.5 * vs, -4.0, 14.0, 5.0 * vs, 28.0 * vy, 6.5 * vs));   // body
-    ventricles.push_back(at(10.0 + 1.5 * vs, 22.0, 8.0, 4.5 * vs, 11.0 * vy, 9.0 * vs));   // frontal horn
+    ventricles.push_back(at(8.0 + 2.5 * vs, -4.0, 14.0, 5.0 * vs, 28.0 * vy, 6.5 * vs));  // body
+    ventricles.push_back(
+        at(10.0 + 1.5 * vs, 22.0, 8.0, 4.5 * vs, 11.0 * vy, 9.0 * vs));  // frontal horn
     ventricles.push_back(at(16.0 + 2.0 * vs, -30.0, 8.0, 6.0 * vs, 12.0 * vy, 8.0 * vs));  // atrium
-    ventricles.push_back(at(21.0, -45.0, 6.0, 3.0 * vs, 10.0 * vy, 4.0 * vs));             // occipital horn
-    ventricles.push_back(at(29.0, -8.0, -17.0, 2.5 * vs, 16.0 * vy, 3.0 * vs));            // temporal horn
-    nuclei.push_back(at(15.0 + 2.0 * vs, 14.0, 6.0, 5.5, 10.0, 8.0));                      // caudate
-    nuclei.push_back(at(10.0, -14.0, 0.0, 8.0, 13.0, 9.0));                                // thalamus
-    nuclei.push_back(at(25.0 + 1.5 * vs, 4.0, -2.0, 6.5, 16.0, 10.0));                     // lentiform
+    ventricles.push_back(at(21.0, -45.0, 6.0, 3.0 * vs, 10.0 * vy, 4.0 * vs));   // occipital horn
+    ventricles.push_back(at(29.0, -8.0, -17.0, 2.5 * vs, 16.0 * vy, 3.0 * vs));  // temporal horn
+    nuclei.push_back(at(15.0 + 2.0 * vs, 14.0, 6.0, 5.5, 10.0, 8.0));            // caudate
+    nuclei.push_back(at(10.0, -14.0, 0.0, 8.0, 13.0, 9.0));                      // thalamus
+    nuclei.push_back(at(25.0 + 1.5 * vs, 4.0, -2.0, 6.5, 16.0, 10.0));           // lentiform
     choroid.push_back(at(16.0 + 2.0 * vs, -30.0, 5.0, 3.0 * vs, 6.0 * vy, 3.5 * vs));
     if (cap_size > 0.0) {
       const double f = 1.0 + cap_size;
-      caps.push_back(at(10.0 + 1.5 * vs, 24.0 + 3.0 * cap_size, 8.0, 4.5 * vs * f, 11.0 * vy * f, 9.0 * vs * f));
-      caps.push_back(at(18.0 + 2.0 * vs, -36.0 - 3.0 * cap_size, 8.0, 6.0 * vs * f, 12.0 * vy * f, 8.0 * vs * f));
+      caps.push_back(at(10.0 + 1.5 * vs, 24.0 + 3.0 * cap_size, 8.0, 4.5 * vs * f, 11.0 * vy * f,
+                        9.0 * vs * f));
+      caps.push_back(at(18.0 + 2.0 * vs, -36.0 - 3.0 * cap_size, 8.0, 6.0 * vs * f, 12.0 * vy * f,
+                        8.0 * vs * f));
     }
   }
   ventricles.push_back(detail::Ellipsoid{{0.0, -4.0 * sy, brain_centre_z - 2.0 * sz},
@@ -648,9 +669,8 @@ inline PhantomCase make_realistic_phantom(const PhantomOptions& options) {
   for (std::size_t i = 0; i < lesions.size(); ++i) {
     detail::RealisticLesion& lesion = lesions[i];
     const bool primary = i == 0;
-    lesion.size = primary ? std::exp(rng.uniform(std::log(7.0), std::log(26.0)))
-                          : rng.uniform(4.0, 11.0);
-    lesion.irregularity = rng.uniform(0.12, 0.32);
+    lesion.size = primary ? rng.uniform(8.0, 22.0) : rng.uniform(4.0, 10.0);
+    lesion.irregularity = rng.uniform(0.1, 0.25);
     // Centre: inside the brain, far enough from its surface for the core, and apart from
     // the other foci.
     for (int attempt = 0;; ++attempt) {
@@ -662,8 +682,9 @@ inline PhantomCase make_realistic_phantom(const PhantomOptions& options) {
       bool apart = true;
       for (std::size_t j = 0; j < i; ++j) {
         double dist2 = 0.0;
-        for (int a = 0; a < 3; ++a) dist2 += (c[a] - lesions[j].centre[a]) * (c[a] - lesions[j].centre[a]);
-        apart = apart && std::sqrt(dist2) > 1.6 * (lesions[j].size * (1 + lesions[j].edema)) ;
+        for (int a = 0; a < 3; ++a)
+          dist2 += (c[a] - lesions[j].centre[a]) * (c[a] - lesions[j].centre[a]);
+        apart = apart && std::sqrt(dist2) > 1.6 * (lesions[j].size * (1 + lesions[j].edema));
       }
       if (apart || attempt > 200) {
         std::copy(c, c + 3, lesion.centre);
@@ -674,7 +695,8 @@ inline PhantomCase make_realistic_phantom(const PhantomOptions& options) {
     for (int b = 0; b < lesion.blobs; ++b) {
       const double r = lesion.size * (b == 0 ? 1.0 : rng.uniform(0.45, 0.8));
       for (int a = 0; a < 3; ++a) {
-        lesion.blob[b].centre[a] = lesion.centre[a] + (b == 0 ? 0.0 : rng.uniform(-0.9, 0.9) * lesion.size);
+        lesion.blob[b].centre[a] =
+            lesion.centre[a] + (b == 0 ? 0.0 : rng.uniform(-0.9, 0.9) * lesion.size);
         lesion.blob[b].radius[a] = r * rng.uniform(0.75, 1.3);
       }
     }
@@ -685,7 +707,8 @@ inline PhantomCase make_realistic_phantom(const PhantomOptions& options) {
     details.necrosis = details.necrosis || lesion.necrosis;
     lesion.solid_enhancing = rng.uniform01() < 0.5;
     lesion.net_patch = rng.uniform01() < 0.5 ? rng.uniform(0.6, 1.6) : 4.0;
-    lesion.edema = rng.uniform01() < 0.15 ? rng.uniform(0.15, 0.4) : rng.uniform(0.5, 1.8);
+    lesion.edema = rng.uniform01() < 0.15 ? rng.uniform(0.1, 0.3) : rng.uniform(0.3, 1.2);
+    lesion.edema = std::min(lesion.edema, 45.0 / lesion.size - 1.0);  // edema radius <= 45 mm
     lesion.anisotropy = rng.uniform(0.3, 0.65);
     lesion.mass = rng.uniform(0.3, 0.7);
     if (!options.mass_effect) lesion.mass = 0.0;
@@ -698,7 +721,8 @@ inline PhantomCase make_realistic_phantom(const PhantomOptions& options) {
     for (int b = 0; b < lesion.blobs; ++b) {
       double far = 0.0;
       for (int a = 0; a < 3; ++a) {
-        far = std::max(far, std::abs(lesion.blob[b].centre[a] - lesion.centre[a]) + lesion.blob[b].radius[a]);
+        far = std::max(
+            far, std::abs(lesion.blob[b].centre[a] - lesion.centre[a]) + lesion.blob[b].radius[a]);
       }
       reach = std::max(reach, far);
     }
@@ -728,8 +752,10 @@ inline PhantomCase make_realistic_phantom(const PhantomOptions& options) {
       } while (norm > 1.0 || norm < 1e-3);
       for (double& x : dir) x /= std::sqrt(norm);
       dir[2] = std::abs(dir[2]) * 0.8 + 0.1;  // mostly over the convexity
-      const double depth = v % 3 == 0 ? distractor_rng.uniform(0.55, 0.8) : distractor_rng.uniform(0.9, 0.97);
-      const double radius = v % 3 == 0 ? distractor_rng.uniform(0.6, 1.2) : distractor_rng.uniform(0.8, 1.7);
+      const double depth =
+          v % 3 == 0 ? distractor_rng.uniform(0.55, 0.8) : distractor_rng.uniform(0.9, 0.97);
+      const double radius =
+          v % 3 == 0 ? distractor_rng.uniform(0.8, 1.4) : distractor_rng.uniform(1.0, 2.0);
       double turn[3] = {distractor_rng.normal(), distractor_rng.normal(), distractor_rng.normal()};
       double previous[3];
       const int steps = 5 + static_cast<int>(distractor_rng.below(7));
@@ -738,7 +764,8 @@ inline PhantomCase make_realistic_phantom(const PhantomOptions& options) {
         for (double x : dir) n2 += x * x;
         double point[3];
         for (int a = 0; a < 3; ++a) {
-          point[a] = dir[a] / std::sqrt(n2) * depth * brain_radius[a] + (a == 2 ? brain_centre_z : 0.0);
+          point[a] =
+              dir[a] / std::sqrt(n2) * depth * brain_radius[a] + (a == 2 ? brain_centre_z : 0.0);
         }
         if (s > 0) detail::draw_capsule(vessel_map, mm, per_mm, previous, point, radius);
         std::copy(point, point + 3, previous);
@@ -755,7 +782,7 @@ inline PhantomCase make_realistic_phantom(const PhantomOptions& options) {
       detail::draw_capsule(vessel_map, mm, per_mm, a, b, 1.3);
     }
   }
-  const double dura_threshold = distractor_rng.uniform(0.3, 1.5);
+  const double dura_threshold = distractor_rng.uniform(1.2, 2.2);
   const std::uint64_t noise_key = detail::splitmix64(options.seed ^ 0x7265616C69737431ull);
 
   // ---- Pass 1: undisplaced anatomy on the grid ----
@@ -786,19 +813,22 @@ inline PhantomCase make_realistic_phantom(const PhantomOptions& options) {
         std::uint8_t cls = detail::kOutside;
         const std::size_t voxel = static_cast<std::size_t>((d * H + h) * W + w);
         if (rho >= 1.0) {
-          if (!skull_stripped) cls = rho < 1.08 ? detail::kSkull : rho < 1.16 ? detail::kScalp : detail::kOutside;
+          if (!skull_stripped)
+            cls = rho < 1.08 ? detail::kSkull : rho < 1.16 ? detail::kScalp : detail::kOutside;
           anatomy[voxel] = cls;
           continue;
         }
         // Depth below the pial surface, counting the interhemispheric fissure as surface
         // above the corpus callosum and in front and behind it.
         double depth = (1.0 - rho) * mean_radius;
-        const double central = (by / 0.55) * (by / 0.55) + ((bz + 0.05) / 0.40) * ((bz + 0.05) / 0.40);
+        const double central =
+            (by / 0.55) * (by / 0.55) + ((bz + 0.05) / 0.40) * ((bz + 0.05) / 0.40);
         if (central > 1.0) depth = std::min(depth, std::abs(x - fissure_shift) - 1.0);
         surface[voxel] = (1.0 - rho) * mean_radius < surface_depth ? 1 : 0;
         double local_depth = 0.0, sulcus = 1e9;  // sulcus: ~ mm to the sulcal mid-plane
         if (depth < max_sulcus_depth + cortex_thickness) {
-          local_depth = sulcus_depth * (1.0 + 0.45 * std::clamp(depth_noise.at(depth_row, w), -2.0, 2.0));
+          local_depth =
+              sulcus_depth * (1.0 + 0.45 * std::clamp(depth_noise.at(depth_row, w), -2.0, 2.0));
           sulcus = std::abs(fold_noise.at(fold_row, w)) / fold_gradient;
         }
         if (depth < 1.0 || (sulcus < sulcus_width && depth < local_depth)) {
@@ -808,7 +838,8 @@ inline PhantomCase make_realistic_phantom(const PhantomOptions& options) {
           cls = detail::kCortex;
         } else {
           cls = detail::kWhite;
-          const double wobble = depth < 15.0 ? 1.0 : 1.0 + 0.07 * structure_noise.at(structure_row, w);
+          const double wobble =
+              depth < 15.0 ? 1.0 : 1.0 + 0.07 * structure_noise.at(structure_row, w);
           for (const auto& e : caps) {
             if (detail::ellipsoid_rho(p, e) < wobble) cls = detail::kWmh;
           }
@@ -853,7 +884,8 @@ inline PhantomCase make_realistic_phantom(const PhantomOptions& options) {
       bool row_hits[3] = {false, false, false};
       for (std::size_t i = 0; i < lesions.size(); ++i) {
         const auto& L = lesions[i];
-        row_hits[i] = y >= L.box_low[1] && y <= L.box_high[1] && z >= L.box_low[2] && z <= L.box_high[2];
+        row_hits[i] =
+            y >= L.box_low[1] && y <= L.box_high[1] && z >= L.box_low[2] && z <= L.box_high[2];
         if (!row_hits[i]) continue;
         L.shape.row(d, h, lesion_rows[i][0]);
         L.rim_noise.row(d, h, lesion_rows[i][1]);
@@ -864,14 +896,18 @@ inline PhantomCase make_realistic_phantom(const PhantomOptions& options) {
       for (index_t w = 0; w < W; ++w) {
         const index_t voxel = (d * H + h) * W + w;
         const std::uint8_t here = anatomy[static_cast<std::size_t>(voxel)];
-        const bool brain = here != detail::kOutside && here != detail::kSkull && here != detail::kScalp;
+        const bool brain =
+            here != detail::kOutside && here != detail::kSkull && here != detail::kScalp;
         if (!brain) {
           labels[voxel] = 0;
           const int app = here == detail::kSkull ? detail::kAppSkull : detail::kAppScalp;
-          tissue_map[voxel] = static_cast<std::uint8_t>(
-              here == detail::kSkull ? Tissue::skull : here == detail::kScalp ? Tissue::scalp : Tissue::background);
+          tissue_map[voxel] =
+              static_cast<std::uint8_t>(here == detail::kSkull   ? Tissue::skull
+                                        : here == detail::kScalp ? Tissue::scalp
+                                                                 : Tissue::background);
           for (int c = 0; c < 4; ++c) {
-            image[c * plane + voxel] = here == detail::kOutside ? 0.0f : static_cast<float>(appearance[app][c]);
+            image[c * plane + voxel] =
+                here == detail::kOutside ? 0.0f : static_cast<float>(appearance[app][c]);
           }
           continue;
         }
@@ -896,7 +932,8 @@ inline PhantomCase make_realistic_phantom(const PhantomOptions& options) {
           const double reach = 1.5 * core + 8.0;
           if (r > core + 3.0 * reach) continue;
           const double excess = std::max(0.0, r - core);
-          const double shift = std::min(r, L.mass * core * std::exp(-excess * excess / (reach * reach)) * fade);
+          const double shift =
+              std::min(r, L.mass * core * std::exp(-excess * excess / (reach * reach)) * fade);
           if (r > 1e-9) {
             for (int a = 0; a < 3; ++a) q[a] -= shift * (p[a] - L.centre[a]) / r;
             moved = true;
@@ -905,14 +942,16 @@ inline PhantomCase make_realistic_phantom(const PhantomOptions& options) {
         if (moved) {
           const index_t src = (nearest(q[2], 2) * H + nearest(q[1], 1)) * W + nearest(q[0], 0);
           cls = anatomy[static_cast<std::size_t>(src)];
-          if (cls == detail::kOutside || cls == detail::kSkull || cls == detail::kScalp) cls = detail::kCsf;
+          if (cls == detail::kOutside || cls == detail::kSkull || cls == detail::kScalp)
+            cls = detail::kCsf;
         }
 
         // Tumors: core (necrosis, non-enhancing, enhancing) over edema over anatomy.
         std::uint8_t label = 0;
         Tissue tumor_tissue = Tissue::background;
         double edema_strength = 0.0;
-        const bool edema_allowed = cls == detail::kWhite || cls == detail::kDeepGrey || cls == detail::kWmh;
+        const bool edema_allowed =
+            cls == detail::kWhite || cls == detail::kDeepGrey || cls == detail::kWmh;
         for (std::size_t i = 0; i < lesions.size() && (label == 0 || label == 2); ++i) {
           const auto& L = lesions[i];
           if (!row_hits[i] || x < L.box_low[0] || x > L.box_high[0]) continue;
@@ -920,7 +959,8 @@ inline PhantomCase make_realistic_phantom(const PhantomOptions& options) {
           for (int b = 0; b < L.blobs; ++b) t = std::min(t, detail::ellipsoid_rho(p, L.blob[b]));
           t *= std::exp(-L.irregularity * std::clamp(L.shape.at(lesion_rows[i][0], w), -4.0, 4.0));
           if (t < 1.0) {
-            const double rim = std::clamp(L.rim * (1.0 + 0.5 * L.rim_noise.at(lesion_rows[i][1], w)), 0.05, 0.7);
+            const double rim =
+                std::clamp(L.rim * (1.0 + 0.5 * L.rim_noise.at(lesion_rows[i][1], w)), 0.05, 0.7);
             const bool in_rim = t > 1.0 - rim;
             if (options.enhancing) {
               if (in_rim) {
@@ -943,10 +983,12 @@ inline PhantomCase make_realistic_phantom(const PhantomOptions& options) {
           }
           if (!edema_allowed || label == 2) continue;
           // Edema: an anisotropic distance, stretched along the local fibre direction.
-          const double fibre_cc = std::exp(-((bz - 0.25) / 0.18) * ((bz - 0.25) / 0.18) - (bx / 0.35) * (bx / 0.35));
+          const double fibre_cc =
+              std::exp(-((bz - 0.25) / 0.18) * ((bz - 0.25) / 0.18) - (bx / 0.35) * (bx / 0.35));
           double fibre[3] = {3.0 * fibre_cc, 1.5 * by * by, (1.0 - fibre_cc) * (1.0 - by * by)};
           const double radial = detail::smoothstep(0.55, 0.85, rho);
-          for (int a = 0; a < 3; ++a) fibre[a] += 2.0 * radial * (a == 0 ? bx : a == 1 ? by : bz) / std::max(rho, 1e-6);
+          for (int a = 0; a < 3; ++a)
+            fibre[a] += 2.0 * radial * (a == 0 ? bx : a == 1 ? by : bz) / std::max(rho, 1e-6);
           double fn = 0.0, along = 0.0, dist2 = 0.0;
           for (double f : fibre) fn += f * f;
           fn = std::sqrt(std::max(fn, 1e-12));
@@ -955,9 +997,10 @@ inline PhantomCase make_realistic_phantom(const PhantomOptions& options) {
             along += delta * fibre[a] / fn;
             dist2 += delta * delta;
           }
-          const double e = std::sqrt(std::max(0.0, dist2 - L.anisotropy * along * along)) /
-                           (L.size * (1.0 + L.edema)) *
-                           std::exp(-0.28 * std::clamp(L.edema_noise.at(lesion_rows[i][4], w), -2.5, 2.5));
+          const double e =
+              std::sqrt(std::max(0.0, dist2 - L.anisotropy * along * along)) /
+              (L.size * (1.0 + L.edema)) *
+              std::exp(-0.28 * std::clamp(L.edema_noise.at(lesion_rows[i][4], w), -2.5, 2.5));
           if (e < 1.0) {
             label = 2;
             edema_strength = 0.6 + 0.4 * detail::smoothstep(0.0, 0.4, 1.0 - e);
@@ -968,13 +1011,32 @@ inline PhantomCase make_realistic_phantom(const PhantomOptions& options) {
         int app = detail::kAppWhite;
         Tissue tissue = Tissue::white_matter;
         switch (cls) {
-          case detail::kCsf: app = detail::kAppCsf; tissue = Tissue::csf; break;
-          case detail::kVentricle: app = detail::kAppCsf; tissue = Tissue::csf; break;
-          case detail::kCortex: app = detail::kAppCortex; tissue = Tissue::grey_matter; break;
-          case detail::kDeepGrey: app = detail::kAppDeep; tissue = Tissue::grey_matter; break;
-          case detail::kWmh: app = detail::kAppWmh; tissue = Tissue::wm_hyperintensity; break;
-          case detail::kChoroid: app = detail::kAppVessel; tissue = Tissue::vessel; break;
-          default: break;
+          case detail::kCsf:
+            app = detail::kAppCsf;
+            tissue = Tissue::csf;
+            break;
+          case detail::kVentricle:
+            app = detail::kAppCsf;
+            tissue = Tissue::csf;
+            break;
+          case detail::kCortex:
+            app = detail::kAppCortex;
+            tissue = Tissue::grey_matter;
+            break;
+          case detail::kDeepGrey:
+            app = detail::kAppDeep;
+            tissue = Tissue::grey_matter;
+            break;
+          case detail::kWmh:
+            app = detail::kAppWmh;
+            tissue = Tissue::wm_hyperintensity;
+            break;
+          case detail::kChoroid:
+            app = detail::kAppVessel;
+            tissue = Tissue::vessel;
+            break;
+          default:
+            break;
         }
         double vessel = 0.0;
         if (label == 0 && options.distractors) {
@@ -991,16 +1053,19 @@ inline PhantomCase make_realistic_phantom(const PhantomOptions& options) {
         }
         const double texture_field = texture_noise.at(texture_row, w);
         const double texture = 1.0 + 0.035 * texture_field;
-        const double hetero = label == 0 || label == 2 ? 0.0 : 0.5 * texture_field + 0.5 * fold_noise.at(fold_row, w);
+        const double hetero =
+            label == 0 || label == 2 ? 0.0 : 0.5 * texture_field + 0.5 * fold_noise.at(fold_row, w);
         for (int c = 0; c < 4; ++c) {
           double value = appearance[app][c] * texture;
           if (label == 2) {
             value += (appearance[detail::kAppEdema][c] - appearance[app][c]) * edema_strength;
           } else if (label != 0) {
-            const int tumor_app = tumor_tissue == Tissue::enhancing ? detail::kAppEnhancing
+            const int tumor_app = tumor_tissue == Tissue::enhancing  ? detail::kAppEnhancing
                                   : tumor_tissue == Tissue::necrosis ? detail::kAppNecrosis
                                                                      : detail::kAppCore;
-            const double spread = c == 2 ? 0.16 : c == 1 && tumor_app == detail::kAppEnhancing ? 0.14 : 0.09;
+            const double spread = c == 2                                         ? 0.16
+                                  : c == 1 && tumor_app == detail::kAppEnhancing ? 0.14
+                                                                                 : 0.09;
             value = appearance[tumor_app][c] * (1.0 + spread * std::clamp(hetero, -2.5, 2.5));
           }
           value = (1.0 - vessel) * value + vessel * appearance[detail::kAppVessel][c];
@@ -1015,7 +1080,8 @@ inline PhantomCase make_realistic_phantom(const PhantomOptions& options) {
 
   // ---- Pass 3: partial-volume blur, bias field, Rician noise ----
   std::vector<float> scratch;
-  for (int c = 0; c < 4; ++c) detail::gaussian_blur(image + c * plane, D, H, W, details.blur, scratch);
+  for (int c = 0; c < 4; ++c)
+    detail::gaussian_blur(image + c * plane, D, H, W, details.blur, scratch);
   const double bias_amplitude = details.bias_field;
 #pragma omp parallel for schedule(static)
   for (index_t d = 0; d < D; ++d) {
@@ -1030,13 +1096,15 @@ inline PhantomCase make_realistic_phantom(const PhantomOptions& options) {
           continue;
         }
         for (int c = 0; c < 4; ++c) {
-          const double bias = std::exp(bias_amplitude * std::clamp(bias_noise[c].at(bias_row[c], w), -3.0, 3.0));
+          const double bias =
+              std::exp(bias_amplitude * std::clamp(bias_noise[c].at(bias_row[c], w), -3.0, 3.0));
           const double signal = scale[c] * image[c * plane + voxel] * bias;
           const double sigma = details.noise_sigma[c];
           const std::uint64_t key = noise_key + static_cast<std::uint64_t>((2 * c) * plane + voxel);
           const double re = signal + sigma * detail::hashed_normal(key);
           const double im = sigma * detail::hashed_normal(key + static_cast<std::uint64_t>(plane));
-          image[c * plane + voxel] = static_cast<float>(std::max(std::sqrt(re * re + im * im), 1e-3));
+          image[c * plane + voxel] =
+              static_cast<float>(std::max(std::sqrt(re * re + im * im), 1e-3));
         }
       }
     }
