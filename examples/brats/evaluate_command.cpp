@@ -357,8 +357,8 @@ void run_evaluate(const EvaluateArguments& args) {
             << std::defaultfloat << " mm when exactly one is; HD95 = max of the directed 95th "
             << "percentiles, pooled = medpy's; lesion-wise: BraTS 2023 " << args.challenge
             << " rules, dilation " << lesion_options.dilation_iterations
-            << ", lesions <= " << lesion_options.min_lesion_volume << " mm^3 left out, 374 mm "
-            << "per missed or false-positive lesion)\n";
+            << ", lesions <= " << lesion_options.min_lesion_volume << " mm^3 left out, HD95 on "
+            << "surface elements, 374 mm per missed or false-positive lesion)\n";
   std::cout << "region  Dice mean +- std   lesion Dice   HD95 mm mean (median)  HD95 pooled  "
                "lesion HD95  sensitivity  specificity\n";
   const std::size_t per_region = kMetricNames.size();
