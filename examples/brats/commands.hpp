@@ -17,3 +17,4 @@ void add_evaluate_command(CLI::App& app);  // evaluate_command.cpp
 void add_train_command(CLI::App& app);     // train_command.cpp
 void add_predict_command(CLI::App& app);   // predict_command.cpp
 void add_ensemble_command(CLI::App& app);  // ensemble_command.cpp
+void add_baseline_command(CLI::App& app);  // baseline_command.cpp

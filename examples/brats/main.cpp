@@ -39,6 +39,7 @@ int main(int argc, char** argv) {
   add_evaluate_command(app);
   add_ensemble_command(app);
   add_plan_command(app);
+  add_baseline_command(app);
 
   try {
     app.parse(argc, argv);
