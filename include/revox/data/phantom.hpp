@@ -83,8 +83,8 @@
 // |signal + sigma (n1 + i n2)| with sigma = white matter / SNR, SNR drawn in [8, 20]
 // (options.snr fixes it). Skull-stripped as in BraTS: exactly 0 outside the brain,
 // positive inside. PhantomCase::details reports what was drawn (SNR, noise sigma, foci,
-// necrosis, bias, blur, ventricle scale). A 96 x 96 x 64 case takes about 0.15 s on one
-// core, a 240 x 240 x 155 case about 2 s.
+// necrosis, bias, blur, ventricle scale). A 96 x 96 x 64 case takes about 0.06 s of CPU
+// time on one core, a 240 x 240 x 155 case about 1 s.
 //
 // Randomness: one seed decides everything. The shape parameters come from an Rng; the
 // per-voxel noise comes from a counter-based hash of (seed, modality, voxel), so the result
