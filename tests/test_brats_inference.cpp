@@ -1,13 +1,15 @@
 // Tests for the revox-brats inference pieces: sliding-window inference with Gaussian
 // weighting (revox/models/sliding_window.hpp), full-volume vs sliding-window prediction
 // (examples/brats/inference.hpp), the overlay pictures (examples/brats/overlay.hpp) and the
-// ensembling's histograms, chi-squared distance and model choice (examples/brats/ensemble.hpp).
+// ensembling's histograms, chi-squared distance and model choice (examples/brats/ensemble.hpp),
+// test-time mirroring and the averaging of several checkpoints (inference.hpp, predict.hpp).
 #include <catch2/catch.hpp>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <string>
 #include <vector>
 
 #include "revox/core/parameters.hpp"
@@ -18,6 +20,7 @@
 #include "../examples/brats/ensemble.hpp"
 #include "../examples/brats/inference.hpp"
 #include "../examples/brats/overlay.hpp"
+#include "../examples/brats/predict.hpp"
 
 using revox::index_t;
 using revox::Shape5;
@@ -366,4 +369,185 @@ TEST_CASE("ensemble choice: lowest distance-weighted sum of training Dice",
   CHECK(first.model == 0);
   CHECK_THROWS_WITH(revox::brats::choose_model(distances, {{0.5}}),
                     Catch::Contains("1 training Dice values for 2"));
+}
+
+namespace {
+
+// The reference flip of the tests, written independently of flip_spatial: element by element
+// through the 5-D index.
+Tensor<float> mirrored(const Tensor<float>& t, bool x, bool y, bool z) {
+  const Shape5 s = t.shape();
+  Tensor<float> out(s);
+  for (index_t nc = 0; nc < s.n * s.c; ++nc) {
+    for (index_t d = 0; d < s.d; ++d) {
+      for (index_t h = 0; h < s.h; ++h) {
+        for (index_t w = 0; w < s.w; ++w) {
+          const index_t sd = z ? s.d - 1 - d : d, sh = y ? s.h - 1 - h : h,
+                        sw = x ? s.w - 1 - w : w;
+          out[((nc * s.d + d) * s.h + h) * s.w + w] = t[((nc * s.d + sd) * s.h + sh) * s.w + sw];
+        }
+      }
+    }
+  }
+  return out;
+}
+
+revox::UNetConfig small_net_config() {
+  revox::UNetConfig config;
+  config.widths = {4, 8};
+  config.num_groups = 2;
+  return config;
+}
+
+}  // namespace
+
+TEST_CASE("--tta syntax: none, all, lists of axis combinations; bad entries named",
+          "[brats][inference][tta]") {
+  using revox::brats::parse_tta;
+  using Flips = std::vector<revox::brats::Flip>;
+  CHECK(parse_tta("none") == Flips{0});
+  CHECK(parse_tta("all") == Flips{0, 1, 2, 3, 4, 5, 6, 7});
+  CHECK(parse_tta("x,y,xy") == Flips{0, 1, 2, 3});
+  CHECK(parse_tta("z") == Flips{0, 4});
+  CHECK(parse_tta("zyx,x,xyz") == Flips{0, 1, 7});
+  CHECK(revox::brats::describe_tta(parse_tta("x,yz")) == "x, yz (3 predictions)");
+  CHECK(revox::brats::describe_tta(parse_tta("none")) == "none");
+  CHECK_THROWS_WITH(parse_tta("x,,y"), Catch::Contains("an empty entry"));
+  CHECK_THROWS_WITH(parse_tta("xx"), Catch::Contains("entry 'xx'"));
+  CHECK_THROWS_WITH(parse_tta("w"), Catch::Contains("entry 'w'"));
+  CHECK_THROWS_WITH(parse_tta("x,"), Catch::Contains("an empty entry"));
+}
+
+TEST_CASE("flip_spatial mirrors the named axes and is an involution", "[brats][inference][tta]") {
+  const Tensor<float> t = random_tensor(Shape5{1, 2, 3, 4, 5}, 21);
+  for (revox::brats::Flip f = 0; f < 8; ++f) {
+    INFO("flip " << f);
+    const Tensor<float> a = revox::brats::flip_spatial(t, f);
+    const Tensor<float> b = mirrored(t, f & 1, f & 2, f & 4);
+    CHECK(max_abs_difference(a, b) == 0.0f);
+    CHECK(max_abs_difference(revox::brats::flip_spatial(a, f), t) == 0.0f);
+  }
+  // x is the last (W) axis: element (c 0, d 0, h 0, w 0) comes from w = 4.
+  CHECK(revox::brats::flip_spatial(t, revox::brats::kFlipX)[0] == t[4]);
+  CHECK(revox::brats::flip_spatial(t, revox::brats::kFlipZ)[0] == t[2 * 4 * 5]);
+}
+
+TEST_CASE("TTA: the mean of the flipped-back predictions of the flipped images",
+          "[brats][inference][tta]") {
+  revox::UNet<float> net(small_net_config());
+  revox::Parameters<float> params(net);
+  revox::Rng rng(7);
+  net.reset_parameters(rng);
+  // An odd-sized image with zero slices at one end, so the head crop and the padding differ
+  // between the image and its flips.
+  Tensor<float> image = random_tensor(Shape5{1, 4, 9, 6, 7}, 8);
+  for (index_t c = 0; c < 4; ++c) {
+    for (index_t i = 0; i < 2 * 6 * 7; ++i) image[c * 9 * 6 * 7 + i] = 0.0f;
+  }
+  for (const char* tta : {"all", "x,yz", "z"}) {
+    INFO("--tta " << tta);
+    revox::brats::InferenceOptions options;
+    options.flips = revox::brats::parse_tta(tta);
+    const Tensor<float> got = revox::brats::predict_probabilities(net, image, options);
+    // The reference: each flip predicted without TTA, flipped back, averaged.
+    Tensor<float> expected = Tensor<float>::zeros(got.shape());
+    for (revox::brats::Flip f : options.flips) {
+      const bool x = f & 1, y = f & 2, z = f & 4;
+      const Tensor<float> p = mirrored(
+          revox::brats::predict_probabilities(net, mirrored(image, x, y, z),
+                                              revox::brats::InferenceOptions{}),
+          x, y, z);
+      for (index_t i = 0; i < p.numel(); ++i) {
+        expected[i] += p[i] / static_cast<float>(options.flips.size());
+      }
+    }
+    CHECK(max_abs_difference(got, expected) < 1e-6f);
+    // The augmentation changes the prediction (the random net is not mirror-symmetric).
+    const Tensor<float> plain =
+        revox::brats::predict_probabilities(net, image, revox::brats::InferenceOptions{});
+    CHECK(max_abs_difference(got, plain) > 1e-4f);
+  }
+  // The sliding window composes the same way.
+  revox::brats::InferenceOptions window;
+  window.window = 4;
+  window.flips = revox::brats::parse_tta("y");
+  const Tensor<float> got = revox::brats::predict_probabilities(net, image, window);
+  revox::brats::InferenceOptions window_plain;
+  window_plain.window = 4;
+  const Tensor<float> a = revox::brats::predict_probabilities(net, image, window_plain);
+  const Tensor<float> b = mirrored(
+      revox::brats::predict_probabilities(net, mirrored(image, false, true, false), window_plain),
+      false, true, false);
+  for (index_t i = 0; i < got.numel(); ++i) REQUIRE(got[i] == Approx((a[i] + b[i]) / 2).margin(1e-6));
+}
+
+TEST_CASE("TTA: a constant net gives the plain prediction; a symmetric image a symmetric one",
+          "[brats][inference][tta]") {
+  revox::UNet<float> net(small_net_config());
+  revox::Parameters<float> params(net);
+  revox::Rng rng(9);
+  net.reset_parameters(rng);
+  const Tensor<float> image = random_tensor(Shape5{1, 4, 6, 6, 6}, 10);
+  revox::brats::InferenceOptions all;
+  all.flips = revox::brats::parse_tta("all");
+  // An image mirror-symmetric along y: with flips {0, y} the averaged prediction is
+  // symmetric along y too, whatever the net.
+  Tensor<float> symmetric = image.clone();
+  const Tensor<float> flipped = mirrored(image, false, true, false);
+  for (index_t i = 0; i < symmetric.numel(); ++i) symmetric[i] = image[i] + flipped[i];
+  revox::brats::InferenceOptions y;
+  y.flips = revox::brats::parse_tta("y");
+  const Tensor<float> p = revox::brats::predict_probabilities(net, symmetric, y);
+  CHECK(max_abs_difference(p, mirrored(p, false, true, false)) < 1e-6f);
+  const Tensor<float> plain =
+      revox::brats::predict_probabilities(net, symmetric, revox::brats::InferenceOptions{});
+  CHECK(max_abs_difference(plain, mirrored(plain, false, true, false)) > 1e-4f);
+  // A net whose output does not depend on the input (all weights zero: the head's bias
+  // alone): every flip predicts the same, so TTA gives the plain prediction.
+  const auto values = params.values();
+  for (index_t i = 0; i < values.numel(); ++i) values.data[i] = 0.0f;
+  const Tensor<float> a = revox::brats::predict_probabilities(net, image, all);
+  const Tensor<float> b =
+      revox::brats::predict_probabilities(net, image, revox::brats::InferenceOptions{});
+  CHECK(max_abs_difference(a, b) == 0.0f);
+}
+
+TEST_CASE("ensemble of checkpoints: the mean of the models' probabilities; same contract",
+          "[brats][inference][ensemble]") {
+  revox::UNet<float> first(small_net_config());
+  revox::Parameters<float> first_params(first);
+  revox::Rng rng(13);
+  first.reset_parameters(rng);
+  revox::UNetConfig deeper = small_net_config();
+  deeper.widths = {4, 8, 8};
+  revox::UNet<float> second(deeper);
+  revox::Parameters<float> second_params(second);
+  second.reset_parameters(rng);
+  const Tensor<float> image = random_tensor(Shape5{1, 4, 8, 7, 6}, 14);
+  for (const char* tta : {"none", "x,xz"}) {
+    INFO("--tta " << tta);
+    revox::brats::InferenceOptions options;
+    options.flips = revox::brats::parse_tta(tta);
+    const Tensor<float> both = revox::brats::predict_probabilities(
+        revox::Cpu{}, std::vector<const revox::UNet<float>*>{&first, &second}, image, options);
+    const Tensor<float> a = revox::brats::predict_probabilities(first, image, options);
+    const Tensor<float> b = revox::brats::predict_probabilities(second, image, options);
+    for (index_t i = 0; i < both.numel(); ++i) {
+      REQUIRE(both[i] == Approx((a[i] + b[i]) / 2).margin(1e-6));
+    }
+    CHECK(max_abs_difference(a, b) > 1e-4f);
+  }
+  // Checkpoints of different architectures are fine; different inputs or outputs are not.
+  revox::UNetConfig two_inputs = small_net_config();
+  two_inputs.in_channels = 2;
+  const std::vector<std::string> paths{"a.safetensors", "b.safetensors"};
+  CHECK_NOTHROW(revox::brats::check_same_contract(paths, {small_net_config(), deeper}));
+  CHECK_THROWS_WITH(revox::brats::check_same_contract(paths, {small_net_config(), two_inputs}),
+                    Catch::Contains("'b.safetensors' has a model with 2 input") &&
+                        Catch::Contains("same modalities"));
+  // The ET threshold of an ensemble: the mean of the checkpoints', or the override.
+  CHECK(revox::brats::resolve_et_threshold({100, 300}, -1) == 200.0);
+  CHECK(revox::brats::resolve_et_threshold({100, 0, 500}, -1) == 200.0);
+  CHECK(revox::brats::resolve_et_threshold({100, 300}, 25) == 25.0);
+  CHECK(revox::brats::resolve_et_threshold({100, 300}, 0) == 0.0);
 }

@@ -8,8 +8,10 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <numeric>
 #include <sstream>
 #include <system_error>
 #include <vector>
@@ -238,6 +240,142 @@ TEST_CASE("trainer: a run that fails to start writes nothing into RUN_DIR", "[br
   bad.quiet = true;
   CHECK_THROWS(run_training(bad, sink));
   CHECK_FALSE(fs::exists(fresh));
+}
+
+TEST_CASE("cross-validation folds: seeded, every case in one fold, ET cases spread evenly",
+          "[brats][trainer][folds]") {
+  using revox::brats::detail::CaseSplit;
+  using revox::brats::detail::cross_validation_folds;
+  using revox::brats::detail::split_cases;
+  // 23 cases, 7 with ET (scattered), 5 folds.
+  std::vector<bool> has_et(23, false);
+  for (std::size_t i : {1u, 4u, 5u, 11u, 15u, 16u, 22u}) has_et[i] = true;
+  const auto folds = cross_validation_folds(has_et, 5, 7);
+  REQUIRE(folds.size() == 23);
+  std::vector<int> cases(5, 0), et(5, 0);
+  for (std::size_t i = 0; i < folds.size(); ++i) {
+    REQUIRE(folds[i] >= 0);
+    REQUIRE(folds[i] < 5);
+    ++cases[static_cast<std::size_t>(folds[i])];
+    if (has_et[i]) ++et[static_cast<std::size_t>(folds[i])];
+  }
+  const auto spread = [](const std::vector<int>& v) {
+    return *std::max_element(v.begin(), v.end()) - *std::min_element(v.begin(), v.end());
+  };
+  CHECK(spread(cases) <= 1);  // 23 = 5 + 5 + 5 + 4 + 4
+  CHECK(spread(et) <= 1);     // 7 = 2 + 2 + 1 + 1 + 1
+  CHECK(std::accumulate(et.begin(), et.end(), 0) == 7);
+  // Deterministic; another seed gives another assignment.
+  CHECK(cross_validation_folds(has_et, 5, 7) == folds);
+  CHECK(cross_validation_folds(has_et, 5, 8) != folds);
+  CHECK_THROWS_WITH(cross_validation_folds(has_et, 24, 7), Catch::Contains("24 folds"));
+
+  // split_cases: fold k is the hold-out set; over k the hold-out sets partition the cases.
+  nlohmann::json j = tiny_config();
+  j["folds"] = 5;
+  j["seed"] = 7;
+  std::vector<int> seen(23, 0);
+  for (int k = 0; k < 5; ++k) {
+    j["fold"] = k;
+    const RunConfig config = parse_run_config(j);
+    const CaseSplit split = split_cases(23, config, has_et);
+    CHECK(split.holdout.size() + split.train.size() == 23);
+    CHECK(static_cast<int>(split.holdout.size()) == cases[static_cast<std::size_t>(k)]);
+    for (auto i : split.holdout) {
+      CHECK(folds[i] == k);
+      ++seen[i];
+    }
+    for (auto i : split.train) CHECK(folds[i] != k);
+  }
+  for (int s : seen) CHECK(s == 1);
+  // Off (folds 0 or 1): the seeded hold-out split, as without the keys.
+  const RunConfig plain = parse_run_config(tiny_config());
+  CHECK(split_cases(23, plain, has_et).holdout == split_cases(23, plain).holdout);
+  // fold must be below folds.
+  j["fold"] = 5;
+  CHECK_THROWS_WITH(parse_run_config(j), Catch::Contains("'fold' must be below 'folds'"));
+  nlohmann::json no_folds = tiny_config();
+  no_folds["fold"] = 1;
+  CHECK_THROWS_WITH(parse_run_config(no_folds), Catch::Contains("needs 'folds' >= 2"));
+}
+
+TEST_CASE("trainer: --folds/--fold hold out one fold; the ET threshold is stored with the model",
+          "[brats][trainer][folds]") {
+  const fs::path dir = fresh_dir("folds");
+  std::ostringstream log;
+  TrainOptions options;
+  options.data = phantom_data();
+  options.out = dir;
+  nlohmann::json config = tiny_config();
+  config["folds"] = 2;
+  config["fold"] = 1;
+  config["epochs"] = 2;
+  options.config = config;
+  options.threads = 2;
+  const TrainResult result = run_training(options, log);
+  // The phantom's 4 cases in 2 folds: 2 held out.
+  CHECK(result.holdout_ids.size() == 2);
+  std::ifstream in(dir / "split.json");
+  const nlohmann::json split = nlohmann::json::parse(in);
+  CHECK(split.at("folds") == 2);
+  CHECK(split.at("fold") == 1);
+  CHECK(split.at("holdout").size() == 2);
+  CHECK(split.at("train").size() == 2);
+  for (const auto& id : split.at("holdout")) {
+    CHECK(std::find(result.holdout_ids.begin(), result.holdout_ids.end(),
+                    id.get<std::string>()) != result.holdout_ids.end());
+  }
+  // The other fold holds out the other two cases.
+  const fs::path other_dir = fresh_dir("folds_other");
+  options.out = other_dir;
+  config["fold"] = 0;
+  config["epochs"] = 1;
+  options.config = config;
+  std::ostringstream other_log;
+  const TrainResult other = run_training(options, other_log);
+  REQUIRE(other.holdout_ids.size() == 2);
+  for (const auto& id : other.holdout_ids) {
+    CHECK(std::find(result.holdout_ids.begin(), result.holdout_ids.end(), id) ==
+          result.holdout_ids.end());
+  }
+  // After the last epoch the ET threshold is chosen, printed and stored in both checkpoints.
+  CHECK_THAT(log.str(), Catch::Contains("train: ET post-processing threshold"));
+  const auto& candidates = et_threshold_candidates();
+  for (const char* name : {"latest.safetensors", "best.safetensors"}) {
+    INFO(name);
+    const Checkpoint ck = read_checkpoint(dir / name);
+    CHECK(ck.has_et_threshold);
+    CHECK(std::find(candidates.begin(), candidates.end(), ck.et_threshold) != candidates.end());
+    CHECK(ck.file.metadata.at("et_threshold") == std::to_string(ck.et_threshold));
+  }
+}
+
+TEST_CASE("checkpoint: et_threshold metadata is optional (0) and can be added later",
+          "[brats][checkpoint]") {
+  const fs::path dir = fresh_dir("et_threshold");
+  fs::create_directories(dir);
+  const nlohmann::json config = tiny_config();
+  UNet<float> net(unet_config_from_json(config["model"]));
+  Parameters<float> params(net);
+  Rng rng(5);
+  net.reset_parameters(rng);
+  const fs::path file = dir / "ck.safetensors";
+  write_checkpoint(file, params, nullptr, config, 2, 4, 0.25);
+  const Checkpoint before = read_checkpoint(file);
+  CHECK_FALSE(before.has_et_threshold);
+  CHECK(before.et_threshold == 0);
+  set_checkpoint_metadata(file, {{"et_threshold", "300"}});
+  const Checkpoint after = read_checkpoint(file);
+  CHECK(after.has_et_threshold);
+  CHECK(after.et_threshold == 300);
+  CHECK(after.epoch == 2);
+  UNet<float> copy(net.config());
+  Parameters<float> copy_params(copy);
+  load_model_weights(after, copy_params);
+  for (index_t i = 0; i < params.size(); ++i) REQUIRE(copy_params.values()[i] == params.values()[i]);
+  set_checkpoint_metadata(file, {{"et_threshold", "-3"}});
+  CHECK_THROWS_WITH(read_checkpoint(file), Catch::Contains("'et_threshold' must be a "
+                                                           "non-negative integer"));
 }
 
 TEST_CASE("run config: learning-rate schedules per step, warm-up, batch Dice and augmentation "

@@ -19,6 +19,7 @@
 
 #include "inference.hpp"
 #include "overlay.hpp"
+#include "postprocess.hpp"
 #include "revox/data/brats.hpp"
 #include "revox/data/preprocess.hpp"
 #include "revox/io/nifti.hpp"
@@ -75,21 +76,26 @@ inline void refuse_to_overwrite(const std::filesystem::path& out,
 struct CasePrediction {
   Tensor<std::uint8_t> labels;                // (1, 1, D, H, W) in the case's grid
   std::optional<std::array<double, 3>> dice;  // WT, TC, ET, when the case has a segmentation
+  PostprocessReport postprocess;              // what the post-processing changed
 };
 
-// Predicts an already loaded case (image still raw: this z-scores it in place) with the model
-// on `dev` (inference.hpp) and writes its outputs into `out`.
+// Predicts an already loaded case (image still raw: this z-scores it in place) with the
+// models on `dev` (inference.hpp: every model and flip, probabilities averaged), turns the
+// probabilities into labels, post-processes them (postprocess.hpp; the probability maps
+// written are the unprocessed ones) and writes its outputs into `out`.
 template <class Dev>
-CasePrediction predict_and_write_case(const Dev& dev, const UNet<float>& net,
+CasePrediction predict_and_write_case(const Dev& dev, const std::vector<const UNet<float>*>& nets,
                                       data::LoadedCase& loaded, const InferenceOptions& inference,
                                       const OutputOptions& outputs,
-                                      const std::filesystem::path& out) {
+                                      const std::filesystem::path& out,
+                                      const PostprocessOptions& postprocess = {}) {
   std::optional<Tensor<float>> flair;
   if (outputs.overlays) flair = channel_copy(loaded.image, 3);
   data::zscore_nonzero(loaded.image, loaded.id);
-  const Tensor<float> probabilities = predict_probabilities(dev, net, loaded.image, inference);
+  const Tensor<float> probabilities = predict_probabilities(dev, nets, loaded.image, inference);
   CasePrediction result;
   result.labels = data::labels_from_regions(probabilities, loaded.label_convention, 0.5f);
+  result.postprocess = apply_postprocess(result.labels, loaded.label_convention, postprocess);
   io::write_nifti_labels(prediction_path(out, loaded.id), result.labels, loaded.geometry);
   if (outputs.save_probabilities) {
     for (std::size_t r = 0; r < 3; ++r) {
@@ -116,6 +122,17 @@ CasePrediction predict_and_write_case(const Dev& dev, const UNet<float>& net,
     }
   }
   return result;
+}
+
+// One model.
+template <class Dev>
+CasePrediction predict_and_write_case(const Dev& dev, const UNet<float>& net,
+                                      data::LoadedCase& loaded, const InferenceOptions& inference,
+                                      const OutputOptions& outputs,
+                                      const std::filesystem::path& out,
+                                      const PostprocessOptions& postprocess = {}) {
+  return predict_and_write_case(dev, std::vector<const UNet<float>*>{&net}, loaded, inference,
+                                outputs, out, postprocess);
 }
 
 // The same on the CPU.

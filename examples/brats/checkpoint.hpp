@@ -22,6 +22,9 @@
 //                   comes from an Rng seeded by (seed, epoch, sample), so the seed in the
 //                   config is the whole RNG state)
 //   "revox_commit": the git commit the binary was built from, when known
+//   "et_threshold": optional, the ET post-processing threshold in voxels (postprocess.hpp),
+//                   chosen on the hold-out set at the end of training; a checkpoint without
+//                   it reads as 0 (no suppression)
 //   plus any extra entries the writer passes (the trainer stores "history": the per-epoch
 //   log rows so far, as JSON, and "processes": the number of data-parallel processes of the
 //   run that wrote it).
@@ -38,6 +41,7 @@
 
 #include <signal.h>
 
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -67,6 +71,8 @@ struct Checkpoint {
   int epoch = 0;             // epochs completed
   long long step = 0;        // optimizer steps done
   double best_metric = -1;   // best hold-out mean Dice so far
+  std::int64_t et_threshold = 0;  // metadata "et_threshold", 0 when absent
+  bool has_et_threshold = false;  // whether the metadata has it
   io::SafetensorsFile file;  // every tensor and metadata entry, as read
 };
 
@@ -169,7 +175,21 @@ inline Checkpoint read_checkpoint(const std::filesystem::path& path) {
     detail::checkpoint_fail(path, "metadata 'best_metric' is not a number: '",
                             meta.at("best_metric"), "'");
   }
+  const auto et = meta.find("et_threshold");
+  if (et != meta.end()) {
+    ck.et_threshold = detail::parse_integer(path, "et_threshold", et->second);
+    ck.has_et_threshold = true;
+  }
   return ck;
+}
+
+// Adds (or replaces) metadata entries of an existing checkpoint, rewriting it atomically with
+// its tensors unchanged.
+inline void set_checkpoint_metadata(const std::filesystem::path& path,
+                                    const std::map<std::string, std::string>& entries) {
+  Checkpoint ck = read_checkpoint(path);
+  for (const auto& [key, value] : entries) ck.file.metadata[key] = value;
+  io::write_safetensors(path, ck.file.tensors, ck.file.metadata);
 }
 
 // The model's UNetConfig, from the checkpoint's config["model"].

@@ -10,6 +10,12 @@
 //      revox::sliding_window_inference with Gaussian importance weighting (window^3 patches,
 //      the window a multiple of the divisor)
 //   -> sigmoid of the three logits (WT, TC, ET), averaged across windows
+//   -> test-time augmentation by mirroring (InferenceOptions::flips, parse_tta): the cropped
+//      image is also predicted flipped along each listed combination of the axes x (W),
+//      y (H), z (D); every prediction is flipped back and the probabilities (after the
+//      sigmoid) are averaged with the unflipped one; with several models (an ensemble of
+//      checkpoints, e.g. cross-validation folds) every model predicts every flip and all the
+//      probabilities are averaged (the nnU-Net way)
 //   -> data::undo_crop_or_pad back to (1, 3, D, H, W) in the original grid
 //   -> labels (1, 1, D, H, W) by data::labels_from_regions at 0.5 in the case's convention
 //      (nested: ET -> 4 or 3, else TC -> 1, else WT -> 2, else 0).
@@ -19,12 +25,14 @@
 // probability maps as <case id>_prob_{wt,tc,et}.nii.gz (float32).
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstdint>
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "device.hpp"
 #include "revox/core/device.hpp"
@@ -39,10 +47,95 @@
 
 namespace revox::brats {
 
+// A mirror flip for test-time augmentation: a bit mask over the spatial axes, bit 0 = x (W,
+// the last axis), bit 1 = y (H), bit 2 = z (D); 0 is the image as it is.
+using Flip = unsigned;
+inline constexpr Flip kFlipX = 1, kFlipY = 2, kFlipZ = 4;
+
 struct InferenceOptions {
   index_t window = 0;    // sliding-window patch edge (a cube); 0 = full volume
   double overlap = 0.5;  // sliding window only
+  // Test-time mirroring: the flips whose predictions are averaged (parse_tta); empty = {0},
+  // no augmentation.
+  std::vector<Flip> flips;
 };
+
+// "x", "yz", "xyz", ... (axes in x, y, z order); "none" for 0.
+inline std::string flip_name(Flip flip) {
+  if (flip == 0) return "none";
+  std::string name;
+  if (flip & kFlipX) name += 'x';
+  if (flip & kFlipY) name += 'y';
+  if (flip & kFlipZ) name += 'z';
+  return name;
+}
+
+// The --tta syntax: "none" (no augmentation: {0}), "all" (the 8 combinations of the three
+// axes, nnU-Net's mirroring) or a comma-separated list of combinations of the letters x, y,
+// z, e.g. "x,y,z" or "x,y,xy,xyz" (each a flip along every letter's axis at once). The
+// unflipped image is always included; the result is sorted with duplicates removed.
+// Throws revox::Error naming the bad entry.
+inline std::vector<Flip> parse_tta(const std::string& text) {
+  if (text == "none" || text.empty()) return {0};
+  if (text == "all") return {0, 1, 2, 3, 4, 5, 6, 7};
+  std::vector<Flip> flips{0};
+  std::size_t begin = 0;
+  while (begin <= text.size()) {
+    const std::size_t end = std::min(text.find(',', begin), text.size());
+    const std::string item = text.substr(begin, end - begin);
+    Flip flip = 0;
+    REVOX_CHECK(!item.empty(), "--tta '", text, "': an empty entry (expected 'all', 'none' or "
+                "a comma-separated list of axis combinations such as x,y,z,xy,xyz)");
+    for (char c : item) {
+      const Flip bit = c == 'x' ? kFlipX : c == 'y' ? kFlipY : c == 'z' ? kFlipZ : 0;
+      REVOX_CHECK(bit != 0 && (flip & bit) == 0, "--tta '", text, "': entry '", item,
+                  "' must combine the axes x, y, z, each at most once (e.g. x, yz, xyz)");
+      flip |= bit;
+    }
+    flips.push_back(flip);
+    begin = end + 1;
+  }
+  std::sort(flips.begin(), flips.end());
+  flips.erase(std::unique(flips.begin(), flips.end()), flips.end());
+  return flips;
+}
+
+// "none", or the flips after the unflipped image: "x, y, xy (4 predictions)".
+inline std::string describe_tta(const std::vector<Flip>& flips) {
+  if (flips.size() <= 1) return "none";
+  std::string text;
+  for (Flip flip : flips) {
+    if (flip == 0) continue;
+    text += (text.empty() ? "" : ", ") + flip_name(flip);
+  }
+  return text + " (" + std::to_string(flips.size()) + " predictions)";
+}
+
+// A copy of a (N, C, D, H, W) tensor mirrored along the axes of `flip` (an involution).
+template <class T>
+Tensor<T> flip_spatial(const Tensor<T>& tensor, Flip flip) {
+  const Shape5 s = tensor.shape();
+  Tensor<T> out(s);
+  const bool fd = (flip & kFlipZ) != 0, fh = (flip & kFlipY) != 0, fw = (flip & kFlipX) != 0;
+  for (index_t nc = 0; nc < s.n * s.c; ++nc) {
+    const T* src = tensor.data() + nc * s.spatial();
+    T* dst = out.data() + nc * s.spatial();
+    for (index_t d = 0; d < s.d; ++d) {
+      const index_t sd = fd ? s.d - 1 - d : d;
+      for (index_t h = 0; h < s.h; ++h) {
+        const index_t sh = fh ? s.h - 1 - h : h;
+        const T* row = src + (sd * s.h + sh) * s.w;
+        T* target = dst + (d * s.h + h) * s.w;
+        if (fw) {
+          for (index_t w = 0; w < s.w; ++w) target[w] = row[s.w - 1 - w];
+        } else {
+          std::copy(row, row + s.w, target);
+        }
+      }
+    }
+  }
+  return out;
+}
 
 inline constexpr std::array<const char*, 3> kRegionFileTags{"wt", "tc", "et"};
 
@@ -125,18 +218,60 @@ Tensor<float> predict_probabilities_of_volume(const Dev& dev, const UNet<float>&
   return data::undo_crop_or_pad(probabilities, plan);
 }
 
-// The image cropped to its head (nonzero_box, kHeadMargin), predicted, and put back:
-// (1, 3, D, H, W) in the image's grid, zero outside the box. An all-zero image is predicted
-// whole.
+// The mean of the probabilities of every model in `nets` on every flip of options.flips
+// (each flipped back), on the image as given (predict_probabilities_of_volume for each).
 template <class Dev>
-Tensor<float> predict_probabilities(const Dev& dev, const UNet<float>& net,
+Tensor<float> predict_probabilities_mirrored(const Dev& dev,
+                                             const std::vector<const UNet<float>*>& nets,
+                                             const Tensor<float>& image,
+                                             const InferenceOptions& options) {
+  REVOX_CHECK(!nets.empty(), "predict: no model given");
+  const std::vector<Flip> flips = options.flips.empty() ? std::vector<Flip>{0} : options.flips;
+  for (Flip flip : flips) {
+    REVOX_CHECK(flip < 8, "predict: flip mask ", flip, " is not a combination of x, y, z");
+  }
+  Tensor<float> sum;
+  std::size_t count = 0;
+  for (Flip flip : flips) {
+    const Tensor<float> flipped = flip == 0 ? Tensor<float>() : flip_spatial(image, flip);
+    for (const UNet<float>* net : nets) {
+      Tensor<float> p = predict_probabilities_of_volume(dev, *net, flip == 0 ? image : flipped,
+                                                        options);
+      if (flip != 0) p = flip_spatial(p, flip);
+      if (count == 0) {
+        sum = std::move(p);
+      } else {
+        for (index_t i = 0; i < sum.numel(); ++i) sum[i] += p[i];
+      }
+      ++count;
+    }
+  }
+  if (count > 1) {
+    const float scale = 1.0f / static_cast<float>(count);
+    for (index_t i = 0; i < sum.numel(); ++i) sum[i] *= scale;
+  }
+  return sum;
+}
+
+// The image cropped to its head (nonzero_box, kHeadMargin), predicted (every model, every
+// flip, averaged), and put back: (1, 3, D, H, W) in the image's grid, zero outside the box.
+// An all-zero image is predicted whole.
+template <class Dev>
+Tensor<float> predict_probabilities(const Dev& dev, const std::vector<const UNet<float>*>& nets,
                                     const Tensor<float>& image, const InferenceOptions& options) {
   const auto box = data::nonzero_box(image.cview(), nullptr, kHeadMargin);
   if (!box || box->target == box->source) {
-    return predict_probabilities_of_volume(dev, net, image, options);
+    return predict_probabilities_mirrored(dev, nets, image, options);
   }
   return data::undo_crop_or_pad(
-      predict_probabilities_of_volume(dev, net, data::crop_or_pad(image, *box), options), *box);
+      predict_probabilities_mirrored(dev, nets, data::crop_or_pad(image, *box), options), *box);
+}
+
+// One model.
+template <class Dev>
+Tensor<float> predict_probabilities(const Dev& dev, const UNet<float>& net,
+                                    const Tensor<float>& image, const InferenceOptions& options) {
+  return predict_probabilities(dev, std::vector<const UNet<float>*>{&net}, image, options);
 }
 
 // The same on the CPU.

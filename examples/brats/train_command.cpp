@@ -34,6 +34,7 @@ struct TrainArgs {
   std::vector<std::string> sets;
   int epochs = 0, threads = 0;
   long long seed = -1;
+  int folds = -1, fold = -1;  // --folds, --fold (config keys "folds", "fold")
   bool resume = false;
   bool check_replicas = false;
   std::string on_nonfinite = "error";
@@ -63,6 +64,8 @@ nlohmann::json resolve_config(const TrainArgs& a) {
   }
   for (const auto& s : a.sets) revox::brats::apply_set(config, s);
   if (a.seed >= 0) config["seed"] = a.seed;
+  if (a.folds >= 0) config["folds"] = a.folds;
+  if (a.fold >= 0) config["fold"] = a.fold;
   return revox::brats::parse_run_config(config).json;
 }
 
@@ -82,6 +85,8 @@ revox::brats::TrainOptions train_options(const TrainArgs& args) {
     }
     options.sets = args.sets;
     if (args.seed >= 0) options.sets.push_back("seed=" + std::to_string(args.seed));
+    if (args.folds >= 0) options.sets.push_back("folds=" + std::to_string(args.folds));
+    if (args.fold >= 0) options.sets.push_back("fold=" + std::to_string(args.fold));
   }
   if (args.epochs > 0) options.epochs = args.epochs;
   if (args.threads > 0) options.threads = args.threads;
@@ -115,6 +120,14 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--epochs", args->epochs, "number of epochs (overrides the config)")
       ->check(CLI::PositiveNumber);
   cmd->add_option("--seed", args->seed, "seed (overrides the config)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--folds", args->folds,
+                  "cross-validation: split the cases into K folds (seeded, stratified by "
+                  "whether a case has ET) and hold out fold --fold; 0 or 1: the seeded "
+                  "hold-out split (config key \"folds\")")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--fold", args->fold,
+                  "with --folds K: the hold-out fold, 0 <= k < K (config key \"fold\")")
       ->check(CLI::NonNegativeNumber);
   cmd->add_flag("--resume", args->resume,
                 "continue the run in --out from latest.safetensors, exactly");

@@ -5,7 +5,8 @@
 // cases mapped on use, a bounded CaseCache) or a raw BraTS folder (cases prepared in memory
 // by the same code). Either way a case is cropped to the head and z-scored per modality
 // over its non-zero voxels. A seeded shuffle splits the cases into training and hold-out
-// sets (holdout_count, or holdout_fraction of them); the split is written to
+// sets (holdout_count, or holdout_fraction of them; with "folds" K >= 2, fold "fold" of a
+// seeded K-fold split stratified by whether a case has ET); the split is written to
 // RUN_DIR/split.json and RUN_DIR/holdout/ gets one symlink per hold-out case's raw folder
 // (so `predict --data RUN_DIR/holdout` and `evaluate --data RUN_DIR/holdout` see exactly the
 // hold-out cases).
@@ -73,6 +74,9 @@
 //   holdout_scores.csv       per hold-out case Dice and HD95 of the final model
 //   train.lock               the run's lock (run_lock.hpp): the pid of the training process
 // A run that fails to start (bad config, data, or checkpoint; non-empty RUN_DIR without
+//                            (after the last validation the ET post-processing threshold is
+//                            chosen on the hold-out cases, postprocess.hpp, printed and stored
+//                            as metadata "et_threshold" in latest and best.safetensors)
 // --resume; RUN_DIR locked by another run) writes nothing into RUN_DIR.
 //
 // Crash safety (docs/trainer.md, "Crash safety"): checkpoints are replaced atomically, so a
@@ -120,6 +124,7 @@
 #include "plots.hpp"
 #include "progress.hpp"
 #include "revox/core/memory.hpp"
+#include "postprocess.hpp"
 #include "revox/core/random.hpp"
 #include "revox/data/augment.hpp"
 #include "revox/data/brats.hpp"
@@ -450,7 +455,42 @@ struct CaseSplit {
   std::vector<std::size_t> train, holdout;
 };
 
-inline CaseSplit split_cases(std::size_t count, const RunConfig& config) {
+// Cross-validation: the fold (0 .. folds - 1) of each case, stratified by `has_et` (whether
+// the case has enhancing tumour). The ET cases, then the others, each in a seeded shuffle,
+// are dealt round robin over the folds in one sequence, so every fold gets the same number
+// of ET cases and of cases, give or take one. Deterministic in (has_et, folds, seed).
+inline std::vector<int> cross_validation_folds(const std::vector<bool>& has_et, int folds,
+                                               std::uint64_t seed) {
+  REVOX_CHECK(folds >= 2, "train: cross-validation needs folds >= 2, got ", folds);
+  REVOX_CHECK(static_cast<std::size_t>(folds) <= has_et.size(), "train: ", folds,
+              " folds need at least as many cases, found ", has_et.size());
+  std::vector<std::size_t> with_et, without_et;
+  for (std::size_t i = 0; i < has_et.size(); ++i) (has_et[i] ? with_et : without_et).push_back(i);
+  Rng rng(mix(seed, kSplitStream));
+  shuffle(with_et, rng);
+  shuffle(without_et, rng);
+  std::vector<int> fold(has_et.size(), 0);
+  std::size_t position = 0;
+  for (const auto* group : {&with_et, &without_et}) {
+    for (std::size_t i : *group) fold[i] = static_cast<int>(position++ % static_cast<std::size_t>(folds));
+  }
+  return fold;
+}
+
+// config.folds >= 2: fold config.fold of cross_validation_folds(has_et) is the hold-out set
+// (`has_et` must then have `count` entries); else the seeded hold-out split below.
+inline CaseSplit split_cases(std::size_t count, const RunConfig& config,
+                             const std::vector<bool>& has_et = {}) {
+  if (config.folds > 1) {
+    REVOX_CHECK(has_et.size() == count, "split_cases: cross-validation needs whether each of the ",
+                count, " cases has ET");
+    const std::vector<int> fold = cross_validation_folds(has_et, config.folds, config.seed);
+    CaseSplit split;
+    for (std::size_t i = 0; i < count; ++i) {
+      (fold[i] == config.fold ? split.holdout : split.train).push_back(i);
+    }
+    return split;
+  }
   std::vector<std::size_t> order(count);
   for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
   {
@@ -498,6 +538,10 @@ inline void write_run_files(const fs::path& out, const nlohmann::json& config_js
   for (auto i : split.train) json["train"].push_back(cases[i].id);
   for (auto i : split.holdout) json["holdout"].push_back(cases[i].id);
   write_text_atomic(out / "split.json", json.dump(2) + "\n");
+  if (config.folds > 1) {
+    json["folds"] = config.folds;  // cross-validation: the hold-out set is fold "fold"
+    json["fold"] = config.fold;
+  }
   const fs::path links = out / "holdout";
   fs::remove_all(links, ec);
   fs::create_directories(links);
@@ -546,19 +590,24 @@ std::string first_nonfinite_gradient(const Dev& dev, const Parameters<float, Dev
 // stored (cropped) volume, one case at a time, its labels put back into the original grid
 // and scored there; case j by rank j % processes, the scores summed over the ranks (one
 // non-zero term per entry, so the sums are exact). Returns the mean Dice of WT, TC, ET; with
-// HD95 and a non-empty `scores_csv`, writes every case's Dice and HD95 there.
+// HD95 and a non-empty `scores_csv`, writes every case's Dice and HD95 there. With
+// `et_counts`, also each case's predicted and true ET voxels and their overlap (for
+// choose_et_threshold), on every rank.
 // `kill_after_first_case`: the test hook REVOX_TEST_KILL_IN_VALIDATION.
 template <class Dev>
 std::array<double, 3> validate_holdout(const Dev& dev, const UNet<float>& net,
                                        const TrainingData& data,
                                        const std::vector<std::size_t>& holdout_set,
                                        dist::Communicator<Dev>& comm, bool with_hd95,
-                                       bool kill_after_first_case, const fs::path& scores_csv) {
+                                       bool kill_after_first_case, const fs::path& scores_csv,
+                                       std::vector<EnhancingCounts>* et_counts = nullptr) {
   const auto& cases = data.cases;
   const int world = comm.size();
   const int rank = comm.rank();
   const std::size_t n = holdout_set.size();
-  std::vector<double> scores(n * 6, 0.0);
+  // Per case: Dice WT, TC, ET, HD95 WT, TC, ET, then ET voxels predicted, true, overlap.
+  constexpr std::size_t kPerCase = 9;
+  std::vector<double> scores(n * kPerCase, 0.0);
   for (std::size_t j = 0; j < n; ++j) {
     if (static_cast<int>(j % static_cast<std::size_t>(world)) != rank) continue;
     const data::CaseInfo& c = cases[holdout_set[j]];
@@ -573,7 +622,13 @@ std::array<double, 3> validate_holdout(const Dev& dev, const UNet<float>& net,
       truth = original_labels(c, *arrays);
     }
     if (kill_after_first_case) ::raise(SIGKILL);
-    double* out = scores.data() + 6 * j;
+    double* out = scores.data() + kPerCase * j;
+    if (et_counts != nullptr) {
+      const EnhancingCounts counts = enhancing_counts(pred, truth, c.convention);
+      out[6] = static_cast<double>(counts.predicted);
+      out[7] = static_cast<double>(counts.truth);
+      out[8] = static_cast<double>(counts.overlap);
+    }
     if (with_hd95) {
       const auto s = metrics::score_brats(
           pred, truth, data::enhancing_label(c.convention),
@@ -597,8 +652,13 @@ std::array<double, 3> validate_holdout(const Dev& dev, const UNet<float>& net,
   std::ostringstream csv;
   csv << "case,dice_wt,dice_tc,dice_et,hd95_wt,hd95_tc,hd95_et\n";
   for (std::size_t j = 0; j < n; ++j) {
-    const double* v = scores.data() + 6 * j;
+    const double* v = scores.data() + kPerCase * j;
+    if (et_counts != nullptr) {
+      et_counts->push_back({static_cast<std::int64_t>(v[6]), static_cast<std::int64_t>(v[7]),
+                            static_cast<std::int64_t>(v[8])});
+    }
     for (std::size_t r = 0; r < 3; ++r) mean[r] += v[r] / static_cast<double>(n);
+  if (et_counts != nullptr) et_counts->clear();
     char buffer[256];
     std::snprintf(buffer, sizeof buffer, "%s,%.6f,%.6f,%.6f,%.4f,%.4f,%.4f\n",
                   cases[holdout_set[j]].id.c_str(), v[0], v[1], v[2], v[3], v[4], v[5]);
@@ -717,7 +777,9 @@ TrainResult run_training(const TrainOptions& options, std::ostream& log,
   }
 
   // Seeded split (indices into `cases`).
-  const CaseSplit split = split_cases(cases.size(), config);
+  std::vector<bool> has_et;
+  for (const auto& c : cases) has_et.push_back(c.foreground[2] > 0);
+  const CaseSplit split = split_cases(cases.size(), config, has_et);
   const std::vector<std::size_t>& train_set = split.train;
   const std::vector<std::size_t>& holdout_set = split.holdout;
   {
@@ -833,8 +895,12 @@ TrainResult run_training(const TrainOptions& options, std::ostream& log,
   auto validate = [&](bool with_hd95) {
     ++validations;
     return validate_holdout(dev, net, data, holdout_set, comm, with_hd95,
+  // The final validation (with HD95) also collects each hold-out case's ET voxel counts, from
+  // which the ET post-processing threshold is chosen (postprocess.hpp).
+  std::vector<EnhancingCounts> final_et_counts;
                             validations == kill_in_validation,
-                            with_hd95 && root ? options.out / "holdout_scores.csv" : fs::path());
+                            with_hd95 && root ? options.out / "holdout_scores.csv" : fs::path(),
+                            with_hd95 ? &final_et_counts : nullptr);
   };
 
   // The gradient sum of this rank's samples when batch > 1 (each sample's backward starts
@@ -957,11 +1023,24 @@ TrainResult run_training(const TrainOptions& options, std::ostream& log,
       if (!batch_loss) {
         for (long long k = 0; k < batch; ++k) {
           Pending& p = forward(k);
-          p.loss = config.loss == "dice"
-                       ? losses::soft_dice_loss(dev, p.logits.cview(), p.targets_on.view,
-                                                p.dlogits.view())
-                       : losses::bce_dice_loss(dev, p.logits.cview(), p.targets_on.view,
-                                               p.dlogits.view());
+          if (heads == 0) {
+            p.loss = config.loss == "dice"
+                         ? losses::soft_dice_loss(dev, p.logits.cview(), p.targets_on.view,
+                                                  p.dlogits.view())
+                         : losses::bce_dice_loss(dev, p.logits.cview(), p.targets_on.view,
+                                                 p.dlogits.view());
+          } else {
+            // Each level's loss with its weight folded into the loss's own weights.
+            p.loss = losses::bce_dice_loss(dev, p.logits.cview(), p.targets_on.view,
+                                           p.dlogits.view(), 1.0,
+                                           bce_weight * level_weights[0], level_weights[0]);
+            for (index_t j = 1; j <= heads; ++j) {
+              const auto q = static_cast<std::size_t>(j - 1);
+              const double w = level_weights[static_cast<std::size_t>(j)];
+              p.loss += losses::bce_dice_loss(dev, p.aux[q].cview(), p.aux_targets_on[q].view,
+                                              p.daux[q].view(), 1.0, bce_weight * w, w);
+            }
+          }
           finish(p, k);
           pending.clear();
         }
@@ -1116,8 +1195,22 @@ TrainResult run_training(const TrainOptions& options, std::ostream& log,
     const double mean_dice = (record.dice[0] + record.dice[1] + record.dice[2]) / 3.0;
     nlohmann::json history = nlohmann::json::array();
     for (const auto& r : result.history) history.push_back(to_json(r));
-    const std::map<std::string, std::string> extra{{"history", history.dump()},
-                                                   {"processes", std::to_string(world)}};
+    std::map<std::string, std::string> extra{{"history", history.dump()},
+                                             {"processes", std::to_string(world)}};
+    // After the last epoch's validation: the ET threshold with the best mean hold-out ET
+    // Dice, stored in latest.safetensors and best.safetensors ("et_threshold").
+    std::string et_line;
+    if (record.validated && last) {
+      const EtThresholdChoice choice = choose_et_threshold(final_et_counts);
+      extra["et_threshold"] = std::to_string(choice.threshold);
+      char text[320];
+      std::snprintf(text, sizeof text, "train: ET post-processing threshold %lld voxels (chosen "
+                    "on the %zu hold-out cases: mean ET Dice %.4f without, %.4f with; predict "
+                    "applies it unless --no-postprocess)",
+                    static_cast<long long>(choice.threshold), final_et_counts.size(),
+                    choice.dice_without, choice.dice_with);
+      et_line = text;
+    }
     const bool best = record.validated && mean_dice > result.best_metric;
     if (best) result.best_metric = mean_dice;
     if (root) {
@@ -1161,6 +1254,12 @@ TrainResult run_training(const TrainOptions& options, std::ostream& log,
                   100.0 * reduce_time_sum / step_time_sum,
                   static_cast<double>(params.size()) * sizeof(float) / (1 << 20));
     say(line);
+      // An earlier best checkpoint gets the threshold chosen on the final model.
+      if (!best && extra.count("et_threshold") != 0 &&
+          fs::exists(options.out / "best.safetensors", ec)) {
+        set_checkpoint_metadata(options.out / "best.safetensors",
+                                {{"et_threshold", extra.at("et_threshold")}});
+      }
   }
   result.data_wait_seconds = data_wait_sum;
   result.preprocessed = data.preprocessed;
@@ -1177,6 +1276,7 @@ TrainResult run_training(const TrainOptions& options, std::ostream& log,
     std::snprintf(line, sizeof line,
                   "train: %.3f s per step; waiting for data %.1f ms per step (%.2f%% of step "
                   "time; %d loader worker(s))%s",
+    if (!et_line.empty()) say(et_line);
                   step_time_sum / static_cast<double>(steps_timed),
                   1e3 * data_wait_sum / static_cast<double>(steps_timed),
                   100.0 * data_wait_sum / step_time_sum, config.loader_workers,
