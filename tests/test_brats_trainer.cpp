@@ -448,11 +448,20 @@ TEST_CASE("run config: learning-rate schedules per step, warm-up, batch Dice and
   CHECK_THROWS_WITH(parse_with("batch_dice=1"), Contains("'batch_dice' must be true or false"));
   CHECK_THROWS_WITH(parse_with("augment.probability=1.5"),
                     Contains("'probability' must be in [0, 1], got 1.5"));
+  // Deep supervision: a model key, written to the config only when on; the small model's
+  // 4 levels allow 2 heads.
+  CHECK_FALSE(parse_run_config(c).json["model"].contains("deep_supervision"));
+  CHECK(parse_with("model.deep_supervision=2").model.deep_supervision == 2);
+  CHECK(parse_with("model.deep_supervision=2").json["model"]["deep_supervision"] == 2);
+  CHECK_THROWS_WITH(parse_with("model.deep_supervision=3"),
+                    Contains("'deep_supervision' must be an integer in [0, levels - 2] = [0, 2]"));
 }
 
-TEST_CASE("trainer: cosine schedule with warm-up, batch Dice and augmentation probability "
-          "train and resume exactly", "[brats][trainer][schedule][batch_dice]") {
+TEST_CASE("trainer: cosine schedule with warm-up, batch Dice, deep supervision and "
+          "augmentation probability train and resume exactly",
+          "[brats][trainer][schedule][batch_dice][deep_supervision]") {
   nlohmann::json config = tiny_config();
+  apply_set(config, "model.deep_supervision=1");
   apply_set(config, "schedule=cosine");
   apply_set(config, "warmup_epochs=1");
   apply_set(config, "batch_size=2");
@@ -475,6 +484,11 @@ TEST_CASE("trainer: cosine schedule with warm-up, batch Dice and augmentation pr
   CHECK(a.history[0].lr == Approx(1e-3 * 2.0 / 3.0));
   CHECK(a.history[1].lr == Approx(0.5e-3 * (1 + std::cos(3.14159265358979 / 4))));
   CHECK(a.history[2].lr == Approx(0.5e-3 * (1 + std::cos(3.14159265358979 * 3 / 4))));
+
+  // The heads' weights are in the checkpoint under their own names; hold-out validation
+  // (the main output only) ran, HD95 included.
+  CHECK(read_checkpoint(full.out / "latest.safetensors").file.contains("model.aux_heads.1.weight"));
+  CHECK(fs::exists(full.out / "holdout_scores.csv"));
 
   TrainOptions part = full;
   part.out = fresh_dir("recipe_part");
@@ -502,6 +516,15 @@ TEST_CASE("trainer: cosine schedule with warm-up, batch Dice and augmentation pr
   per_sample.config = per_sample_config;
   const TrainResult c = run_training(per_sample, sink);
   CHECK(c.history[0].loss != a.history[0].loss);
+  // Deep supervision off: no heads in the checkpoint, and a different run.
+  nlohmann::json no_heads = per_sample_config;
+  no_heads["model"]["deep_supervision"] = 0;
+  TrainOptions plain = full;
+  plain.out = fresh_dir("recipe_no_heads");
+  plain.config = no_heads;
+  const TrainResult f = run_training(plain, sink);
+  CHECK_FALSE(read_checkpoint(plain.out / "latest.safetensors").file.contains("model.aux_heads.1.weight"));
+  CHECK(f.history[0].loss != c.history[0].loss);
   nlohmann::json single = parsed.json;
   single["batch_size"] = 1;
   single["epochs"] = 2;

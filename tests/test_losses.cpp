@@ -17,6 +17,7 @@
 #include "revox/core/random.hpp"
 #include "revox/core/tensor.hpp"
 #include "revox/io/safetensors.hpp"
+#include "revox/losses/deep_supervision.hpp"
 #include "revox/losses/dice.hpp"
 
 using namespace revox;
@@ -460,4 +461,46 @@ TEST_CASE("losses: batch Dice matches a plain reference and finite differences; 
   CHECK_THROWS_WITH(losses::batch_soft_dice_loss<double>({x.cview()}, {t.cview()},
                                                          {whole.view(), whole.view()}),
                     Contains("1 logits parts but 2 dlogits parts"));
+}
+
+TEST_CASE("losses: deep-supervision weights and area-downsampled targets",
+          "[loss][deep_supervision]") {
+  CHECK(losses::deep_supervision_weights(0) == std::vector<double>{1.0});
+  const auto w = losses::deep_supervision_weights(2);  // 1, 1/2, 1/4 over 7/4
+  REQUIRE(w.size() == 3);
+  CHECK(w[0] == Approx(4.0 / 7.0));
+  CHECK(w[1] == Approx(2.0 / 7.0));
+  CHECK(w[2] == Approx(1.0 / 7.0));
+  CHECK(w[0] + w[1] + w[2] == Approx(1.0).epsilon(1e-15));
+
+  // (1, 2, 4, 4, 4) binary targets: level 1 averages 2x2x2 cubes, level 2 the whole volume;
+  // each level keeps each channel's mean (its volume share).
+  Rng rng(17);
+  const Shape5 shape{1, 2, 4, 4, 4};
+  const auto t = random_targets<float>(shape, rng, 0.3);
+  const auto half = losses::downsample_targets(t, 1);
+  const auto whole = losses::downsample_targets(t, 2);
+  CHECK(half.shape() == Shape5{1, 2, 2, 2, 2});
+  CHECK(whole.shape() == Shape5{1, 2, 1, 1, 1});
+  const auto level0 = losses::downsample_targets(t, 0);
+  CHECK(std::memcmp(level0.data(), t.data(), t.bytes()) == 0);
+  for (index_t c = 0; c < 2; ++c) {
+    double mean = 0.0, half_mean = 0.0;
+    for (index_t i = 0; i < 64; ++i) mean += t[c * 64 + i] / 64.0;
+    for (index_t i = 0; i < 8; ++i) half_mean += half[c * 8 + i] / 8.0;
+    CHECK(whole[c] == Approx(mean).epsilon(1e-6));
+    CHECK(half_mean == Approx(mean).epsilon(1e-6));
+    // One coarse voxel by hand: (d, h, w) = (1, 0, 1) covers d 2-3, h 0-1, w 2-3.
+    double cube = 0.0;
+    for (index_t d = 2; d < 4; ++d) {
+      for (index_t h = 0; h < 2; ++h) {
+        for (index_t x = 2; x < 4; ++x) cube += t.cview().at(0, c, d, h, x);
+      }
+    }
+    CHECK(half.cview().at(0, c, 1, 0, 1) == Approx(cube / 8.0));
+  }
+  using Catch::Contains;
+  CHECK_THROWS_WITH(losses::downsample_targets(t, 3),
+                    Contains("downsample_targets: extents") && Contains("must be divisible by 2^3 = 8"));
+  CHECK_THROWS_WITH(losses::deep_supervision_weights(-1), Contains("extra levels must be in [0, 30]"));
 }

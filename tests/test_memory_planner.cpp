@@ -227,3 +227,10 @@ TEST_CASE("memory planner: bad inputs and options throw readable errors",
   CHECK_THROWS_WITH(revox::measure_training_memory<double>(c, Shape5{1, 4, 16, 16, 16}),
                     Contains("element_bytes (4) must equal sizeof(T) (8)"));
 }
+
+TEST_CASE("memory planner: deep supervision is refused by name", "[memory_planner][unet][errors]") {
+  UNetConfig c = revox::unet_preset("tiny");
+  c.deep_supervision = 1;
+  CHECK_THROWS_WITH(revox::plan_training_memory(c, Shape5{1, 4, 16, 16, 16}),
+                    Catch::Contains("a UNet with deep_supervision 1 is not planned"));
+}

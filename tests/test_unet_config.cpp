@@ -152,3 +152,23 @@ TEST_CASE("unet config: presets are valid and unknown names list the valid ones"
                         Catch::Contains("baseline, mbconv-base, mbconv-deeper, mbconv-wider, "
                                         "small, tiny"));
 }
+
+TEST_CASE("unet config: deep_supervision, written only when on", "[unet][config][deep_supervision]") {
+  const UNetConfig plain = revox::unet_preset("small");
+  CHECK(plain.deep_supervision == 0);
+  CHECK_FALSE(revox::to_json(plain).contains("deep_supervision"));
+  json j = revox::to_json(plain);
+  j["deep_supervision"] = 2;
+  const UNetConfig heads = revox::unet_config_from_json(j);
+  CHECK(heads.deep_supervision == 2);
+  CHECK(heads != plain);
+  CHECK(revox::to_json(heads)["deep_supervision"] == 2);
+  CHECK(revox::unet_config_from_json(revox::to_json(heads)) == heads);
+  j["deep_supervision"] = 3;  // small has 4 levels: heads on decoder levels 1 and 2 at most
+  CHECK_THROWS_WITH(revox::unet_config_from_json(j),
+                    Catch::Contains("'deep_supervision' must be an integer in [0, levels - 2] = "
+                                    "[0, 2]"));
+  j["deep_supervision"] = -1;
+  CHECK_THROWS_WITH(revox::unet_config_from_json(j),
+                    Catch::Contains("'deep_supervision' must be an integer >= 0, got -1"));
+}

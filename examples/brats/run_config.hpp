@@ -2,7 +2,9 @@
 // `--set key=value` overrides, validated, and written to RUN_DIR/config.json.
 //
 //   {
-//     "model":            UNetConfig JSON (revox/models/unet_config.hpp), fully resolved
+//     "model":            UNetConfig JSON (revox/models/unet_config.hpp), fully resolved;
+//                         model.deep_supervision = K > 0 trains K auxiliary heads (the loss
+//                         sums the levels, losses/deep_supervision.hpp)
 //     "epochs":           30            epochs to run (an epoch = samples_per_epoch samples,
 //                                       ceil(samples / global batch) optimizer steps)
 //     "samples_per_epoch": 0            0: one pass over the training cases
@@ -39,13 +41,13 @@
 //     "holdout_fraction": 0.2           share of cases held out for validation (seeded split)
 //     "holdout_count":    0             > 0: exactly this many (BraTS 2020: 40 -> 329/40 of 369)
 //     "validate_every":   1             epochs between hold-out validations (and the last one)
-//     "augment": {"enabled": true, "rotation_degrees": 20, "scale": 0.1,
-//                 "flip_probability": 0.5, "intensity": 0.1, "intensity_shift": 0,
 //     "folds":            0             cross-validation: K >= 2 splits the cases into K folds
 //                                       (seeded, stratified by whether a case has ET) and holds
 //                                       out fold "fold" (holdout_* are then ignored); 0 or 1:
 //                                       the seeded hold-out split above
 //     "fold":             0             the hold-out fold, 0 <= fold < folds
+//     "augment": {"enabled": true, "rotation_degrees": 20, "scale": 0.1,
+//                 "flip_probability": 0.5, "intensity": 0.1, "intensity_shift": 0,
 //                 "elastic_sigma": 10, "elastic_control_points": 3,
 //                 "probability": 1}     share of samples given rotation, scale, elastic and
 //                                       intensity change; the others are only flipped
@@ -102,10 +104,10 @@ struct RunConfig {
   double holdout_fraction = 0.2;
   int holdout_count = 0;
   int validate_every = 1;
-  bool augment_enabled = true;
-  data::AugmentOptions augment;
   int folds = 0;
   int fold = 0;
+  bool augment_enabled = true;
+  data::AugmentOptions augment;
   double augment_probability = 1.0;
   std::uint64_t seed = 1;
   int threads = 2;
@@ -140,10 +142,10 @@ inline nlohmann::json default_run_json() {
   j["holdout_fraction"] = 0.2;
   j["holdout_count"] = 0;
   j["validate_every"] = 1;
-  j["augment"] = {{"enabled", true},         {"rotation_degrees", 20.0},
-                  {"scale", 0.1},            {"flip_probability", 0.5},
   j["folds"] = 0;
   j["fold"] = 0;
+  j["augment"] = {{"enabled", true},         {"rotation_degrees", 20.0},
+                  {"scale", 0.1},            {"flip_probability", 0.5},
                   {"intensity", 0.1},        {"intensity_shift", 0.0},
                   {"elastic_sigma", 10.0},   {"elastic_control_points", 3},
                   {"probability", 1.0}};
@@ -346,14 +348,14 @@ inline RunConfig parse_run_config(const nlohmann::json& input) {
   c.holdout_fraction = detail::number(j, "holdout_fraction", 0.0, 0.9);
   c.holdout_count = static_cast<int>(detail::integer(j, "holdout_count", 0));
   c.validate_every = static_cast<int>(detail::integer(j, "validate_every", 1));
-  const auto& a = j["augment"];
-  REVOX_CHECK(a["enabled"].is_boolean(), "training config: 'augment.enabled' must be true or "
   c.folds = static_cast<int>(detail::integer(j, "folds", 0));
   c.fold = static_cast<int>(detail::integer(j, "fold", 0));
   REVOX_CHECK(c.folds <= 1 || c.fold < c.folds, "training config: 'fold' must be below 'folds' (",
               c.folds, "), got ", c.fold);
   REVOX_CHECK(c.folds > 1 || c.fold == 0, "training config: 'fold' ", c.fold, " needs 'folds' "
               ">= 2 (cross-validation); 'folds' is ", c.folds);
+  const auto& a = j["augment"];
+  REVOX_CHECK(a["enabled"].is_boolean(), "training config: 'augment.enabled' must be true or "
               "false, got ", a["enabled"].dump());
   c.augment_enabled = a["enabled"].get<bool>();
   c.augment.rotation_degrees = detail::number(a, "rotation_degrees", 0.0, 180.0);

@@ -23,13 +23,15 @@
 // sampling "full" -> augmentation, one resampling pass -> region targets WT, TC, ET; the
 // sample depends only on its index, not on the workers) -> UNet<float> forward -> soft Dice (or BCE + Dice) -> backward
 // (batch_size samples per process, gradients summed; with batch_dice all of them are run
-// forward first and the Dice is taken over the batch) -> gradient all-reduce over the
-// processes, scaled to the mean over the step's samples -> Adam (lr per step from
-// scheduled_learning_rate, run_config.hpp: the schedule's position is the step's index in
-// the run, so it follows from the checkpoint's epoch). Validation (every validate_every
-// epochs and after the last): one hold-out case at a time, its stored (cropped) volume (centered pad to a multiple of 2^(levels-1)),
-// threshold 0.5, labels back in the original grid, Dice per region (BraTS rules); after the
-// last epoch also HD95, written to RUN_DIR/holdout_scores.csv.
+// forward first and the Dice is taken over the batch; with model.deep_supervision the loss
+// is the weighted sum over the output levels, the patch Dice the full-resolution one's) ->
+// gradient all-reduce over the processes, scaled to the mean over the step's samples ->
+// Adam (lr per step from scheduled_learning_rate, run_config.hpp: the schedule's position
+// is the step's index in the run, so it follows from the checkpoint's epoch). Validation
+// (every validate_every epochs and after the last): one hold-out case at a time, its stored
+// (cropped) volume (centered pad to a multiple of 2^(levels-1)), threshold 0.5, labels back
+// in the original grid, Dice per region (BraTS rules); after the last epoch also HD95,
+// written to RUN_DIR/holdout_scores.csv.
 //
 // Data parallelism (revox/dist/communicator.hpp; train_command.cpp picks MPI when started by
 // mpirun): every process holds a replica of the model and opens the dataset itself
@@ -72,11 +74,11 @@
 //   latest.safetensors       after every epoch (atomic), best.safetensors at each new best
 //                            hold-out mean Dice (checkpoint.hpp)
 //   holdout_scores.csv       per hold-out case Dice and HD95 of the final model
-//   train.lock               the run's lock (run_lock.hpp): the pid of the training process
-// A run that fails to start (bad config, data, or checkpoint; non-empty RUN_DIR without
 //                            (after the last validation the ET post-processing threshold is
 //                            chosen on the hold-out cases, postprocess.hpp, printed and stored
 //                            as metadata "et_threshold" in latest and best.safetensors)
+//   train.lock               the run's lock (run_lock.hpp): the pid of the training process
+// A run that fails to start (bad config, data, or checkpoint; non-empty RUN_DIR without
 // --resume; RUN_DIR locked by another run) writes nothing into RUN_DIR.
 //
 // Crash safety (docs/trainer.md, "Crash safety"): checkpoints are replaced atomically, so a
@@ -122,15 +124,16 @@
 #include "inference.hpp"
 #include "overlay.hpp"
 #include "plots.hpp"
+#include "postprocess.hpp"
 #include "progress.hpp"
 #include "revox/core/memory.hpp"
-#include "postprocess.hpp"
 #include "revox/core/random.hpp"
 #include "revox/data/augment.hpp"
 #include "revox/data/brats.hpp"
 #include "revox/data/loader.hpp"
 #include "revox/data/preprocess.hpp"
 #include "revox/dist/communicator.hpp"
+#include "revox/losses/deep_supervision.hpp"
 #include "revox/losses/dice.hpp"
 #include "revox/metrics/segmentation.hpp"
 #include "revox/models/unet.hpp"
@@ -535,13 +538,13 @@ inline void write_run_files(const fs::path& out, const nlohmann::json& config_js
   write_text_atomic(out / "config.json", config_json.dump(2) + "\n");
   nlohmann::json json{{"seed", config.seed}, {"train", nlohmann::json::array()},
                       {"holdout", nlohmann::json::array()}};
-  for (auto i : split.train) json["train"].push_back(cases[i].id);
-  for (auto i : split.holdout) json["holdout"].push_back(cases[i].id);
-  write_text_atomic(out / "split.json", json.dump(2) + "\n");
   if (config.folds > 1) {
     json["folds"] = config.folds;  // cross-validation: the hold-out set is fold "fold"
     json["fold"] = config.fold;
   }
+  for (auto i : split.train) json["train"].push_back(cases[i].id);
+  for (auto i : split.holdout) json["holdout"].push_back(cases[i].id);
+  write_text_atomic(out / "split.json", json.dump(2) + "\n");
   const fs::path links = out / "holdout";
   fs::remove_all(links, ec);
   fs::create_directories(links);
@@ -651,6 +654,7 @@ std::array<double, 3> validate_holdout(const Dev& dev, const UNet<float>& net,
   std::array<double, 3> mean{0, 0, 0};
   std::ostringstream csv;
   csv << "case,dice_wt,dice_tc,dice_et,hd95_wt,hd95_tc,hd95_et\n";
+  if (et_counts != nullptr) et_counts->clear();
   for (std::size_t j = 0; j < n; ++j) {
     const double* v = scores.data() + kPerCase * j;
     if (et_counts != nullptr) {
@@ -658,7 +662,6 @@ std::array<double, 3> validate_holdout(const Dev& dev, const UNet<float>& net,
                             static_cast<std::int64_t>(v[8])});
     }
     for (std::size_t r = 0; r < 3; ++r) mean[r] += v[r] / static_cast<double>(n);
-  if (et_counts != nullptr) et_counts->clear();
     char buffer[256];
     std::snprintf(buffer, sizeof buffer, "%s,%.6f,%.6f,%.6f,%.4f,%.4f,%.4f\n",
                   cases[holdout_set[j]].id.c_str(), v[0], v[1], v[2], v[3], v[4], v[5]);
@@ -892,12 +895,12 @@ TrainResult run_training(const TrainOptions& options, std::ostream& log,
     return value == nullptr ? 0L : std::atol(value);
   }();
   long validations = 0;
-  auto validate = [&](bool with_hd95) {
-    ++validations;
-    return validate_holdout(dev, net, data, holdout_set, comm, with_hd95,
   // The final validation (with HD95) also collects each hold-out case's ET voxel counts, from
   // which the ET post-processing threshold is chosen (postprocess.hpp).
   std::vector<EnhancingCounts> final_et_counts;
+  auto validate = [&](bool with_hd95) {
+    ++validations;
+    return validate_holdout(dev, net, data, holdout_set, comm, with_hd95,
                             validations == kill_in_validation,
                             with_hd95 && root ? options.out / "holdout_scores.csv" : fs::path(),
                             with_hd95 ? &final_et_counts : nullptr);
@@ -969,12 +972,21 @@ TrainResult run_training(const TrainOptions& options, std::ostream& log,
       // so one saved state is alive. With batch_dice (batch > 1) all the step's samples run
       // forward first, keeping their saved states, and one Dice over the batch gives each
       // its dlogits, scaled by batch (the step's gradient sum is divided by the batch later).
+      // With deep supervision (model.deep_supervision = K) the net also outputs levels
+      // 1 .. K, each scored against the area-downsampled targets; the loss is the weighted
+      // sum (losses/deep_supervision.hpp), the patch Dice that of the full-resolution output.
       const bool batch_loss = config.batch_dice && batch > 1;
+      const index_t heads = config.model.deep_supervision;
+      const std::vector<double> level_weights = losses::deep_supervision_weights(heads);
+      const double bce_weight = config.loss == "dice" ? 0.0 : 1.0;
       struct Pending {
         long long s = 0;  // global sample index
         Sample sample;
         Staged<Dev> image_on, targets_on;
         Tensor<float, Dev> logits, dlogits;
+        std::vector<Tensor<float>> aux_targets;  // [j - 1]: level j (deep supervision)
+        std::vector<Staged<Dev>> aux_targets_on;
+        std::vector<Tensor<float, Dev>> aux, daux;
         UNet<float>::Saved<Dev> saved;
         double loss = 0.0;
       };
@@ -989,7 +1001,15 @@ TrainResult run_training(const TrainOptions& options, std::ostream& log,
         p.targets_on = stage(dev, p.sample.targets);
         p.logits = Tensor<float, Dev>(net.output_shape(p.sample.image.shape()));
         p.dlogits = Tensor<float, Dev>(p.logits.shape());
-        net.forward(dev, p.image_on.view, p.logits.view(), &p.saved);
+        std::vector<TensorView<float>> aux_views;
+        for (index_t j = 1; j <= heads; ++j) {
+          p.aux_targets.push_back(losses::downsample_targets(p.sample.targets, j));
+          p.aux.emplace_back(net.aux_output_shape(p.sample.image.shape(), j));
+          p.daux.emplace_back(p.aux.back().shape());
+          aux_views.push_back(p.aux.back().view());
+        }
+        for (const auto& target : p.aux_targets) p.aux_targets_on.push_back(stage(dev, target));
+        net.forward(dev, p.image_on.view, p.logits.view(), &p.saved, aux_views);
         return p;
       };
       auto finish = [&](Pending& p, long long k) {
@@ -999,7 +1019,9 @@ TrainResult run_training(const TrainOptions& options, std::ostream& log,
                      ") is " + (std::isnan(p.loss) ? "NaN" : "Inf");
         }
         params.zero_grad();
-        net.backward(dev, p.saved, p.dlogits.cview(), TensorView<float>{});
+        std::vector<TensorView<const float>> daux_views;
+        for (const auto& g : p.daux) daux_views.push_back(g.cview());
+        net.backward(dev, p.saved, p.dlogits.cview(), TensorView<float>{}, daux_views);
         if (batch > 1) {
           if (k == 0) {
             device_to_device(dev, grad_sum.data(), params.grads().data, grad_sum.numel());
@@ -1046,36 +1068,46 @@ TrainResult run_training(const TrainOptions& options, std::ostream& log,
         }
       } else {
         for (long long k = 0; k < batch; ++k) forward(k);
-        // The batch loss runs on the host (on a GPU: logits copied back, dlogits over).
-        std::vector<Tensor<float>> host_logits, host_dlogits;
-        host_logits.reserve(pending.size());
-        host_dlogits.reserve(pending.size());
-        std::vector<TensorView<const float>> logit_views, target_views;
-        std::vector<TensorView<float>> dlogit_views;
-        for (Pending& p : pending) {
-          if constexpr (is_cpu_v<Dev>) {
-            logit_views.push_back(p.logits.cview());
-            dlogit_views.push_back(p.dlogits.view());
-          } else {
-            host_logits.push_back(host_copy(dev, p.logits.cview()));
-            host_dlogits.emplace_back(p.logits.shape());
-            logit_views.push_back(host_logits.back().cview());
-            dlogit_views.push_back(host_dlogits.back().view());
+        // The batch loss runs on the host (on a GPU: logits copied back, dlogits over), one
+        // batch Dice per output level.
+        double loss = 0.0;
+        for (index_t j = 0; j <= heads; ++j) {
+          const auto q = static_cast<std::size_t>(j - 1);  // for j >= 1
+          std::vector<Tensor<float>> host_logits, host_dlogits;
+          host_logits.reserve(pending.size());
+          host_dlogits.reserve(pending.size());
+          std::vector<TensorView<const float>> logit_views, target_views;
+          std::vector<TensorView<float>> dlogit_views;
+          for (Pending& p : pending) {
+            Tensor<float, Dev>& out = j == 0 ? p.logits : p.aux[q];
+            Tensor<float, Dev>& dout = j == 0 ? p.dlogits : p.daux[q];
+            if constexpr (is_cpu_v<Dev>) {
+              logit_views.push_back(out.cview());
+              dlogit_views.push_back(dout.view());
+            } else {
+              host_logits.push_back(host_copy(dev, out.cview()));
+              host_dlogits.emplace_back(out.shape());
+              logit_views.push_back(host_logits.back().cview());
+              dlogit_views.push_back(host_dlogits.back().view());
+            }
+            target_views.push_back(j == 0 ? p.sample.targets.cview() : p.aux_targets[q].cview());
           }
-          target_views.push_back(p.sample.targets.cview());
-        }
-        const double loss =
-            config.loss == "dice"
-                ? losses::batch_soft_dice_loss<float>(logit_views, target_views, dlogit_views)
-                : losses::batch_bce_dice_loss<float>(logit_views, target_views, dlogit_views);
-        for (std::size_t k = 0; k < pending.size(); ++k) {
-          TensorView<float> g = dlogit_views[k];
-          for (index_t i = 0; i < g.numel(); ++i) g.data[i] *= static_cast<float>(batch);
-          if constexpr (!is_cpu_v<Dev>) {
-            host_to_device(dev, pending[k].dlogits.data(), g.data, g.numel());
+          const double w = level_weights[static_cast<std::size_t>(j)];
+          loss += config.loss == "dice" && heads == 0
+                      ? losses::batch_soft_dice_loss<float>(logit_views, target_views,
+                                                            dlogit_views)
+                      : losses::batch_bce_dice_loss<float>(logit_views, target_views,
+                                                           dlogit_views, 1.0, bce_weight * w, w);
+          for (std::size_t k = 0; k < pending.size(); ++k) {
+            TensorView<float> g = dlogit_views[k];
+            for (index_t i = 0; i < g.numel(); ++i) g.data[i] *= static_cast<float>(batch);
+            if constexpr (!is_cpu_v<Dev>) {
+              Tensor<float, Dev>& dout = j == 0 ? pending[k].dlogits : pending[k].daux[q];
+              host_to_device(dev, dout.data(), g.data, g.numel());
+            }
           }
-          pending[k].loss = loss;
         }
+        for (Pending& p : pending) p.loss = loss;
         for (long long k = 0; k < batch; ++k) finish(pending[static_cast<std::size_t>(k)], k);
         pending.clear();
       }
@@ -1222,6 +1254,12 @@ TrainResult run_training(const TrainOptions& options, std::ostream& log,
       }
       write_checkpoint(options.out / "latest.safetensors", host.params(), &host.adam(),
                        config_json, epoch + 1, step, result.best_metric, extra);
+      // An earlier best checkpoint gets the threshold chosen on the final model.
+      if (!best && extra.count("et_threshold") != 0 &&
+          fs::exists(options.out / "best.safetensors", ec)) {
+        set_checkpoint_metadata(options.out / "best.safetensors",
+                                {{"et_threshold", extra.at("et_threshold")}});
+      }
       write_logs();
     }
     char line[512];
@@ -1238,6 +1276,7 @@ TrainResult run_training(const TrainOptions& options, std::ostream& log,
                     static_cast<double>(record.peak_memory_bytes) / (1 << 20));
     }
     if (!quiet) progress.end_epoch(line);
+    if (!et_line.empty()) say(et_line);
     if (record.validated) result.final_dice = record.dice;
     ++epochs_this_run;
   }
@@ -1254,12 +1293,6 @@ TrainResult run_training(const TrainOptions& options, std::ostream& log,
                   100.0 * reduce_time_sum / step_time_sum,
                   static_cast<double>(params.size()) * sizeof(float) / (1 << 20));
     say(line);
-      // An earlier best checkpoint gets the threshold chosen on the final model.
-      if (!best && extra.count("et_threshold") != 0 &&
-          fs::exists(options.out / "best.safetensors", ec)) {
-        set_checkpoint_metadata(options.out / "best.safetensors",
-                                {{"et_threshold", extra.at("et_threshold")}});
-      }
   }
   result.data_wait_seconds = data_wait_sum;
   result.preprocessed = data.preprocessed;
@@ -1276,7 +1309,6 @@ TrainResult run_training(const TrainOptions& options, std::ostream& log,
     std::snprintf(line, sizeof line,
                   "train: %.3f s per step; waiting for data %.1f ms per step (%.2f%% of step "
                   "time; %d loader worker(s))%s",
-    if (!et_line.empty()) say(et_line);
                   step_time_sum / static_cast<double>(steps_timed),
                   1e3 * data_wait_sum / static_cast<double>(steps_timed),
                   100.0 * data_wait_sum / step_time_sum, config.loader_workers,

@@ -235,6 +235,10 @@ std::size_t measure_layer_memory(const L& layer, Shape5 input,
 inline MemoryPlan plan_training_memory(const UNetConfig& config, Shape5 input,
                                        const MemoryPlanOptions& options = {}) {
   validate_unet_config(config);
+  REVOX_CHECK(config.deep_supervision == 0, "plan_training_memory: a UNet with "
+              "deep_supervision ", config.deep_supervision, " is not planned (its auxiliary "
+              "outputs, their gradients and the heads' backward are not modelled); plan it with "
+              "deep_supervision 0 for the rest of the step");
   REVOX_CHECK(options.element_bytes == 4 || options.element_bytes == 8,
               "plan_training_memory: element_bytes must be 4 (float) or 8 (double), got ",
               options.element_bytes);

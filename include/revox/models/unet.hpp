@@ -17,6 +17,13 @@
 //       decoder_blocks x ConvBlock(C_i -> C_i, num_groups)
 //   head: PointwiseConv3d(C_0 -> out_channels, bias)    logits (WT, TC, ET), no activation
 //   y (N, out_channels, D, H, W)
+//   deep supervision (config.deep_supervision = K > 0, nnU-Net's): auxiliary heads
+//     PointwiseConv3d(C_j -> out_channels, bias) on decoder level j = 1 .. K's output,
+//     aux_j (N, out_channels, D/2^j, H/2^j, W/2^j). forward computes them only when given
+//     views for them (forward(dev, x, y, saved, {aux_1, .., aux_K})); without, the net runs
+//     exactly as one without heads (inference). backward(dev, saved, dy, dx, {daux_1, ..})
+//     adds each head's input gradient to its decoder level's output gradient; without daux
+//     the heads get no gradient.
 //
 // The encoder's F and G:
 //  * UNet<T> (F = G = ConfiguredBlock<T>, the default): chosen at run time by config.block,
@@ -50,6 +57,9 @@
 //                                                       MBConv's or ConvBlock's names)
 //   decoders.<i>.reduce.{weight,bias}, decoders.<i>.blocks.<k>.<ConvBlock names>
 //   head.{weight,bias}
+//   aux_heads.<j>.{weight,bias}   (deep supervision only, j = 1 .. K, after every other name,
+//                                  so the other names, their order and their initial values
+//                                  are those of the same net without heads)
 // where i is the level (decoders.0 is the shallowest decoder level), k the block.
 //
 // Saved (what forward keeps for backward): a view of x (the caller keeps x alive); per
@@ -236,6 +246,7 @@ class UNet {
     std::vector<saved_t<Sequence, Dev>> encoders;  // encoders[i]: level i's sequence
     std::vector<DecoderSaved<Dev>> decoders;  // decoders[i]: decoder level i (i < L-1)
     saved_t<PointwiseConv3d<T>, Dev> head;
+    std::vector<saved_t<PointwiseConv3d<T>, Dev>> aux_heads;  // [j - 1]: head of level j
   };
 
   // UNet<T>: F and G from config.block (ConfiguredBlock<T>).
@@ -334,6 +345,17 @@ class UNet {
       }
     }
     head_.visit_params(prefixed(fn, "head."));
+    for (std::size_t j = 0; j < aux_heads_.size(); ++j) {
+      aux_heads_[j].visit_params(prefixed(fn, "aux_heads." + std::to_string(j + 1) + "."));
+    }
+  }
+
+  // The shape of deep-supervision output j (1 .. config.deep_supervision) for input `in`.
+  Shape5 aux_output_shape(Shape5 in, index_t j) const {
+    REVOX_CHECK(j >= 1 && j <= config_.deep_supervision, "UNet: deep-supervision output ", j,
+                " does not exist (the net has ", config_.deep_supervision, ")");
+    const Shape5 out = output_shape(in);
+    return Shape5{out.n, out.c, out.d >> j, out.h >> j, out.w >> j};
   }
 
   void reset_parameters(Rng& rng) {
@@ -346,12 +368,20 @@ class UNet {
       for (auto& block : decoder.blocks) block.reset_parameters(rng);
     }
     head_.reset_parameters(rng);
+    for (auto& head : aux_heads_) head.reset_parameters(rng);
   }
 
   template <class Dev>
   void forward(const Dev& dev, TensorView<const T> x, TensorView<T> y,
-               nondeduced_t<Saved<Dev>>* saved) const {
+               nondeduced_t<Saved<Dev>>* saved,
+               const std::vector<TensorView<T>>& aux = {}) const {
     check_output_view("UNet", output_shape(x.shape), y.shape);
+    REVOX_CHECK(aux.empty() || aux.size() == aux_heads_.size(), "UNet::forward: ", aux.size(),
+                " deep-supervision outputs given, the net has ", aux_heads_.size());
+    for (std::size_t j = 0; j < aux.size(); ++j) {
+      check_output_view("UNet (deep-supervision output)",
+                        aux_output_shape(x.shape, static_cast<index_t>(j + 1)), aux[j].shape);
+    }
     const std::size_t levels = encoders_.size();
     std::vector<Tensor<T, Dev>> skips(levels);
     // Encoder. `pooled` is the current level's input for i > 0.
@@ -361,6 +391,7 @@ class UNet {
       saved->x = x;
       saved->encoders.resize(levels);
       saved->decoders.resize(levels - 1);
+      saved->aux_heads.resize(aux.size());
     }
     for (std::size_t i = 0; i < levels; ++i) {
       const Encoder& encoder = encoders_[i];
@@ -435,14 +466,22 @@ class UNet {
       } else {
         in = ds.output();
       }
+      if (level >= 1 && level <= aux.size()) {
+        aux_heads_[level - 1].forward(dev, in, aux[level - 1],
+                                      saved != nullptr ? &saved->aux_heads[level - 1] : nullptr);
+      }
     }
     head_.forward(dev, in, y, saved != nullptr ? &saved->head : nullptr);
     if (saved != nullptr) saved->skips = std::move(skips);
   }
 
   template <class Dev>
-  void backward(const Dev& dev, Saved<Dev>& saved, TensorView<const T> dy, TensorView<T> dx) {
+  void backward(const Dev& dev, Saved<Dev>& saved, TensorView<const T> dy, TensorView<T> dx,
+                const std::vector<TensorView<const T>>& daux = {}) {
     const std::size_t levels = encoders_.size();
+    REVOX_CHECK(daux.empty() || daux.size() == saved.aux_heads.size(), "UNet::backward: ",
+                daux.size(), " deep-supervision gradients given, forward computed ",
+                saved.aux_heads.size(), " outputs");
     REVOX_CHECK(saved.skips.size() == levels && !saved.skips[levels - 1].empty(),
                 "UNet::backward: nothing saved (or already consumed); run forward with `saved` "
                 "before each backward");
@@ -462,6 +501,13 @@ class UNet {
     for (std::size_t level = 0; level + 1 < levels; ++level) {
       Decoder& decoder = decoders_[level];
       DecoderSaved<Dev>& ds = saved.decoders[level];
+      if (level >= 1 && level <= daux.size()) {
+        // The level output also fed its deep-supervision head.
+        Tensor<T, Dev> dhead(dout.shape());
+        aux_heads_[level - 1].backward(dev, saved.aux_heads[level - 1], daux[level - 1],
+                                       dhead.view());
+        ops::add_inplace(dev, dout.view(), dhead.cview());
+      }
       const TensorView<const T> reduce_in =
           level + 2 == levels ? saved.skips[levels - 1].cview() : saved.decoders[level + 1].output();
       // Follow what forward kept (the mode may have changed since).
@@ -553,6 +599,10 @@ class UNet {
       decoders_.push_back(std::move(decoder));
     }
     head_ = PointwiseConv3d<T>(config_.widths[0], config_.out_channels, true);
+    for (index_t j = 1; j <= config_.deep_supervision; ++j) {
+      aux_heads_.emplace_back(config_.widths[static_cast<std::size_t>(j)], config_.out_channels,
+                              true);
+    }
     set_reversible(config_.reversible);
   }
 
@@ -617,6 +667,7 @@ class UNet {
   std::vector<Encoder> encoders_;
   std::vector<Decoder> decoders_;
   PointwiseConv3d<T> head_;
+  std::vector<PointwiseConv3d<T>> aux_heads_;  // [j - 1]: deep-supervision head of level j
   MaxPool3d<T> pool_;
   UpsampleTrilinear<T> upsample_;
   Add<T> skip_add_;

@@ -17,6 +17,9 @@
 //     "decoder_memory":   "stored",       // or "lean": what the decoder keeps for backward
 //     "block_memory":     "stored",       // or "lean": what MBConv F and G keep (mbconv only)
 //     "input_size":       [160, 256, 256] // D, H, W of the training input (informational)
+//     "deep_supervision": 0               // extra 1x1x1 output heads on the decoder levels
+//                                         // 1 .. N below full resolution (0: none; at most
+//                                         // levels - 2); written only when > 0
 //   }
 // unet_config_from_json rejects unknown keys, wrong types and bad values with a revox::Error
 // that names the key, e.g. "UNet config: 'expand_ratio' must be an integer >= 1, got 0".
@@ -83,6 +86,9 @@ struct UNetConfig {
   // about 9% of the step's time at 128^3, 20% at 32^3, on a 2-core CPU).
   std::string block_memory = "stored";
   std::array<index_t, 3> input_size{0, 0, 0};  // D, H, W; all 0 = not given
+  // Auxiliary output heads (nnU-Net's deep supervision) on decoder levels 1 .. N: trained,
+  // not used by inference (UNet::forward without aux outputs runs the main head only).
+  index_t deep_supervision = 0;
 
   index_t levels() const { return static_cast<index_t>(widths.size()); }
   // Every spatial extent of the input must be divisible by this: 2^(levels - 1).
@@ -94,7 +100,7 @@ struct UNetConfig {
            a.blocks_per_level == b.blocks_per_level && a.decoder_blocks == b.decoder_blocks &&
            a.num_groups == b.num_groups && a.block == b.block && a.reversible == b.reversible &&
            a.decoder_memory == b.decoder_memory && a.block_memory == b.block_memory &&
-           a.input_size == b.input_size;
+           a.input_size == b.input_size && a.deep_supervision == b.deep_supervision;
   }
   friend bool operator!=(const UNetConfig& a, const UNetConfig& b) { return !(a == b); }
 };
@@ -127,6 +133,11 @@ inline void validate_unet_config(const UNetConfig& config) {
   REVOX_CHECK(config.block_memory == "lean" || config.block_memory == "stored",
               "UNet config: 'block_memory' must be \"lean\" or \"stored\", got \"",
               config.block_memory, "\"");
+  const index_t max_heads = config.levels() >= 2 ? config.levels() - 2 : 0;
+  REVOX_CHECK(config.deep_supervision >= 0 && config.deep_supervision <= max_heads,
+              "UNet config: 'deep_supervision' must be an integer in [0, levels - 2] = [0, ",
+              max_heads, "] (one head per decoder level below full resolution, the deepest "
+              "excluded), got ", config.deep_supervision);
   for (std::size_t i = 0; i < config.widths.size(); ++i) {
     const index_t width = config.widths[i];
     REVOX_CHECK(width >= 2 && width % 2 == 0, "UNet config: 'widths[", i,
@@ -162,6 +173,7 @@ inline nlohmann::json to_json(const UNetConfig& config) {
   j["decoder_memory"] = config.decoder_memory;
   j["block_memory"] = config.block_memory;
   if (config.input_size != std::array<index_t, 3>{0, 0, 0}) j["input_size"] = config.input_size;
+  if (config.deep_supervision > 0) j["deep_supervision"] = config.deep_supervision;
   return j;
 }
 
@@ -253,7 +265,7 @@ inline const std::vector<std::string>& unet_config_keys() {
   static const std::vector<std::string> keys = {
       "preset",         "in_channels", "out_channels", "widths",         "expand_ratio",
       "blocks_per_level", "decoder_blocks", "num_groups", "block", "reversible",
-      "decoder_memory", "block_memory", "input_size"};
+      "decoder_memory", "block_memory", "input_size", "deep_supervision"};
   return keys;
 }
 
@@ -341,6 +353,9 @@ inline UNetConfig unet_config_from_json(const nlohmann::json& j) {
       const std::string key = "input_size[" + std::to_string(a) + "]";
       c.input_size[a] = unet_json_integer(size[a], key.c_str(), 1);
     }
+  }
+  if (j.contains("deep_supervision")) {
+    c.deep_supervision = unet_json_integer(j["deep_supervision"], "deep_supervision", 0);
   }
   validate_unet_config(c);
   return c;
