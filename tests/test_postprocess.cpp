@@ -147,14 +147,14 @@ TEST_CASE("connected components are 26-connected and match a reference labelling
     mask[(1 * 3 + 1) * 3 + 1] = 1;  // (1, 1, 1): corner neighbour
     mask[(2 * 3 + 2) * 3 + 2] = 1;  // (2, 2, 2): corner neighbour of (1, 1, 1)
     mask[(0 * 3 + 0) * 3 + 2] = 1;  // (0, 0, 2): 2 away from (0, 0, 0), 1 from (1, 1, 1)
-    std::vector<std::int32_t> component;
-    const auto sizes = revox::brats::connected_components(mask.data(), {3, 3, 3}, component);
-    REQUIRE(sizes.size() == 1);
-    CHECK(sizes[0] == 4);
+    const revox::Shape5 shape{1, 1, 3, 3, 3};
+    const auto one = revox::metrics::connected_components(mask.data(), shape);
+    REQUIRE(one.count == 1);
+    CHECK(one.voxels[0] == 4);
     mask[(1 * 3 + 1) * 3 + 1] = 0;  // without the centre: three separate voxels
-    const auto split = revox::brats::connected_components(mask.data(), {3, 3, 3}, component);
-    CHECK(split.size() == 3);
-    CHECK(component[1] == -1);
+    const auto split = revox::metrics::connected_components(mask.data(), shape);
+    CHECK(split.count == 3);
+    CHECK(split.label[1] == 0);
   }
   // Random masks against the reference relaxation.
   revox::Rng rng(11);
@@ -162,21 +162,21 @@ TEST_CASE("connected components are 26-connected and match a reference labelling
     const index_t D = 5, H = 6, W = 7;
     std::vector<std::uint8_t> mask(static_cast<std::size_t>(D * H * W));
     for (auto& m : mask) m = rng.uniform(0.0, 1.0) < 0.25 ? 1 : 0;
-    std::vector<std::int32_t> component;
-    const auto sizes = revox::brats::connected_components(mask.data(), {D, H, W}, component);
+    const auto c = revox::metrics::connected_components(mask.data(), revox::Shape5{1, 1, D, H, W});
+    const auto& component = c.label;
     const auto rep = reference_components(mask, D, H, W);
-    std::vector<std::int64_t> counted(sizes.size(), 0);
+    std::vector<revox::index_t> counted(static_cast<std::size_t>(c.count), 0);
     for (std::size_t i = 0; i < mask.size(); ++i) {
-      REQUIRE((component[i] >= 0) == (mask[i] != 0));
-      if (component[i] < 0) continue;
-      ++counted[static_cast<std::size_t>(component[i])];
+      REQUIRE((component[i] > 0) == (mask[i] != 0));
+      if (component[i] == 0) continue;
+      ++counted[static_cast<std::size_t>(component[i] - 1)];
       // Same component here <=> same representative in the reference.
       for (std::size_t j = 0; j < i; ++j) {
-        if (component[j] < 0) continue;
+        if (component[j] == 0) continue;
         REQUIRE((component[i] == component[j]) == (rep[i] == rep[j]));
       }
     }
-    for (std::size_t k = 0; k < sizes.size(); ++k) CHECK(counted[k] == sizes[k]);
+    for (std::size_t k = 0; k < counted.size(); ++k) CHECK(counted[k] == c.voxels[k]);
   }
 }
 

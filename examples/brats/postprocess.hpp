@@ -9,7 +9,8 @@
 //     set at the end of training (choose_et_threshold: the candidate with the best mean
 //     hold-out ET Dice, the smallest on ties) and stored in the checkpoint's metadata
 //     "et_threshold" (checkpoint.hpp).
-//   Small components (optional, off by default): per region, 26-connected components with
+//   Small components (optional, off by default): per region, 26-connected components
+//     (metrics::connected_components, the labelling the lesion-wise metrics use) with
 //     fewer than `min_component` voxels leave the region and take the label of the region
 //     around it: a small WT component becomes background (0), a small TC component oedema
 //     (2), a small ET component necrosis (1). Regions are cleaned from the outside in (WT,
@@ -27,6 +28,7 @@
 #include "revox/core/tensor.hpp"
 #include "revox/data/brats.hpp"
 #include "revox/data/preprocess.hpp"
+#include "revox/metrics/lesion_wise.hpp"
 
 namespace revox::brats {
 
@@ -57,43 +59,6 @@ inline std::int64_t suppress_small_enhancing(Tensor<std::uint8_t>& labels,
   return count;
 }
 
-// 26-connected components of the non-zero voxels of `mask` (D * H * W values, row-major):
-// `component` gets, per voxel, -1 outside the mask, else its component's number (0, 1, ...
-// in the order of each component's first voxel). Returns the size of each component.
-inline std::vector<std::int64_t> connected_components(const std::uint8_t* mask, data::Size3 size,
-                                                      std::vector<std::int32_t>& component) {
-  const index_t D = size[0], H = size[1], W = size[2];
-  component.assign(static_cast<std::size_t>(D * H * W), -1);
-  std::vector<std::int64_t> sizes;
-  std::vector<index_t> stack;
-  for (index_t start = 0; start < D * H * W; ++start) {
-    if (mask[start] == 0 || component[static_cast<std::size_t>(start)] >= 0) continue;
-    const auto id = static_cast<std::int32_t>(sizes.size());
-    std::int64_t count = 0;
-    component[static_cast<std::size_t>(start)] = id;
-    stack.push_back(start);
-    while (!stack.empty()) {
-      const index_t v = stack.back();
-      stack.pop_back();
-      ++count;
-      const index_t d = v / (H * W), h = (v / W) % H, w = v % W;
-      for (index_t dd = std::max<index_t>(d - 1, 0); dd <= std::min(d + 1, D - 1); ++dd) {
-        for (index_t hh = std::max<index_t>(h - 1, 0); hh <= std::min(h + 1, H - 1); ++hh) {
-          for (index_t ww = std::max<index_t>(w - 1, 0); ww <= std::min(w + 1, W - 1); ++ww) {
-            const index_t u = (dd * H + hh) * W + ww;
-            if (mask[u] != 0 && component[static_cast<std::size_t>(u)] < 0) {
-              component[static_cast<std::size_t>(u)] = id;
-              stack.push_back(u);
-            }
-          }
-        }
-      }
-    }
-    sizes.push_back(count);
-  }
-  return sizes;
-}
-
 // The small-component removal described at the top of this file, on a (1, 1, D, H, W) label
 // map. Returns the number of voxels whose label changed.
 inline std::int64_t remove_small_components(Tensor<std::uint8_t>& labels,
@@ -104,9 +69,7 @@ inline std::int64_t remove_small_components(Tensor<std::uint8_t>& labels,
   REVOX_CHECK(s.n == 1 && s.c == 1, "remove_small_components: labels must be (1, 1, D, H, W), "
               "got ", s);
   const std::uint8_t et = data::enhancing_label(convention);
-  const data::Size3 size{s.d, s.h, s.w};
   std::vector<std::uint8_t> mask(static_cast<std::size_t>(labels.numel()));
-  std::vector<std::int32_t> component;
   std::int64_t changed = 0;
   // WT -> 0, TC -> oedema (2), ET -> necrosis (1).
   const std::array<std::uint8_t, 3> outer{0, 2, 1};
@@ -116,10 +79,10 @@ inline std::int64_t remove_small_components(Tensor<std::uint8_t>& labels,
       const bool in = r == 0 ? l != 0 : r == 1 ? (l == 1 || l == et) : l == et;
       mask[static_cast<std::size_t>(i)] = in ? 1 : 0;
     }
-    const std::vector<std::int64_t> sizes = connected_components(mask.data(), size, component);
+    const metrics::Components components = metrics::connected_components(mask.data(), s);
     for (index_t i = 0; i < labels.numel(); ++i) {
-      const std::int32_t c = component[static_cast<std::size_t>(i)];
-      if (c < 0 || sizes[static_cast<std::size_t>(c)] >= min_component) continue;
+      const std::int32_t c = components.label[static_cast<std::size_t>(i)];
+      if (c == 0 || components.voxels[static_cast<std::size_t>(c - 1)] >= min_component) continue;
       // A TC component keeps its voxels' WT membership; only those in TC change.
       labels[i] = outer[r];
       ++changed;
