@@ -231,6 +231,9 @@ def main():
                         help="a revox-brats run folder: its split.json (and config.json for "
                         "the defaults of the options below)")
     parser.add_argument("--out", required=True, help="folder for <case id>.nii.gz predictions")
+    parser.add_argument("--test-data",
+                        help="predict every case of this folder (a test set kept apart) "
+                             "instead of the run's hold-out cases")
     parser.add_argument("--budget-s", type=float, required=True,
                         help="wall-clock seconds of training steps")
     parser.add_argument("--threads", type=int, help="torch threads (default: the run's)")
@@ -302,6 +305,12 @@ def main():
             sys.exit(f"monai_peer: split file '{split_path}': {len(missing)} {role} case(s) "
                      f"are not in '{args.data}': {', '.join(missing[:8])}")
     train_ids, holdout_ids = split["train"], split["holdout"]
+    predict_folders = folders
+    if args.test_data:  # a test set kept apart: predict all of it instead of the hold-out
+        predict_folders = find_case_folders(args.test_data)
+        if not predict_folders:
+            sys.exit(f"monai_peer: no cases in '{args.test_data}'")
+        holdout_ids = sorted(predict_folders)
     os.makedirs(args.out, exist_ok=True)
     existing = [i for i in holdout_ids if os.path.exists(os.path.join(args.out, i + ".nii.gz"))]
     if existing and not args.overwrite:
@@ -374,8 +383,8 @@ def main():
     dice_sum, scored, per_case = np.zeros(3), 0, {}
     for case_id in holdout_ids:
         image, labels, enhancing, reference = load_case(
-            nib, np, folders[case_id], case_id,
-            case_files(folders[case_id], case_id)[1] is not None)
+            nib, np, predict_folders[case_id], case_id,
+            case_files(predict_folders[case_id], case_id)[1] is not None)
         with torch.no_grad():
             logits = sliding_window_inference(
                 torch.from_numpy(image[None]), roi_size=patch_xyz, sw_batch_size=args.sw_batch_size,

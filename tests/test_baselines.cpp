@@ -366,6 +366,39 @@ TEST_CASE("revox-brats baseline writes label maps on each hold-out case's grid a
   CHECK_NOTHROW(run_baselines(args, log));
 }
 
+TEST_CASE("revox-brats baseline --test-data segments a folder kept apart, not the hold-out",
+          "[baselines]") {
+  revox_test::TempDir dir("revox_baselines_test_data");
+  const revox::io::NiftiGeometry geometry = revox::io::default_geometry();
+  write_case(dir / "raw", "BraTS20_Training_001", toy_case(9, 11, 20, 10, 4), geometry);
+  write_case(dir / "raw", "BraTS20_Training_002", toy_case(9, 11, 20, 11, 4), geometry);
+  write_case(dir / "test", "BraTS20_Training_041", toy_case(9, 11, 20, 12, 4), geometry);
+  write_case(dir / "test", "BraTS20_Training_042", toy_case(9, 11, 20, 13, 4), geometry);
+  write_text(dir / "split.json",
+             "{\"seed\": 1, \"train\": [\"BraTS20_Training_001\"],"
+             " \"holdout\": [\"BraTS20_Training_002\"]}");
+  BaselineArgs args;
+  args.data = (dir / "raw").string();
+  args.split = (dir / "split.json").string();
+  args.test_data = (dir / "test").string();
+  args.out = (dir / "out").string();
+  args.radius = 1;
+  std::ostringstream log;
+  const BaselineResult result = run_baselines(args, log);
+  INFO(log.str());
+  CHECK(result.scored == 2);
+  CHECK(result.gaussian_dice[0] == 1.0);
+  for (const char* folder : kBaselineFolders) {
+    CHECK(fs::is_regular_file(dir / "out" / folder / "BraTS20_Training_041.nii.gz"));
+    CHECK(fs::is_regular_file(dir / "out" / folder / "BraTS20_Training_042.nii.gz"));
+    CHECK_FALSE(fs::exists(dir / "out" / folder / "BraTS20_Training_002.nii.gz"));
+  }
+  args.test_data = (dir / "empty").string();
+  fs::create_directories(dir / "empty");
+  args.out = (dir / "out2").string();
+  CHECK_THAT(error_of(args), Catch::Contains((dir / "empty").string()));
+}
+
 TEST_CASE("revox-brats baseline names the split file in its errors", "[baselines]") {
   revox_test::TempDir dir("revox_baselines_errors");
   write_case(dir / "raw", "BraTS20_Training_001", toy_case(6, 6, 8, 1, 4),

@@ -27,6 +27,9 @@ void add_baseline_command(CLI::App& app) {
                       "A run's split.json ({\"train\": [ids], \"holdout\": [ids]}, written by "
                       "`revox-brats train` into its run folder)")
       ->required();
+  command->add_option("--test-data", args->test_data,
+                      "Segment every case of this folder (a test set kept apart from the run's "
+                      "data) instead of the split's hold-out cases");
   command->add_option("--out", args->out, "Output folder (created if missing)")->required();
   command->add_option("--radius", args->radius,
                       "Local means over (2 RADIUS + 1)^3 voxels of brain for the Gaussian "

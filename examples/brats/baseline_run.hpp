@@ -1,7 +1,8 @@
 // revox-brats baseline, the run itself (baseline_command.cpp parses the command line): fits
 // the simple baselines of baselines.hpp (a FLAIR threshold for WT and a per-voxel Gaussian
 // classifier) on the training cases of a run's split.json and segments its hold-out cases
-// with them, so that `revox-brats evaluate` scores them exactly as it scores a model's
+// (or, with BaselineArgs::test_data, every case of that folder: a test set kept apart) with
+// them, so that `revox-brats evaluate` scores them exactly as it scores a model's
 // predictions. Prints one line per case and a summary to `log`.
 //
 // Files written into BaselineArgs::out:
@@ -39,6 +40,7 @@ namespace revox::brats {
 struct BaselineArgs {
   std::string data;
   std::string split;
+  std::string test_data;  // non-empty: segment every case of this folder, not the hold-out
   std::string out;
   index_t radius = 2;
   double ridge = 1e-3;
@@ -112,6 +114,7 @@ inline nlohmann::json model_json(const BaselineArgs& args, const CaseIdSplit& sp
   json["split"] = args.split;
   json["train"] = split.train;
   json["holdout"] = split.holdout;
+  if (!args.test_data.empty()) json["test_data"] = args.test_data;  // segmented instead
   json["flair_threshold"] = {{"threshold", threshold.threshold},
                              {"train_mean_wt_dice", threshold.mean_dice}};
   nlohmann::json classes = nlohmann::json::array();
@@ -154,7 +157,9 @@ inline BaselineResult run_baselines(const BaselineArgs& args, std::ostream& log)
   const std::vector<data::BratsCase> train =
       cases_of(split.train, all, "training", args.split, args.data);
   const std::vector<data::BratsCase> holdout =
-      cases_of(split.holdout, all, "hold-out", args.split, args.data);
+      args.test_data.empty() ? cases_of(split.holdout, all, "hold-out", args.split, args.data)
+                             : data::discover_brats_cases(args.test_data);
+  REVOX_CHECK(!holdout.empty(), "baseline: no cases to segment in ", args.test_data);
   const fs::path out(args.out);
   refuse_to_overwrite(out, holdout, args.overwrite);
 
