@@ -422,10 +422,12 @@ def main():
     if scored:
         mean = dice_sum / scored
         summary["mean_dice"] = list(mean)
-        print(f"monai_peer: {scored} hold-out case(s), predicted in {predict_seconds:.1f} s: "
+        scored_data = args.test_data or os.path.join(args.run, "holdout")
+        print(f"monai_peer: {scored} {'test' if args.test_data else 'hold-out'} case(s), "
+              f"predicted in {predict_seconds:.1f} s: "
               f"Dice WT {mean[0]:.4f} TC {mean[1]:.4f} ET {mean[2]:.4f} mean "
               f"{mean.mean():.4f} (score with: revox-brats evaluate --pred {args.out} --data "
-              f"{os.path.join(args.run, 'holdout')})")
+              f"{scored_data})")
     with open(os.path.join(args.out, "peer.json"), "w") as f:
         json.dump(summary, f, indent=2)
 

@@ -36,9 +36,28 @@ if [ ! -d "$data" ]; then
   "$bin" phantom --mode realistic --out "$data" --cases "$cases" --size $size --seed "$data_seed"
 fi
 
+# The table of docs/results.md: the small preset's recipe before this ablation (the keys'
+# defaults: foreground "wt", augmentation on every sample, no deep supervision), then one
+# change at a time at a budget of about 100 s of training, then combinations. The preset's
+# recipe now is "aug0.3+regions+ds" (with validate_every 5).
 default_variants() {
   cat <<'EOF'
-default        | --preset small
+today-30ep             | --preset small --set foreground=wt --set augment.probability=1 --set model.deep_supervision=0 --epochs 30 --set milestones=[20] --set validate_every=30
+base                   | --preset small --set foreground=wt --set augment.probability=1 --set model.deep_supervision=0 --epochs 45 --set milestones=[30] --set validate_every=45
+patch48                | --preset small --set foreground=wt --set augment.probability=1 --set model.deep_supervision=0 --epochs 15 --set milestones=[10] --set patch_size=[48,48,48] --set validate_every=15
+patch64                | --preset small --set foreground=wt --set augment.probability=1 --set model.deep_supervision=0 --epochs 7 --set milestones=[5] --set patch_size=[64,64,64] --set validate_every=7
+no-augment             | --preset small --set foreground=wt --set augment.probability=1 --set model.deep_supervision=0 --epochs 45 --set milestones=[30] --set validate_every=45 --set augment.enabled=false
+augment-p0.3           | --preset small --set foreground=wt --set augment.probability=1 --set model.deep_supervision=0 --epochs 45 --set milestones=[30] --set validate_every=45 --set augment.probability=0.3
+fg-regions             | --preset small --set foreground=wt --set augment.probability=1 --set model.deep_supervision=0 --epochs 45 --set milestones=[30] --set validate_every=45 --set foreground=regions
+bce-dice               | --preset small --set foreground=wt --set augment.probability=1 --set model.deep_supervision=0 --epochs 45 --set milestones=[30] --set validate_every=45 --set loss=bce_dice
+batch2                 | --preset small --set foreground=wt --set augment.probability=1 --set model.deep_supervision=0 --epochs 45 --set milestones=[30] --set validate_every=45 --set batch_size=2
+batch2-dice            | --preset small --set foreground=wt --set augment.probability=1 --set model.deep_supervision=0 --epochs 45 --set milestones=[30] --set validate_every=45 --set batch_size=2 --set batch_dice=true
+poly                   | --preset small --set foreground=wt --set augment.probability=1 --set model.deep_supervision=0 --epochs 45 --set validate_every=45 --set schedule=poly
+cosine-warmup          | --preset small --set foreground=wt --set augment.probability=1 --set model.deep_supervision=0 --epochs 45 --set validate_every=45 --set schedule=cosine --set warmup_epochs=2
+deep-sup               | --preset small --set foreground=wt --set augment.probability=1 --set model.deep_supervision=0 --epochs 45 --set milestones=[30] --set validate_every=45 --set model.deep_supervision=2
+aug0.3+regions         | --preset small --set foreground=wt --set augment.probability=1 --set model.deep_supervision=0 --epochs 45 --set milestones=[30] --set validate_every=45 --set augment.probability=0.3 --set foreground=regions
+aug0.3+regions+ds      | --preset small --set foreground=wt --set augment.probability=1 --set model.deep_supervision=0 --epochs 45 --set milestones=[30] --set validate_every=45 --set augment.probability=0.3 --set foreground=regions --set model.deep_supervision=2
+aug0.3+regions+ds+bce  | --preset small --set foreground=wt --set augment.probability=1 --set model.deep_supervision=0 --epochs 45 --set milestones=[30] --set validate_every=45 --set augment.probability=0.3 --set foreground=regions --set model.deep_supervision=2 --set loss=bce_dice
 EOF
 }
 if [ -n "$variants_file" ]; then variants=$(cat "$variants_file"); else variants=$(default_variants); fi
