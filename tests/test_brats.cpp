@@ -581,7 +581,7 @@ void poke_float_voxels(const fs::path& path, const std::vector<index_t>& voxels,
 }  // namespace
 
 TEST_CASE("load_brats_case: NaN in a modality is an error naming --nan-policy, or zeroed and "
-          "reported with nan_policy zero; NaN in a segmentation is always an error",
+          "reported with nan_policy zero, NaN in a segmentation is always an error",
           "[data][brats][nifti]") {
   TempDir dir;
   const fs::path folder = write_case(dir.path(), "BraTS20_Training_007", BratsNaming::brats2017,

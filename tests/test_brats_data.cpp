@@ -79,7 +79,7 @@ void check_same_tensors(const fs::path& a, const fs::path& b) {
 }  // namespace
 
 TEST_CASE("train data: preprocessed == raw, and 0, 1 and 3 loader workers give identical "
-          "weights; a tiny cache evicts and stays under its limit", "[brats][data]") {
+          "weights, a tiny cache evicts and stays under its limit", "[brats][data]") {
   const revox_test::TempDir scratch("revox_test_brats_data_same");
   const fs::path raw = scratch.path() / "raw", pre = scratch.path() / "pre";
   write_phantoms(raw, 5);
@@ -113,7 +113,7 @@ TEST_CASE("train data: preprocessed == raw, and 0, 1 and 3 loader workers give i
   }
 }
 
-TEST_CASE("train data: a cache smaller than the data evicts; its peaks stay under the limit "
+TEST_CASE("train data: a cache smaller than the data evicts, its peaks stay under the limit "
           "plus the cases in use", "[brats][data]") {
   const revox_test::TempDir scratch("revox_test_brats_data_evict");
   const fs::path raw = scratch.path() / "raw", pre = scratch.path() / "pre";

@@ -401,7 +401,7 @@ revox::UNetConfig small_net_config() {
 
 }  // namespace
 
-TEST_CASE("--tta syntax: none, all, lists of axis combinations; bad entries named",
+TEST_CASE("predict --tta syntax: none, all, lists of axis combinations, bad entries named",
           "[brats][inference][tta]") {
   using revox::brats::parse_tta;
   using Flips = std::vector<revox::brats::Flip>;
@@ -481,7 +481,7 @@ TEST_CASE("TTA: the mean of the flipped-back predictions of the flipped images",
   for (index_t i = 0; i < got.numel(); ++i) REQUIRE(got[i] == Approx((a[i] + b[i]) / 2).margin(1e-6));
 }
 
-TEST_CASE("TTA: a constant net gives the plain prediction; a symmetric image a symmetric one",
+TEST_CASE("TTA: a constant net gives the plain prediction, a symmetric image a symmetric one",
           "[brats][inference][tta]") {
   revox::UNet<float> net(small_net_config());
   revox::Parameters<float> params(net);
@@ -512,7 +512,7 @@ TEST_CASE("TTA: a constant net gives the plain prediction; a symmetric image a s
   CHECK(max_abs_difference(a, b) == 0.0f);
 }
 
-TEST_CASE("ensemble of checkpoints: the mean of the models' probabilities; same contract",
+TEST_CASE("ensemble of checkpoints: the mean of the models' probabilities, same contract",
           "[brats][inference][ensemble]") {
   revox::UNet<float> first(small_net_config());
   revox::Parameters<float> first_params(first);

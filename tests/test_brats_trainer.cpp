@@ -118,7 +118,7 @@ TEST_CASE("run config: presets, --set with dotted keys, unknown keys rejected by
   CHECK_THROWS_WITH(parse_run_config(bad), Catch::Contains("'loss'"));
 }
 
-TEST_CASE("checkpoint: round trip of weights and Adam state; clear errors",
+TEST_CASE("checkpoint: round trip of weights and Adam state, clear errors",
           "[brats][checkpoint]") {
   const fs::path dir = fresh_dir("checkpoint");
   fs::create_directories(dir);
@@ -315,7 +315,7 @@ TEST_CASE("cross-validation folds: seeded, every case in one fold, ET cases spre
   CHECK_THROWS_WITH(parse_run_config(no_folds), Catch::Contains("needs 'folds' >= 2"));
 }
 
-TEST_CASE("trainer: --folds/--fold hold out one fold; the ET threshold is stored with the model",
+TEST_CASE("trainer: --folds/--fold hold out one fold, the ET threshold is stored with the model",
           "[brats][trainer][folds]") {
   const fs::path dir = fresh_dir("folds");
   std::ostringstream log;
@@ -395,7 +395,7 @@ TEST_CASE("checkpoint: et_threshold metadata is optional (0) and can be added la
 }
 
 TEST_CASE("run config: learning-rate schedules per step, warm-up, batch Dice and augmentation "
-          "probability keys; bad values named", "[brats][run_config][schedule]") {
+          "probability keys, bad values named", "[brats][run_config][schedule]") {
   nlohmann::json c = default_run_json();  // the keys' defaults (the paper's recipe)
   RunConfig r = parse_run_config(c);
   CHECK(r.schedule == "multistep");

@@ -110,7 +110,7 @@ TEST_CASE("prepare_case: crops to the head and labels plus margin, z-scores as u
                                                         Catch::Contains("every voxel"));
 }
 
-TEST_CASE("case files: written, mapped back bit for bit; damage named", "[case_store]") {
+TEST_CASE("case files: written, mapped back bit for bit, damage named", "[case_store]") {
   const revox_test::TempDir scratch("revox_test_case_store_files");
   PreparedCase p = prepare_case(small_case(), 1, "/somewhere/case_a");
   p.info.sources = {{"/somewhere/case_a/t1.nii.gz", 123, 456}};
@@ -328,7 +328,7 @@ TEST_CASE("CaseCache: bounded by its limit, least recently used out, cases in us
   CHECK(cache.evictions() > 0);
 }
 
-TEST_CASE("BackgroundLoader: the same items in order for 0, 1 and 3 workers; errors reach "
+TEST_CASE("BackgroundLoader: the same items in order for 0, 1 and 3 workers, errors reach "
           "the consumer at their item", "[loader]") {
   auto make = [](std::size_t i) {
     Rng rng(1000 + i);

@@ -367,7 +367,7 @@ TEST_CASE("losses: misuse throws a readable revox::Error", "[loss][dice][errors]
   CHECK_THROWS_AS(losses::bce_dice_loss(x.cview(), t.cview(), dx.view()), revox::Error);
 }
 
-TEST_CASE("losses: batch Dice matches a plain reference and finite differences; parts of "
+TEST_CASE("losses: batch Dice matches a plain reference and finite differences, parts of "
           "different sizes equal one batch", "[loss][dice][batch_dice][gradcheck]") {
   Rng rng(16);
   const double h = 1e-6;

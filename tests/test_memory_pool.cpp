@@ -199,7 +199,7 @@ TEST_CASE("A pool minimum sends small requests straight to the raw allocator",
   CHECK(stats.total_allocations == 12);
 }
 
-TEST_CASE("The cache limit bounds the cached bytes; set_cache_limit trims at once",
+TEST_CASE("The cache limit bounds the cached bytes, set_cache_limit trims at once",
           "[core][memory][pool]") {
   raw = RawCounter{};
   revox::TrackingAllocator allocator("limit-test", limited_allocate, limited_free,
@@ -322,7 +322,7 @@ TEST_CASE("The CPU allocator pools large tensors: a repeated step maps no new me
   CHECK(cpu.cached_bytes() >= 2 * revox::TrackingAllocator::pool_block_bytes(3 << 20));
 }
 
-TEST_CASE("REVOX_CPU_CACHE_MB sets the CPU allocator's cache limit; bad values are refused",
+TEST_CASE("REVOX_CPU_CACHE_MB sets the CPU allocator's cache limit, bad values are refused",
           "[core][memory][pool]") {
   using revox::detail::cpu_cache_limit_from_environment;
   const char* saved = std::getenv("REVOX_CPU_CACHE_MB");

@@ -543,7 +543,7 @@ TEST_CASE("unet custom: a few Adam steps lower the loss", "[unet_custom][unet][m
   }
 }
 
-TEST_CASE("unet custom: factories get each block's half width and level; misuse errors",
+TEST_CASE("unet custom: factories get each block's half width and level, misuse errors",
           "[unet_custom][unet][model]") {
   UNetConfig c = small_config({4, 8, 12}, 2);
   std::vector<std::pair<index_t, index_t>> f_calls;
