@@ -597,7 +597,7 @@ void conv3d_backward_data(TensorView<const T> dy, conv3d_detail::const_ptr<T> we
   }
   Tensor<T> col(flat_shape(chunking.scratch_elements));
   const std::vector<T> weight_t = conv3d_detail::transpose(weight, cout, col_rows);
-  cpu::fill(dx, T(0));
+  ops::FillKernels<Cpu>::fill(Cpu{}, dx, T(0));
   for (index_t n = 0; n < dy.shape.n; ++n) {
     for (index_t chunk = 0; chunk < chunking.chunks; ++chunk) {
       const index_t row_begin = chunk * chunking.rows_per_chunk;

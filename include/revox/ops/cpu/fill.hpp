@@ -1,16 +1,21 @@
-// revox/ops/cpu/fill.hpp — out[i] = value for every element (CPU).
+// revox/ops/cpu/fill.hpp — FillKernels<Cpu>: out[i] = value for every element.
 #pragma once
 
+#include "revox/core/device.hpp"
 #include "revox/core/tensor.hpp"
+#include "revox/ops/fill.hpp"
 
-namespace revox::cpu {
+namespace revox::ops {
 
-template <class T>
-void fill(TensorView<T> out, T value) {
-  const index_t count = out.numel();
-  T* data = out.data;
+template <>
+struct FillKernels<Cpu> {
+  template <class T>
+  static void fill(const Cpu& /*dev*/, TensorView<T> out, T value) {
+    const index_t count = out.numel();
+    T* data = out.data;
 #pragma omp parallel for simd schedule(static) if (count > (index_t{1} << 16))
-  for (index_t i = 0; i < count; ++i) data[i] = value;
-}
+    for (index_t i = 0; i < count; ++i) data[i] = value;
+  }
+};
 
-}  // namespace revox::cpu
+}  // namespace revox::ops
