@@ -55,14 +55,20 @@
 #include "revox/ops/kernels/dice_loss.hpp"
 
 namespace revox {
-namespace cuda {
-// revox/ops/cuda/dice_loss.cuh: the loss (name as in messages, "soft_dice_loss" or
-// "bce_dice_loss") on the GPU, as losses::detail::dice_bce on the CPU.
-template <class T>
-double dice_bce_loss(const Cuda& dev, const char* loss, TensorView<const T> logits,
-                     TensorView<const T> targets, TensorView<T> dlogits, double smooth,
-                     double bce_weight, double dice_weight);
-}  // namespace cuda
+namespace ops {
+// The device-first overloads' kernels: dice_bce_loss(dev, loss, logits, targets, dlogits,
+// smooth, bce_weight, dice_weight) with `loss` the name in messages ("soft_dice_loss" or
+// "bce_dice_loss"). DiceLossKernels<Cpu> is below (losses::detail::dice_bce), and
+// DiceLossKernels<Cuda> in ops/cuda/dice_loss.cuh (a .cu translation unit that includes this
+// header gets it).
+template <class Dev>
+struct DiceLossKernels {
+  static_assert(::revox::detail::always_false_v<Dev>,
+                "losses::soft_dice_loss and losses::bce_dice_loss have no kernels for this "
+                "device: a CUDA translation unit must include revox/ops/cuda/dice_loss.cuh (or "
+                "revox/revox.cuh)");
+};
+}  // namespace ops
 
 namespace losses {
 namespace detail {
@@ -253,6 +259,22 @@ double bce_dice_loss(nondeduced_t<TensorView<const T>> logits,
                           dice_weight);
 }
 
+}  // namespace losses
+
+namespace ops {
+template <>
+struct DiceLossKernels<Cpu> {
+  template <class T>
+  static double dice_bce_loss(const Cpu& /*dev*/, const char* loss, TensorView<const T> logits,
+                              TensorView<const T> targets, TensorView<T> dlogits, double smooth,
+                              double bce_weight, double dice_weight) {
+    return losses::detail::dice_bce(loss, logits, targets, dlogits, smooth, bce_weight,
+                                    dice_weight);
+  }
+};
+}  // namespace ops
+
+namespace losses {
 namespace detail {
 template <class Dev>
 using if_device_t = std::enable_if_t<is_cpu_v<Dev> || is_cuda_v<Dev>>;
@@ -261,13 +283,8 @@ template <class Dev, class T>
 double dice_bce_on(const Dev& dev, const char* loss, TensorView<const T> logits,
                    TensorView<const T> targets, TensorView<T> dlogits, double smooth,
                    double bce_weight, double dice_weight) {
-  if constexpr (is_cpu_v<Dev>) {
-    (void)dev;
-    return dice_bce(loss, logits, targets, dlogits, smooth, bce_weight, dice_weight);
-  } else {
-    return cuda::dice_bce_loss(dev, loss, logits, targets, dlogits, smooth, bce_weight,
-                               dice_weight);
-  }
+  return ops::DiceLossKernels<Dev>::dice_bce_loss(dev, loss, logits, targets, dlogits, smooth,
+                                                  bce_weight, dice_weight);
 }
 }  // namespace detail
 
@@ -410,3 +427,7 @@ double batch_bce_dice_loss(nondeduced_t<TensorView<const T>> logits,
 
 }  // namespace losses
 }  // namespace revox
+
+#ifdef __CUDACC__
+#include "revox/ops/cuda/dice_loss.cuh"
+#endif

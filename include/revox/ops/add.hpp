@@ -4,31 +4,20 @@
 //   add_inplace(dev, y, x)    y += x
 //   sub_inplace(dev, y, x)    y -= x
 // Shapes must match and views must not partially overlap (identical views are fine);
-// either mistake throws revox::Error. CPU kernels: ops/cpu/add.hpp; CUDA: ops/cuda/add.cuh
-// (declared here, defined there; a .cu translation unit includes it), whose bodies are
-// ops/kernels/add.hpp. On the GPU every view is device memory.
+// either mistake throws revox::Error. The op's shape is revox/ops/op.hpp: AddKernels<Cpu> in
+// ops/cpu/add.hpp, AddKernels<Cuda> in ops/cuda/add.cuh (a .cu translation unit that includes
+// this header gets it), whose bodies are ops/kernels/add.hpp. On the GPU every view is device
+// memory.
 #pragma once
 
 #include <cstdint>
 
 #include "revox/core/device.hpp"
-#include "revox/core/plan.hpp"
-#include "revox/core/profile.hpp"
 #include "revox/core/error.hpp"
 #include "revox/core/tensor.hpp"
-#include "revox/ops/cpu/add.hpp"
+#include "revox/ops/op.hpp"
 
 namespace revox {
-namespace cuda {
-// revox/ops/cuda/add.cuh
-template <class T>
-void add(const Cuda& dev, TensorView<const T> a, TensorView<const T> b, TensorView<T> y);
-template <class T>
-void add_inplace(const Cuda& dev, TensorView<T> y, TensorView<const T> x);
-template <class T>
-void sub_inplace(const Cuda& dev, TensorView<T> y, TensorView<const T> x);
-}  // namespace cuda
-
 namespace detail {
 
 // True when the element ranges of p and q share memory without being the same range.
@@ -57,58 +46,40 @@ void check_elementwise_pair(const char* op, const char* p_name, TensorView<T> p,
 
 namespace ops {
 
+template <class Dev>
+struct AddKernels {
+  static_assert(::revox::detail::always_false_v<Dev>,
+                "ops::add has no kernels for this device: a CUDA translation unit must include "
+                "revox/ops/cuda/add.cuh (or revox/revox.cuh)");
+};
+
 template <class Dev, class T>
 void add(const Dev& dev, TensorView<const T> a, TensorView<const T> b, TensorView<T> y) {
   revox::detail::check_elementwise_pair("ops::add", "a", a, "b", b);
   revox::detail::check_elementwise_pair("ops::add", "y", y, "a", a);
   revox::detail::check_elementwise_pair("ops::add", "y", y, "b", b);
-  if constexpr (is_cpu_v<Dev>) {
-    ::revox::detail::OpTimer timer("ops::add");
-    (void)dev;
-    cpu::add(a, b, y);
-  } else if constexpr (is_cuda_v<Dev>) {
-    cuda::add(dev, a, b, y);
-  } else if constexpr (is_plan_v<Dev>) {
-    (void)dev;
-    ::revox::detail::plan_op("ops::add", a.shape);
-  } else {
-    static_assert(revox::detail::always_false_v<Dev>, "ops::add: unknown device type");
-  }
+  OpScope<Dev> scope("ops::add", a.shape);
+  if constexpr (runs_kernels_v<Dev>) AddKernels<Dev>::add(dev, a, b, y);
 }
 
 template <class Dev, class T>
 void add_inplace(const Dev& dev, TensorView<T> y, TensorView<const T> x) {
   revox::detail::check_elementwise_pair("ops::add_inplace", "y", y, "x", x);
-  if constexpr (is_cpu_v<Dev>) {
-    ::revox::detail::OpTimer timer("ops::add_inplace");
-    (void)dev;
-    cpu::add_inplace(y, x);
-  } else if constexpr (is_cuda_v<Dev>) {
-    cuda::add_inplace(dev, y, x);
-  } else if constexpr (is_plan_v<Dev>) {
-    (void)dev;
-    ::revox::detail::plan_op("ops::add_inplace", y.shape);
-  } else {
-    static_assert(revox::detail::always_false_v<Dev>, "ops::add_inplace: unknown device type");
-  }
+  OpScope<Dev> scope("ops::add_inplace", y.shape);
+  if constexpr (runs_kernels_v<Dev>) AddKernels<Dev>::add_inplace(dev, y, x);
 }
 
 template <class Dev, class T>
 void sub_inplace(const Dev& dev, TensorView<T> y, TensorView<const T> x) {
   revox::detail::check_elementwise_pair("ops::sub_inplace", "y", y, "x", x);
-  if constexpr (is_cpu_v<Dev>) {
-    ::revox::detail::OpTimer timer("ops::sub_inplace");
-    (void)dev;
-    cpu::sub_inplace(y, x);
-  } else if constexpr (is_cuda_v<Dev>) {
-    cuda::sub_inplace(dev, y, x);
-  } else if constexpr (is_plan_v<Dev>) {
-    (void)dev;
-    ::revox::detail::plan_op("ops::sub_inplace", y.shape);
-  } else {
-    static_assert(revox::detail::always_false_v<Dev>, "ops::sub_inplace: unknown device type");
-  }
+  OpScope<Dev> scope("ops::sub_inplace", y.shape);
+  if constexpr (runs_kernels_v<Dev>) AddKernels<Dev>::sub_inplace(dev, y, x);
 }
 
 }  // namespace ops
 }  // namespace revox
+
+#include "revox/ops/cpu/add.hpp"
+#ifdef __CUDACC__
+#include "revox/ops/cuda/add.cuh"
+#endif

@@ -26,3 +26,6 @@ void fill(const Dev& dev, TensorView<T> out, T value) {
 }  // namespace revox::ops
 
 #include "revox/ops/cpu/fill.hpp"
+#ifdef __CUDACC__
+#include "revox/ops/cuda/fill.cuh"
+#endif

@@ -34,15 +34,18 @@
 #include "revox/core/tensor.hpp"
 #include "revox/ops/kernels/optim.hpp"
 
-namespace revox::cuda {
-// revox/ops/cuda/optim.cuh
-template <class T>
-void upload_parameter_ranges(const Cuda& dev, T* device_dst, const T* host_src,
-                             index_t count);
-template <class Update>
-void for_each_parameter_element(const Cuda& dev, index_t flat_size,
-                                ::revox::kernels::ParamRanges ranges, const Update& update);
-}  // namespace revox::cuda
+namespace revox::ops {
+// What an optimizer on a GPU device runs: upload_parameter_ranges(dev, device_dst, host_src,
+// count) and for_each_parameter_element(dev, flat_size, ranges, update). OptimKernels<Cuda>
+// is in ops/cuda/optim.cuh (a .cu translation unit that includes this header gets it); the
+// CPU runs the update over the parameter spans itself (OptimizerBase::apply).
+template <class Dev>
+struct OptimKernels {
+  static_assert(::revox::detail::always_false_v<Dev>,
+                "revox::optim has no kernels for this device: a CUDA translation unit must "
+                "include revox/ops/cuda/optim.cuh (or revox/revox.cuh)");
+};
+}  // namespace revox::ops
 
 namespace revox::optim {
 namespace detail {
@@ -126,8 +129,9 @@ class OptimizerBase {
       const std::vector<index_t> table = parameter_range_table(params.entries());
       range_count_ = static_cast<index_t>(params.entries().size());
       range_table_ = Tensor<index_t, Device>(flat_shape(static_cast<index_t>(table.size())));
-      cuda::upload_parameter_ranges(device_, range_table_.data(), table.data(),
-                                    static_cast<index_t>(table.size()));
+      ops::OptimKernels<Device>::upload_parameter_ranges(device_, range_table_.data(),
+                                                         table.data(),
+                                                         static_cast<index_t>(table.size()));
     }
   }
 
@@ -148,8 +152,8 @@ class OptimizerBase {
         for (index_t i = spans[s].begin; i < spans[s].end; ++i) local.update(i);
       }
     } else {
-      cuda::for_each_parameter_element(device_, values_.numel(),
-                                       param_ranges(range_table_.data(), range_count_), update);
+      ops::OptimKernels<Device>::for_each_parameter_element(
+          device_, values_.numel(), param_ranges(range_table_.data(), range_count_), update);
     }
   }
 
@@ -166,3 +170,7 @@ class OptimizerBase {
 
 }  // namespace detail
 }  // namespace revox::optim
+
+#ifdef __CUDACC__
+#include "revox/ops/cuda/optim.cuh"
+#endif

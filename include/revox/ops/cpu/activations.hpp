@@ -1,5 +1,5 @@
-// revox/ops/cpu/activations.hpp — element-wise ReLU, ReLU6 and LeakyReLU on the CPU,
-// forward and backward, each beside a plain reference.
+// revox/ops/cpu/activations.hpp — ActivationKernels<Cpu>: element-wise ReLU, ReLU6 and
+// LeakyReLU on the CPU, forward and backward, each beside a plain reference.
 //
 // Forward (y may alias x exactly; x and y have the same shape, every y ASSIGNED):
 //   relu(x)          = x < 0 ? 0 : x              (NaN stays NaN, like torch.clamp_min)
@@ -17,8 +17,10 @@
 #include <algorithm>
 #include <cmath>
 
+#include "revox/core/device.hpp"
 #include "revox/core/error.hpp"
 #include "revox/core/tensor.hpp"
+#include "revox/ops/activations.hpp"
 
 namespace revox::cpu {
 
@@ -27,87 +29,101 @@ namespace detail {
 inline constexpr index_t kActivationParallelMin = index_t{1} << 16;
 }  // namespace detail
 
-template <class T>
-void relu(TensorView<const T> x, TensorView<T> y) {
-  REVOX_ASSERT(x.shape == y.shape);
-  const index_t count = x.numel();
-  const T* in = x.data;
-  T* out = y.data;
-#pragma omp parallel for simd schedule(static) if (count > detail::kActivationParallelMin)
-  for (index_t i = 0; i < count; ++i) {
-    const T v = in[i];
-    out[i] = v < T(0) ? T(0) : v;
+}  // namespace revox::cpu
+
+namespace revox::ops {
+
+template <>
+struct ActivationKernels<Cpu> {
+  template <class T>
+  static void relu(const Cpu& /*dev*/, TensorView<const T> x, TensorView<T> y) {
+    REVOX_ASSERT(x.shape == y.shape);
+    const index_t count = x.numel();
+    const T* in = x.data;
+    T* out = y.data;
+#pragma omp parallel for simd schedule(static) if (count > cpu::detail::kActivationParallelMin)
+    for (index_t i = 0; i < count; ++i) {
+      const T v = in[i];
+      out[i] = v < T(0) ? T(0) : v;
+    }
   }
-}
 
-template <class T>
-void relu_backward(TensorView<const T> x, TensorView<const T> dy, TensorView<T> dx) {
-  REVOX_ASSERT(x.shape == dy.shape);
-  REVOX_ASSERT(x.shape == dx.shape);
-  const index_t count = x.numel();
-  const T* in = x.data;
-  const T* grad_out = dy.data;
-  T* grad_in = dx.data;
-#pragma omp parallel for simd schedule(static) if (count > detail::kActivationParallelMin)
-  for (index_t i = 0; i < count; ++i) grad_in[i] = in[i] <= T(0) ? T(0) : grad_out[i];
-}
-
-template <class T>
-void relu6(TensorView<const T> x, TensorView<T> y) {
-  REVOX_ASSERT(x.shape == y.shape);
-  const index_t count = x.numel();
-  const T* in = x.data;
-  T* out = y.data;
-#pragma omp parallel for simd schedule(static) if (count > detail::kActivationParallelMin)
-  for (index_t i = 0; i < count; ++i) {
-    const T v = in[i];
-    out[i] = v < T(0) ? T(0) : (v > T(6) ? T(6) : v);
+  template <class T>
+  static void relu_backward(const Cpu& /*dev*/, TensorView<const T> x, TensorView<const T> dy,
+                            TensorView<T> dx) {
+    REVOX_ASSERT(x.shape == dy.shape);
+    REVOX_ASSERT(x.shape == dx.shape);
+    const index_t count = x.numel();
+    const T* in = x.data;
+    const T* grad_out = dy.data;
+    T* grad_in = dx.data;
+#pragma omp parallel for simd schedule(static) if (count > cpu::detail::kActivationParallelMin)
+    for (index_t i = 0; i < count; ++i) grad_in[i] = in[i] <= T(0) ? T(0) : grad_out[i];
   }
-}
 
-template <class T>
-void relu6_backward(TensorView<const T> x, TensorView<const T> dy, TensorView<T> dx) {
-  REVOX_ASSERT(x.shape == dy.shape);
-  REVOX_ASSERT(x.shape == dx.shape);
-  const index_t count = x.numel();
-  const T* in = x.data;
-  const T* grad_out = dy.data;
-  T* grad_in = dx.data;
-#pragma omp parallel for simd schedule(static) if (count > detail::kActivationParallelMin)
-  for (index_t i = 0; i < count; ++i) {
-    const T v = in[i];
-    grad_in[i] = (v <= T(0) || v >= T(6)) ? T(0) : grad_out[i];
+  template <class T>
+  static void relu6(const Cpu& /*dev*/, TensorView<const T> x, TensorView<T> y) {
+    REVOX_ASSERT(x.shape == y.shape);
+    const index_t count = x.numel();
+    const T* in = x.data;
+    T* out = y.data;
+#pragma omp parallel for simd schedule(static) if (count > cpu::detail::kActivationParallelMin)
+    for (index_t i = 0; i < count; ++i) {
+      const T v = in[i];
+      out[i] = v < T(0) ? T(0) : (v > T(6) ? T(6) : v);
+    }
   }
-}
 
-template <class T>
-void leaky_relu(TensorView<const T> x, TensorView<T> y, T negative_slope) {
-  REVOX_ASSERT(x.shape == y.shape);
-  const index_t count = x.numel();
-  const T* in = x.data;
-  T* out = y.data;
-#pragma omp parallel for simd schedule(static) if (count > detail::kActivationParallelMin)
-  for (index_t i = 0; i < count; ++i) {
-    const T v = in[i];
-    out[i] = v > T(0) ? v : v * negative_slope;
+  template <class T>
+  static void relu6_backward(const Cpu& /*dev*/, TensorView<const T> x, TensorView<const T> dy,
+                             TensorView<T> dx) {
+    REVOX_ASSERT(x.shape == dy.shape);
+    REVOX_ASSERT(x.shape == dx.shape);
+    const index_t count = x.numel();
+    const T* in = x.data;
+    const T* grad_out = dy.data;
+    T* grad_in = dx.data;
+#pragma omp parallel for simd schedule(static) if (count > cpu::detail::kActivationParallelMin)
+    for (index_t i = 0; i < count; ++i) {
+      const T v = in[i];
+      grad_in[i] = (v <= T(0) || v >= T(6)) ? T(0) : grad_out[i];
+    }
   }
-}
 
-template <class T>
-void leaky_relu_backward(TensorView<const T> x, TensorView<const T> dy, TensorView<T> dx,
+  template <class T>
+  static void leaky_relu(const Cpu& /*dev*/, TensorView<const T> x, TensorView<T> y,
                          T negative_slope) {
-  REVOX_ASSERT(x.shape == dy.shape);
-  REVOX_ASSERT(x.shape == dx.shape);
-  const index_t count = x.numel();
-  const T* in = x.data;
-  const T* grad_out = dy.data;
-  T* grad_in = dx.data;
-#pragma omp parallel for simd schedule(static) if (count > detail::kActivationParallelMin)
-  for (index_t i = 0; i < count; ++i) {
-    const T g = grad_out[i];
-    grad_in[i] = in[i] > T(0) ? g : g * negative_slope;
+    REVOX_ASSERT(x.shape == y.shape);
+    const index_t count = x.numel();
+    const T* in = x.data;
+    T* out = y.data;
+#pragma omp parallel for simd schedule(static) if (count > cpu::detail::kActivationParallelMin)
+    for (index_t i = 0; i < count; ++i) {
+      const T v = in[i];
+      out[i] = v > T(0) ? v : v * negative_slope;
+    }
   }
-}
+
+  template <class T>
+  static void leaky_relu_backward(const Cpu& /*dev*/, TensorView<const T> x,
+                                  TensorView<const T> dy, TensorView<T> dx, T negative_slope) {
+    REVOX_ASSERT(x.shape == dy.shape);
+    REVOX_ASSERT(x.shape == dx.shape);
+    const index_t count = x.numel();
+    const T* in = x.data;
+    const T* grad_out = dy.data;
+    T* grad_in = dx.data;
+#pragma omp parallel for simd schedule(static) if (count > cpu::detail::kActivationParallelMin)
+    for (index_t i = 0; i < count; ++i) {
+      const T g = grad_out[i];
+      grad_in[i] = in[i] > T(0) ? g : g * negative_slope;
+    }
+  }
+};
+
+}  // namespace revox::ops
+
+namespace revox::cpu {
 
 // Plain loops, written from the definitions rather than from the fast path's formulas.
 namespace reference {

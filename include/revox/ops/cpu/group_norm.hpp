@@ -1,6 +1,7 @@
-// revox/ops/cpu/group_norm.hpp — group normalisation with a per-channel affine transform
-// (PyTorch's nn.GroupNorm, no running statistics) on the CPU: forward and backward, each
-// with a plain reference in revox::cpu::reference beside the fast path.
+// revox/ops/cpu/group_norm.hpp — GroupNormKernels<Cpu>: group normalisation with a
+// per-channel affine transform (PyTorch's nn.GroupNorm, no running statistics) on the CPU:
+// forward and backward, each with a plain reference in revox::cpu::reference beside the fast
+// path.
 //
 //   x, y, dy, dx          : (N, C, D, H, W)
 //   gamma, beta           : (C)                  dgamma, dbeta: (C)
@@ -32,8 +33,10 @@
 #include <cmath>
 #include <type_traits>
 
+#include "revox/core/device.hpp"
 #include "revox/core/error.hpp"
 #include "revox/core/tensor.hpp"
+#include "revox/ops/group_norm.hpp"
 
 namespace revox::cpu {
 namespace detail {
@@ -51,174 +54,178 @@ inline void check_group_norm_args(const char* op, const Shape5& x, index_t num_g
 
 }  // namespace detail
 
-// Doubles of tracked scratch (a Tensor<double>, freed before returning) that one call of
-// group_norm_forward / group_norm_backward allocates for x's shape; 0 for an empty x. What
-// the Plan device (revox/core/plan.hpp) counts for these ops.
-inline index_t group_norm_forward_scratch_elements(const Shape5& x, index_t num_groups) {
-  return x.empty() ? 0 : 2 * x.n * x.c + 3 * x.n * num_groups;
-}
-inline index_t group_norm_backward_scratch_elements(const Shape5& x, index_t num_groups) {
-  return x.empty() ? 0 : 2 * x.n * x.c + 2 * x.n * num_groups;
-}
+}  // namespace revox::cpu
 
-template <class T>
-void group_norm_forward(TensorView<std::add_const_t<T>> x, index_t num_groups, double eps,
-                        std::add_const_t<T>* gamma, std::add_const_t<T>* beta, TensorView<T> y,
-                        double* mean, double* rstd) {
-  detail::check_group_norm_args("group_norm_forward", x.shape, num_groups, "y", y.shape);
-  REVOX_CHECK(gamma != nullptr && beta != nullptr, "group_norm_forward: gamma and beta must not be null");
-  const Shape5 s = x.shape;
-  if (s.empty()) return;
-  const index_t N = s.n, C = s.c, G = num_groups, Cg = C / G, S = s.spatial();
-  const double M = static_cast<double>(Cg * S);
-  const bool parallel = s.numel() >= detail::kGroupNormParallelMin;
+namespace revox::ops {
 
-  // (N, C) slots for the two sums of each plane, then shift, mean and rstd per (n, g).
-  Tensor<double> scratch(flat_shape(group_norm_forward_scratch_elements(s, G)));
-  double* sum1 = scratch.data();
-  double* sum2 = sum1 + N * C;
-  double* shift = sum2 + N * C;
-  double* group_mean = shift + N * G;
-  double* group_rstd = group_mean + N * G;
-  for (index_t ng = 0; ng < N * G; ++ng) {
-    shift[ng] = static_cast<double>(x.channel(ng / G, (ng % G) * Cg)[0]);
-  }
+template <>
+struct GroupNormKernels<Cpu> {
+  template <class T>
+  static void group_norm_forward(const Cpu& /*dev*/, TensorView<std::add_const_t<T>> x,
+                                 index_t num_groups, double eps, std::add_const_t<T>* gamma,
+                                 std::add_const_t<T>* beta, TensorView<T> y, double* mean,
+                                 double* rstd) {
+    cpu::detail::check_group_norm_args("group_norm_forward", x.shape, num_groups, "y", y.shape);
+    REVOX_CHECK(gamma != nullptr && beta != nullptr,
+                "group_norm_forward: gamma and beta must not be null");
+    const Shape5 s = x.shape;
+    if (s.empty()) return;
+    const index_t N = s.n, C = s.c, G = num_groups, Cg = C / G, S = s.spatial();
+    const double M = static_cast<double>(Cg * S);
+    const bool parallel = s.numel() >= cpu::detail::kGroupNormParallelMin;
+
+    // (N, C) slots for the two sums of each plane, then shift, mean and rstd per (n, g).
+    Tensor<double> scratch(flat_shape(cpu::group_norm_forward_scratch_elements(s, G)));
+    double* sum1 = scratch.data();
+    double* sum2 = sum1 + N * C;
+    double* shift = sum2 + N * C;
+    double* group_mean = shift + N * G;
+    double* group_rstd = group_mean + N * G;
+    for (index_t ng = 0; ng < N * G; ++ng) {
+      shift[ng] = static_cast<double>(x.channel(ng / G, (ng % G) * Cg)[0]);
+    }
 
 #pragma omp parallel for schedule(static) if (parallel)
-  for (index_t p = 0; p < N * C; ++p) {
-    const index_t n = p / C, g = (p % C) / Cg;
-    const T* in = x.data + p * S;
-    const double k = shift[n * G + g];
-    double s1 = 0.0, s2 = 0.0;
-#pragma omp simd reduction(+ : s1, s2)
-    for (index_t i = 0; i < S; ++i) {
-      const double v = static_cast<double>(in[i]) - k;
-      s1 += v;
-      s2 += v * v;
-    }
-    sum1[p] = s1;
-    sum2[p] = s2;
-  }
-
-  for (index_t n = 0; n < N; ++n) {
-    for (index_t g = 0; g < G; ++g) {
+    for (index_t p = 0; p < N * C; ++p) {
+      const index_t n = p / C, g = (p % C) / Cg;
+      const T* in = x.data + p * S;
+      const double k = shift[n * G + g];
       double s1 = 0.0, s2 = 0.0;
-      for (index_t c = g * Cg; c < (g + 1) * Cg; ++c) {
-        s1 += sum1[n * C + c];
-        s2 += sum2[n * C + c];
+#pragma omp simd reduction(+ : s1, s2)
+      for (index_t i = 0; i < S; ++i) {
+        const double v = static_cast<double>(in[i]) - k;
+        s1 += v;
+        s2 += v * v;
       }
-      const double shifted_mean = s1 / M;
-      const double var = std::max(0.0, s2 / M - shifted_mean * shifted_mean);
-      group_mean[n * G + g] = shift[n * G + g] + shifted_mean;
-      group_rstd[n * G + g] = 1.0 / std::sqrt(var + eps);
+      sum1[p] = s1;
+      sum2[p] = s2;
     }
-  }
 
-#pragma omp parallel for schedule(static) if (parallel)
-  for (index_t p = 0; p < N * C; ++p) {
-    const index_t n = p / C, c = p % C, ng = n * G + c / Cg;
-    const T* in = x.data + p * S;
-    T* out = y.data + p * S;
-    const double mu = group_mean[ng];
-    const double scale = group_rstd[ng] * static_cast<double>(gamma[c]);
-    const double offset = static_cast<double>(beta[c]);
-#pragma omp simd
-    for (index_t i = 0; i < S; ++i) {
-      out[i] = static_cast<T>((static_cast<double>(in[i]) - mu) * scale + offset);
-    }
-  }
-
-  for (index_t ng = 0; ng < N * G; ++ng) {
-    if (mean != nullptr) mean[ng] = group_mean[ng];
-    if (rstd != nullptr) rstd[ng] = group_rstd[ng];
-  }
-}
-
-template <class T>
-void group_norm_backward(TensorView<std::add_const_t<T>> x, TensorView<std::add_const_t<T>> dy,
-                         index_t num_groups, const double* mean, const double* rstd,
-                         std::add_const_t<T>* gamma, TensorView<T> dx, std::add_pointer_t<T> dgamma,
-                         std::add_pointer_t<T> dbeta) {
-  detail::check_group_norm_args("group_norm_backward", x.shape, num_groups, "dy", dy.shape);
-  if (!dx.empty()) {
-    REVOX_CHECK(dx.shape == x.shape, "group_norm_backward: dx shape ", dx.shape,
-                " must equal x shape ", x.shape);
-  }
-  REVOX_CHECK(mean != nullptr && rstd != nullptr && gamma != nullptr && dgamma != nullptr &&
-                  dbeta != nullptr,
-              "group_norm_backward: mean, rstd, gamma, dgamma and dbeta must not be null");
-  const Shape5 s = x.shape;
-  if (s.empty()) return;
-  const index_t N = s.n, C = s.c, G = num_groups, Cg = C / G, S = s.spatial();
-  const double M = static_cast<double>(Cg * S);
-  const bool parallel = s.numel() >= detail::kGroupNormParallelMin;
-
-  // Per plane: a = sum dy, b = sum dy * (x - mean); then per (n, g) the coefficients of
-  // dx = rstd * gamma[c] * dy + (x - mean) * coef_x + coef_1.
-  Tensor<double> scratch(flat_shape(group_norm_backward_scratch_elements(s, G)));
-  double* sum_dy = scratch.data();
-  double* sum_dy_xc = sum_dy + N * C;
-  double* coef_x = sum_dy_xc + N * C;
-  double* coef_1 = coef_x + N * G;
-
-#pragma omp parallel for schedule(static) if (parallel)
-  for (index_t p = 0; p < N * C; ++p) {
-    const index_t n = p / C, ng = n * G + (p % C) / Cg;
-    const T* in = x.data + p * S;
-    const T* g = dy.data + p * S;
-    const double mu = mean[ng];
-    double a = 0.0, b = 0.0;
-#pragma omp simd reduction(+ : a, b)
-    for (index_t i = 0; i < S; ++i) {
-      const double gi = static_cast<double>(g[i]);
-      a += gi;
-      b += gi * (static_cast<double>(in[i]) - mu);
-    }
-    sum_dy[p] = a;
-    sum_dy_xc[p] = b;
-  }
-
-  for (index_t n = 0; n < N; ++n) {
-    for (index_t grp = 0; grp < G; ++grp) {
-      // sum_gamma_dy = M * mean_group(g);  sum_gamma_dy_xc * rstd = M * mean_group(g * xhat).
-      double sum_gamma_dy = 0.0, sum_gamma_dy_xc = 0.0;
-      for (index_t c = grp * Cg; c < (grp + 1) * Cg; ++c) {
-        sum_gamma_dy += static_cast<double>(gamma[c]) * sum_dy[n * C + c];
-        sum_gamma_dy_xc += static_cast<double>(gamma[c]) * sum_dy_xc[n * C + c];
-      }
-      const double r = rstd[n * G + grp];
-      coef_x[n * G + grp] = -r * r * r * sum_gamma_dy_xc / M;
-      coef_1[n * G + grp] = -r * sum_gamma_dy / M;
-    }
-  }
-  for (index_t c = 0; c < C; ++c) {
-    double dgamma_sum = 0.0, dbeta_sum = 0.0;
     for (index_t n = 0; n < N; ++n) {
-      dgamma_sum += sum_dy_xc[n * C + c] * rstd[n * G + c / Cg];
-      dbeta_sum += sum_dy[n * C + c];
+      for (index_t g = 0; g < G; ++g) {
+        double s1 = 0.0, s2 = 0.0;
+        for (index_t c = g * Cg; c < (g + 1) * Cg; ++c) {
+          s1 += sum1[n * C + c];
+          s2 += sum2[n * C + c];
+        }
+        const double shifted_mean = s1 / M;
+        const double var = std::max(0.0, s2 / M - shifted_mean * shifted_mean);
+        group_mean[n * G + g] = shift[n * G + g] + shifted_mean;
+        group_rstd[n * G + g] = 1.0 / std::sqrt(var + eps);
+      }
     }
-    dgamma[c] = static_cast<T>(static_cast<double>(dgamma[c]) + dgamma_sum);
-    dbeta[c] = static_cast<T>(static_cast<double>(dbeta[c]) + dbeta_sum);
-  }
-  if (dx.empty()) return;
 
 #pragma omp parallel for schedule(static) if (parallel)
-  for (index_t p = 0; p < N * C; ++p) {
-    const index_t n = p / C, c = p % C, ng = n * G + c / Cg;
-    const T* in = x.data + p * S;
-    const T* g = dy.data + p * S;
-    T* out = dx.data + p * S;
-    const double mu = mean[ng];
-    const double k_dy = rstd[ng] * static_cast<double>(gamma[c]);
-    const double k_x = coef_x[ng];
-    const double k_1 = coef_1[ng];
+    for (index_t p = 0; p < N * C; ++p) {
+      const index_t n = p / C, c = p % C, ng = n * G + c / Cg;
+      const T* in = x.data + p * S;
+      T* out = y.data + p * S;
+      const double mu = group_mean[ng];
+      const double scale = group_rstd[ng] * static_cast<double>(gamma[c]);
+      const double offset = static_cast<double>(beta[c]);
 #pragma omp simd
-    for (index_t i = 0; i < S; ++i) {
-      out[i] = static_cast<T>(k_dy * static_cast<double>(g[i]) +
-                              (static_cast<double>(in[i]) - mu) * k_x + k_1);
+      for (index_t i = 0; i < S; ++i) {
+        out[i] = static_cast<T>((static_cast<double>(in[i]) - mu) * scale + offset);
+      }
+    }
+
+    for (index_t ng = 0; ng < N * G; ++ng) {
+      if (mean != nullptr) mean[ng] = group_mean[ng];
+      if (rstd != nullptr) rstd[ng] = group_rstd[ng];
     }
   }
-}
+
+  template <class T>
+  static void group_norm_backward(const Cpu& /*dev*/, TensorView<std::add_const_t<T>> x,
+                                  TensorView<std::add_const_t<T>> dy, index_t num_groups,
+                                  const double* mean, const double* rstd,
+                                  std::add_const_t<T>* gamma, TensorView<T> dx,
+                                  std::add_pointer_t<T> dgamma, std::add_pointer_t<T> dbeta) {
+    cpu::detail::check_group_norm_args("group_norm_backward", x.shape, num_groups, "dy", dy.shape);
+    if (!dx.empty()) {
+      REVOX_CHECK(dx.shape == x.shape, "group_norm_backward: dx shape ", dx.shape,
+                  " must equal x shape ", x.shape);
+    }
+    REVOX_CHECK(mean != nullptr && rstd != nullptr && gamma != nullptr && dgamma != nullptr &&
+                    dbeta != nullptr,
+                "group_norm_backward: mean, rstd, gamma, dgamma and dbeta must not be null");
+    const Shape5 s = x.shape;
+    if (s.empty()) return;
+    const index_t N = s.n, C = s.c, G = num_groups, Cg = C / G, S = s.spatial();
+    const double M = static_cast<double>(Cg * S);
+    const bool parallel = s.numel() >= cpu::detail::kGroupNormParallelMin;
+
+    // Per plane: a = sum dy, b = sum dy * (x - mean); then per (n, g) the coefficients of
+    // dx = rstd * gamma[c] * dy + (x - mean) * coef_x + coef_1.
+    Tensor<double> scratch(flat_shape(cpu::group_norm_backward_scratch_elements(s, G)));
+    double* sum_dy = scratch.data();
+    double* sum_dy_xc = sum_dy + N * C;
+    double* coef_x = sum_dy_xc + N * C;
+    double* coef_1 = coef_x + N * G;
+
+#pragma omp parallel for schedule(static) if (parallel)
+    for (index_t p = 0; p < N * C; ++p) {
+      const index_t n = p / C, ng = n * G + (p % C) / Cg;
+      const T* in = x.data + p * S;
+      const T* g = dy.data + p * S;
+      const double mu = mean[ng];
+      double a = 0.0, b = 0.0;
+#pragma omp simd reduction(+ : a, b)
+      for (index_t i = 0; i < S; ++i) {
+        const double gi = static_cast<double>(g[i]);
+        a += gi;
+        b += gi * (static_cast<double>(in[i]) - mu);
+      }
+      sum_dy[p] = a;
+      sum_dy_xc[p] = b;
+    }
+
+    for (index_t n = 0; n < N; ++n) {
+      for (index_t grp = 0; grp < G; ++grp) {
+        // sum_gamma_dy = M * mean_group(g);  sum_gamma_dy_xc * rstd = M * mean_group(g * xhat).
+        double sum_gamma_dy = 0.0, sum_gamma_dy_xc = 0.0;
+        for (index_t c = grp * Cg; c < (grp + 1) * Cg; ++c) {
+          sum_gamma_dy += static_cast<double>(gamma[c]) * sum_dy[n * C + c];
+          sum_gamma_dy_xc += static_cast<double>(gamma[c]) * sum_dy_xc[n * C + c];
+        }
+        const double r = rstd[n * G + grp];
+        coef_x[n * G + grp] = -r * r * r * sum_gamma_dy_xc / M;
+        coef_1[n * G + grp] = -r * sum_gamma_dy / M;
+      }
+    }
+    for (index_t c = 0; c < C; ++c) {
+      double dgamma_sum = 0.0, dbeta_sum = 0.0;
+      for (index_t n = 0; n < N; ++n) {
+        dgamma_sum += sum_dy_xc[n * C + c] * rstd[n * G + c / Cg];
+        dbeta_sum += sum_dy[n * C + c];
+      }
+      dgamma[c] = static_cast<T>(static_cast<double>(dgamma[c]) + dgamma_sum);
+      dbeta[c] = static_cast<T>(static_cast<double>(dbeta[c]) + dbeta_sum);
+    }
+    if (dx.empty()) return;
+
+#pragma omp parallel for schedule(static) if (parallel)
+    for (index_t p = 0; p < N * C; ++p) {
+      const index_t n = p / C, c = p % C, ng = n * G + c / Cg;
+      const T* in = x.data + p * S;
+      const T* g = dy.data + p * S;
+      T* out = dx.data + p * S;
+      const double mu = mean[ng];
+      const double k_dy = rstd[ng] * static_cast<double>(gamma[c]);
+      const double k_x = coef_x[ng];
+      const double k_1 = coef_1[ng];
+#pragma omp simd
+      for (index_t i = 0; i < S; ++i) {
+        out[i] = static_cast<T>(k_dy * static_cast<double>(g[i]) +
+                                (static_cast<double>(in[i]) - mu) * k_x + k_1);
+      }
+    }
+  }
+};
+
+}  // namespace revox::ops
+
+namespace revox::cpu {
 
 // Plain loops straight from the definitions above (two-pass statistics in double); what
 // tests compare the fast path against.

@@ -1,5 +1,6 @@
-// revox/ops/cpu/max_pool3d.hpp — 2x2x2 max pooling with stride 2 and no padding on the
-// CPU (torch.nn.MaxPool3d(2)), forward and backward, beside a plain reference.
+// revox/ops/cpu/max_pool3d.hpp — MaxPool3dKernels<Cpu>: 2x2x2 max pooling with stride 2 and
+// no padding on the CPU (torch.nn.MaxPool3d(2)), forward and backward, beside a plain
+// reference.
 //
 // Shapes:   x (N, C, D, H, W) with D, H, W >= 2; y and argmax (N, C, D/2, H/2, W/2), floored:
 //           a trailing odd row, column or slice of x is never read.
@@ -26,9 +27,11 @@
 #include <limits>
 #include <vector>
 
+#include "revox/core/device.hpp"
 #include "revox/core/error.hpp"
 #include "revox/core/tensor.hpp"
 #include "revox/ops/cpu/simd.hpp"
+#include "revox/ops/max_pool3d.hpp"
 
 namespace revox::cpu {
 
@@ -218,12 +221,6 @@ void max_pool3d_impl(TensorView<const T> x, TensorView<T> y, TensorView<std::uin
 
 }  // namespace detail
 
-// argmax may be empty (inference): then only y is written.
-template <class T>
-void max_pool3d(TensorView<const T> x, TensorView<T> y, TensorView<std::uint8_t> argmax) {
-  detail::max_pool3d_impl<T, simd::native_lanes<T>>(x, y, argmax);
-}
-
 namespace detail {
 
 // The backward at vector width N (the public function uses the native width).
@@ -303,12 +300,30 @@ void max_pool3d_backward_impl(TensorView<const T> dy, TensorView<const std::uint
 
 }  // namespace detail
 
-// dx has the input's shape; dy and argmax the output's.
-template <class T>
-void max_pool3d_backward(TensorView<const T> dy, TensorView<const std::uint8_t> argmax,
-                         TensorView<T> dx) {
-  detail::max_pool3d_backward_impl<T, simd::native_lanes<T>>(dy, argmax, dx);
-}
+}  // namespace revox::cpu
+
+namespace revox::ops {
+
+template <>
+struct MaxPool3dKernels<Cpu> {
+  // argmax may be empty (inference): then only y is written.
+  template <class T>
+  static void max_pool3d(const Cpu& /*dev*/, TensorView<const T> x, TensorView<T> y,
+                         TensorView<std::uint8_t> argmax) {
+    cpu::detail::max_pool3d_impl<T, cpu::simd::native_lanes<T>>(x, y, argmax);
+  }
+
+  // dx has the input's shape; dy and argmax the output's.
+  template <class T>
+  static void max_pool3d_backward(const Cpu& /*dev*/, TensorView<const T> dy,
+                                  TensorView<const std::uint8_t> argmax, TensorView<T> dx) {
+    cpu::detail::max_pool3d_backward_impl<T, cpu::simd::native_lanes<T>>(dy, argmax, dx);
+  }
+};
+
+}  // namespace revox::ops
+
+namespace revox::cpu {
 
 // Straight from the definition: PyTorch's scan from -inf, then a scatter-add backward.
 namespace reference {

@@ -1,6 +1,6 @@
-// revox/ops/cpu/upsample_trilinear.hpp — trilinear upsampling by 2 on D, H and W with
-// align_corners=False on the CPU (torch.nn.Upsample(scale_factor=2, mode="trilinear")),
-// forward and backward, beside a plain 8-tap reference.
+// revox/ops/cpu/upsample_trilinear.hpp — UpsampleTrilinearKernels<Cpu>: trilinear upsampling
+// by 2 on D, H and W with align_corners=False on the CPU (torch.nn.Upsample(scale_factor=2,
+// mode="trilinear")), forward and backward, beside a plain 8-tap reference.
 //
 // Shapes:   x (N, C, D, H, W)  ->  y (N, C, 2D, 2H, 2W), any positive extents.
 // Taps:     on an axis of input size n, output index o reads
@@ -27,9 +27,11 @@
 #include <initializer_list>
 #include <vector>
 
+#include "revox/core/device.hpp"
 #include "revox/core/error.hpp"
 #include "revox/core/tensor.hpp"
 #include "revox/ops/cpu/simd.hpp"
+#include "revox/ops/upsample_trilinear.hpp"
 
 namespace revox::cpu {
 
@@ -355,20 +357,32 @@ void upsample_trilinear_backward_impl(TensorView<const T> dy, TensorView<T> dx) 
 
 }  // namespace detail
 
-template <class T>
-void upsample_trilinear(TensorView<const T> x, TensorView<T> y) {
-  REVOX_ASSERT(x.shape.valid());
-  REVOX_ASSERT(y.shape == detail::upsample_trilinear_output_extent(x.shape));
-  detail::upsample_trilinear_impl<T, simd::native_lanes<T>>(x, y);
-}
+}  // namespace revox::cpu
 
-// dy (N, C, 2D, 2H, 2W) -> dx (N, C, D, H, W), ASSIGNED.
-template <class T>
-void upsample_trilinear_backward(TensorView<const T> dy, TensorView<T> dx) {
-  REVOX_ASSERT(dx.shape.valid());
-  REVOX_ASSERT(dy.shape == detail::upsample_trilinear_output_extent(dx.shape));
-  detail::upsample_trilinear_backward_impl<T, simd::native_lanes<T>>(dy, dx);
-}
+namespace revox::ops {
+
+template <>
+struct UpsampleTrilinearKernels<Cpu> {
+  template <class T>
+  static void upsample_trilinear(const Cpu& /*dev*/, TensorView<const T> x, TensorView<T> y) {
+    REVOX_ASSERT(x.shape.valid());
+    REVOX_ASSERT(y.shape == cpu::detail::upsample_trilinear_output_extent(x.shape));
+    cpu::detail::upsample_trilinear_impl<T, cpu::simd::native_lanes<T>>(x, y);
+  }
+
+  // dy (N, C, 2D, 2H, 2W) -> dx (N, C, D, H, W), ASSIGNED.
+  template <class T>
+  static void upsample_trilinear_backward(const Cpu& /*dev*/, TensorView<const T> dy,
+                                          TensorView<T> dx) {
+    REVOX_ASSERT(dx.shape.valid());
+    REVOX_ASSERT(dy.shape == cpu::detail::upsample_trilinear_output_extent(dx.shape));
+    cpu::detail::upsample_trilinear_backward_impl<T, cpu::simd::native_lanes<T>>(dy, dx);
+  }
+};
+
+}  // namespace revox::ops
+
+namespace revox::cpu {
 
 // The 8-tap formula per output voxel, and its scatter-add transpose, straight from the
 // definition (the source index computed inline, not from the fast path's tables).
