@@ -319,7 +319,7 @@ void group_norm_forward(benchmark::State& state, BenchShape bs) {
   Tensor<float> y(s);
   const double e = static_cast<double>(s.numel());
   timed_loop(state, {4.0 * e, 12.0 * e}, [&] {
-    cpu::group_norm_forward<float>(x.cview(), groups, 1e-5, gamma.data(), beta.data(), y.view(),
+    revox::ops::GroupNormKernels<revox::Cpu>::group_norm_forward<float>(revox::Cpu{}, x.cview(), groups, 1e-5, gamma.data(), beta.data(), y.view(),
                                    mean.data(), rstd.data());
     keep(y);
   });
@@ -336,13 +336,13 @@ void group_norm_backward(benchmark::State& state, BenchShape bs) {
   std::vector<float> dgamma(static_cast<std::size_t>(s.c), 0.0f), dbeta(dgamma.size(), 0.0f);
   {
     Tensor<float> y(s);
-    cpu::group_norm_forward<float>(x.cview(), groups, 1e-5, gamma.data(), beta.data(), y.view(),
+    revox::ops::GroupNormKernels<revox::Cpu>::group_norm_forward<float>(revox::Cpu{}, x.cview(), groups, 1e-5, gamma.data(), beta.data(), y.view(),
                                    mean.data(), rstd.data());
   }
   Tensor<float> dx(s);
   const double e = static_cast<double>(s.numel());
   timed_loop(state, {8.0 * e, 20.0 * e}, [&] {
-    cpu::group_norm_backward<float>(x.cview(), dy.cview(), groups, mean.data(), rstd.data(),
+    revox::ops::GroupNormKernels<revox::Cpu>::group_norm_backward<float>(revox::Cpu{}, x.cview(), dy.cview(), groups, mean.data(), rstd.data(),
                                     gamma.data(), dx.view(), dgamma.data(), dbeta.data());
     keep(dx);
   });
@@ -357,7 +357,7 @@ void max_pool_forward(benchmark::State& state, BenchShape bs) {
   Tensor<float> y(ys);
   Tensor<std::uint8_t> argmax(ys);
   timed_loop(state, max_pool_work(s), [&] {
-    cpu::max_pool3d<float>(x.cview(), y.view(), argmax.view());
+    revox::ops::MaxPool3dKernels<revox::Cpu>::max_pool3d<float>(revox::Cpu{}, x.cview(), y.view(), argmax.view());
     keep(y);
   });
 }
@@ -368,11 +368,11 @@ void max_pool_backward(benchmark::State& state, BenchShape bs) {
   const Tensor<float> x = random_tensor(s, 1);
   Tensor<float> y(ys);
   Tensor<std::uint8_t> argmax(ys);
-  cpu::max_pool3d<float>(x.cview(), y.view(), argmax.view());
+  revox::ops::MaxPool3dKernels<revox::Cpu>::max_pool3d<float>(revox::Cpu{}, x.cview(), y.view(), argmax.view());
   const Tensor<float> dy = random_tensor(ys, 3);
   Tensor<float> dx(s);
   timed_loop(state, max_pool_work(s), [&] {
-    cpu::max_pool3d_backward<float>(dy.cview(), argmax.cview(), dx.view());
+    revox::ops::MaxPool3dKernels<revox::Cpu>::max_pool3d_backward<float>(revox::Cpu{}, dy.cview(), argmax.cview(), dx.view());
     keep(dx);
   });
 }
@@ -385,7 +385,7 @@ void upsample_forward(benchmark::State& state, BenchShape bs) {
   const Tensor<float> x = random_tensor(xs, 1);
   Tensor<float> y(s);
   timed_loop(state, upsample_work(s), [&] {
-    cpu::upsample_trilinear<float>(x.cview(), y.view());
+    revox::ops::UpsampleTrilinearKernels<revox::Cpu>::upsample_trilinear<float>(revox::Cpu{}, x.cview(), y.view());
     keep(y);
   });
 }
@@ -396,7 +396,7 @@ void upsample_backward(benchmark::State& state, BenchShape bs) {
   const Tensor<float> dy = random_tensor(s, 3);
   Tensor<float> dx(xs);
   timed_loop(state, upsample_work(s), [&] {
-    cpu::upsample_trilinear_backward<float>(dy.cview(), dx.view());
+    revox::ops::UpsampleTrilinearKernels<revox::Cpu>::upsample_trilinear_backward<float>(revox::Cpu{}, dy.cview(), dx.view());
     keep(dx);
   });
 }

@@ -33,9 +33,9 @@ const char* name(Kind kind) {
 template <class T>
 void fast_forward(Kind kind, revox::TensorView<const T> x, revox::TensorView<T> y) {
   switch (kind) {
-    case Kind::relu: revox::cpu::relu(x, y); break;
-    case Kind::relu6: revox::cpu::relu6(x, y); break;
-    case Kind::leaky_relu: revox::cpu::leaky_relu(x, y, static_cast<T>(kSlope)); break;
+    case Kind::relu: revox::ops::ActivationKernels<revox::Cpu>::relu(revox::Cpu{}, x, y); break;
+    case Kind::relu6: revox::ops::ActivationKernels<revox::Cpu>::relu6(revox::Cpu{}, x, y); break;
+    case Kind::leaky_relu: revox::ops::ActivationKernels<revox::Cpu>::leaky_relu(revox::Cpu{}, x, y, static_cast<T>(kSlope)); break;
   }
 }
 template <class T>
@@ -50,9 +50,9 @@ template <class T>
 void fast_backward(Kind kind, revox::TensorView<const T> x, revox::TensorView<const T> dy,
                    revox::TensorView<T> dx) {
   switch (kind) {
-    case Kind::relu: revox::cpu::relu_backward(x, dy, dx); break;
-    case Kind::relu6: revox::cpu::relu6_backward(x, dy, dx); break;
-    case Kind::leaky_relu: revox::cpu::leaky_relu_backward(x, dy, dx, static_cast<T>(kSlope)); break;
+    case Kind::relu: revox::ops::ActivationKernels<revox::Cpu>::relu_backward(revox::Cpu{}, x, dy, dx); break;
+    case Kind::relu6: revox::ops::ActivationKernels<revox::Cpu>::relu6_backward(revox::Cpu{}, x, dy, dx); break;
+    case Kind::leaky_relu: revox::ops::ActivationKernels<revox::Cpu>::leaky_relu_backward(revox::Cpu{}, x, dy, dx, static_cast<T>(kSlope)); break;
   }
 }
 template <class T>

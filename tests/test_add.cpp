@@ -72,14 +72,14 @@ TEMPLATE_TEST_CASE("add: fast path matches the reference", "[layer][add]", float
     }
     for (T poison : poisons) {
       Tensor<T> sum = Tensor<T>::full(shape, poison);
-      revox::cpu::add(a.cview(), b.cview(), sum.view());
+      revox::ops::AddKernels<revox::Cpu>::add(revox::Cpu{}, a.cview(), b.cview(), sum.view());
       require_identical(sum, sum_ref, "add");
     }
     Tensor<T> plus = a.clone();
-    revox::cpu::add_inplace(plus.view(), b.cview());
+    revox::ops::AddKernels<revox::Cpu>::add_inplace(revox::Cpu{}, plus.view(), b.cview());
     require_identical(plus, plus_ref, "add_inplace");
     Tensor<T> minus = a.clone();
-    revox::cpu::sub_inplace(minus.view(), b.cview());
+    revox::ops::AddKernels<revox::Cpu>::sub_inplace(revox::Cpu{}, minus.view(), b.cview());
     require_identical(minus, minus_ref, "sub_inplace");
   }
 }

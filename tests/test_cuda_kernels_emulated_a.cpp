@@ -186,13 +186,13 @@ TEMPLATE_TEST_CASE("emulated kernels: activations match the CPU kernels exactly"
   };
   check_forward(
       "relu", [](const T* in, T* out) { return kernels::Relu<T>{in, out}; },
-      [](TensorView<const T> a, TensorView<T> b) { revox::cpu::relu(a, b); });
+      [](TensorView<const T> a, TensorView<T> b) { revox::ops::ActivationKernels<revox::Cpu>::relu(revox::Cpu{}, a, b); });
   check_forward(
       "relu6", [](const T* in, T* out) { return kernels::Relu6<T>{in, out}; },
-      [](TensorView<const T> a, TensorView<T> b) { revox::cpu::relu6(a, b); });
+      [](TensorView<const T> a, TensorView<T> b) { revox::ops::ActivationKernels<revox::Cpu>::relu6(revox::Cpu{}, a, b); });
   check_forward(
       "leaky_relu", [&](const T* in, T* out) { return kernels::LeakyRelu<T>{in, out, slope}; },
-      [&](TensorView<const T> a, TensorView<T> b) { revox::cpu::leaky_relu(a, b, slope); });
+      [&](TensorView<const T> a, TensorView<T> b) { revox::ops::ActivationKernels<revox::Cpu>::leaky_relu(revox::Cpu{}, a, b, slope); });
 
   auto check_backward = [&](const char* name, auto body_for, auto cpu_op) {
     INFO(name);
@@ -206,13 +206,13 @@ TEMPLATE_TEST_CASE("emulated kernels: activations match the CPU kernels exactly"
       "relu_backward",
       [](const T* a, const T* g, T* out) { return kernels::ReluBackward<T>{a, g, out}; },
       [](TensorView<const T> a, TensorView<const T> g, TensorView<T> out) {
-        revox::cpu::relu_backward(a, g, out);
+        revox::ops::ActivationKernels<revox::Cpu>::relu_backward(revox::Cpu{}, a, g, out);
       });
   check_backward(
       "relu6_backward",
       [](const T* a, const T* g, T* out) { return kernels::Relu6Backward<T>{a, g, out}; },
       [](TensorView<const T> a, TensorView<const T> g, TensorView<T> out) {
-        revox::cpu::relu6_backward(a, g, out);
+        revox::ops::ActivationKernels<revox::Cpu>::relu6_backward(revox::Cpu{}, a, g, out);
       });
   check_backward(
       "leaky_relu_backward",
@@ -220,7 +220,7 @@ TEMPLATE_TEST_CASE("emulated kernels: activations match the CPU kernels exactly"
         return kernels::LeakyReluBackward<T>{a, g, out, slope};
       },
       [&](TensorView<const T> a, TensorView<const T> g, TensorView<T> out) {
-        revox::cpu::leaky_relu_backward(a, g, out, slope);
+        revox::ops::ActivationKernels<revox::Cpu>::leaky_relu_backward(revox::Cpu{}, a, g, out, slope);
       });
 }
 
@@ -234,7 +234,7 @@ TEMPLATE_TEST_CASE("emulated kernels: add, add_inplace and sub_inplace match the
   const index_t count = shape.numel();
 
   Tensor<T> expected = nan_tensor<T>(shape);
-  revox::cpu::add(a.cview(), b.cview(), expected.view());
+  revox::ops::AddKernels<revox::Cpu>::add(revox::Cpu{}, a.cview(), b.cview(), expected.view());
   Tensor<T> got = nan_tensor<T>(shape);
   kernels::emulate_for_each(count, kernels::Add<T>{a.data(), b.data(), got.data()});
   CHECK(mismatches(got, expected) == 0);
@@ -244,10 +244,10 @@ TEMPLATE_TEST_CASE("emulated kernels: add, add_inplace and sub_inplace match the
 
   Tensor<T> y_cpu = a.clone();
   Tensor<T> y_emulated = a.clone();
-  revox::cpu::add_inplace(y_cpu.view(), b.cview());
+  revox::ops::AddKernels<revox::Cpu>::add_inplace(revox::Cpu{}, y_cpu.view(), b.cview());
   kernels::emulate_for_each(count, kernels::AddInplace<T>{y_emulated.data(), b.data()});
   CHECK(mismatches(y_emulated, y_cpu) == 0);
-  revox::cpu::sub_inplace(y_cpu.view(), b.cview());
+  revox::ops::AddKernels<revox::Cpu>::sub_inplace(revox::Cpu{}, y_cpu.view(), b.cview());
   kernels::emulate_for_each(count, kernels::SubInplace<T>{y_emulated.data(), b.data()});
   CHECK(mismatches(y_emulated, y_cpu) == 0);
   // The coupling and its inverse: (a + b) - b differs from a only by rounding.
@@ -269,7 +269,7 @@ TEMPLATE_TEST_CASE("emulated kernels: MaxPool3d forward and gather backward matc
 
     Tensor<T> y_cpu = nan_tensor<T>(out);
     Tensor<std::uint8_t> argmax_cpu = Tensor<std::uint8_t>::full(out, 255);
-    revox::cpu::max_pool3d(x.cview(), y_cpu.view(), argmax_cpu.view());
+    revox::ops::MaxPool3dKernels<revox::Cpu>::max_pool3d(revox::Cpu{}, x.cview(), y_cpu.view(), argmax_cpu.view());
 
     Tensor<T> y = nan_tensor<T>(out);
     Tensor<std::uint8_t> argmax = Tensor<std::uint8_t>::full(out, 255);
@@ -287,7 +287,7 @@ TEMPLATE_TEST_CASE("emulated kernels: MaxPool3d forward and gather backward matc
 
     const Tensor<T> dy = random_tensor<T>(out, rng);
     Tensor<T> dx_cpu = nan_tensor<T>(in);
-    revox::cpu::max_pool3d_backward(dy.cview(), argmax_cpu.cview(), dx_cpu.view());
+    revox::ops::MaxPool3dKernels<revox::Cpu>::max_pool3d_backward(revox::Cpu{}, dy.cview(), argmax_cpu.cview(), dx_cpu.view());
     Tensor<T> dx = nan_tensor<T>(in);
     kernels::emulate_for_each(in.numel(), kernels::MaxPool3dBackward<T>{dy.data(), argmax.data(),
                                                                         out, dx.data(), in});
@@ -306,7 +306,7 @@ TEMPLATE_TEST_CASE("emulated kernels: UpsampleTrilinear forward and gather backw
     const Shape5 out{in.n, in.c, 2 * in.d, 2 * in.h, 2 * in.w};
     const Tensor<T> x = random_tensor<T>(in, rng);
     Tensor<T> y_cpu = nan_tensor<T>(out);
-    revox::cpu::upsample_trilinear(x.cview(), y_cpu.view());
+    revox::ops::UpsampleTrilinearKernels<revox::Cpu>::upsample_trilinear(revox::Cpu{}, x.cview(), y_cpu.view());
     Tensor<T> y = nan_tensor<T>(out);
     kernels::emulate_for_each(out.numel(), kernels::UpsampleTrilinearForward<T>{x.data(), in,
                                                                                 y.data(), out});
@@ -314,7 +314,7 @@ TEMPLATE_TEST_CASE("emulated kernels: UpsampleTrilinear forward and gather backw
 
     Tensor<T> dy = random_tensor<T>(out, rng);
     Tensor<T> dx_cpu = nan_tensor<T>(in);
-    revox::cpu::upsample_trilinear_backward(dy.cview(), dx_cpu.view());
+    revox::ops::UpsampleTrilinearKernels<revox::Cpu>::upsample_trilinear_backward(revox::Cpu{}, dy.cview(), dx_cpu.view());
     Tensor<T> dx = nan_tensor<T>(in);
     kernels::emulate_for_each(in.numel(), kernels::UpsampleTrilinearBackward<T>{dy.data(), out,
                                                                                 dx.data(), in});
@@ -324,7 +324,7 @@ TEMPLATE_TEST_CASE("emulated kernels: UpsampleTrilinear forward and gather backw
     for (index_t spot : {index_t{0}, out.numel() / 2, out.numel() - 1}) {
       Tensor<T> dy_inf = dy.clone();
       dy_inf[spot] = std::numeric_limits<T>::infinity();
-      revox::cpu::upsample_trilinear_backward(dy_inf.cview(), dx_cpu.view());
+      revox::ops::UpsampleTrilinearKernels<revox::Cpu>::upsample_trilinear_backward(revox::Cpu{}, dy_inf.cview(), dx_cpu.view());
       kernels::emulate_for_each(in.numel(), kernels::UpsampleTrilinearBackward<T>{
                                                 dy_inf.data(), out, dx.data(), in});
       index_t pattern_mismatches = 0;
@@ -408,7 +408,7 @@ TEMPLATE_TEST_CASE("emulated kernels: GroupNorm forward and backward match the C
         Tensor<T> y_cpu = nan_tensor<T>(shape);
         Tensor<double> mean_cpu = nan_tensor<double>(stats);
         Tensor<double> rstd_cpu = nan_tensor<double>(stats);
-        revox::cpu::group_norm_forward<T>(x.cview(), groups, eps, gamma.data(), beta.data(),
+        revox::ops::GroupNormKernels<revox::Cpu>::group_norm_forward<T>(revox::Cpu{}, x.cview(), groups, eps, gamma.data(), beta.data(),
                                           y_cpu.view(), mean_cpu.data(), rstd_cpu.data());
 
         const auto dims = kernels::group_norm_dims(shape, groups, chunk);
@@ -430,7 +430,7 @@ TEMPLATE_TEST_CASE("emulated kernels: GroupNorm forward and backward match the C
         Tensor<T> dbeta_cpu = random_tensor<T>(gamma.shape(), rng);
         Tensor<T> dgamma = dgamma_cpu.clone();
         Tensor<T> dbeta = dbeta_cpu.clone();
-        revox::cpu::group_norm_backward<T>(x.cview(), dy.cview(), groups, mean_cpu.data(),
+        revox::ops::GroupNormKernels<revox::Cpu>::group_norm_backward<T>(revox::Cpu{}, x.cview(), dy.cview(), groups, mean_cpu.data(),
                                            rstd_cpu.data(), gamma.data(), dx_cpu.view(),
                                            dgamma_cpu.data(), dbeta_cpu.data());
         Tensor<double> grad_scratch = nan_tensor<double>(
@@ -454,7 +454,7 @@ TEMPLATE_TEST_CASE("emulated kernels: GroupNorm forward and backward match the C
                                             rstd_cpu.data(), gamma.data(),
                                             static_cast<T*>(nullptr), dgamma_only.data(),
                                             dbeta_only.data(), grad_scratch.data());
-        revox::cpu::group_norm_backward<T>(x.cview(), dy.cview(), groups, mean_cpu.data(),
+        revox::ops::GroupNormKernels<revox::Cpu>::group_norm_backward<T>(revox::Cpu{}, x.cview(), dy.cview(), groups, mean_cpu.data(),
                                            rstd_cpu.data(), gamma.data(), TensorView<T>{},
                                            dgamma_cpu.data(), dbeta_cpu.data());
         CHECK(max_error(dgamma_only, dgamma_cpu) <= tolerance<T>() * 8 * scale);

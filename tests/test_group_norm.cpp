@@ -90,7 +90,7 @@ TEMPLATE_TEST_CASE("group_norm fast path matches the reference", "[ops][group_no
       Tensor<double> rstd_fast = Tensor<double>::full(sshape, nan<double>());
       Tensor<double> mean_ref = Tensor<double>::full(sshape, -777.0);
       Tensor<double> rstd_ref = Tensor<double>::full(sshape, -777.0);
-      revox::cpu::group_norm_forward(x.cview(), groups, 1e-5, gamma.data(), beta.data(),
+      revox::ops::GroupNormKernels<revox::Cpu>::group_norm_forward(revox::Cpu{}, x.cview(), groups, 1e-5, gamma.data(), beta.data(),
                                      y_fast.view(), mean_fast.data(), rstd_fast.data());
       revox::cpu::reference::group_norm_forward(x.cview(), groups, 1e-5, gamma.data(),
                                                 beta.data(), y_ref.view(), mean_ref.data(),
@@ -101,7 +101,7 @@ TEMPLATE_TEST_CASE("group_norm fast path matches the reference", "[ops][group_no
 
       // Without mean and rstd outputs the forward gives the same y.
       Tensor<T> y_plain = Tensor<T>::full(shape, nan<T>());
-      revox::cpu::group_norm_forward(x.cview(), groups, 1e-5, gamma.data(), beta.data(),
+      revox::ops::GroupNormKernels<revox::Cpu>::group_norm_forward(revox::Cpu{}, x.cview(), groups, 1e-5, gamma.data(), beta.data(),
                                      y_plain.view(), nullptr, nullptr);
       CHECK(std::memcmp(y_plain.data(), y_fast.data(), y_fast.bytes()) == 0);
 
@@ -113,7 +113,7 @@ TEMPLATE_TEST_CASE("group_norm fast path matches the reference", "[ops][group_no
       Tensor<T> dgamma_ref = prior_gamma.clone();
       Tensor<T> dbeta_fast = prior_beta.clone();
       Tensor<T> dbeta_ref = prior_beta.clone();
-      revox::cpu::group_norm_backward(x.cview(), dy.cview(), groups, mean_fast.data(),
+      revox::ops::GroupNormKernels<revox::Cpu>::group_norm_backward(revox::Cpu{}, x.cview(), dy.cview(), groups, mean_fast.data(),
                                       rstd_fast.data(), gamma.data(), dx_fast.view(),
                                       dgamma_fast.data(), dbeta_fast.data());
       revox::cpu::reference::group_norm_backward(x.cview(), dy.cview(), groups, mean_ref.data(),
@@ -126,7 +126,7 @@ TEMPLATE_TEST_CASE("group_norm fast path matches the reference", "[ops][group_no
       // An empty dx skips the input gradient and still accumulates the parameter gradients.
       Tensor<T> dgamma_only = prior_gamma.clone();
       Tensor<T> dbeta_only = prior_beta.clone();
-      revox::cpu::group_norm_backward(x.cview(), dy.cview(), groups, mean_fast.data(),
+      revox::ops::GroupNormKernels<revox::Cpu>::group_norm_backward(revox::Cpu{}, x.cview(), dy.cview(), groups, mean_fast.data(),
                                       rstd_fast.data(), gamma.data(), revox::TensorView<T>{},
                                       dgamma_only.data(), dbeta_only.data());
       CHECK(std::memcmp(dgamma_only.data(), dgamma_fast.data(), dgamma_fast.bytes()) == 0);
@@ -158,7 +158,7 @@ TEST_CASE("group_norm in float keeps precision for inputs with a large offset",
 
   Tensor<float> y = Tensor<float>::full(shape, nan<float>());
   Tensor<double> mean(stats_shape(shape, groups)), rstd(stats_shape(shape, groups));
-  revox::cpu::group_norm_forward(x.cview(), groups, 1e-5, gamma.data(), beta.data(), y.view(),
+  revox::ops::GroupNormKernels<revox::Cpu>::group_norm_forward(revox::Cpu{}, x.cview(), groups, 1e-5, gamma.data(), beta.data(), y.view(),
                                  mean.data(), rstd.data());
   Tensor<double> y_d(shape), mean_d(stats_shape(shape, groups)), rstd_d(stats_shape(shape, groups));
   revox::cpu::reference::group_norm_forward(x_d.cview(), groups, 1e-5, gamma_d.data(),
@@ -173,7 +173,7 @@ TEST_CASE("group_norm in float keeps precision for inputs with a large offset",
   Tensor<float> dx = Tensor<float>::full(shape, nan<float>());
   Tensor<float> dgamma = Tensor<float>::zeros(revox::flat_shape(6));
   Tensor<float> dbeta = Tensor<float>::zeros(revox::flat_shape(6));
-  revox::cpu::group_norm_backward(x.cview(), dy.cview(), groups, mean.data(), rstd.data(),
+  revox::ops::GroupNormKernels<revox::Cpu>::group_norm_backward(revox::Cpu{}, x.cview(), dy.cview(), groups, mean.data(), rstd.data(),
                                   gamma.data(), dx.view(), dgamma.data(), dbeta.data());
   Tensor<double> dx_d(shape);
   Tensor<double> dgamma_d = Tensor<double>::zeros(revox::flat_shape(6));
@@ -249,9 +249,9 @@ TEMPLATE_TEST_CASE("group_norm results do not depend on the number of threads",
     Outputs out{Tensor<T>(shape), Tensor<T>(shape),
                 Tensor<T>::zeros(revox::flat_shape(8)), Tensor<T>::zeros(revox::flat_shape(8))};
     Tensor<double> mean(stats_shape(shape, 2)), rstd(stats_shape(shape, 2));
-    revox::cpu::group_norm_forward(x.cview(), 2, 1e-5, gamma.data(), beta.data(), out.y.view(),
+    revox::ops::GroupNormKernels<revox::Cpu>::group_norm_forward(revox::Cpu{}, x.cview(), 2, 1e-5, gamma.data(), beta.data(), out.y.view(),
                                    mean.data(), rstd.data());
-    revox::cpu::group_norm_backward(x.cview(), dy.cview(), 2, mean.data(), rstd.data(),
+    revox::ops::GroupNormKernels<revox::Cpu>::group_norm_backward(revox::Cpu{}, x.cview(), dy.cview(), 2, mean.data(), rstd.data(),
                                     gamma.data(), out.dx.view(), out.dgamma.data(),
                                     out.dbeta.data());
     omp_set_num_threads(before);
@@ -345,14 +345,14 @@ TEST_CASE("GroupNorm rejects misuse with readable errors", "[layer][group_norm]"
   double mean[2], rstd[2];
   const float* g = layer.weight().value;
   const float* b = layer.bias().value;
-  CHECK_THROWS_WITH(revox::cpu::group_norm_forward(x.cview(), 3, 1e-5, g, b, y.view(), mean, rstd),
+  CHECK_THROWS_WITH(revox::ops::GroupNormKernels<revox::Cpu>::group_norm_forward(revox::Cpu{}, x.cview(), 3, 1e-5, g, b, y.view(), mean, rstd),
                     "group_norm_forward: channels (4) must be divisible by num_groups (3)");
-  CHECK_THROWS_WITH(revox::cpu::group_norm_forward(x.cview(), 0, 1e-5, g, b, y.view(), mean, rstd),
+  CHECK_THROWS_WITH(revox::ops::GroupNormKernels<revox::Cpu>::group_norm_forward(revox::Cpu{}, x.cview(), 0, 1e-5, g, b, y.view(), mean, rstd),
                     Contains("num_groups must be positive"));
   CHECK_THROWS_WITH(
-      revox::cpu::group_norm_forward(x.cview(), 2, 1e-5, g, b, y_wrong.view(), mean, rstd),
+      revox::ops::GroupNormKernels<revox::Cpu>::group_norm_forward(revox::Cpu{}, x.cview(), 2, 1e-5, g, b, y_wrong.view(), mean, rstd),
       Contains("group_norm_forward: y shape"));
-  CHECK_THROWS_WITH(revox::cpu::group_norm_backward(x.cview(), y.cview(), 2, mean, rstd, g,
+  CHECK_THROWS_WITH(revox::ops::GroupNormKernels<revox::Cpu>::group_norm_backward(revox::Cpu{}, x.cview(), y.cview(), 2, mean, rstd, g,
                                                     dx_wrong.view(), layer.weight().grad,
                                                     layer.bias().grad),
                     Contains("group_norm_backward: dx shape"));

@@ -78,16 +78,16 @@ TEMPLATE_TEST_CASE("max_pool3d: fast path matches the reference", "[layer][max_p
     for (T poison : poisons) {
       Tensor<T> y = Tensor<T>::full(out, poison);
       Argmax argmax = Argmax::full(out, 0xFF);
-      revox::cpu::max_pool3d(x.cview(), y.view(), argmax.view());
+      revox::ops::MaxPool3dKernels<revox::Cpu>::max_pool3d(revox::Cpu{}, x.cview(), y.view(), argmax.view());
       require_identical(y, y_ref, "forward y");
       require_identical(argmax, argmax_ref, "forward argmax");
 
       Tensor<T> y_inference = Tensor<T>::full(out, poison);
-      revox::cpu::max_pool3d(x.cview(), y_inference.view(), revox::TensorView<std::uint8_t>{});
+      revox::ops::MaxPool3dKernels<revox::Cpu>::max_pool3d(revox::Cpu{}, x.cview(), y_inference.view(), revox::TensorView<std::uint8_t>{});
       require_identical(y_inference, y_ref, "forward y without argmax");
 
       Tensor<T> dx = Tensor<T>::full(in, poison);
-      revox::cpu::max_pool3d_backward(dy.cview(), argmax.cview(), dx.view());
+      revox::ops::MaxPool3dKernels<revox::Cpu>::max_pool3d_backward(revox::Cpu{}, dy.cview(), argmax.cview(), dx.view());
       require_identical(dx, dx_ref, "backward dx");
     }
   }
@@ -136,8 +136,8 @@ TEMPLATE_TEST_CASE("max_pool3d: ties and NaN follow PyTorch's CPU kernel",
     Argmax argmax = Argmax::full(out, 0xFF);
     Tensor<T> dx = Tensor<T>::full(in, nan);
     if (fast) {
-      revox::cpu::max_pool3d(x.cview(), y.view(), argmax.view());
-      revox::cpu::max_pool3d_backward(dy.cview(), argmax.cview(), dx.view());
+      revox::ops::MaxPool3dKernels<revox::Cpu>::max_pool3d(revox::Cpu{}, x.cview(), y.view(), argmax.view());
+      revox::ops::MaxPool3dKernels<revox::Cpu>::max_pool3d_backward(revox::Cpu{}, dy.cview(), argmax.cview(), dx.view());
     } else {
       revox::cpu::reference::max_pool3d(x.cview(), y.view(), argmax.view());
       revox::cpu::reference::max_pool3d_backward(dy.cview(), argmax.cview(), dx.view());
@@ -321,12 +321,12 @@ TEST_CASE("max_pool3d: fast path matches the reference on a benchmark shape",
   const Tensor<float> dy = random_tensor<float>(pooled(in), rng, -1.0, 1.0);
   Tensor<float> y(pooled(in)), y_ref(pooled(in));
   Argmax argmax(pooled(in)), argmax_ref(pooled(in));
-  revox::cpu::max_pool3d(x.cview(), y.view(), argmax.view());
+  revox::ops::MaxPool3dKernels<revox::Cpu>::max_pool3d(revox::Cpu{}, x.cview(), y.view(), argmax.view());
   revox::cpu::reference::max_pool3d(x.cview(), y_ref.view(), argmax_ref.view());
   require_identical(y, y_ref, "forward y");
   require_identical(argmax, argmax_ref, "forward argmax");
   Tensor<float> dx(in), dx_ref(in);
-  revox::cpu::max_pool3d_backward(dy.cview(), argmax.cview(), dx.view());
+  revox::ops::MaxPool3dKernels<revox::Cpu>::max_pool3d_backward(revox::Cpu{}, dy.cview(), argmax.cview(), dx.view());
   revox::cpu::reference::max_pool3d_backward(dy.cview(), argmax_ref.cview(), dx_ref.view());
   require_identical(dx, dx_ref, "backward dx");
 }

@@ -68,7 +68,7 @@ template <class T>
 Tensor<T> upsample(const Tensor<T>& x, bool fast) {
   Tensor<T> y = Tensor<T>::full(doubled(x.shape()), std::numeric_limits<T>::quiet_NaN());
   if (fast) {
-    revox::cpu::upsample_trilinear(x.cview(), y.view());
+    revox::ops::UpsampleTrilinearKernels<revox::Cpu>::upsample_trilinear(revox::Cpu{}, x.cview(), y.view());
   } else {
     revox::cpu::reference::upsample_trilinear(x.cview(), y.view());
   }
@@ -136,7 +136,7 @@ TEMPLATE_TEST_CASE("upsample_trilinear: hand-computed backward", "[layer][upsamp
     INFO((fast ? "fast path" : "reference"));
     Tensor<T> dx = Tensor<T>::full(in, std::numeric_limits<T>::quiet_NaN());
     if (fast) {
-      revox::cpu::upsample_trilinear_backward(dy.cview(), dx.view());
+      revox::ops::UpsampleTrilinearKernels<revox::Cpu>::upsample_trilinear_backward(revox::Cpu{}, dy.cview(), dx.view());
     } else {
       revox::cpu::reference::upsample_trilinear_backward(dy.cview(), dx.view());
     }
@@ -163,10 +163,10 @@ TEMPLATE_TEST_CASE("upsample_trilinear: fast path matches the reference",
     revox::cpu::reference::upsample_trilinear_backward(dy.cview(), dx_ref.view());
     for (T poison : poisons) {
       Tensor<T> y = Tensor<T>::full(out, poison);
-      revox::cpu::upsample_trilinear(x.cview(), y.view());
+      revox::ops::UpsampleTrilinearKernels<revox::Cpu>::upsample_trilinear(revox::Cpu{}, x.cview(), y.view());
       require_close(y, y_ref, "forward");
       Tensor<T> dx = Tensor<T>::full(in, poison);
-      revox::cpu::upsample_trilinear_backward(dy.cview(), dx.view());
+      revox::ops::UpsampleTrilinearKernels<revox::Cpu>::upsample_trilinear_backward(revox::Cpu{}, dy.cview(), dx.view());
       require_close(dx, dx_ref, "backward");
     }
     // Every output's weights sum to 1, so the gradient's total is dy's total.
@@ -191,8 +191,8 @@ TEST_CASE("upsample_trilinear: results do not depend on the thread count",
   const int counts[2] = {1, 3};
   for (int i = 0; i < 2; ++i) {
     omp_set_num_threads(counts[i]);
-    revox::cpu::upsample_trilinear(x.cview(), y_by_threads[i].view());
-    revox::cpu::upsample_trilinear_backward(dy.cview(), dx_by_threads[i].view());
+    revox::ops::UpsampleTrilinearKernels<revox::Cpu>::upsample_trilinear(revox::Cpu{}, x.cview(), y_by_threads[i].view());
+    revox::ops::UpsampleTrilinearKernels<revox::Cpu>::upsample_trilinear_backward(revox::Cpu{}, dy.cview(), dx_by_threads[i].view());
   }
   omp_set_num_threads(threads_before);
   CHECK(std::memcmp(y_by_threads[0].data(), y_by_threads[1].data(), y_by_threads[0].bytes()) == 0);
@@ -336,11 +336,11 @@ TEST_CASE("upsample_trilinear: fast path matches the reference on a benchmark sh
   const Tensor<float> x = random_tensor<float>(in, rng, -1.0, 1.0);
   const Tensor<float> dy = random_tensor<float>(doubled(in), rng, -1.0, 1.0);
   Tensor<float> y(doubled(in)), y_ref(doubled(in));
-  revox::cpu::upsample_trilinear(x.cview(), y.view());
+  revox::ops::UpsampleTrilinearKernels<revox::Cpu>::upsample_trilinear(revox::Cpu{}, x.cview(), y.view());
   revox::cpu::reference::upsample_trilinear(x.cview(), y_ref.view());
   require_close(y, y_ref, "forward");
   Tensor<float> dx(in), dx_ref(in);
-  revox::cpu::upsample_trilinear_backward(dy.cview(), dx.view());
+  revox::ops::UpsampleTrilinearKernels<revox::Cpu>::upsample_trilinear_backward(revox::Cpu{}, dy.cview(), dx.view());
   revox::cpu::reference::upsample_trilinear_backward(dy.cview(), dx_ref.view());
   require_close(dx, dx_ref, "backward");
 }
