@@ -1,8 +1,9 @@
 // revox_bench — revox's CPU kernels against this machine's limits and against oneDNN, in one
 // run: depthwise 3x3x3 (forward, backward-data, backward-weight, fused backward), pointwise
-// 1x1x1 (forward, backward-data, backward-weight), dense 3x3x3 convolution, GroupNorm, 2x2x2
-// MaxPool3d and trilinear x2 upsampling (forward and backward), an MBConv block
-// forward+backward, a reversible MBConv block forward+backward, and U-Net training steps.
+// 1x1x1 (forward, backward-data, backward-weight), dense 3x3x3 convolution, GroupNorm,
+// InstanceNorm3d (affine), 2x2x2 MaxPool3d and trilinear x2 upsampling (forward and
+// backward), an MBConv block forward+backward, a reversible MBConv block forward+backward,
+// and U-Net training steps.
 // Shapes (batch 1, float32, NCDHW): (C, D=H=W) in {(32,64), (32,96), (64,64), (30,128)}.
 //
 // At start-up the executable measures this machine's limits at the run's thread count (a
@@ -36,6 +37,7 @@
 #include "revox/ops/cpu/conv3d.hpp"
 #include "revox/ops/cpu/depthwise_conv3d.hpp"
 #include "revox/ops/cpu/group_norm.hpp"
+#include "revox/ops/instance_norm.hpp"
 #include "revox/ops/cpu/max_pool3d.hpp"
 #include "revox/ops/cpu/pointwise_conv3d.hpp"
 #include "revox/ops/cpu/upsample_trilinear.hpp"
@@ -348,6 +350,47 @@ void group_norm_backward(benchmark::State& state, BenchShape bs) {
   });
 }
 
+// ---- InstanceNorm3d (affine) -------------------------------------------------------------
+// The same traffic and FLOPs as GroupNorm: per (n, c) plane the statistics read x once, then
+// y is written from a second read (12 E); backward reads x and dy twice and writes dx (20 E).
+
+void instance_norm_forward(benchmark::State& state, BenchShape bs) {
+  const Shape5 s = bs.shape();
+  const Tensor<float> x = random_tensor(s, 1);
+  const std::vector<float> weight = random_vector(s.c, 4, 1.0f);
+  const std::vector<float> bias = random_vector(s.c, 5, 1.0f);
+  std::vector<double> mean(static_cast<std::size_t>(s.n * s.c)), rstd(mean.size());
+  Tensor<float> y(s);
+  const double e = static_cast<double>(s.numel());
+  timed_loop(state, {4.0 * e, 12.0 * e}, [&] {
+    ops::instance_norm_forward(Cpu{}, x.cview(), weight.data(), bias.data(), 1e-5, y.view(),
+                               mean.data(), rstd.data());
+    keep(y);
+  });
+}
+
+void instance_norm_backward(benchmark::State& state, BenchShape bs) {
+  const Shape5 s = bs.shape();
+  const Tensor<float> x = random_tensor(s, 1);
+  const Tensor<float> dy = random_tensor(s, 3);
+  const std::vector<float> weight = random_vector(s.c, 4, 1.0f);
+  const std::vector<float> bias = random_vector(s.c, 5, 1.0f);
+  std::vector<double> mean(static_cast<std::size_t>(s.n * s.c)), rstd(mean.size());
+  std::vector<float> dweight(static_cast<std::size_t>(s.c), 0.0f), dbias(dweight.size(), 0.0f);
+  {
+    Tensor<float> y(s);
+    ops::instance_norm_forward(Cpu{}, x.cview(), weight.data(), bias.data(), 1e-5, y.view(),
+                               mean.data(), rstd.data());
+  }
+  Tensor<float> dx(s);
+  const double e = static_cast<double>(s.numel());
+  timed_loop(state, {8.0 * e, 20.0 * e}, [&] {
+    ops::instance_norm_backward(Cpu{}, x.cview(), dy.cview(), weight.data(), mean.data(),
+                                rstd.data(), dx.view(), dweight.data(), dbias.data());
+    keep(dx);
+  });
+}
+
 // ---- MaxPool3d 2x2x2 (x at the benchmark shape) -----------------------------------------
 
 void max_pool_forward(benchmark::State& state, BenchShape bs) {
@@ -504,6 +547,8 @@ void register_revox_benchmarks() {
       {"conv3x3_bwd_weight", dense_backward_weight},
       {"groupnorm_fwd", group_norm_forward},
       {"groupnorm_bwd", group_norm_backward},
+      {"instancenorm_fwd", instance_norm_forward},
+      {"instancenorm_bwd", instance_norm_backward},
       {"maxpool_fwd", max_pool_forward},
       {"maxpool_bwd", max_pool_backward},
       {"upsample_fwd", upsample_forward},

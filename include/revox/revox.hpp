@@ -24,6 +24,7 @@
 #include "revox/layers/conv_block.hpp"
 #include "revox/layers/depthwise_conv3d.hpp"
 #include "revox/layers/group_norm.hpp"
+#include "revox/layers/instance_norm3d.hpp"
 #include "revox/layers/layer.hpp"
 #include "revox/layers/max_pool3d.hpp"
 #include "revox/layers/mbconv.hpp"

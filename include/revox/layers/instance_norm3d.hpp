@@ -1,0 +1,132 @@
+// revox/layers/instance_norm3d.hpp — InstanceNorm3d<T>, PyTorch's
+//   nn.InstanceNorm3d(num_features, eps=eps, affine=affine, track_running_stats=False)
+// Each (n, c) plane is normalised by its own mean and biased variance over D*H*W elements:
+// y = (x - mean) / sqrt(var + eps), then, when affine, y * weight[c] + bias[c].
+// No running statistics: the output depends on x and the parameters only (PyTorch's default,
+// and what a reversible block needs to recompute a layer exactly).
+//
+// Shapes:     x, y, dy, dx: (N, C, D, H, W), C = channels.
+// Parameters: affine only: "weight" [C] (reset to 1), "bias" [C] (reset to 0); none otherwise.
+// Saved:      a view of x (the caller keeps x alive and unchanged until backward), and the
+//             mean and rstd = 1/sqrt(var + eps) of each (n, c), owned, (N, C) in double.
+// Backward:   dx = (dy/dx)^T dy is ASSIGNED (skipped when dx is empty); dweight and dbias
+//             ACCUMULATE. Backward releases what `saved` holds.
+// Preconditions: bound to a Parameters before forward when affine. Kernels:
+//             revox/ops/instance_norm.hpp. A single spatial element is allowed (PyTorch
+//             refuses it in training): var = 0, so y = bias and dx = 0.
+// Devices:    forward/backward run on the device passed (Cpu, Cuda or Plan); the saved
+//             statistics live on that device. reset_parameters writes through host pointers:
+//             on Cuda, initialise a CPU-bound copy and copy its flat buffer to the device.
+#pragma once
+
+#include <cmath>
+#include <string>
+
+#include "revox/core/error.hpp"
+#include "revox/core/init.hpp"
+#include "revox/core/parameters.hpp"
+#include "revox/core/tensor.hpp"
+#include "revox/layers/layer.hpp"
+#include "revox/ops/instance_norm.hpp"
+
+namespace revox {
+
+template <class T>
+class InstanceNorm3d {
+ public:
+  using value_type = T;
+
+  template <class Dev>
+  struct Saved {
+    TensorView<const T> x;
+    Tensor<double, Dev> mean;  // (N, C, 1, 1, 1)
+    Tensor<double, Dev> rstd;  // (N, C, 1, 1, 1)
+  };
+
+  explicit InstanceNorm3d(index_t channels, bool affine = false, double eps = 1e-5)
+      : channels_(channels), affine_(affine), eps_(eps) {
+    REVOX_CHECK(channels > 0, "InstanceNorm3d: channels must be positive, got ", channels);
+    REVOX_CHECK(std::isfinite(eps) && eps >= 0.0,
+                "InstanceNorm3d: eps must be finite and >= 0, got ", eps);
+    if (affine) {
+      weight_ = Param<T>(ParamShape{channels});
+      bias_ = Param<T>(ParamShape{channels});
+    }
+  }
+
+  index_t channels() const { return channels_; }
+  bool affine() const { return affine_; }
+  double eps() const { return eps_; }
+  // Unbound and empty unless affine.
+  Param<T>& weight() { return weight_; }
+  const Param<T>& weight() const { return weight_; }
+  Param<T>& bias() { return bias_; }
+  const Param<T>& bias() const { return bias_; }
+
+  Shape5 output_shape(Shape5 in) const {
+    REVOX_CHECK(in.valid(), "InstanceNorm3d: input extents must be positive, got ", in);
+    REVOX_CHECK_EQ("InstanceNorm3d: input channels", channels_, in.c);
+    return in;
+  }
+
+  template <class Fn>
+  void visit_params(Fn&& fn) {
+    if (!affine_) return;
+    fn(std::string("weight"), weight_);
+    fn(std::string("bias"), bias_);
+  }
+
+  void reset_parameters(Rng& /*rng*/) {
+    if (!affine_) return;
+    check_bound();
+    init::constant(weight_.value, weight_.numel(), T(1));
+    init::constant(bias_.value, bias_.numel(), T(0));
+  }
+
+  template <class Dev>
+  void forward(const Dev& dev, TensorView<const T> x, TensorView<T> y,
+               nondeduced_t<Saved<Dev>>* saved) const {
+    check_output_view("InstanceNorm3d", output_shape(x.shape), y.shape);
+    check_bound();
+    double* mean = nullptr;
+    double* rstd = nullptr;
+    if (saved != nullptr) {
+      const Shape5 stats{x.shape.n, channels_, 1, 1, 1};
+      saved->x = x;
+      saved->mean = Tensor<double, Dev>(stats);
+      saved->rstd = Tensor<double, Dev>(stats);
+      mean = saved->mean.data();
+      rstd = saved->rstd.data();
+    }
+    ops::instance_norm_forward(dev, x, weight_.value, bias_.value, eps_, y, mean, rstd);
+  }
+
+  template <class Dev>
+  void backward(const Dev& dev, Saved<Dev>& saved, TensorView<const T> dy, TensorView<T> dx) {
+    REVOX_CHECK(saved.x.data != nullptr && !saved.mean.empty() && !saved.rstd.empty(),
+                "InstanceNorm3d::backward: nothing saved; run forward with `saved` before each "
+                "backward");
+    check_bound();
+    REVOX_CHECK(dy.shape == saved.x.shape, "InstanceNorm3d::backward: dy shape ", dy.shape,
+                " does not match the expected ", saved.x.shape);
+    if (!dx.empty()) check_output_view("InstanceNorm3d::backward (dx)", saved.x.shape, dx.shape);
+    ops::instance_norm_backward(dev, saved.x, dy, weight_.value, saved.mean.data(),
+                                saved.rstd.data(), dx, weight_.grad, bias_.grad);
+    saved = Saved<Dev>{};
+  }
+
+ private:
+  void check_bound() const {
+    REVOX_CHECK(!affine_ || (weight_.bound() && bias_.bound()),
+                "InstanceNorm3d: parameters are not bound; construct a Parameters<T> from the "
+                "layer (or the model holding it) first");
+  }
+
+  index_t channels_;
+  bool affine_;
+  double eps_;
+  Param<T> weight_;  // [C] when affine; otherwise unbound (value and grad nullptr)
+  Param<T> bias_;
+};
+
+}  // namespace revox
