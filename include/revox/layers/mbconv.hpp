@@ -14,13 +14,17 @@
 // Parameters (PyTorch state-dict names of the equivalent module): expand.weight
 // [Cin*e, Cin, 1, 1, 1], expand_norm.{weight,bias}, depthwise.weight [Cin*e, 1, 3, 3, 3],
 // depthwise_norm.{weight,bias}, project.weight [Cout, Cin*e, 1, 1, 1],
-// project_norm.{weight,bias}.
+// project_norm.{weight,bias}. The sub-layers are named members (the expand stage, conv and
+// norm, one optional member present when e > 1); visit_named is the one table that pairs
+// each with its name, and visit_params and reset_parameters walk it, so the names and their
+// order do not depend on the members' order (tests/test_parameter_names.cpp holds them).
 //
 // Two memory modes, with the same parameters, names, output and (up to rounding) gradients:
 //
-// Stored (lean = false, the default): Saved holds the sub-layers' Saved and the intermediate
-// activations (six of the seven are Cin*e channels wide); without `saved` at most two
-// intermediates are alive.
+// Stored (lean = false, the default): the members run as a Sequential (conv, norm, ReLU6 per
+// stage) through pointers to them; Saved holds that Sequential's Saved: the sub-layers' Saved
+// and the intermediate activations (six of the seven are Cin*e channels wide); without
+// `saved` at most two intermediates are alive.
 //
 // Lean (lean = true, or set_lean(true)): the hidden channels are processed in chunks of one
 // GroupNorm group (Cg = Cin*e / num_groups channels) of one sample at a time. Expand, its
@@ -55,8 +59,10 @@
 // Preconditions: Cin*e and Cout divisible by num_groups.
 #pragma once
 
+#include <cstddef>
 #include <optional>
 #include <string>
+#include <variant>
 
 #include "revox/layers/activations.hpp"
 #include "revox/layers/depthwise_conv3d.hpp"
@@ -76,18 +82,67 @@ namespace revox {
 
 template <class T>
 class MBConv {
-  using Expanded = Sequential<PointwiseConv3d<T>, GroupNorm<T>, ReLU6<T>, DepthwiseConv3d<T>,
-                              GroupNorm<T>, ReLU6<T>, PointwiseConv3d<T>, GroupNorm<T>>;
-  using Unexpanded = Sequential<DepthwiseConv3d<T>, GroupNorm<T>, ReLU6<T>, PointwiseConv3d<T>,
-                                GroupNorm<T>>;
+  // A layer that runs one of MBConv's sub-layers through a pointer to it, so that the stored
+  // mode can run the members as a Sequential (its memory schedule and its results) while the
+  // members keep their names. Built from a const member it can only run forward (what
+  // MBConv::forward, a const function, needs); built from a mutable one also backward. It
+  // reports no parameters: the names come from MBConv::visit_named alone.
+  template <class L>
+  class Member {
+    static_assert(!is_reversible_v<L> && !keeps_output_v<L>,
+                  "MBConv::Member: for layers that keep neither input nor output only");
+
+   public:
+    using value_type = T;
+    template <class Dev>
+    using Saved = saved_t<L, Dev>;
+
+    explicit Member(const L& layer) : layer_(&layer) {}
+    explicit Member(L& layer) : layer_(&layer), mutable_layer_(&layer) {}
+
+    Shape5 output_shape(Shape5 in) const { return layer_->output_shape(in); }
+    template <class Fn>
+    void visit_params(Fn&&) {}
+    void reset_parameters(Rng&) {}
+
+    template <class Dev>
+    void forward(const Dev& dev, TensorView<const T> x, TensorView<T> y,
+                 nondeduced_t<Saved<Dev>>* saved) const {
+      layer_->forward(dev, x, y, saved);
+    }
+    template <class Dev>
+    void backward(const Dev& dev, Saved<Dev>& saved, TensorView<const T> dy, TensorView<T> dx) {
+      REVOX_ASSERT(mutable_layer_ != nullptr);
+      mutable_layer_->backward(dev, saved, dy, dx);
+    }
+
+   private:
+    const L* layer_ = nullptr;
+    L* mutable_layer_ = nullptr;  // null when built from a const member (forward only)
+  };
+
+  // The stored mode's chains of the members, with and without the expand stage.
+  using ExpandedChain =
+      Sequential<Member<PointwiseConv3d<T>>, Member<GroupNorm<T>>, ReLU6<T>,
+                 Member<DepthwiseConv3d<T>>, Member<GroupNorm<T>>, ReLU6<T>,
+                 Member<PointwiseConv3d<T>>, Member<GroupNorm<T>>>;
+  using PlainChain = Sequential<Member<DepthwiseConv3d<T>>, Member<GroupNorm<T>>, ReLU6<T>,
+                                Member<PointwiseConv3d<T>>, Member<GroupNorm<T>>>;
 
  public:
   using value_type = T;
 
+  // The expand stage (expand_ratio > 1 only): the 1x1x1 conv Cin -> Cin*e and its GroupNorm.
+  struct ExpandStage {
+    PointwiseConv3d<T> conv;
+    GroupNorm<T> norm;
+  };
+
   template <class Dev>
   struct Saved {
-    saved_t<Expanded, Dev> expanded;      // used when expand_ratio > 1
-    saved_t<Unexpanded, Dev> unexpanded;  // used when expand_ratio == 1
+    // Stored mode: the chain's Saved (ExpandedChain's when expand_ratio > 1, PlainChain's
+    // otherwise); monostate before a stored forward and in lean mode.
+    std::variant<std::monostate, saved_t<ExpandedChain, Dev>, saved_t<PlainChain, Dev>> stored;
     // Lean mode only (empty in stored mode):
     bool lean = false;     // which mode's forward filled this
     TensorView<const T> x;  // the input (the caller keeps it alive and unchanged)
@@ -99,31 +154,18 @@ class MBConv {
 
   MBConv(index_t in_channels, index_t out_channels, index_t expand_ratio, index_t num_groups,
          bool lean = false)
-      : in_channels_(in_channels),
+      : in_channels_(validated(in_channels, out_channels, expand_ratio, num_groups)),
         out_channels_(out_channels),
         expand_ratio_(expand_ratio),
         num_groups_(num_groups),
-        lean_(lean) {
-    REVOX_CHECK(in_channels > 0, "MBConv: in_channels must be positive, got ", in_channels);
-    REVOX_CHECK(out_channels > 0, "MBConv: out_channels must be positive, got ", out_channels);
-    REVOX_CHECK(expand_ratio >= 1, "MBConv: expand_ratio must be at least 1, got ", expand_ratio);
-    REVOX_CHECK(num_groups > 0, "MBConv: num_groups must be positive, got ", num_groups);
-    const index_t hidden = hidden_channels();
-    REVOX_CHECK(hidden % num_groups == 0, "MBConv: expanded channels (", hidden, " = ",
-                in_channels, " x expand_ratio ", expand_ratio,
-                ") must be divisible by num_groups (", num_groups, ")");
-    REVOX_CHECK(out_channels % num_groups == 0, "MBConv: out_channels (", out_channels,
-                ") must be divisible by num_groups (", num_groups, ")");
+        lean_(lean),
+        depthwise_(in_channels * expand_ratio, false),
+        depthwise_norm_(num_groups, in_channels * expand_ratio),
+        project_(in_channels * expand_ratio, out_channels, false),
+        project_norm_(num_groups, out_channels) {
     if (expand_ratio > 1) {
-      expanded_.emplace(PointwiseConv3d<T>(in_channels, hidden, false),
-                        GroupNorm<T>(num_groups, hidden), ReLU6<T>(),
-                        DepthwiseConv3d<T>(hidden, false), GroupNorm<T>(num_groups, hidden),
-                        ReLU6<T>(), PointwiseConv3d<T>(hidden, out_channels, false),
-                        GroupNorm<T>(num_groups, out_channels));
-    } else {
-      unexpanded_.emplace(DepthwiseConv3d<T>(hidden, false), GroupNorm<T>(num_groups, hidden),
-                          ReLU6<T>(), PointwiseConv3d<T>(hidden, out_channels, false),
-                          GroupNorm<T>(num_groups, out_channels));
+      expand_.emplace(ExpandStage{PointwiseConv3d<T>(in_channels, hidden_channels(), false),
+                                  GroupNorm<T>(num_groups, hidden_channels())});
     }
   }
 
@@ -140,35 +182,36 @@ class MBConv {
   Shape5 output_shape(Shape5 in) const {
     REVOX_CHECK(in.c == in_channels_, "MBConv: input channels: expected ", in_channels_,
                 ", got ", in.c);
-    return expanded_ ? expanded_->output_shape(in) : unexpanded_->output_shape(in);
+    return expand_ ? expanded_chain(*this).output_shape(in) : plain_chain(*this).output_shape(in);
+  }
+
+  // The one table of the sub-layers' names: fn(name, sub-layer) for each sub-layer with
+  // parameters, in the checkpoint's order (expand and expand_norm only when e > 1). The
+  // parameter names are "<name>.<the sub-layer's own name>" (visit_params), and
+  // reset_parameters initialises the sub-layers in this order.
+  template <class Fn>
+  void visit_named(Fn&& fn) {
+    if (expand_) {
+      fn("expand", expand_->conv);
+      fn("expand_norm", expand_->norm);
+    }
+    fn("depthwise", depthwise_);
+    fn("depthwise_norm", depthwise_norm_);
+    fn("project", project_);
+    fn("project_norm", project_norm_);
   }
 
   template <class Fn>
   void visit_params(Fn&& fn) {
-    auto named = [&](const char* prefix) {
-      return [&fn, prefix](const std::string& name, Param<T>& p) { fn(prefix + name, p); };
-    };
-    if (expanded_) {
-      expanded_->template get<0>().visit_params(named("expand."));
-      expanded_->template get<1>().visit_params(named("expand_norm."));
-      expanded_->template get<3>().visit_params(named("depthwise."));
-      expanded_->template get<4>().visit_params(named("depthwise_norm."));
-      expanded_->template get<6>().visit_params(named("project."));
-      expanded_->template get<7>().visit_params(named("project_norm."));
-    } else {
-      unexpanded_->template get<0>().visit_params(named("depthwise."));
-      unexpanded_->template get<1>().visit_params(named("depthwise_norm."));
-      unexpanded_->template get<3>().visit_params(named("project."));
-      unexpanded_->template get<4>().visit_params(named("project_norm."));
-    }
+    visit_named([&fn](const char* layer_name, auto& layer) {
+      const std::string prefix = std::string(layer_name) + ".";
+      layer.visit_params(
+          [&fn, &prefix](const std::string& name, Param<T>& p) { fn(prefix + name, p); });
+    });
   }
 
   void reset_parameters(Rng& rng) {
-    if (expanded_) {
-      expanded_->reset_parameters(rng);
-    } else {
-      unexpanded_->reset_parameters(rng);
-    }
+    visit_named([&rng](const char*, auto& layer) { layer.reset_parameters(rng); });
   }
 
   template <class Dev>
@@ -180,10 +223,10 @@ class MBConv {
       return;
     }
     if (saved != nullptr) saved->lean = false;
-    if (expanded_) {
-      expanded_->forward(dev, x, y, saved != nullptr ? &saved->expanded : nullptr);
+    if (expand_) {
+      stored_forward<1>(dev, expanded_chain(*this), x, y, saved);
     } else {
-      unexpanded_->forward(dev, x, y, saved != nullptr ? &saved->unexpanded : nullptr);
+      stored_forward<2>(dev, plain_chain(*this), x, y, saved);
     }
   }
 
@@ -193,29 +236,62 @@ class MBConv {
       lean_backward(dev, saved, dy, dx);
       return;
     }
-    if (expanded_) {
-      expanded_->backward(dev, saved.expanded, dy, dx);
+    REVOX_CHECK(saved.stored.index() == (expand_ ? 1u : 2u),
+                "MBConv::backward: nothing saved; run forward with `saved` before each backward");
+    if (expand_) {
+      expanded_chain(*this).backward(dev, std::get<1>(saved.stored), dy, dx);
     } else {
-      unexpanded_->backward(dev, saved.unexpanded, dy, dx);
+      plain_chain(*this).backward(dev, std::get<2>(saved.stored), dy, dx);
     }
   }
 
  private:
-  // The sub-layers, whichever Sequential holds them (expand and expand_norm: e > 1 only).
-  const PointwiseConv3d<T>& expand_conv() const { return expanded_->template get<0>(); }
-  const GroupNorm<T>& expand_norm() const { return expanded_->template get<1>(); }
-  const DepthwiseConv3d<T>& depthwise_conv() const {
-    return expanded_ ? expanded_->template get<3>() : unexpanded_->template get<0>();
+  static index_t validated(index_t in_channels, index_t out_channels, index_t expand_ratio,
+                           index_t num_groups) {
+    REVOX_CHECK(in_channels > 0, "MBConv: in_channels must be positive, got ", in_channels);
+    REVOX_CHECK(out_channels > 0, "MBConv: out_channels must be positive, got ", out_channels);
+    REVOX_CHECK(expand_ratio >= 1, "MBConv: expand_ratio must be at least 1, got ", expand_ratio);
+    REVOX_CHECK(num_groups > 0, "MBConv: num_groups must be positive, got ", num_groups);
+    const index_t hidden = in_channels * expand_ratio;
+    REVOX_CHECK(hidden % num_groups == 0, "MBConv: expanded channels (", hidden, " = ",
+                in_channels, " x expand_ratio ", expand_ratio,
+                ") must be divisible by num_groups (", num_groups, ")");
+    REVOX_CHECK(out_channels % num_groups == 0, "MBConv: out_channels (", out_channels,
+                ") must be divisible by num_groups (", num_groups, ")");
+    return in_channels;
   }
-  const GroupNorm<T>& depthwise_norm() const {
-    return expanded_ ? expanded_->template get<4>() : unexpanded_->template get<1>();
+
+  // The members as the stored mode's chain: Self is MBConv (forward and backward) or
+  // const MBConv (forward only).
+  template <class Self>
+  static ExpandedChain expanded_chain(Self& self) {
+    return ExpandedChain(
+        Member<PointwiseConv3d<T>>(self.expand_->conv), Member<GroupNorm<T>>(self.expand_->norm),
+        ReLU6<T>(), Member<DepthwiseConv3d<T>>(self.depthwise_),
+        Member<GroupNorm<T>>(self.depthwise_norm_), ReLU6<T>(),
+        Member<PointwiseConv3d<T>>(self.project_), Member<GroupNorm<T>>(self.project_norm_));
   }
-  const PointwiseConv3d<T>& project_conv() const {
-    return expanded_ ? expanded_->template get<6>() : unexpanded_->template get<3>();
+  template <class Self>
+  static PlainChain plain_chain(Self& self) {
+    return PlainChain(Member<DepthwiseConv3d<T>>(self.depthwise_),
+                      Member<GroupNorm<T>>(self.depthwise_norm_), ReLU6<T>(),
+                      Member<PointwiseConv3d<T>>(self.project_),
+                      Member<GroupNorm<T>>(self.project_norm_));
   }
-  const GroupNorm<T>& project_norm() const {
-    return expanded_ ? expanded_->template get<7>() : unexpanded_->template get<4>();
+
+  template <std::size_t I, class Chain, class Dev>
+  static void stored_forward(const Dev& dev, const Chain& chain, TensorView<const T> x,
+                             TensorView<T> y, Saved<Dev>* saved) {
+    chain.forward(dev, x, y, saved != nullptr ? &saved->stored.template emplace<I>() : nullptr);
   }
+
+  // The sub-layers (expand_conv and expand_norm: e > 1 only).
+  const PointwiseConv3d<T>& expand_conv() const { return expand_->conv; }
+  const GroupNorm<T>& expand_norm() const { return expand_->norm; }
+  const DepthwiseConv3d<T>& depthwise_conv() const { return depthwise_; }
+  const GroupNorm<T>& depthwise_norm() const { return depthwise_norm_; }
+  const PointwiseConv3d<T>& project_conv() const { return project_; }
+  const GroupNorm<T>& project_norm() const { return project_norm_; }
 
   static constexpr index_t kDwTaps = DepthwiseConv3d<T>::kFanIn;  // weights per channel
   static TensorView<const T> cv(TensorView<T> v) { return v; }
@@ -247,7 +323,7 @@ class MBConv {
     const Shape5 s = x.shape;
     const index_t N = s.n, G = num_groups_, Cin = in_channels_, Cout = out_channels_;
     const index_t hidden = hidden_channels(), Cg = hidden / G;
-    const bool expand = expanded_.has_value();
+    const bool expand = expand_.has_value();
     const Shape5 chunk{1, Cg, s.d, s.h, s.w};
     double* stats = nullptr;
     Tensor<T, Dev> local_x3;
@@ -332,7 +408,7 @@ class MBConv {
     if (!dx.empty()) check_output_view("MBConv::backward (dx)", s, dx.shape);
     const index_t N = s.n, G = num_groups_, Cin = in_channels_, Cout = out_channels_;
     const index_t hidden = hidden_channels(), Cg = hidden / G;
-    const bool expand = expanded_.has_value();
+    const bool expand = expand_.has_value();
     const Shape5 chunk{1, Cg, s.d, s.h, s.w};
     const double* stats = saved.stats.data();
     const auto stat = [&](index_t k, index_t n, index_t g) -> const double* {
@@ -447,8 +523,12 @@ class MBConv {
   index_t expand_ratio_;
   index_t num_groups_;
   bool lean_ = false;
-  std::optional<Expanded> expanded_;
-  std::optional<Unexpanded> unexpanded_;
+  // The sub-layers. Their names are visit_named's, not their order here.
+  std::optional<ExpandStage> expand_;  // e > 1 only
+  DepthwiseConv3d<T> depthwise_;
+  GroupNorm<T> depthwise_norm_;
+  PointwiseConv3d<T> project_;
+  GroupNorm<T> project_norm_;
 };
 
 }  // namespace revox

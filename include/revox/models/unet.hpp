@@ -26,12 +26,14 @@
 //     the heads get no gradient.
 //
 // The encoder's F and G:
-//  * UNet<T> (F = G = ConfiguredBlock<T>, the default): chosen at run time by config.block,
+//  * UNet<T> (F = G = ConfiguredBlock<T>, the default): the block type whose config name
+//    (BlockTraits<B>::config_name) is config.block, from a list fixed at compile time,
 //      "mbconv":   MBConv(C_i/2 -> C_i/2, expand_ratio, num_groups), lean when
 //                  config.block_memory is "lean" (revox/layers/mbconv.hpp)
 //      "standard": ConvBlock(C_i/2 -> C_i/2, num_groups)
-//    ConfiguredBlock<T> holds one of the two and passes its parameter names through
-//    unchanged, so names, checkpoints and outputs are those of a plain MBConv or ConvBlock.
+//    ConfiguredBlock<T> holds one of them (a std::variant) and passes its parameter names
+//    through unchanged, so names, checkpoints and outputs are those of a plain MBConv or
+//    ConvBlock.
 //  * UNet<T, F, G> (G = F unless given): your own layers (the layer contract,
 //    revox/layers/layer.hpp), built by factories called once per F and once per G of every
 //    block, with the block's half width C_i/2 and the level i:
@@ -113,35 +115,107 @@
 
 namespace revox {
 
-// The default encoder block of UNet<T>: an MBConv or a ConvBlock on half_channels channels,
-// chosen at run time by config.block ("mbconv": MBConv(half, half, expand_ratio, num_groups,
-// lean = config.block_memory == "lean");
-// "standard": ConvBlock(half, half, num_groups)). A layer (revox/layers/layer.hpp) that
-// forwards every call to the block it holds; its parameter names are the block's own,
-// unprefixed, so a UNet<T> built from it names its parameters as if F and G were the plain
-// MBConv or ConvBlock.
+// The encoder blocks UNet<T> can pick by name from config.block: BlockTraits<B> gives block
+// type B's config name and builds a B on half_channels channels from a UNetConfig. To offer
+// another block, specialise BlockTraits for it and add it to ConfiguredBlock's list.
+template <class Block>
+struct BlockTraits;
+
+// "mbconv": MBConv(half, half, expand_ratio, num_groups, lean = config.block_memory == "lean").
+template <class T>
+struct BlockTraits<MBConv<T>> {
+  static constexpr const char* config_name = "mbconv";
+  static MBConv<T> from_config(const UNetConfig& config, index_t half_channels) {
+    return MBConv<T>(half_channels, half_channels, config.expand_ratio, config.num_groups,
+                     config.block_memory == "lean");
+  }
+};
+
+// "standard": ConvBlock(half, half, num_groups).
+template <class T>
+struct BlockTraits<ConvBlock<T>> {
+  static constexpr const char* config_name = "standard";
+  static ConvBlock<T> from_config(const UNetConfig& config, index_t half_channels) {
+    return ConvBlock<T>(half_channels, half_channels, config.num_groups);
+  }
+};
+
+// A compile-time list of block types: the variant of them and the variant of their Saved.
+template <class... Blocks>
+struct BlockList {
+  using variant = std::variant<Blocks...>;
+  template <class Dev>
+  using saved_variant = std::variant<saved_t<Blocks, Dev>...>;
+  // True when B is one of Blocks.
+  template <class B>
+  static constexpr bool contains = (std::is_same_v<B, Blocks> || ...);
+};
+
+// The default encoder block of UNet<T>: one of a compile-time list of block types (Blocks:
+// MBConv, then ConvBlock), the one whose BlockTraits config_name equals config.block, built
+// by its BlockTraits from_config. A layer (revox/layers/layer.hpp) that forwards every call
+// to the block it holds; its parameter names are the block's own, unprefixed, so a UNet<T>
+// built from it names its parameters as if F and G were the plain MBConv or ConvBlock.
 template <class T>
 class ConfiguredBlock {
  public:
   using value_type = T;
-  using variant_type = std::variant<MBConv<T>, ConvBlock<T>>;
+  // The block types config.block chooses from, in the order of their names in errors.
+  using Blocks = BlockList<MBConv<T>, ConvBlock<T>>;
+  using variant_type = typename Blocks::variant;
 
+ private:
+  static constexpr std::size_t kBlocks = std::variant_size_v<variant_type>;
+  template <std::size_t I>
+  using block_t = std::variant_alternative_t<I, variant_type>;
+
+  // The position of B in Blocks (each type appears once).
+  template <class B, std::size_t I = 0>
+  static constexpr std::size_t index_of() {
+    static_assert(I < kBlocks, "ConfiguredBlock: not one of its block types");
+    if constexpr (std::is_same_v<B, block_t<I>>) {
+      return I;
+    } else {
+      return index_of<B, I + 1>();
+    }
+  }
+
+ public:
   template <class Dev>
   struct Saved {
     // The alternative matching the block (forward sets it).
-    std::variant<saved_t<MBConv<T>, Dev>, saved_t<ConvBlock<T>, Dev>> block;
+    typename Blocks::template saved_variant<Dev> block;
   };
 
+  // The block named config.block; throws revox::Error listing the valid names otherwise.
   ConfiguredBlock(const UNetConfig& config, index_t half_channels)
-      : block_(make(config, half_channels)) {}
-  explicit ConfiguredBlock(MBConv<T> block) : block_(std::move(block)) {}
-  explicit ConfiguredBlock(ConvBlock<T> block) : block_(std::move(block)) {}
+      : block_(make<0>(config, half_channels)) {}
+  // Holds `block`, one of Blocks (an MBConv or a ConvBlock).
+  template <class B, class = std::enable_if_t<Blocks::template contains<B>>>
+  explicit ConfiguredBlock(B block) : block_(std::in_place_index<index_of<B>()>, std::move(block)) {}
 
-  bool is_mbconv() const { return block_.index() == 0; }
-  // The config.block value this block stands for: "mbconv" or "standard".
-  const char* kind() const { return is_mbconv() ? "mbconv" : "standard"; }
+  template <class B>
+  bool holds() const {
+    return block_.index() == index_of<B>();
+  }
+  bool is_mbconv() const { return holds<MBConv<T>>(); }
+  // The config.block value this block stands for ("mbconv", "standard").
+  const char* kind() const {
+    return std::visit(
+        [](const auto& block) {
+          return BlockTraits<std::decay_t<decltype(block)>>::config_name;
+        },
+        block_);
+  }
   variant_type& block() { return block_; }
   const variant_type& block() const { return block_; }
+
+  // The valid config.block values, quoted, e.g. "mbconv" or "standard".
+  static std::string config_names() {
+    std::string names;
+    add_names<0>(names);
+    return names;
+  }
 
   Shape5 output_shape(Shape5 in) const {
     return std::visit([&in](const auto& block) { return block.output_shape(in); }, block_);
@@ -159,45 +233,52 @@ class ConfiguredBlock {
   template <class Dev>
   void forward(const Dev& dev, TensorView<const T> x, TensorView<T> y,
                nondeduced_t<Saved<Dev>>* saved) const {
-    if (is_mbconv()) {
-      forward_as<0>(dev, x, y, saved);
-    } else {
-      forward_as<1>(dev, x, y, saved);
-    }
+    std::visit(
+        [&](const auto& block) {
+          constexpr std::size_t I = index_of<std::decay_t<decltype(block)>>();
+          if (saved == nullptr) {
+            block.forward(dev, x, y, nullptr);
+          } else {
+            block.forward(dev, x, y, &saved->block.template emplace<I>());
+          }
+        },
+        block_);
   }
 
   template <class Dev>
   void backward(const Dev& dev, Saved<Dev>& saved, TensorView<const T> dy, TensorView<T> dx) {
     REVOX_CHECK(saved.block.index() == block_.index(),
                 "ConfiguredBlock::backward: `saved` was not filled by this block's forward "
-                "(it holds the other block kind's state)");
-    if (is_mbconv()) {
-      std::get<0>(block_).backward(dev, std::get<0>(saved.block), dy, dx);
-    } else {
-      std::get<1>(block_).backward(dev, std::get<1>(saved.block), dy, dx);
-    }
+                "(it holds another block kind's state)");
+    std::visit(
+        [&](auto& block) {
+          constexpr std::size_t I = index_of<std::decay_t<decltype(block)>>();
+          block.backward(dev, std::get<I>(saved.block), dy, dx);
+        },
+        block_);
   }
 
  private:
+  template <std::size_t I>
   static variant_type make(const UNetConfig& config, index_t half_channels) {
-    if (config.block == "mbconv") {
-      return MBConv<T>(half_channels, half_channels, config.expand_ratio, config.num_groups,
-                       config.block_memory == "lean");
+    if constexpr (I < kBlocks) {
+      using Traits = BlockTraits<block_t<I>>;
+      if (config.block == Traits::config_name) {
+        return variant_type(std::in_place_index<I>, Traits::from_config(config, half_channels));
+      }
+      return make<I + 1>(config, half_channels);
+    } else {
+      throw Error(detail::concat("ConfiguredBlock: config.block must be ", config_names(),
+                                 ", got \"", config.block, "\""));
     }
-    REVOX_CHECK(config.block == "standard",
-                "ConfiguredBlock: config.block must be \"mbconv\" or \"standard\", got \"",
-                config.block, "\"");
-    return ConvBlock<T>(half_channels, half_channels, config.num_groups);
   }
 
-  template <std::size_t I, class Dev>
-  void forward_as(const Dev& dev, TensorView<const T> x, TensorView<T> y,
-                  Saved<Dev>* saved) const {
-    const auto& block = std::get<I>(block_);
-    if (saved == nullptr) {
-      block.forward(dev, x, y, nullptr);
-    } else {
-      block.forward(dev, x, y, &saved->block.template emplace<I>());
+  template <std::size_t I>
+  static void add_names(std::string& names) {
+    if constexpr (I < kBlocks) {
+      if (I > 0) names += I + 1 == kBlocks ? " or " : ", ";
+      names += std::string("\"") + BlockTraits<block_t<I>>::config_name + "\"";
+      add_names<I + 1>(names);
     }
   }
 
