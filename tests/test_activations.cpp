@@ -10,10 +10,12 @@
 #include "revox/layers/activations.hpp"
 #include "revox/ops/cpu/activations.hpp"
 #include "revox/testing/gradcheck.hpp"
+#include "support/tensors.hpp"
 
 using revox::Shape5;
 using revox::Tensor;
 using revox::index_t;
+using revox::test::random_tensor;
 
 namespace {
 
@@ -65,13 +67,6 @@ void reference_backward(Kind kind, revox::TensorView<const T> x, revox::TensorVi
       revox::cpu::reference::leaky_relu_backward(x, dy, dx, static_cast<T>(kSlope));
       break;
   }
-}
-
-template <class T>
-Tensor<T> random_tensor(Shape5 shape, revox::Rng& rng, double low, double high) {
-  Tensor<T> t(shape);
-  revox::fill_uniform(t.view(), rng, low, high);
-  return t;
 }
 
 template <class T>

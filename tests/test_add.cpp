@@ -13,20 +13,15 @@
 #include "revox/ops/cpu/add.hpp"
 #include "revox/testing/gradcheck.hpp"
 #include "support/test_layers.hpp"
+#include "support/tensors.hpp"
 
 using revox::Shape5;
 using revox::Tensor;
 using revox::index_t;
+using revox::test::random_tensor;
 using revox_test::AddHalves;
 
 namespace {
-
-template <class T>
-Tensor<T> random_tensor(Shape5 shape, revox::Rng& rng, double low, double high) {
-  Tensor<T> t(shape);
-  revox::fill_uniform(t.view(), rng, low, high);
-  return t;
-}
 
 // One IEEE operation per element: fast path and reference agree bit for bit.
 template <class T>

@@ -16,12 +16,14 @@
 #include <vector>
 
 #include "revox/data/augment.hpp"
+#include "support/tensors.hpp"
 
 using revox::Shape5;
 using revox::Tensor;
 using revox::index_t;
 using revox::data::AugmentOptions;
 using revox::data::AugmentSample;
+using revox::test::identical;
 
 namespace {
 
@@ -52,9 +54,7 @@ AugmentSample affine_sample(Shape5 shape, double rotation_degrees, double scale,
 }
 
 Tensor<float> random_image(Shape5 shape, revox::Rng& rng) {
-  Tensor<float> t(shape);
-  revox::fill_uniform(t.view(), rng, -2.0, 2.0);
-  return t;
+  return revox::test::random_tensor<float>(shape, rng, -2.0, 2.0);
 }
 
 // Random blobs of the BraTS 2020 labels {0, 1, 2, 4}, piecewise constant over 2^3 cells so
@@ -73,11 +73,6 @@ Tensor<std::uint8_t> random_labels(Shape5 shape, revox::Rng& rng) {
           t.view().at(n, 0, d, h, w) =
               cell[static_cast<std::size_t>(((d / 2) * cells_h + h / 2) * cells_w + w / 2)];
   return t;
-}
-
-template <class T>
-bool identical(const Tensor<T>& a, const Tensor<T>& b) {
-  return a.shape() == b.shape() && std::memcmp(a.data(), b.data(), a.bytes()) == 0;
 }
 
 struct Moments {

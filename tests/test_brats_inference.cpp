@@ -16,6 +16,7 @@
 #include "revox/core/random.hpp"
 #include "revox/models/sliding_window.hpp"
 #include "revox/models/unet.hpp"
+#include "support/tensors.hpp"
 
 #include "../examples/brats/ensemble.hpp"
 #include "../examples/brats/inference.hpp"
@@ -26,16 +27,9 @@ using revox::index_t;
 using revox::Shape5;
 using revox::Tensor;
 using revox::TensorView;
+using revox::test::random_tensor;
 
 namespace {
-
-Tensor<float> random_tensor(Shape5 shape, std::uint64_t seed, double low = -1.0,
-                            double high = 1.0) {
-  revox::Rng rng(seed);
-  Tensor<float> t(shape);
-  for (index_t i = 0; i < t.numel(); ++i) t[i] = static_cast<float>(rng.uniform(low, high));
-  return t;
-}
 
 float max_abs_difference(const Tensor<float>& a, const Tensor<float>& b) {
   REQUIRE(a.shape() == b.shape());
@@ -98,7 +92,7 @@ TEST_CASE("Gaussian importance map: sigma = patch / 8, peak 1 at the centre",
 
 TEST_CASE("sliding window: a constant model gives a constant output",
           "[brats][sliding_window]") {
-  const Tensor<float> image = random_tensor(Shape5{1, 2, 11, 9, 13}, 7);
+  const Tensor<float> image = random_tensor<float>(Shape5{1, 2, 11, 9, 13}, 7);
   for (double overlap : {0.0, 0.5, 0.8}) {
     revox::SlidingWindowOptions options;
     options.patch = {4, 6, 5};
@@ -130,7 +124,7 @@ TEST_CASE("sliding window: a per-voxel model is reproduced exactly by the weight
           "[brats][sliding_window]") {
   // out = 2 * in puts each window's voxels back where they came from: any error in the
   // window placement or the normalisation shows up as a difference.
-  const Tensor<float> image = random_tensor(Shape5{1, 1, 10, 7, 9}, 11);
+  const Tensor<float> image = random_tensor<float>(Shape5{1, 1, 10, 7, 9}, 11);
   revox::SlidingWindowOptions options;
   options.patch = {4, 4, 4};
   options.overlap = 0.5;
@@ -157,7 +151,7 @@ TEST_CASE("UNet prediction: full volume equals a sliding window that covers the 
   revox::Parameters<float> params(net);
   revox::Rng rng(3);
   net.reset_parameters(rng);
-  const Tensor<float> image = random_tensor(Shape5{1, 4, 8, 8, 8}, 5);
+  const Tensor<float> image = random_tensor<float>(Shape5{1, 4, 8, 8, 8}, 5);
 
   revox::brats::InferenceOptions full;
   const Tensor<float> a = revox::brats::predict_probabilities(net, image, full);
@@ -173,7 +167,7 @@ TEST_CASE("UNet prediction: full volume equals a sliding window that covers the 
 
   // An odd-sized volume comes back in its own grid in both modes; a smaller, overlapping
   // window still gives probabilities.
-  const Tensor<float> odd = random_tensor(Shape5{1, 4, 7, 5, 9}, 6);
+  const Tensor<float> odd = random_tensor<float>(Shape5{1, 4, 7, 5, 9}, 6);
   const Tensor<float> c = revox::brats::predict_probabilities(net, odd, full);
   CHECK(c.shape() == (Shape5{1, 3, 7, 5, 9}));
   window.window = 4;
@@ -320,7 +314,7 @@ TEST_CASE("chi-squared distance between histograms", "[brats][ensemble]") {
 
 TEST_CASE("intensity histograms: z-scored over the brain, normalised, shift and scale free",
           "[brats][ensemble]") {
-  Tensor<float> image = random_tensor(Shape5{1, 4, 6, 7, 8}, 21, 1.0, 3.0);
+  Tensor<float> image = random_tensor<float>(Shape5{1, 4, 6, 7, 8}, 21, 1.0, 3.0);
   for (index_t c = 0; c < 4; ++c) image[c * image.shape().spatial()] = 0.0f;  // background
   revox::brats::HistogramOptions options;
   options.bins = 16;
@@ -419,7 +413,7 @@ TEST_CASE("predict --tta syntax: none, all, lists of axis combinations, bad entr
 }
 
 TEST_CASE("flip_spatial mirrors the named axes and is an involution", "[brats][inference][tta]") {
-  const Tensor<float> t = random_tensor(Shape5{1, 2, 3, 4, 5}, 21);
+  const Tensor<float> t = random_tensor<float>(Shape5{1, 2, 3, 4, 5}, 21);
   for (revox::brats::Flip f = 0; f < 8; ++f) {
     INFO("flip " << f);
     const Tensor<float> a = revox::brats::flip_spatial(t, f);
@@ -440,7 +434,7 @@ TEST_CASE("TTA: the mean of the flipped-back predictions of the flipped images",
   net.reset_parameters(rng);
   // An odd-sized image with zero slices at one end, so the head crop and the padding differ
   // between the image and its flips.
-  Tensor<float> image = random_tensor(Shape5{1, 4, 9, 6, 7}, 8);
+  Tensor<float> image = random_tensor<float>(Shape5{1, 4, 9, 6, 7}, 8);
   for (index_t c = 0; c < 4; ++c) {
     for (index_t i = 0; i < 2 * 6 * 7; ++i) image[c * 9 * 6 * 7 + i] = 0.0f;
   }
@@ -487,7 +481,7 @@ TEST_CASE("TTA: a constant net gives the plain prediction, a symmetric image a s
   revox::Parameters<float> params(net);
   revox::Rng rng(9);
   net.reset_parameters(rng);
-  const Tensor<float> image = random_tensor(Shape5{1, 4, 6, 6, 6}, 10);
+  const Tensor<float> image = random_tensor<float>(Shape5{1, 4, 6, 6, 6}, 10);
   revox::brats::InferenceOptions all;
   all.flips = revox::brats::parse_tta("all");
   // An image mirror-symmetric along y: with flips {0, y} the averaged prediction is
@@ -523,7 +517,7 @@ TEST_CASE("ensemble of checkpoints: the mean of the models' probabilities, same 
   revox::UNet<float> second(deeper);
   revox::Parameters<float> second_params(second);
   second.reset_parameters(rng);
-  const Tensor<float> image = random_tensor(Shape5{1, 4, 8, 7, 6}, 14);
+  const Tensor<float> image = random_tensor<float>(Shape5{1, 4, 8, 7, 6}, 14);
   for (const char* tta : {"none", "x,xz"}) {
     INFO("--tta " << tta);
     revox::brats::InferenceOptions options;

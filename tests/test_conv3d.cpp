@@ -17,12 +17,15 @@
 #include "revox/layers/pointwise_conv3d.hpp"
 #include "revox/ops/cpu/conv3d.hpp"
 #include "revox/testing/gradcheck.hpp"
+#include "support/tensors.hpp"
 
 namespace {
 
 using revox::index_t;
 using revox::Shape5;
 using revox::Tensor;
+using revox::test::random_tensor;
+using revox::test::max_mixed_error;
 
 template <class T>
 double tolerance() {
@@ -34,28 +37,6 @@ double tolerance() {
 template <class T>
 double weight_grad_tolerance(index_t voxels) {
   return tolerance<T>() * std::max(1.0, std::sqrt(static_cast<double>(voxels) / 64.0));
-}
-
-template <class T>
-Tensor<T> random_tensor(Shape5 shape, revox::Rng& rng) {
-  Tensor<T> t(shape);
-  revox::fill_uniform(t.view(), rng, -1.0, 1.0);
-  return t;
-}
-
-// max over elements of |actual - expected| / (1 + |expected|); infinity for a non-finite
-// value (an element the kernel never wrote still holds its NaN poison).
-template <class T>
-double max_error(const Tensor<T>& actual, const Tensor<T>& expected) {
-  REQUIRE(actual.shape() == expected.shape());
-  double worst = 0.0;
-  for (index_t i = 0; i < actual.numel(); ++i) {
-    const double a = static_cast<double>(actual[i]);
-    const double e = static_cast<double>(expected[i]);
-    if (!std::isfinite(a) || !std::isfinite(e)) return std::numeric_limits<double>::infinity();
-    worst = std::max(worst, std::abs(a - e) / (1.0 + std::abs(e)));
-  }
-  return worst;
 }
 
 struct Case {
@@ -92,7 +73,7 @@ void compare_with_reference(const Case& c, int kernel_size, bool with_bias,
                              scratch_bytes);
   revox::cpu::reference::conv3d_forward(x.cview(), weight.data(), bias_ptr, y_ref.view(),
                                         kernel_size);
-  CHECK(max_error(y_fast, y_ref) <= tolerance<T>());
+  CHECK(max_mixed_error(y_fast, y_ref) <= tolerance<T>());
 
   const auto dy = random_tensor<T>(ys, rng);
   auto dx_fast = Tensor<T>::full(xs, nan);
@@ -101,7 +82,7 @@ void compare_with_reference(const Case& c, int kernel_size, bool with_bias,
                                    scratch_bytes);
   revox::cpu::reference::conv3d_backward_data(dy.cview(), weight.data(), dx_ref.view(),
                                               kernel_size);
-  CHECK(max_error(dx_fast, dx_ref) <= tolerance<T>());
+  CHECK(max_mixed_error(dx_fast, dx_ref) <= tolerance<T>());
 
   // Parameter gradients accumulate: both start from the same random prior.
   const auto dw_prior = random_tensor<T>(ws, rng);
@@ -115,9 +96,9 @@ void compare_with_reference(const Case& c, int kernel_size, bool with_bias,
                                      scratch_bytes);
   revox::cpu::reference::conv3d_backward_weight(x.cview(), dy.cview(), dw_ref.data(),
                                                 with_bias ? db_ref.data() : nullptr, kernel_size);
-  CHECK(max_error(dw_fast, dw_ref) <= weight_grad_tolerance<T>(c.n * c.d * c.h * c.w));
-  CHECK(max_error(db_fast, db_ref) <= tolerance<T>());
-  if (!with_bias) CHECK(max_error(db_fast, db_prior) == 0.0);
+  CHECK(max_mixed_error(dw_fast, dw_ref) <= weight_grad_tolerance<T>(c.n * c.d * c.h * c.w));
+  CHECK(max_mixed_error(db_fast, db_ref) <= tolerance<T>());
+  if (!with_bias) CHECK(max_mixed_error(db_fast, db_prior) == 0.0);
 }
 
 // Bytes of one output row's columns: Cin * k^3 * W elements.
@@ -259,8 +240,8 @@ TEST_CASE("Conv3d with kernel_size 1 equals PointwiseConv3d", "[layer][conv3d]")
   pointwise.forward(dev, x.cview(), y_pointwise.view(), &pointwise_saved);
   conv.backward(dev, conv_saved, dy.cview(), dx_conv.view());
   pointwise.backward(dev, pointwise_saved, dy.cview(), dx_pointwise.view());
-  CHECK(max_error(y_conv, y_pointwise) == 0.0);
-  CHECK(max_error(dx_conv, dx_pointwise) == 0.0);
+  CHECK(max_mixed_error(y_conv, y_pointwise) == 0.0);
+  CHECK(max_mixed_error(dx_conv, dx_pointwise) == 0.0);
   for (index_t i = 0; i < conv_params.size(); ++i) {
     CHECK(conv_params.grads()[i] == pointwise_params.grads()[i]);
   }
@@ -536,7 +517,7 @@ TEST_CASE("cpu::conv3d direct path is bitwise identical at 1 and 3 threads",
   };
   const Result one = run(1);
   const Result three = run(3);
-  CHECK(max_error(one.y, three.y) == 0.0);
-  CHECK(max_error(one.dx, three.dx) == 0.0);
-  CHECK(max_error(one.dw, three.dw) == 0.0);
+  CHECK(max_mixed_error(one.y, three.y) == 0.0);
+  CHECK(max_mixed_error(one.dx, three.dx) == 0.0);
+  CHECK(max_mixed_error(one.dw, three.dw) == 0.0);
 }

@@ -17,32 +17,15 @@
 #include "revox/layers/sequential.hpp"
 #include "revox/ops/cpu/group_norm.hpp"
 #include "revox/testing/gradcheck.hpp"
+#include "support/tensors.hpp"
 
 using revox::index_t;
 using revox::Shape5;
 using revox::Tensor;
+using revox::test::random_tensor;
+using revox::test::max_error;
 
 namespace {
-
-template <class T>
-Tensor<T> random_tensor(Shape5 shape, revox::Rng& rng, double low = -1.0, double high = 1.0) {
-  Tensor<T> t(shape);
-  revox::fill_uniform(t.view(), rng, low, high);
-  return t;
-}
-
-// Worst |a - b| / max(1, |b|); infinity when an element is NaN or the sizes differ.
-template <class A, class B>
-double max_error(const Tensor<A>& a, const Tensor<B>& b) {
-  if (a.numel() != b.numel()) return std::numeric_limits<double>::infinity();
-  double worst = 0.0;
-  for (index_t i = 0; i < a.numel(); ++i) {
-    const double expected = static_cast<double>(b[i]);
-    const double err = std::abs(static_cast<double>(a[i]) - expected) / std::max(1.0, std::abs(expected));
-    if (!(err <= worst)) worst = std::isnan(err) ? std::numeric_limits<double>::infinity() : err;
-  }
-  return worst;
-}
 
 template <class T>
 constexpr double tolerance() {

@@ -15,6 +15,7 @@
 #include "revox/io/safetensors.hpp"
 #include "revox/metrics/lesion_wise.hpp"
 #include "revox/metrics/segmentation.hpp"
+#include "support/metric_fixtures.hpp"
 
 namespace fs = std::filesystem;
 using revox::index_t;
@@ -34,25 +35,6 @@ void fill_box(std::vector<std::uint8_t>& mask, Shape5 shape, std::array<index_t,
   for (index_t d = begin[0]; d < end[0]; ++d)
     for (index_t h = begin[1]; h < end[1]; ++h)
       for (index_t w = begin[2]; w < end[2]; ++w) mask[(d * shape.h + h) * shape.w + w] = value;
-}
-
-Tensor<std::uint8_t> load_labels(const revox::io::SafetensorsFile& file, const std::string& key) {
-  const auto& t = file.at(key);
-  REQUIRE(t.shape.size() == 5);
-  Tensor<std::uint8_t> out(Shape5{t.shape[0], t.shape[1], t.shape[2], t.shape[3], t.shape[4]});
-  const auto values = t.values<std::uint8_t>();
-  std::copy(values.begin(), values.end(), out.data());
-  return out;
-}
-
-std::vector<fs::path> lesion_fixtures() {
-  std::vector<fs::path> paths;
-  for (const auto& entry :
-       fs::directory_iterator(fs::path(REVOX_FIXTURE_DIR) / "metrics_lesion")) {
-    if (entry.path().extension() == ".safetensors") paths.push_back(entry.path());
-  }
-  std::sort(paths.begin(), paths.end());
-  return paths;
 }
 
 }  // namespace
@@ -188,10 +170,10 @@ TEST_CASE("lesion_wise_brats matches the BraTS 2023 evaluation code",
           "[metrics][lesion][fixtures]") {
   int compared = 0;
   double largest_difference = 0.0;
-  for (const auto& path : lesion_fixtures()) {
+  for (const auto& path : revox::test::fixture_files("metrics_lesion")) {
     const auto file = revox::io::read_safetensors(path);
-    const auto pred = load_labels(file, "pred_labels");
-    const auto truth = load_labels(file, "truth_labels");
+    const auto pred = revox::test::load_mask(file, "pred_labels");
+    const auto truth = revox::test::load_mask(file, "truth_labels");
     const auto spacing_values = file.at("spacing").to_double();
     REQUIRE(spacing_values.size() == 3);
     const Spacing spacing{spacing_values[0], spacing_values[1], spacing_values[2]};

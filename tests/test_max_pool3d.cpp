@@ -11,21 +11,16 @@
 #include "revox/layers/max_pool3d.hpp"
 #include "revox/ops/cpu/max_pool3d.hpp"
 #include "revox/testing/gradcheck.hpp"
+#include "support/tensors.hpp"
 
 using revox::Shape5;
 using revox::Tensor;
 using revox::index_t;
+using revox::test::random_tensor;
 
 namespace {
 
 using Argmax = Tensor<std::uint8_t>;
-
-template <class T>
-Tensor<T> random_tensor(Shape5 shape, revox::Rng& rng, double low, double high) {
-  Tensor<T> t(shape);
-  revox::fill_uniform(t.view(), rng, low, high);
-  return t;
-}
 
 template <class T>
 void fill_with(Tensor<T>& t, T value) {

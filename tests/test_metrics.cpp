@@ -17,11 +17,14 @@
 #include "revox/io/safetensors.hpp"
 #include "revox/metrics/distance_transform.hpp"
 #include "revox/metrics/segmentation.hpp"
+#include "support/metric_fixtures.hpp"
 
 namespace fs = std::filesystem;
 using revox::index_t;
 using revox::Shape5;
 using revox::Tensor;
+using revox::test::fixture_files;
+using revox::test::load_mask;
 using revox::metrics::RegionScores;
 using revox::metrics::Spacing;
 
@@ -70,28 +73,10 @@ void check_scores(const RegionScores& actual, const double* expected, const std:
   CHECK(close(actual.specificity, expected[3]));
 }
 
-Tensor<std::uint8_t> load_mask(const revox::io::SafetensorsFile& file, const std::string& key) {
-  const auto& t = file.at(key);
-  REQUIRE(t.shape.size() == 5);
-  Tensor<std::uint8_t> out(Shape5{t.shape[0], t.shape[1], t.shape[2], t.shape[3], t.shape[4]});
-  const auto values = t.values<std::uint8_t>();
-  std::copy(values.begin(), values.end(), out.data());
-  return out;
-}
-
 Spacing load_spacing(const revox::io::SafetensorsFile& file) {
   const auto values = file.at("spacing").to_double();
   REQUIRE(values.size() == 3);
   return Spacing{values[0], values[1], values[2]};
-}
-
-std::vector<fs::path> metric_fixtures() {
-  std::vector<fs::path> paths;
-  for (const auto& entry : fs::directory_iterator(fs::path(REVOX_FIXTURE_DIR) / "metrics")) {
-    if (entry.path().extension() == ".safetensors") paths.push_back(entry.path());
-  }
-  std::sort(paths.begin(), paths.end());
-  return paths;
 }
 
 }  // namespace
@@ -147,7 +132,7 @@ TEST_CASE("squared_distance_transform honours the (x, y, z) spacing order", "[me
 TEST_CASE("squared_distance_transform matches scipy's distance_transform_edt",
           "[metrics][edt][fixtures]") {
   int compared = 0;
-  for (const auto& path : metric_fixtures()) {
+  for (const auto& path : fixture_files("metrics")) {
     const auto file = revox::io::read_safetensors(path);
     if (!file.contains("distance_to_truth")) continue;
     const auto truth = load_mask(file, "truth");
@@ -294,7 +279,7 @@ TEST_CASE("score_region: the BraTS rules for empty masks", "[metrics][hd95]") {
 
 TEST_CASE("score_region matches scipy/medpy fixtures within 1e-9", "[metrics][hd95][fixtures]") {
   int compared = 0;
-  for (const auto& path : metric_fixtures()) {
+  for (const auto& path : fixture_files("metrics")) {
     const auto file = revox::io::read_safetensors(path);
     if (!file.contains("pred")) continue;
     const auto pred = load_mask(file, "pred");
@@ -311,7 +296,7 @@ TEST_CASE("score_region matches scipy/medpy fixtures within 1e-9", "[metrics][hd
 TEST_CASE("score_brats matches scipy/medpy fixtures on label volumes",
           "[metrics][brats][fixtures]") {
   int compared = 0;
-  for (const auto& path : metric_fixtures()) {
+  for (const auto& path : fixture_files("metrics")) {
     const auto file = revox::io::read_safetensors(path);
     if (!file.contains("pred_labels")) continue;
     const auto pred = load_mask(file, "pred_labels");
@@ -330,7 +315,7 @@ TEST_CASE("score_brats matches scipy/medpy fixtures on label volumes",
 }
 
 TEST_CASE("every metric fixture file is one the tests read", "[metrics][fixtures]") {
-  const auto paths = metric_fixtures();
+  const auto paths = fixture_files("metrics");
   CHECK(paths.size() == 13);
   for (const auto& path : paths) {
     const auto file = revox::io::read_safetensors(path);

@@ -15,6 +15,9 @@
 #include <vector>
 
 #include "revox/data/phantom.hpp"
+#include "support/phantom.hpp"
+#include "support/temp_dir.hpp"
+#include "support/tensors.hpp"
 
 using revox::Shape5;
 using revox::Tensor;
@@ -22,28 +25,15 @@ using revox::index_t;
 using revox::data::PhantomCase;
 using revox::data::PhantomOptions;
 using revox::data::Tissue;
+using namespace revox::test;  // NOLINT(google-build-using-namespace)
+using revox_test::TempDir;
 
 namespace {
-
-PhantomOptions small_options(std::uint64_t seed, index_t width = 64, index_t height = 64,
-                             index_t depth = 48) {
-  PhantomOptions options;
-  options.width = width;
-  options.height = height;
-  options.depth = depth;
-  options.seed = seed;
-  return options;
-}
 
 std::set<int> values_of(const Tensor<std::uint8_t>& t) {
   std::set<int> values;
   for (index_t i = 0; i < t.numel(); ++i) values.insert(t[i]);
   return values;
-}
-
-template <class T>
-bool identical(const Tensor<T>& a, const Tensor<T>& b) {
-  return a.shape() == b.shape() && std::memcmp(a.data(), b.data(), a.bytes()) == 0;
 }
 
 bool in_tc(std::uint8_t label) { return label == 1 || label == 4; }
@@ -70,19 +60,6 @@ index_t leaks(const Tensor<std::uint8_t>& labels, Inner inner, Outer outer) {
         }
       }
   return count;
-}
-
-// Mean of modality c over voxels of a tissue (NaN when absent).
-double tissue_mean(const PhantomCase& phantom, int c, Tissue tissue) {
-  const index_t spatial = phantom.tissue.numel();
-  double sum = 0.0;
-  index_t count = 0;
-  for (index_t i = 0; i < spatial; ++i) {
-    if (phantom.tissue[i] != static_cast<std::uint8_t>(tissue)) continue;
-    sum += phantom.image[c * spatial + i];
-    ++count;
-  }
-  return count > 0 ? sum / static_cast<double>(count) : std::nan("");
 }
 
 enum Modality { t1 = 0, t1ce = 1, t2 = 2, flair = 3 };
@@ -233,19 +210,6 @@ TEST_CASE("phantom: misuse throws a readable error", "[data][phantom]") {
 
 namespace {
 
-struct TemporaryFolder {
-  std::filesystem::path path;
-  TemporaryFolder() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "revox_phantom_XXXXXX").string();
-    REQUIRE(mkdtemp(pattern.data()) != nullptr);
-    path = pattern;
-  }
-  ~TemporaryFolder() {
-    std::error_code error;
-    std::filesystem::remove_all(path, error);
-  }
-};
-
 void check_written_case(const std::filesystem::path& folder, const std::string& id,
                         const std::array<const char*, 5>& suffixes, const char* separator,
                         const PhantomCase& expected, std::uint8_t enhancing_value) {
@@ -276,11 +240,11 @@ void check_written_case(const std::filesystem::path& folder, const std::string& 
 }  // namespace
 
 TEST_CASE("phantom: writes the BraTS 2020 layout", "[data][phantom][nifti]") {
-  TemporaryFolder root;
+  const TempDir root("revox_phantom");
   const revox::data::PhantomSize size{28, 30, 22};
   std::vector<int> reported;
   const auto folders = revox::data::write_phantom_dataset(
-      root.path, 4, size, revox::data::BratsNaming::brats2017, 42,
+      root.path(), 4, size, revox::data::BratsNaming::brats2017, 42,
       [&](int done, int total, const std::filesystem::path& folder) {
         CHECK(total == 4);
         CHECK(std::filesystem::is_directory(folder));
@@ -290,7 +254,7 @@ TEST_CASE("phantom: writes the BraTS 2020 layout", "[data][phantom][nifti]") {
   REQUIRE(folders.size() == 4);
   for (int index = 1; index <= 4; ++index) {
     const std::string id = revox::data::phantom_case_id(revox::data::BratsNaming::brats2017, index);
-    CHECK(folders[static_cast<std::size_t>(index - 1)] == root.path / id);
+    CHECK(folders[static_cast<std::size_t>(index - 1)] == root.path() / id);
     PhantomOptions options;
     options.width = size.width;
     options.height = size.height;
@@ -298,8 +262,8 @@ TEST_CASE("phantom: writes the BraTS 2020 layout", "[data][phantom][nifti]") {
     options.seed = revox::data::phantom_case_seed(42, index);
     options.enhancing = revox::data::phantom_case_enhancing(index);
     const PhantomCase expected = revox::data::make_phantom(options);
-    check_written_case(root.path / id, id, {"t1", "t1ce", "t2", "flair", "seg"}, "_", expected, 4);
-    const auto labels = revox::io::read_nifti(root.path / id / (id + "_seg.nii.gz"));
+    check_written_case(root.path() / id, id, {"t1", "t1ce", "t2", "flair", "seg"}, "_", expected, 4);
+    const auto labels = revox::io::read_nifti(root.path() / id / (id + "_seg.nii.gz"));
     std::set<int> values;
     for (index_t i = 0; i < labels.data.numel(); ++i) values.insert(static_cast<int>(labels.data[i]));
     // Tiny volumes may miss a sub-region; the enhancing tumor is absent exactly in case 4.
@@ -309,28 +273,28 @@ TEST_CASE("phantom: writes the BraTS 2020 layout", "[data][phantom][nifti]") {
     CHECK(values.count(4) == (index == 4 ? 0u : 1u));
     CHECK(*values.rbegin() <= 4);
   }
-  CHECK(std::filesystem::exists(root.path / "BraTS20_Training_001" / "BraTS20_Training_001_flair.nii.gz"));
+  CHECK(std::filesystem::exists(root.path() / "BraTS20_Training_001" / "BraTS20_Training_001_flair.nii.gz"));
   // The discovery code finds exactly these cases.
-  const auto discovered = revox::data::discover_brats_cases(root.path);
+  const auto discovered = revox::data::discover_brats_cases(root.path());
   REQUIRE(discovered.size() == 4);
   CHECK(discovered[0].id == "BraTS20_Training_001");
   CHECK(discovered[0].segmentation.has_value());
 
   // A second run over the same root refuses before writing anything.
   const auto before = std::filesystem::last_write_time(folders[0] / "BraTS20_Training_001_t1.nii.gz");
-  CHECK_THROWS_WITH(revox::data::write_phantom_dataset(root.path, 5, size,
+  CHECK_THROWS_WITH(revox::data::write_phantom_dataset(root.path(), 5, size,
                                                        revox::data::BratsNaming::brats2017, 43),
                     Catch::Contains("refusing to overwrite"));
-  CHECK_FALSE(std::filesystem::exists(root.path / "BraTS20_Training_005"));
+  CHECK_FALSE(std::filesystem::exists(root.path() / "BraTS20_Training_005"));
   CHECK(std::filesystem::last_write_time(folders[0] / "BraTS20_Training_001_t1.nii.gz") == before);
 }
 
 TEST_CASE("phantom: writes the BraTS 2023 layout with labels {0, 1, 2, 3}", "[data][phantom][nifti]") {
-  TemporaryFolder root;
+  const TempDir root("revox_phantom");
   // An existing empty case folder is fine.
-  std::filesystem::create_directories(root.path / "BraTS-GLI-00001-000");
+  std::filesystem::create_directories(root.path() / "BraTS-GLI-00001-000");
   const revox::data::PhantomSize size{18, 16, 12};
-  revox::data::write_phantom_dataset(root.path, 2, size, revox::data::BratsNaming::brats2023, 3);
+  revox::data::write_phantom_dataset(root.path(), 2, size, revox::data::BratsNaming::brats2023, 3);
   for (int index = 1; index <= 2; ++index) {
     const std::string id = revox::data::phantom_case_id(revox::data::BratsNaming::brats2023, index);
     PhantomOptions options;
@@ -339,10 +303,10 @@ TEST_CASE("phantom: writes the BraTS 2023 layout with labels {0, 1, 2, 3}", "[da
     options.depth = size.depth;
     options.seed = revox::data::phantom_case_seed(3, index);
     const PhantomCase expected = revox::data::make_phantom(options);
-    check_written_case(root.path / id, id, {"t1n", "t1c", "t2w", "t2f", "seg"}, "-", expected, 3);
+    check_written_case(root.path() / id, id, {"t1n", "t1c", "t2w", "t2f", "seg"}, "-", expected, 3);
   }
-  CHECK(std::filesystem::exists(root.path / "BraTS-GLI-00002-000" / "BraTS-GLI-00002-000-t2f.nii.gz"));
-  const auto discovered = revox::data::discover_brats_cases(root.path);
+  CHECK(std::filesystem::exists(root.path() / "BraTS-GLI-00002-000" / "BraTS-GLI-00002-000-t2f.nii.gz"));
+  const auto discovered = revox::data::discover_brats_cases(root.path());
   REQUIRE(discovered.size() == 2);
   CHECK(discovered[1].naming == revox::data::BratsNaming::brats2023);
 }

@@ -16,6 +16,9 @@
 
 #include "revox/data/brats.hpp"
 #include "revox/data/phantom.hpp"
+#include "support/phantom.hpp"
+#include "support/temp_dir.hpp"
+#include "support/tensors.hpp"
 
 using revox::index_t;
 using revox::Shape5;
@@ -24,24 +27,10 @@ using revox::data::PhantomCase;
 using revox::data::PhantomMode;
 using revox::data::PhantomOptions;
 using revox::data::Tissue;
+using namespace revox::test;  // NOLINT(google-build-using-namespace)
+using revox_test::TempDir;
 
 namespace {
-
-PhantomOptions realistic(std::uint64_t seed, index_t width = 96, index_t height = 96,
-                         index_t depth = 64) {
-  PhantomOptions options;
-  options.mode = PhantomMode::realistic;
-  options.width = width;
-  options.height = height;
-  options.depth = depth;
-  options.seed = seed;
-  return options;
-}
-
-template <class T>
-bool identical(const Tensor<T>& a, const Tensor<T>& b) {
-  return a.shape() == b.shape() && std::memcmp(a.data(), b.data(), a.bytes()) == 0;
-}
 
 index_t count_label(const PhantomCase& p, std::uint8_t label) {
   index_t n = 0;
@@ -56,18 +45,6 @@ index_t count_tissue(const PhantomCase& p, Tissue tissue) {
   return n;
 }
 
-// Mean of modality c over voxels of a tissue (NaN when absent).
-double tissue_mean(const PhantomCase& p, int c, Tissue tissue) {
-  const index_t spatial = p.tissue.numel();
-  double sum = 0.0;
-  index_t count = 0;
-  for (index_t i = 0; i < spatial; ++i) {
-    if (p.tissue[i] != static_cast<std::uint8_t>(tissue)) continue;
-    sum += p.image[c * spatial + i];
-    ++count;
-  }
-  return count == 0 ? std::nan("") : sum / static_cast<double>(count);
-}
 
 }  // namespace
 
@@ -75,10 +52,10 @@ TEST_CASE("phantom realistic: seeds reproduce, and the result does not depend on
           "[data][phantom]") {
   const int threads = omp_get_max_threads();
   omp_set_num_threads(1);
-  const PhantomCase a = revox::data::make_phantom(realistic(7, 64, 60, 44));
+  const PhantomCase a = revox::data::make_phantom(realistic_options(7, 64, 60, 44));
   omp_set_num_threads(3);
-  const PhantomCase b = revox::data::make_phantom(realistic(7, 64, 60, 44));
-  const PhantomCase c = revox::data::make_phantom(realistic(8, 64, 60, 44));
+  const PhantomCase b = revox::data::make_phantom(realistic_options(7, 64, 60, 44));
+  const PhantomCase c = revox::data::make_phantom(realistic_options(8, 64, 60, 44));
   omp_set_num_threads(threads);
   CHECK(identical(a.image, b.image));
   CHECK(identical(a.labels, b.labels));
@@ -86,7 +63,7 @@ TEST_CASE("phantom realistic: seeds reproduce, and the result does not depend on
   CHECK_FALSE(identical(a.image, c.image));
   CHECK_FALSE(identical(a.labels, c.labels));
   // The realistic mode is a different generator from the quick one.
-  PhantomOptions quick = realistic(7, 64, 60, 44);
+  PhantomOptions quick = realistic_options(7, 64, 60, 44);
   quick.mode = PhantomMode::quick;
   CHECK_FALSE(identical(a.image, revox::data::make_phantom(quick).image));
 }
@@ -97,7 +74,7 @@ TEST_CASE("phantom realistic: labels, tissues, shares of no-ET and multi-focal c
   std::set<double> snrs;
   const int cases = 16;
   for (int index = 1; index <= cases; ++index) {
-    PhantomOptions options = realistic(revox::data::phantom_case_seed(5, index));
+    PhantomOptions options = realistic_options(revox::data::phantom_case_seed(5, index));
     options.enhancing = revox::data::phantom_case_enhancing(index);
     const PhantomCase p = revox::data::make_phantom(options);
     INFO("case " << index);
@@ -151,7 +128,7 @@ TEST_CASE("phantom realistic: labels, tissues, shares of no-ET and multi-focal c
 TEST_CASE("phantom realistic: tissue contrasts per modality", "[data][phantom]") {
   for (std::uint64_t seed : {3u, 11u, 12u}) {
     INFO("seed " << seed);
-    const PhantomCase p = revox::data::make_phantom(realistic(seed));
+    const PhantomCase p = revox::data::make_phantom(realistic_options(seed));
     const Tissue wm = Tissue::white_matter, gm = Tissue::grey_matter, csf = Tissue::csf,
                  edema = Tissue::edema, et = Tissue::enhancing;
     auto mean = [&](int c, Tissue t) { return tissue_mean(p, c, t); };
@@ -176,7 +153,7 @@ TEST_CASE("phantom realistic: tissue contrasts per modality", "[data][phantom]")
 
 TEST_CASE("phantom realistic: Rician noise at the drawn SNR", "[data][phantom]") {
   for (double snr : {0.0, 9.0, 18.0}) {
-    PhantomOptions options = realistic(21);
+    PhantomOptions options = realistic_options(21);
     options.snr = snr;  // 0 draws it
     const PhantomCase p = revox::data::make_phantom(options);
     INFO("snr option " << snr << ", drawn " << p.details.snr);
@@ -217,7 +194,7 @@ TEST_CASE("phantom realistic: Rician noise at the drawn SNR", "[data][phantom]")
 TEST_CASE("phantom realistic: tumors displace the anatomy", "[data][phantom]") {
   int moved_cases = 0;
   for (std::uint64_t seed : {2u, 4u, 6u}) {
-    PhantomOptions options = realistic(seed);
+    PhantomOptions options = realistic_options(seed);
     const PhantomCase displaced = revox::data::make_phantom(options);
     options.mass_effect = false;
     const PhantomCase still = revox::data::make_phantom(options);
@@ -243,7 +220,7 @@ TEST_CASE("phantom realistic: tumors displace the anatomy", "[data][phantom]") {
 TEST_CASE("phantom realistic: enhancing distractors lie outside the tumor, unlabelled",
           "[data][phantom]") {
   for (std::uint64_t seed : {1u, 9u}) {
-    PhantomOptions options = realistic(seed);
+    PhantomOptions options = realistic_options(seed);
     const PhantomCase p = revox::data::make_phantom(options);
     const index_t spatial = p.labels.numel();
     index_t vessels = 0, labelled = 0;
@@ -264,10 +241,8 @@ TEST_CASE("phantom realistic: enhancing distractors lie outside the tumor, unlab
 }
 
 TEST_CASE("phantom realistic: written as a BraTS dataset and read back", "[data][phantom][nifti]") {
-  std::string pattern =
-      (std::filesystem::temp_directory_path() / "revox_phantom_real_XXXXXX").string();
-  REQUIRE(mkdtemp(pattern.data()) != nullptr);
-  const std::filesystem::path root = pattern;
+  const TempDir scratch("revox_phantom_real");
+  const std::filesystem::path& root = scratch.path();
   const revox::data::PhantomSize size{48, 52, 36};
   for (auto naming : {revox::data::BratsNaming::brats2017, revox::data::BratsNaming::brats2023}) {
     const auto folder = root / (naming == revox::data::BratsNaming::brats2017 ? "2020" : "2023");
@@ -275,8 +250,8 @@ TEST_CASE("phantom realistic: written as a BraTS dataset and read back", "[data]
     const auto cases = revox::data::discover_brats_cases(folder);
     REQUIRE(cases.size() == 4);
     for (int index = 1; index <= 4; ++index) {
-      PhantomOptions options =
-          realistic(revox::data::phantom_case_seed(13, index), size.width, size.height, size.depth);
+      PhantomOptions options = realistic_options(revox::data::phantom_case_seed(13, index),
+                                                 size.width, size.height, size.depth);
       options.enhancing = revox::data::phantom_case_enhancing(index);
       const PhantomCase expected = revox::data::make_phantom(options);
       const auto loaded = revox::data::load_brats_case(cases[static_cast<std::size_t>(index - 1)]);
@@ -292,6 +267,4 @@ TEST_CASE("phantom realistic: written as a BraTS dataset and read back", "[data]
       CHECK(wrong == 0);
     }
   }
-  std::error_code error;
-  std::filesystem::remove_all(root, error);
 }

@@ -17,12 +17,15 @@
 #include "revox/ops/cpu/gemm.hpp"
 #include "revox/ops/cpu/pointwise_conv3d.hpp"
 #include "revox/testing/gradcheck.hpp"
+#include "support/tensors.hpp"
 
 namespace {
 
 using revox::index_t;
 using revox::Shape5;
 using revox::Tensor;
+using revox::test::random_tensor;
+using revox::test::max_mixed_error;
 
 template <class T>
 double tolerance() {
@@ -37,30 +40,8 @@ double weight_grad_tolerance(index_t voxels) {
 }
 
 template <class T>
-Tensor<T> random_tensor(Shape5 shape, revox::Rng& rng) {
-  Tensor<T> t(shape);
-  revox::fill_uniform(t.view(), rng, -1.0, 1.0);
-  return t;
-}
-
-template <class T>
 Tensor<T> filled(Shape5 shape, T value) {
   return Tensor<T>::full(shape, value);
-}
-
-// max over elements of |actual - expected| / (1 + |expected|); infinity for a non-finite
-// actual value (an element the kernel never wrote still holds its NaN poison).
-template <class T>
-double max_error(const Tensor<T>& actual, const Tensor<T>& expected) {
-  REQUIRE(actual.shape() == expected.shape());
-  double worst = 0.0;
-  for (index_t i = 0; i < actual.numel(); ++i) {
-    const double a = static_cast<double>(actual[i]);
-    const double e = static_cast<double>(expected[i]);
-    if (!std::isfinite(a) || !std::isfinite(e)) return std::numeric_limits<double>::infinity();
-    worst = std::max(worst, std::abs(a - e) / (1.0 + std::abs(e)));
-  }
-  return worst;
 }
 
 struct Case {
@@ -97,7 +78,7 @@ TEMPLATE_TEST_CASE("cpu::pointwise_conv3d fast path matches the reference",
       revox::cpu::pointwise_conv3d_forward(x.cview(), weight.data(), bias_ptr, y_fast.view());
       revox::cpu::reference::pointwise_conv3d_forward(x.cview(), weight.data(), bias_ptr,
                                                       y_ref.view());
-      CHECK(max_error(y_fast, y_ref) <= tolerance<T>());
+      CHECK(max_mixed_error(y_fast, y_ref) <= tolerance<T>());
 
       const auto dy = random_tensor<T>(ys, rng);
       auto dx_fast = filled<T>(xs, nan);
@@ -105,7 +86,7 @@ TEMPLATE_TEST_CASE("cpu::pointwise_conv3d fast path matches the reference",
       revox::cpu::pointwise_conv3d_backward_data(dy.cview(), weight.data(), dx_fast.view());
       revox::cpu::reference::pointwise_conv3d_backward_data(dy.cview(), weight.data(),
                                                             dx_ref.view());
-      CHECK(max_error(dx_fast, dx_ref) <= tolerance<T>());
+      CHECK(max_mixed_error(dx_fast, dx_ref) <= tolerance<T>());
 
       // Parameter gradients accumulate: both start from the same random prior.
       const auto dw_prior = random_tensor<T>(ws, rng);
@@ -118,11 +99,11 @@ TEMPLATE_TEST_CASE("cpu::pointwise_conv3d fast path matches the reference",
                                                    with_bias ? db_fast.data() : nullptr);
       revox::cpu::reference::pointwise_conv3d_backward_weight(
           x.cview(), dy.cview(), dw_ref.data(), with_bias ? db_ref.data() : nullptr);
-      CHECK(max_error(dw_fast, dw_ref) <= weight_grad_tolerance<T>(c.n * c.d * c.h * c.w));
-      CHECK(max_error(db_fast, db_ref) <= tolerance<T>());
-      if (!with_bias) CHECK(max_error(db_fast, db_prior) == 0.0);
+      CHECK(max_mixed_error(dw_fast, dw_ref) <= weight_grad_tolerance<T>(c.n * c.d * c.h * c.w));
+      CHECK(max_mixed_error(db_fast, db_ref) <= tolerance<T>());
+      if (!with_bias) CHECK(max_mixed_error(db_fast, db_prior) == 0.0);
       // The prior is really added to (guards against an accidental assign in both paths).
-      CHECK(max_error(dw_ref, dw_prior) > 0.0);
+      CHECK(max_mixed_error(dw_ref, dw_prior) > 0.0);
     }
   }
 }
@@ -142,7 +123,7 @@ TEMPLATE_TEST_CASE("cpu::pointwise_conv3d matches the reference where its OpenMP
   revox::cpu::pointwise_conv3d_forward(x.cview(), weight.data(), bias.data(), y_fast.view());
   revox::cpu::reference::pointwise_conv3d_forward(x.cview(), weight.data(), bias.data(),
                                                   y_ref.view());
-  CHECK(max_error(y_fast, y_ref) <= tolerance<T>());
+  CHECK(max_mixed_error(y_fast, y_ref) <= tolerance<T>());
   const auto dy = random_tensor<T>(ys, rng);
   auto dw_fast = Tensor<T>::zeros(revox::flat_shape(27));
   auto dw_ref = Tensor<T>::zeros(revox::flat_shape(27));
@@ -152,8 +133,8 @@ TEMPLATE_TEST_CASE("cpu::pointwise_conv3d matches the reference where its OpenMP
                                                db_fast.data());
   revox::cpu::reference::pointwise_conv3d_backward_weight(x.cview(), dy.cview(), dw_ref.data(),
                                                           db_ref.data());
-  CHECK(max_error(dw_fast, dw_ref) <= weight_grad_tolerance<T>(xs.n * xs.spatial()));
-  CHECK(max_error(db_fast, db_ref) <= tolerance<T>());
+  CHECK(max_mixed_error(dw_fast, dw_ref) <= weight_grad_tolerance<T>(xs.n * xs.spatial()));
+  CHECK(max_mixed_error(db_fast, db_ref) <= tolerance<T>());
 }
 
 TEST_CASE("cpu::pointwise_conv3d reference computes W x + b on a hand-checked example",

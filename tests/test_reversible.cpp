@@ -16,6 +16,7 @@
 #include "revox/layers/mbconv.hpp"
 #include "revox/layers/reversible.hpp"
 #include "revox/testing/gradcheck.hpp"
+#include "support/tensors.hpp"
 
 using revox::ConvBlock;
 using revox::MBConv;
@@ -25,6 +26,7 @@ using revox::Shape5;
 using revox::Tensor;
 using revox::TensorView;
 using revox::index_t;
+using revox::test::random_tensor;
 
 namespace {
 
@@ -146,13 +148,6 @@ ReversibleSequence<MBBlock<T>> mbconv_chain(std::size_t blocks, index_t channels
   std::vector<MBBlock<T>> list;
   for (std::size_t i = 0; i < blocks; ++i) list.push_back(mbconv_block<T>(channels, num_groups));
   return ReversibleSequence<MBBlock<T>>(std::move(list));
-}
-
-template <class T>
-Tensor<T> random_tensor(Shape5 shape, revox::Rng& rng) {
-  Tensor<T> t(shape);
-  revox::fill_uniform(t.view(), rng, -1.0, 1.0);
-  return t;
 }
 
 template <class T>

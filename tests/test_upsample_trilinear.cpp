@@ -15,19 +15,14 @@
 #include "revox/ops/cpu/simd.hpp"
 #include "revox/ops/cpu/upsample_trilinear.hpp"
 #include "revox/testing/gradcheck.hpp"
+#include "support/tensors.hpp"
 
 using revox::Shape5;
 using revox::Tensor;
 using revox::index_t;
+using revox::test::random_tensor;
 
 namespace {
-
-template <class T>
-Tensor<T> random_tensor(Shape5 shape, revox::Rng& rng, double low, double high) {
-  Tensor<T> t(shape);
-  revox::fill_uniform(t.view(), rng, low, high);
-  return t;
-}
 
 Shape5 doubled(Shape5 in) { return Shape5{in.n, in.c, 2 * in.d, 2 * in.h, 2 * in.w}; }
 

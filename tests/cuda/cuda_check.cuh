@@ -34,4 +34,19 @@ inline int finish(const char* test_name) {
   return failures == 0 ? 0 : 1;
 }
 
+// A test's main: exits 77 (skipped) without a GPU, runs `body`, waits for the device and
+// reports; a revox::Error escaping `body` fails the test.
+template <class Body>
+int run_test(const char* test_name, Body&& body) {
+  require_gpu(test_name);
+  try {
+    body();
+    REVOX_CUDA_CHECK(cudaDeviceSynchronize());
+  } catch (const revox::Error& error) {
+    std::printf("FAILED with revox::Error: %s\n", error.what());
+    return 1;
+  }
+  return finish(test_name);
+}
+
 }  // namespace revox_cuda_test

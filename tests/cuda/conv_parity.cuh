@@ -1,22 +1,25 @@
-// GPU parity of the convolutions (depthwise 3x3x3, pointwise 1x1x1, dense Conv3d with
-// kernel_size 1, 3 and 5, chunked im2col) through the ops:: dispatchers, against the plain CPU
-// reference, float and double; plus the CudaContext, the stream copies, the cuBLAS error
-// path and the caching pool of cuda_allocator(). Device outputs are pre-filled with NaN, the
-// host outputs with a finite value, so an element the GPU never writes shows.
+// What the GPU parity tests of the convolutions share (tests/cuda/test_cuda_{depthwise_conv3d,
+// pointwise_conv3d,conv3d,context}.cu): each op runs through the ops:: dispatchers (or
+// cuda::conv3d_* with a forced im2col chunk size) against the plain CPU reference, float and
+// double. Device outputs are pre-filled with NaN, the host outputs with a finite value, so an
+// element the GPU never writes shows.
 //
-// The file includes revox/revox.hpp and runs the CPU fast paths too: a .cu translation unit
+// The header includes revox/revox.hpp and runs the CPU fast paths too: a .cu translation unit
 // holding both devices' kernels compiles without warnings.
 //
-// Tolerances (max |gpu - ref| / (1 + |ref|)): double 1e-11; float 2e-5 for outputs and input
-// gradients (sums of at most Cin * 27 products, cuBLAS in FP32, no TF32), and for weight and
-// bias gradients 2e-5 * max(1, sqrt(voxels / 64)), because those sum over every voxel of the
-// batch in FP32 inside cuBLAS.
+// Tolerances (max |gpu - ref| / (1 + |ref|), revox::test::max_mixed_error): double 1e-11; float
+// 2e-5 for outputs and input gradients (sums of at most Cin * 27 products, cuBLAS in FP32, no
+// TF32), and for weight and bias gradients 2e-5 * max(1, sqrt(voxels / 64)), because those sum
+// over every voxel of the batch in FP32 inside cuBLAS.
+#pragma once
+
 #include <cmath>
 #include <cstdio>
 #include <limits>
 #include <string>
 #include <type_traits>
 
+#include "../support/tensors.hpp"
 #include "cuda_check.cuh"
 #include "revox/revox.hpp"
 #include "revox/core/cuda.hpp"
@@ -34,7 +37,14 @@
 #include "revox/ops/fill.hpp"
 #include "revox/ops/pointwise_conv3d.hpp"
 
-namespace {
+namespace revox_cuda_test::convolution {
+
+using revox::Cuda;
+using revox::index_t;
+using revox::Shape5;
+using revox::Tensor;
+using revox::test::max_mixed_error;
+using revox::test::random_tensor;
 
 using revox::Cuda;
 using revox::index_t;
@@ -54,33 +64,12 @@ double sum_tolerance(index_t voxels) {
   return tolerance<T>() * (scale > 1.0 ? scale : 1.0);
 }
 
-template <class T>
-Tensor<T> random_tensor(Shape5 shape, revox::Rng& rng) {
-  Tensor<T> t(shape);
-  revox::fill_uniform(t.view(), rng, -1.0, 1.0);
-  return t;
-}
-
 // An uninitialised device tensor filled with NaN.
 template <class T>
 DeviceTensor<T> device_nan(const Cuda& dev, Shape5 shape) {
   DeviceTensor<T> t(shape);
   revox::ops::fill(dev, t.view(), std::numeric_limits<T>::quiet_NaN());
   return t;
-}
-
-template <class T>
-double max_error(const Tensor<T>& actual, const Tensor<T>& expected) {
-  if (actual.shape() != expected.shape()) return std::numeric_limits<double>::infinity();
-  double worst = 0.0;
-  for (index_t i = 0; i < actual.numel(); ++i) {
-    const double a = static_cast<double>(actual[i]);
-    const double e = static_cast<double>(expected[i]);
-    if (!std::isfinite(a) || !std::isfinite(e)) return std::numeric_limits<double>::infinity();
-    const double err = std::abs(a - e) / (1.0 + std::abs(e));
-    worst = err > worst ? err : worst;
-  }
-  return worst;
 }
 
 template <class T>
@@ -124,13 +113,13 @@ void depthwise_parity(const Cuda& dev, const Shape5& s, bool with_bias, revox::R
                                        with_bias ? b_d.data() : nullptr, y_d.view());
   revox::cpu::reference::depthwise_conv3d_forward<T>(x.cview(), w.data(),
                                                      with_bias ? b.data() : nullptr, y.view());
-  report<T>("depthwise forward", s, max_error(revox::to_host(dev, y_d), y), tolerance<T>());
+  report<T>("depthwise forward", s, max_mixed_error(revox::to_host(dev, y_d), y), tolerance<T>());
 
   auto dx_d = device_nan<T>(dev, s);
   auto dx = Tensor<T>::full(s, T(3));
   revox::ops::depthwise_conv3d_backward_data(dev, dy_d.cview(), w_d.data(), dx_d.view());
   revox::cpu::reference::depthwise_conv3d_backward_data<T>(dy.cview(), w.data(), dx.view());
-  report<T>("depthwise backward_data", s, max_error(revox::to_host(dev, dx_d), dx),
+  report<T>("depthwise backward_data", s, max_mixed_error(revox::to_host(dev, dx_d), dx),
             tolerance<T>());
 
   auto dw_d = revox::to_device(dev, dw0);
@@ -142,8 +131,8 @@ void depthwise_parity(const Cuda& dev, const Shape5& s, bool with_bias, revox::R
   revox::cpu::reference::depthwise_conv3d_backward_weight<T>(x.cview(), dy.cview(), dw.data(),
                                                              with_bias ? db.data() : nullptr);
   const auto dw_gpu = revox::to_host(dev, dw_d);
-  report<T>("depthwise backward_weight", s, max_error(dw_gpu, dw), tolerance<T>());
-  report<T>("depthwise backward_bias", s, max_error(revox::to_host(dev, db_d), db),
+  report<T>("depthwise backward_weight", s, max_mixed_error(dw_gpu, dw), tolerance<T>());
+  report<T>("depthwise backward_bias", s, max_mixed_error(revox::to_host(dev, db_d), db),
             tolerance<T>());
   // Deterministic: the same accumulation again gives the same bits.
   auto dw2_d = revox::to_device(dev, dw0);
@@ -224,110 +213,29 @@ void conv_parity(const Cuda& dev, const Shape5& xs, index_t cout, int kernel_siz
   } else {
     revox::ops::conv3d_forward(revox::Cpu{}, x.cview(), w.data(), bias, y_cpu.view(), ks);
   }
-  report<T>((name + " cpu forward").c_str(), xs, max_error(y_cpu, y), tolerance<T>());
+  report<T>((name + " cpu forward").c_str(), xs, max_mixed_error(y_cpu, y), tolerance<T>());
   const index_t voxels = xs.n * xs.spatial();
-  report<T>((name + " forward").c_str(), xs, max_error(revox::to_host(dev, y_d), y),
+  report<T>((name + " forward").c_str(), xs, max_mixed_error(revox::to_host(dev, y_d), y),
             tolerance<T>());
-  report<T>((name + " backward_data").c_str(), xs, max_error(revox::to_host(dev, dx_d), dx),
+  report<T>((name + " backward_data").c_str(), xs, max_mixed_error(revox::to_host(dev, dx_d), dx),
             tolerance<T>());
-  report<T>((name + " backward_weight").c_str(), xs, max_error(revox::to_host(dev, dw_d), dw),
+  report<T>((name + " backward_weight").c_str(), xs, max_mixed_error(revox::to_host(dev, dw_d), dw),
             sum_tolerance<T>(voxels));
-  report<T>((name + " backward_bias").c_str(), xs, max_error(revox::to_host(dev, db_d), db),
+  report<T>((name + " backward_bias").c_str(), xs, max_mixed_error(revox::to_host(dev, db_d), db),
             sum_tolerance<T>(voxels));
 }
 
-template <class T>
-void all_parity(const Cuda& dev) {
-  revox::Rng rng(2024);
-  const Shape5 odd{2, 3, 5, 7, 9};
-  const Shape5 larger{1, 16, 12, 20, 28};
-  for (const bool with_bias : {true, false}) {
-    depthwise_parity<T>(dev, odd, with_bias, rng);
-    depthwise_parity<T>(dev, Shape5{1, 2, 1, 1, 1}, with_bias, rng);
-    conv_parity<T>(dev, odd, 5, 0, with_bias, 0, rng);
-    conv_parity<T>(dev, odd, 4, 3, with_bias, 0, rng);
-    conv_parity<T>(dev, odd, 4, 1, with_bias, 0, rng);  // kernel_size 1: the pointwise path
-  }
-  depthwise_parity<T>(dev, larger, true, rng);
-  conv_parity<T>(dev, larger, 24, 0, true, 0, rng);
-  conv_parity<T>(dev, larger, 8, 3, true, 0, rng);
-  // Several im2col chunks: one output row, then four rows per chunk.
-  const index_t row = odd.c * 27 * odd.w * static_cast<index_t>(sizeof(T));
-  conv_parity<T>(dev, odd, 4, 3, true, row, rng);
-  conv_parity<T>(dev, odd, 4, 3, true, 4 * row, rng);
-  conv_parity<T>(dev, Shape5{1, 2, 3, 5, 6}, 3, 5, true,
-                 2 * 2 * 125 * 6 * static_cast<index_t>(sizeof(T)), rng);
+// A convolution test's main: test(dev, T{}) for T = float, then double, on the stream of a
+// CudaContext (the convolutions' GEMMs need its cuBLAS handle).
+template <class Test>
+int run_with_context(const char* test_name, Test&& test) {
+  return run_test(test_name, [&] {
+    revox::CudaContext ctx(0);
+    const Cuda dev = ctx.device();
+    test(dev, float{});
+    test(dev, double{});
+    ctx.synchronize();
+  });
 }
 
-// One forward and backward of every op: the allocation sequence of a "training step".
-void step(const Cuda& dev, revox::Rng& rng) {
-  const Shape5 s{2, 3, 5, 7, 9};
-  conv_parity<float>(dev, s, 4, 3, true, 0, rng);
-  conv_parity<float>(dev, s, 4, 0, true, 0, rng);
-  depthwise_parity<float>(dev, s, true, rng);
-}
-
-}  // namespace
-
-int main() {
-  revox_cuda_test::require_gpu("test_cuda_ops_b");
-  try {
-    auto& allocator = revox::cuda_allocator();
-    const auto start = allocator.stats();
-    {
-      revox::CudaContext ctx(0);
-      const Cuda dev = ctx.device();
-      CUDA_TEST_CHECK(dev.stream != nullptr);
-      CUDA_TEST_CHECK(dev.cublas != nullptr);
-      CUDA_TEST_CHECK(allocator.caching());
-
-      all_parity<float>(dev);
-      all_parity<double>(dev);
-
-      // The caching pool: a second identical step calls cudaMalloc no more.
-      revox::Rng rng_a(7);
-      step(dev, rng_a);
-      ctx.synchronize();
-      const auto after_first = allocator.stats();
-      revox::Rng rng_b(7);
-      step(dev, rng_b);
-      ctx.synchronize();
-      const auto after_second = allocator.stats();
-      CUDA_TEST_CHECK(after_second.raw_allocations == after_first.raw_allocations);
-      CUDA_TEST_CHECK(after_second.total_allocations > after_first.total_allocations);
-      CUDA_TEST_CHECK(after_second.current_bytes == after_first.current_bytes);
-      CUDA_TEST_CHECK(after_second.reserved_bytes >= after_second.current_bytes);
-      CUDA_TEST_CHECK(after_second.cached_bytes > 0);
-      std::printf("pool: %zu cudaMalloc calls for %zu allocations; %zu bytes in use, %zu "
-                  "reserved\n",
-                  after_second.raw_allocations - start.raw_allocations,
-                  after_second.total_allocations - start.total_allocations,
-                  after_second.current_bytes, after_second.reserved_bytes);
-
-      // Errors name the problem.
-      bool threw = false;
-      try {
-        revox::CudaContext wrong(revox::cuda_device_count());
-      } catch (const revox::Error& e) {
-        threw = std::string(e.what()).find("GPU index") != std::string::npos;
-      }
-      CUDA_TEST_CHECK(threw);
-      threw = false;
-      try {
-        DeviceTensor<float> a(revox::flat_shape(4));
-        revox::ops::pointwise_conv3d_forward(Cuda{}, a.cview(), a.data(), nullptr, a.view());
-      } catch (const revox::Error& e) {
-        threw = std::string(e.what()).find("no cuBLAS handle") != std::string::npos;
-      }
-      CUDA_TEST_CHECK(threw);
-    }
-    // The last context released the cached blocks; every tensor is gone.
-    const auto end = allocator.stats();
-    CUDA_TEST_CHECK(end.current_bytes == start.current_bytes);
-    CUDA_TEST_CHECK(end.cached_bytes == 0);
-  } catch (const revox::Error& error) {
-    std::printf("FAILED with revox::Error: %s\n", error.what());
-    return 1;
-  }
-  return revox_cuda_test::finish("test_cuda_ops_b");
-}
+}  // namespace revox_cuda_test::convolution
