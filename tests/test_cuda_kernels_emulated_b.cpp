@@ -21,7 +21,7 @@
 #include "revox/ops/cpu/pointwise_conv3d.hpp"
 #include "revox/ops/kernels/conv3d.hpp"
 #include "revox/ops/kernels/depthwise_conv3d.hpp"
-#include "revox/ops/kernels/gemm.hpp"
+#include "revox/ops/kernels/executor.hpp"
 #include "revox/ops/kernels/pointwise_conv3d.hpp"
 
 namespace {

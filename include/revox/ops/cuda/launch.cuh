@@ -13,16 +13,14 @@
 
 namespace revox::cuda {
 
-namespace kernels {
 template <class Body>
-__global__ void for_each(Body body, index_t count) {
+__global__ void for_each_kernel(Body body, index_t count) {
   const index_t stride = static_cast<index_t>(gridDim.x) * blockDim.x;
   for (index_t i = static_cast<index_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < count;
        i += stride) {
     body(i);
   }
 }
-}  // namespace kernels
 
 inline constexpr int kForEachThreads = 256;
 inline constexpr index_t kForEachMaxBlocks = 65536;
@@ -33,7 +31,7 @@ void for_each(const Cuda& dev, index_t count, const Body& body) {
   if (count <= 0) return;
   const index_t wanted = (count + kForEachThreads - 1) / kForEachThreads;
   const int blocks = static_cast<int>(wanted < kForEachMaxBlocks ? wanted : kForEachMaxBlocks);
-  kernels::for_each<Body><<<blocks, kForEachThreads, 0, dev.stream>>>(body, count);
+  for_each_kernel<Body><<<blocks, kForEachThreads, 0, dev.stream>>>(body, count);
   REVOX_CUDA_CHECK_LAUNCH();
 }
 
