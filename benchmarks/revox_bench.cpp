@@ -193,7 +193,7 @@ void depthwise_forward(benchmark::State& state, BenchShape bs) {
   const std::vector<float> weight = random_vector(27 * s.c, 2, 0.2f);
   Tensor<float> y(s);
   timed_loop(state, depthwise_work(s, false), [&] {
-    cpu::depthwise_conv3d_forward<float>(x.cview(), weight.data(), nullptr, y.view());
+    ops::DepthwiseConv3dKernels<Cpu>::depthwise_conv3d_forward<float>(Cpu{}, x.cview(), weight.data(), nullptr, y.view());
     keep(y);
   });
 }
@@ -204,7 +204,7 @@ void depthwise_backward_data(benchmark::State& state, BenchShape bs) {
   const std::vector<float> weight = random_vector(27 * s.c, 2, 0.2f);
   Tensor<float> dx(s);
   timed_loop(state, depthwise_work(s, false), [&] {
-    cpu::depthwise_conv3d_backward_data<float>(dy.cview(), weight.data(), dx.view());
+    ops::DepthwiseConv3dKernels<Cpu>::depthwise_conv3d_backward_data<float>(Cpu{}, dy.cview(), weight.data(), dx.view());
     keep(dx);
   });
 }
@@ -215,7 +215,7 @@ void depthwise_backward_weight(benchmark::State& state, BenchShape bs) {
   const Tensor<float> dy = random_tensor(s, 3);
   std::vector<float> dweight(static_cast<std::size_t>(27 * s.c), 0.0f);
   timed_loop(state, depthwise_work(s, false), [&] {
-    cpu::depthwise_conv3d_backward_weight<float>(x.cview(), dy.cview(), dweight.data(), nullptr);
+    ops::DepthwiseConv3dKernels<Cpu>::depthwise_conv3d_backward_weight<float>(Cpu{}, x.cview(), dy.cview(), dweight.data(), nullptr);
     benchmark::DoNotOptimize(dweight.data());
   });
 }
@@ -228,7 +228,7 @@ void depthwise_backward_fused(benchmark::State& state, BenchShape bs) {
   std::vector<float> dweight(static_cast<std::size_t>(27 * s.c), 0.0f);
   Tensor<float> dx(s);
   timed_loop(state, depthwise_work(s, true), [&] {
-    cpu::depthwise_conv3d_backward<float>(x.cview(), dy.cview(), weight.data(), dx.view(),
+    ops::DepthwiseConv3dKernels<Cpu>::depthwise_conv3d_backward<float>(Cpu{}, x.cview(), dy.cview(), weight.data(), dx.view(),
                                           dweight.data(), nullptr);
     keep(dx);
   });
@@ -243,7 +243,7 @@ void pointwise_forward(benchmark::State& state, BenchShape bs) {
   const std::vector<float> weight = random_vector(xs.c * ys.c, 2, 0.2f);
   Tensor<float> y(ys);
   timed_loop(state, pointwise_work(xs, ys.c), [&] {
-    cpu::pointwise_conv3d_forward<float>(x.cview(), weight.data(), nullptr, y.view());
+    ops::PointwiseConv3dKernels<Cpu>::pointwise_conv3d_forward<float>(Cpu{}, x.cview(), weight.data(), nullptr, y.view());
     keep(y);
   });
 }
@@ -255,7 +255,7 @@ void pointwise_backward_data(benchmark::State& state, BenchShape bs) {
   const std::vector<float> weight = random_vector(xs.c * ys.c, 2, 0.2f);
   Tensor<float> dx(xs);
   timed_loop(state, pointwise_work(xs, ys.c), [&] {
-    cpu::pointwise_conv3d_backward_data<float>(dy.cview(), weight.data(), dx.view());
+    ops::PointwiseConv3dKernels<Cpu>::pointwise_conv3d_backward_data<float>(Cpu{}, dy.cview(), weight.data(), dx.view());
     keep(dx);
   });
 }
@@ -267,7 +267,7 @@ void pointwise_backward_weight(benchmark::State& state, BenchShape bs) {
   const Tensor<float> dy = random_tensor(ys, 3);
   std::vector<float> dweight(static_cast<std::size_t>(xs.c * ys.c), 0.0f);
   timed_loop(state, pointwise_work(xs, ys.c), [&] {
-    cpu::pointwise_conv3d_backward_weight<float>(x.cview(), dy.cview(), dweight.data(), nullptr);
+    ops::PointwiseConv3dKernels<Cpu>::pointwise_conv3d_backward_weight<float>(Cpu{}, x.cview(), dy.cview(), dweight.data(), nullptr);
     benchmark::DoNotOptimize(dweight.data());
   });
 }
@@ -280,7 +280,7 @@ void dense_forward(benchmark::State& state, BenchShape bs) {
   const std::vector<float> weight = random_vector(27 * s.c * s.c, 2, 0.05f);
   Tensor<float> y(s);
   timed_loop(state, dense_work(s), [&] {
-    cpu::conv3d_forward<float>(x.cview(), weight.data(), nullptr, y.view(), 3);
+    ops::Conv3dKernels<Cpu>::conv3d_forward<float>(Cpu{}, x.cview(), weight.data(), nullptr, y.view(), 3);
     keep(y);
   });
 }
@@ -291,7 +291,7 @@ void dense_backward_data(benchmark::State& state, BenchShape bs) {
   const std::vector<float> weight = random_vector(27 * s.c * s.c, 2, 0.05f);
   Tensor<float> dx(s);
   timed_loop(state, dense_work(s), [&] {
-    cpu::conv3d_backward_data<float>(dy.cview(), weight.data(), dx.view(), 3);
+    ops::Conv3dKernels<Cpu>::conv3d_backward_data<float>(Cpu{}, dy.cview(), weight.data(), dx.view(), 3);
     keep(dx);
   });
 }
@@ -302,7 +302,7 @@ void dense_backward_weight(benchmark::State& state, BenchShape bs) {
   const Tensor<float> dy = random_tensor(s, 3);
   std::vector<float> dweight(static_cast<std::size_t>(27 * s.c * s.c), 0.0f);
   timed_loop(state, dense_work(s), [&] {
-    cpu::conv3d_backward_weight<float>(x.cview(), dy.cview(), dweight.data(), nullptr, 3);
+    ops::Conv3dKernels<Cpu>::conv3d_backward_weight<float>(Cpu{}, x.cview(), dy.cview(), dweight.data(), nullptr, 3);
     benchmark::DoNotOptimize(dweight.data());
   });
 }

@@ -69,7 +69,7 @@ void compare_with_reference(const Case& c, int kernel_size, bool with_bias,
 
   auto y_fast = Tensor<T>::full(ys, nan);
   auto y_ref = Tensor<T>::full(ys, T(12345));
-  revox::cpu::conv3d_forward(x.cview(), weight.data(), bias_ptr, y_fast.view(), kernel_size,
+  revox::ops::Conv3dKernels<revox::Cpu>::conv3d_forward(revox::Cpu{}, x.cview(), weight.data(), bias_ptr, y_fast.view(), kernel_size,
                              scratch_bytes);
   revox::cpu::reference::conv3d_forward(x.cview(), weight.data(), bias_ptr, y_ref.view(),
                                         kernel_size);
@@ -78,7 +78,7 @@ void compare_with_reference(const Case& c, int kernel_size, bool with_bias,
   const auto dy = random_tensor<T>(ys, rng);
   auto dx_fast = Tensor<T>::full(xs, nan);
   auto dx_ref = Tensor<T>::full(xs, T(-777));
-  revox::cpu::conv3d_backward_data(dy.cview(), weight.data(), dx_fast.view(), kernel_size,
+  revox::ops::Conv3dKernels<revox::Cpu>::conv3d_backward_data(revox::Cpu{}, dy.cview(), weight.data(), dx_fast.view(), kernel_size,
                                    scratch_bytes);
   revox::cpu::reference::conv3d_backward_data(dy.cview(), weight.data(), dx_ref.view(),
                                               kernel_size);
@@ -91,7 +91,7 @@ void compare_with_reference(const Case& c, int kernel_size, bool with_bias,
   auto dw_ref = dw_prior.clone();
   auto db_fast = db_prior.clone();
   auto db_ref = db_prior.clone();
-  revox::cpu::conv3d_backward_weight(x.cview(), dy.cview(), dw_fast.data(),
+  revox::ops::Conv3dKernels<revox::Cpu>::conv3d_backward_weight(revox::Cpu{}, x.cview(), dy.cview(), dw_fast.data(),
                                      with_bias ? db_fast.data() : nullptr, kernel_size,
                                      scratch_bytes);
   revox::cpu::reference::conv3d_backward_weight(x.cview(), dy.cview(), dw_ref.data(),
@@ -189,7 +189,7 @@ TEST_CASE("cpu::conv3d is a zero-padded cross-correlation", "[op][conv3d]") {
   weight[(0 * 3 + 1) * 3 + 2] = 1.0;
   Tensor<double> y_fast(s);
   Tensor<double> y_ref(s);
-  revox::cpu::conv3d_forward(x.cview(), weight.data(), nullptr, y_fast.view(), 3);
+  revox::ops::Conv3dKernels<revox::Cpu>::conv3d_forward(revox::Cpu{}, x.cview(), weight.data(), nullptr, y_fast.view(), 3);
   revox::cpu::reference::conv3d_forward(x.cview(), weight.data(), nullptr, y_ref.view(), 3);
   for (index_t d = 0; d < s.d; ++d)
     for (index_t h = 0; h < s.h; ++h)
@@ -206,7 +206,7 @@ TEST_CASE("cpu::conv3d is a zero-padded cross-correlation", "[op][conv3d]") {
   const std::vector<double> ones_weight(2 * 27, 1.0);
   const double bias = 0.5;
   Tensor<double> y(ones_shape.with_channels(1));
-  revox::cpu::conv3d_forward(ones.cview(), ones_weight.data(), &bias, y.view(), 3);
+  revox::ops::Conv3dKernels<revox::Cpu>::conv3d_forward(revox::Cpu{}, ones.cview(), ones_weight.data(), &bias, y.view(), 3);
   auto taps = [](index_t i, index_t extent) { return 3 - (i == 0) - (i == extent - 1); };
   for (index_t d = 0; d < 3; ++d)
     for (index_t h = 0; h < 3; ++h)
@@ -308,7 +308,7 @@ TEST_CASE("Conv3d releases its scratch memory and keeps it to one column buffer"
   // With a small budget the buffer shrinks to the chunk.
   const index_t budget = row_bytes<float>(x.shape(), 3) * 2;
   allocator.reset_peak();
-  revox::cpu::conv3d_forward(x.cview(), params.values().data, nullptr, y.view(), 3, budget);
+  revox::ops::Conv3dKernels<revox::Cpu>::conv3d_forward(revox::Cpu{}, x.cview(), params.values().data, nullptr, y.view(), 3, budget);
   CHECK(allocator.current_bytes() == before.current_bytes);
   CHECK(allocator.peak_bytes() == before.current_bytes + static_cast<std::size_t>(budget));
 }
@@ -366,12 +366,12 @@ TEST_CASE("Conv3d rejects misuse with readable errors", "[layer][conv3d][errors]
 
   // The kernels themselves refuse even kernel sizes and mismatched extents.
   const float* weight = params.values().data;
-  CHECK_THROWS_WITH(revox::cpu::conv3d_forward(x.cview(), weight, nullptr, y.view(), 2),
+  CHECK_THROWS_WITH(revox::ops::Conv3dKernels<revox::Cpu>::conv3d_forward(revox::Cpu{}, x.cview(), weight, nullptr, y.view(), 2),
                     Contains("cpu::conv3d_forward: kernel_size must be odd and positive"));
   CHECK_THROWS_WITH(
       revox::cpu::reference::conv3d_backward_data(y.cview(), weight, dx.view(), 4),
       Contains("kernel_size must be odd and positive ('same' padding), got 4"));
-  CHECK_THROWS_WITH(revox::cpu::conv3d_backward_data(y.cview(), weight, dx_wrong.view(), 3),
+  CHECK_THROWS_WITH(revox::ops::Conv3dKernels<revox::Cpu>::conv3d_backward_data(revox::Cpu{}, y.cview(), weight, dx_wrong.view(), 3),
                     Contains("cpu::conv3d_backward_data: dy (N=1, C=6, D=2, H=3, W=4) and dx "
                              "(N=2, C=4, D=2, H=3, W=4) must have the same batch and spatial "
                              "extents"));
@@ -456,7 +456,7 @@ TEST_CASE("cpu::conv3d backward data keeps its scratch within the input-sized co
       auto& allocator = revox::cpu_allocator();
       const auto before = allocator.current_bytes();
       allocator.reset_peak();
-      revox::cpu::conv3d_backward_data(dy.cview(), weight.data(), dx.view(), 3, budget);
+      revox::ops::Conv3dKernels<revox::Cpu>::conv3d_backward_data(revox::Cpu{}, dy.cview(), weight.data(), dx.view(), 3, budget);
       CHECK(allocator.current_bytes() == before);
       CHECK(allocator.peak_bytes() <=
             before + static_cast<std::size_t>(chunking.scratch_elements) * sizeof(float));
@@ -509,9 +509,9 @@ TEST_CASE("cpu::conv3d direct path is bitwise identical at 1 and 3 threads",
     omp_set_num_threads(threads);
     Result r{Tensor<float>(ys), Tensor<float>(xs),
              Tensor<float>::full(revox::flat_shape(c.cout * c.cin * 27), 0.5f)};
-    revox::cpu::conv3d_forward(x.cview(), weight.data(), bias.data(), r.y.view(), 3);
-    revox::cpu::conv3d_backward_data(dy.cview(), weight.data(), r.dx.view(), 3);
-    revox::cpu::conv3d_backward_weight(x.cview(), dy.cview(), r.dw.data(), nullptr, 3);
+    revox::ops::Conv3dKernels<revox::Cpu>::conv3d_forward(revox::Cpu{}, x.cview(), weight.data(), bias.data(), r.y.view(), 3);
+    revox::ops::Conv3dKernels<revox::Cpu>::conv3d_backward_data(revox::Cpu{}, dy.cview(), weight.data(), r.dx.view(), 3);
+    revox::ops::Conv3dKernels<revox::Cpu>::conv3d_backward_weight(revox::Cpu{}, x.cview(), dy.cview(), r.dw.data(), nullptr, 3);
     omp_set_num_threads(threads_before);
     return r;
   };

@@ -63,14 +63,14 @@ TEMPLATE_TEST_CASE("depthwise_conv3d fast path matches the reference", "[ops][de
 
       Tensor<T> y_fast = filled(shape, nan<T>());
       Tensor<T> y_ref = filled(shape, T(-777));
-      revox::cpu::depthwise_conv3d_forward(x.cview(), weight.data(), bias_ptr, y_fast.view());
+      revox::ops::DepthwiseConv3dKernels<revox::Cpu>::depthwise_conv3d_forward(revox::Cpu{}, x.cview(), weight.data(), bias_ptr, y_fast.view());
       revox::cpu::reference::depthwise_conv3d_forward(x.cview(), weight.data(), bias_ptr,
                                                       y_ref.view());
       CHECK(max_error(y_fast, y_ref) <= tolerance<T>());
 
       Tensor<T> dx_fast = filled(shape, nan<T>());
       Tensor<T> dx_ref = filled(shape, T(-777));
-      revox::cpu::depthwise_conv3d_backward_data(dy.cview(), weight.data(), dx_fast.view());
+      revox::ops::DepthwiseConv3dKernels<revox::Cpu>::depthwise_conv3d_backward_data(revox::Cpu{}, dy.cview(), weight.data(), dx_fast.view());
       revox::cpu::reference::depthwise_conv3d_backward_data(dy.cview(), weight.data(),
                                                             dx_ref.view());
       CHECK(max_error(dx_fast, dx_ref) <= tolerance<T>());
@@ -82,7 +82,7 @@ TEMPLATE_TEST_CASE("depthwise_conv3d fast path matches the reference", "[ops][de
       Tensor<T> dw_ref = prior_w.clone();
       Tensor<T> db_fast = prior_b.clone();
       Tensor<T> db_ref = prior_b.clone();
-      revox::cpu::depthwise_conv3d_backward_weight(x.cview(), dy.cview(), dw_fast.data(),
+      revox::ops::DepthwiseConv3dKernels<revox::Cpu>::depthwise_conv3d_backward_weight(revox::Cpu{}, x.cview(), dy.cview(), dw_fast.data(),
                                                    with_bias ? db_fast.data() : nullptr);
       revox::cpu::reference::depthwise_conv3d_backward_weight(
           x.cview(), dy.cview(), dw_ref.data(), with_bias ? db_ref.data() : nullptr);
@@ -112,7 +112,7 @@ TEST_CASE("depthwise_conv3d is PyTorch's cross-correlation with zero padding",
     INFO((fast ? "fast path" : "reference"));
     Tensor<double> y = filled(shape, nan<double>());
     if (fast) {
-      revox::cpu::depthwise_conv3d_forward(x.cview(), weight.data(), bias, y.view());
+      revox::ops::DepthwiseConv3dKernels<revox::Cpu>::depthwise_conv3d_forward(revox::Cpu{}, x.cview(), weight.data(), bias, y.view());
     } else {
       revox::cpu::reference::depthwise_conv3d_forward(x.cview(), weight.data(), bias, y.view());
     }
@@ -133,8 +133,8 @@ TEST_CASE("depthwise_conv3d of ones counts the in-volume neighbours", "[ops][dep
   const Tensor<float> weight = filled(Shape5{1, 1, 3, 3, 3}, 1.0f);
   Tensor<float> y = filled(shape, nan<float>());
   Tensor<float> dx = filled(shape, nan<float>());
-  revox::cpu::depthwise_conv3d_forward(ones.cview(), weight.data(), nullptr, y.view());
-  revox::cpu::depthwise_conv3d_backward_data(ones.cview(), weight.data(), dx.view());
+  revox::ops::DepthwiseConv3dKernels<revox::Cpu>::depthwise_conv3d_forward(revox::Cpu{}, ones.cview(), weight.data(), nullptr, y.view());
+  revox::ops::DepthwiseConv3dKernels<revox::Cpu>::depthwise_conv3d_backward_data(revox::Cpu{}, ones.cview(), weight.data(), dx.view());
   for (const auto* out : {&y, &dx}) {
     const auto v = out->cview();
     CHECK(v.at(0, 0, 1, 1, 1) == 27.0f);
@@ -147,7 +147,7 @@ TEST_CASE("depthwise_conv3d of ones counts the in-volume neighbours", "[ops][dep
   // dweight[i,j,k] = sum of x over the positions that tap (i,j,k) reads: 3 - |i-1| in each axis.
   Tensor<float> dweight = Tensor<float>::zeros(Shape5{1, 1, 3, 3, 3});
   float dbias = 1.0f;
-  revox::cpu::depthwise_conv3d_backward_weight(ones.cview(), ones.cview(), dweight.data(), &dbias);
+  revox::ops::DepthwiseConv3dKernels<revox::Cpu>::depthwise_conv3d_backward_weight(revox::Cpu{}, ones.cview(), ones.cview(), dweight.data(), &dbias);
   CHECK(dweight[1 * 9 + 1 * 3 + 1] == 27.0f);
   CHECK(dweight[0] == 8.0f);
   CHECK(dweight[0 * 9 + 1 * 3 + 1] == 18.0f);
@@ -173,13 +173,13 @@ TEMPLATE_TEST_CASE("depthwise_conv3d results do not depend on the number of thre
     omp_set_num_threads(threads);
     Outputs out{Tensor<T>(shape), Tensor<T>(shape),
                 Tensor<T>::zeros(Shape5{6, 1, 3, 3, 3}), Tensor<T>::zeros(revox::flat_shape(6))};
-    revox::cpu::depthwise_conv3d_forward(x.cview(), weight.data(), bias.data(), out.y.view());
-    revox::cpu::depthwise_conv3d_backward_data(dy.cview(), weight.data(), out.dx.view());
-    revox::cpu::depthwise_conv3d_backward_weight(x.cview(), dy.cview(), out.dweight.data(),
+    revox::ops::DepthwiseConv3dKernels<revox::Cpu>::depthwise_conv3d_forward(revox::Cpu{}, x.cview(), weight.data(), bias.data(), out.y.view());
+    revox::ops::DepthwiseConv3dKernels<revox::Cpu>::depthwise_conv3d_backward_data(revox::Cpu{}, dy.cview(), weight.data(), out.dx.view());
+    revox::ops::DepthwiseConv3dKernels<revox::Cpu>::depthwise_conv3d_backward_weight(revox::Cpu{}, x.cview(), dy.cview(), out.dweight.data(),
                                                  out.dbias.data());
     // The fused backward adds the same gradients again, and must assign the same dx.
     Tensor<T> dx_fused(shape);
-    revox::cpu::depthwise_conv3d_backward(x.cview(), dy.cview(), weight.data(), dx_fused.view(),
+    revox::ops::DepthwiseConv3dKernels<revox::Cpu>::depthwise_conv3d_backward(revox::Cpu{}, x.cview(), dy.cview(), weight.data(), dx_fused.view(),
                                           out.dweight.data(), out.dbias.data());
     REQUIRE(std::memcmp(dx_fused.data(), out.dx.data(), out.dx.bytes()) == 0);
     omp_set_num_threads(before);
@@ -266,10 +266,10 @@ TEST_CASE("DepthwiseConv3d rejects misuse with readable errors", "[layer][depthw
                     Contains("DepthwiseConv3d::backward: dy shape"));
 
   // The kernels check their own arguments too.
-  CHECK_THROWS_WITH(revox::cpu::depthwise_conv3d_forward(x.cview(), layer.weight().value,
+  CHECK_THROWS_WITH(revox::ops::DepthwiseConv3dKernels<revox::Cpu>::depthwise_conv3d_forward(revox::Cpu{}, x.cview(), layer.weight().value,
                                                          nullptr, y_wrong.view()),
                     Contains("depthwise_conv3d_forward: y shape"));
-  CHECK_THROWS_WITH(revox::cpu::depthwise_conv3d_forward(x.cview(), nullptr, nullptr, y.view()),
+  CHECK_THROWS_WITH(revox::ops::DepthwiseConv3dKernels<revox::Cpu>::depthwise_conv3d_forward(revox::Cpu{}, x.cview(), nullptr, nullptr, y.view()),
                     Contains("weight must not be null"));
 }
 
@@ -406,7 +406,7 @@ TEST_CASE("depthwise_conv3d fused backward matches the reference with and withou
       Tensor<double> dx_ref = filled(shape, -777.0);
       Tensor<double> dw = prior_w.clone(), dw_ref = prior_w.clone();
       Tensor<double> db = prior_b.clone(), db_ref = prior_b.clone();
-      revox::cpu::depthwise_conv3d_backward(x.cview(), dy.cview(), weight.data(), dx.view(),
+      revox::ops::DepthwiseConv3dKernels<revox::Cpu>::depthwise_conv3d_backward(revox::Cpu{}, x.cview(), dy.cview(), weight.data(), dx.view(),
                                             dw.data(), with_bias ? db.data() : nullptr);
       revox::cpu::reference::depthwise_conv3d_backward(x.cview(), dy.cview(), weight.data(),
                                                        dx_ref.view(), dw_ref.data(),
@@ -422,12 +422,12 @@ TEST_CASE("depthwise_conv3d fused backward matches the reference with and withou
   Tensor<float> dx(shape);
   const Tensor<float> weight = filled(Shape5{2, 1, 3, 3, 3}, 1.0f);
   Tensor<float> dweight = Tensor<float>::zeros(Shape5{2, 1, 3, 3, 3});
-  CHECK_THROWS_WITH(revox::cpu::depthwise_conv3d_backward<float>(x.cview(), x.cview(),
+  CHECK_THROWS_WITH(revox::ops::DepthwiseConv3dKernels<revox::Cpu>::depthwise_conv3d_backward<float>(revox::Cpu{}, x.cview(), x.cview(),
                                                                  weight.data(), dx.view(),
                                                                  nullptr, nullptr),
                     Catch::Contains("dweight must not be null"));
   Tensor<float> wrong(Shape5{1, 2, 3, 3, 4});
-  CHECK_THROWS_WITH(revox::cpu::depthwise_conv3d_backward<float>(x.cview(), x.cview(),
+  CHECK_THROWS_WITH(revox::ops::DepthwiseConv3dKernels<revox::Cpu>::depthwise_conv3d_backward<float>(revox::Cpu{}, x.cview(), x.cview(),
                                                                  weight.data(), wrong.view(),
                                                                  dweight.data(), nullptr),
                     Catch::Contains("dx shape"));
@@ -443,14 +443,14 @@ TEST_CASE("depthwise_conv3d fast paths match the reference on a benchmark shape"
   const Tensor<float> weight = random_tensor<float>(Shape5{32, 1, 3, 3, 3}, rng, -0.2, 0.2);
   const Tensor<float> bias = random_tensor<float>(revox::flat_shape(32), rng);
   Tensor<float> y(shape), y_ref(shape);
-  revox::cpu::depthwise_conv3d_forward(x.cview(), weight.data(), bias.data(), y.view());
+  revox::ops::DepthwiseConv3dKernels<revox::Cpu>::depthwise_conv3d_forward(revox::Cpu{}, x.cview(), weight.data(), bias.data(), y.view());
   revox::cpu::reference::depthwise_conv3d_forward(x.cview(), weight.data(), bias.data(),
                                                   y_ref.view());
   CHECK(max_error(y, y_ref) <= 1e-5);
   Tensor<float> dx(shape), dx_ref(shape);
   Tensor<float> dw = Tensor<float>::zeros(Shape5{32, 1, 3, 3, 3}), dw_ref = dw.clone();
   Tensor<float> db = Tensor<float>::zeros(revox::flat_shape(32)), db_ref = db.clone();
-  revox::cpu::depthwise_conv3d_backward(x.cview(), dy.cview(), weight.data(), dx.view(),
+  revox::ops::DepthwiseConv3dKernels<revox::Cpu>::depthwise_conv3d_backward(revox::Cpu{}, x.cview(), dy.cview(), weight.data(), dx.view(),
                                         dw.data(), db.data());
   revox::cpu::reference::depthwise_conv3d_backward(x.cview(), dy.cview(), weight.data(),
                                                    dx_ref.view(), dw_ref.data(), db_ref.data());

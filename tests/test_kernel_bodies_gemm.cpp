@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "revox/core/random.hpp"
-#include "revox/ops/kernels/gemm.hpp"
+#include "revox/ops/kernels/executor.hpp"
 #include "support/kernel_bodies.hpp"
 
 namespace {

@@ -75,7 +75,7 @@ TEMPLATE_TEST_CASE("cpu::pointwise_conv3d fast path matches the reference",
 
       auto y_fast = filled<T>(ys, nan);
       auto y_ref = filled<T>(ys, T(12345));
-      revox::cpu::pointwise_conv3d_forward(x.cview(), weight.data(), bias_ptr, y_fast.view());
+      revox::ops::PointwiseConv3dKernels<revox::Cpu>::pointwise_conv3d_forward(revox::Cpu{}, x.cview(), weight.data(), bias_ptr, y_fast.view());
       revox::cpu::reference::pointwise_conv3d_forward(x.cview(), weight.data(), bias_ptr,
                                                       y_ref.view());
       CHECK(max_mixed_error(y_fast, y_ref) <= tolerance<T>());
@@ -83,7 +83,7 @@ TEMPLATE_TEST_CASE("cpu::pointwise_conv3d fast path matches the reference",
       const auto dy = random_tensor<T>(ys, rng);
       auto dx_fast = filled<T>(xs, nan);
       auto dx_ref = filled<T>(xs, T(-777));
-      revox::cpu::pointwise_conv3d_backward_data(dy.cview(), weight.data(), dx_fast.view());
+      revox::ops::PointwiseConv3dKernels<revox::Cpu>::pointwise_conv3d_backward_data(revox::Cpu{}, dy.cview(), weight.data(), dx_fast.view());
       revox::cpu::reference::pointwise_conv3d_backward_data(dy.cview(), weight.data(),
                                                             dx_ref.view());
       CHECK(max_mixed_error(dx_fast, dx_ref) <= tolerance<T>());
@@ -95,7 +95,7 @@ TEMPLATE_TEST_CASE("cpu::pointwise_conv3d fast path matches the reference",
       auto dw_ref = dw_prior.clone();
       auto db_fast = db_prior.clone();
       auto db_ref = db_prior.clone();
-      revox::cpu::pointwise_conv3d_backward_weight(x.cview(), dy.cview(), dw_fast.data(),
+      revox::ops::PointwiseConv3dKernels<revox::Cpu>::pointwise_conv3d_backward_weight(revox::Cpu{}, x.cview(), dy.cview(), dw_fast.data(),
                                                    with_bias ? db_fast.data() : nullptr);
       revox::cpu::reference::pointwise_conv3d_backward_weight(
           x.cview(), dy.cview(), dw_ref.data(), with_bias ? db_ref.data() : nullptr);
@@ -120,7 +120,7 @@ TEMPLATE_TEST_CASE("cpu::pointwise_conv3d matches the reference where its OpenMP
   const auto bias = random_tensor<T>(revox::flat_shape(9), rng);
   auto y_fast = filled<T>(ys, std::numeric_limits<T>::quiet_NaN());
   auto y_ref = filled<T>(ys, T(12345));
-  revox::cpu::pointwise_conv3d_forward(x.cview(), weight.data(), bias.data(), y_fast.view());
+  revox::ops::PointwiseConv3dKernels<revox::Cpu>::pointwise_conv3d_forward(revox::Cpu{}, x.cview(), weight.data(), bias.data(), y_fast.view());
   revox::cpu::reference::pointwise_conv3d_forward(x.cview(), weight.data(), bias.data(),
                                                   y_ref.view());
   CHECK(max_mixed_error(y_fast, y_ref) <= tolerance<T>());
@@ -129,7 +129,7 @@ TEMPLATE_TEST_CASE("cpu::pointwise_conv3d matches the reference where its OpenMP
   auto dw_ref = Tensor<T>::zeros(revox::flat_shape(27));
   auto db_fast = Tensor<T>::zeros(revox::flat_shape(9));
   auto db_ref = Tensor<T>::zeros(revox::flat_shape(9));
-  revox::cpu::pointwise_conv3d_backward_weight(x.cview(), dy.cview(), dw_fast.data(),
+  revox::ops::PointwiseConv3dKernels<revox::Cpu>::pointwise_conv3d_backward_weight(revox::Cpu{}, x.cview(), dy.cview(), dw_fast.data(),
                                                db_fast.data());
   revox::cpu::reference::pointwise_conv3d_backward_weight(x.cview(), dy.cview(), dw_ref.data(),
                                                           db_ref.data());
@@ -150,7 +150,7 @@ TEST_CASE("cpu::pointwise_conv3d reference computes W x + b on a hand-checked ex
   const double expected[] = {15, 10, 31, 19, 47, 28};
   Tensor<double> y_fast(Shape5{1, 3, 1, 1, 2});
   Tensor<double> y_ref(Shape5{1, 3, 1, 1, 2});
-  revox::cpu::pointwise_conv3d_forward(x.cview(), weight, bias, y_fast.view());
+  revox::ops::PointwiseConv3dKernels<revox::Cpu>::pointwise_conv3d_forward(revox::Cpu{}, x.cview(), weight, bias, y_fast.view());
   revox::cpu::reference::pointwise_conv3d_forward(x.cview(), weight, bias, y_ref.view());
   for (index_t i = 0; i < 6; ++i) {
     CHECK(y_fast[i] == expected[i]);
@@ -233,7 +233,7 @@ TEST_CASE("PointwiseConv3d rejects misuse with readable errors",
 
   // The kernels themselves refuse mismatched batch or spatial extents.
   auto y_other_size = Tensor<float>::zeros(Shape5{1, 6, 2, 3, 5});
-  CHECK_THROWS_WITH(revox::cpu::pointwise_conv3d_forward(x.cview(), params.values().data,
+  CHECK_THROWS_WITH(revox::ops::PointwiseConv3dKernels<revox::Cpu>::pointwise_conv3d_forward(revox::Cpu{}, x.cview(), params.values().data,
                                                           nullptr, y_other_size.view()),
                     Contains("must have the same batch and spatial extents"));
 }
@@ -453,9 +453,9 @@ TEST_CASE("cpu::pointwise_conv3d matches the definition on a benchmark shape",
   const auto bias = random_tensor<float>(revox::flat_shape(64), rng);
   Tensor<float> y(ys), dx(xs);
   auto dw = Tensor<float>::zeros(revox::flat_shape(64 * 32));
-  revox::cpu::pointwise_conv3d_forward(x.cview(), weight.data(), bias.data(), y.view());
-  revox::cpu::pointwise_conv3d_backward_data(dy.cview(), weight.data(), dx.view());
-  revox::cpu::pointwise_conv3d_backward_weight(x.cview(), dy.cview(), dw.data(), nullptr);
+  revox::ops::PointwiseConv3dKernels<revox::Cpu>::pointwise_conv3d_forward(revox::Cpu{}, x.cview(), weight.data(), bias.data(), y.view());
+  revox::ops::PointwiseConv3dKernels<revox::Cpu>::pointwise_conv3d_backward_data(revox::Cpu{}, dy.cview(), weight.data(), dx.view());
+  revox::ops::PointwiseConv3dKernels<revox::Cpu>::pointwise_conv3d_backward_weight(revox::Cpu{}, x.cview(), dy.cview(), dw.data(), nullptr);
   const index_t spatial = xs.spatial();
   double y_err = 0.0, dx_err = 0.0;
   for (index_t s = 0; s < spatial; s += 257) {

@@ -1,6 +1,6 @@
 // revox-brats on a GPU: the Cuda instantiations of `train` (trainer.hpp) and `predict`
-// (predict.hpp), and the copies device.hpp declares. Compiled by nvcc only when CUDA is
-// available (REVOX_BRATS_WITH_CUDA); train_command.cpp and predict_command.cpp call
+// (predict.hpp), and the device-to-device copy device.hpp declares. Compiled by nvcc only
+// when CUDA is available (REVOX_BRATS_WITH_CUDA); train_command.cpp and predict_command.cpp call
 // run_training_on_cuda / run_predict_on_cuda for --device cuda.
 //
 // GPU selection: --gpu N, else GPU 0. On a machine without a usable GPU (none, or no
@@ -28,15 +28,6 @@
 #endif
 
 namespace revox::brats {
-
-void cuda_copy_to_host(const Cuda& dev, float* host_dst, const float* device_src, index_t count) {
-  revox::copy_to_host(dev, host_dst, device_src, count);
-}
-
-void cuda_copy_to_device(const Cuda& dev, float* device_dst, const float* host_src,
-                         index_t count) {
-  revox::copy_to_device(dev, device_dst, host_src, count);
-}
 
 void cuda_copy_on_device(const Cuda& dev, float* device_dst, const float* device_src,
                          index_t count) {

@@ -19,9 +19,10 @@
 //                             Parameters and Adam of the same layout) with pull() (device ->
 //                             mirror) and push() (mirror -> device).
 //
-// The CUDA side (the cuda_* functions declared here) is defined in brats_cuda.cu, which is
-// compiled only when CUDA is available (REVOX_BRATS_WITH_CUDA); a CPU-only build never
-// instantiates the templates below with Cuda.
+// The host <-> device copies are DeviceTraits<Dev>'s (revox/core/device.hpp; a Cuda's in
+// revox/core/cuda.hpp). The CUDA side (cuda_copy_on_device and the run_*_on_cuda functions
+// declared here) is defined in brats_cuda.cu, which is compiled only when CUDA is available
+// (REVOX_BRATS_WITH_CUDA); a CPU-only build never instantiates the templates below with Cuda.
 #pragma once
 
 #include <cstdint>
@@ -40,34 +41,23 @@
 
 namespace revox::brats {
 
-// Defined in brats_cuda.cu. Copies of `count` floats on dev's stream; cuda_copy_to_host
-// waits for the stream (the host reads the data next).
-void cuda_copy_to_host(const Cuda& dev, float* host_dst, const float* device_src, index_t count);
-void cuda_copy_to_device(const Cuda& dev, float* device_dst, const float* host_src,
-                         index_t count);
+// Defined in brats_cuda.cu. A copy of `count` floats on dev's stream.
 void cuda_copy_on_device(const Cuda& dev, float* device_dst, const float* device_src,
                          index_t count);
 
-// host_dst[0, count) <- src[0, count) (src in dev's memory).
+// host_dst[0, count) <- src[0, count) (src in dev's memory), on dev's stream; waits for it
+// (the host reads the data next).
 template <class Dev>
 void device_to_host(const Dev& dev, float* host_dst, const float* src, index_t count) {
-  if constexpr (is_cpu_v<Dev>) {
-    (void)dev;
-    DeviceTraits<Cpu>::copy(host_dst, src, static_cast<std::size_t>(count) * sizeof(float));
-  } else {
-    cuda_copy_to_host(dev, host_dst, src, count);
-  }
+  DeviceTraits<Dev>::copy_to_host(dev, host_dst, src,
+                                  static_cast<std::size_t>(count) * sizeof(float));
 }
 
-// dst[0, count) <- host_src[0, count) (dst in dev's memory).
+// dst[0, count) <- host_src[0, count) (dst in dev's memory), on dev's stream.
 template <class Dev>
 void host_to_device(const Dev& dev, float* dst, const float* host_src, index_t count) {
-  if constexpr (is_cpu_v<Dev>) {
-    (void)dev;
-    DeviceTraits<Cpu>::copy(dst, host_src, static_cast<std::size_t>(count) * sizeof(float));
-  } else {
-    cuda_copy_to_device(dev, dst, host_src, count);
-  }
+  DeviceTraits<Dev>::copy_from_host(dev, dst, host_src,
+                                    static_cast<std::size_t>(count) * sizeof(float));
 }
 
 // dst[0, count) <- src[0, count), both in dev's memory.

@@ -19,6 +19,7 @@
 #include "revox/ops/cuda/copy.cuh"
 #include "revox/ops/cuda/depthwise_conv3d.cuh"
 #include "revox/ops/cuda/dice_loss.cuh"
+#include "revox/ops/cuda/executor.cuh"
 #include "revox/ops/cuda/fill.cuh"
 #include "revox/ops/cuda/gemm.cuh"
 #include "revox/ops/cuda/group_norm.cuh"

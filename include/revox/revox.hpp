@@ -15,6 +15,7 @@
 #include "revox/core/random.hpp"
 #include "revox/core/shape.hpp"
 #include "revox/core/tensor.hpp"
+#include "revox/core/transfer.hpp"
 #include "revox/io/parameters_io.hpp"
 #include "revox/io/safetensors.hpp"
 #include "revox/layers/activations.hpp"

@@ -31,7 +31,7 @@
 #include "revox/ops/cuda/conv3d.cuh"
 #include "revox/ops/cuda/depthwise_conv3d.cuh"
 #include "revox/ops/cuda/fill.cuh"
-#include "revox/ops/cuda/gemm.cuh"
+#include "revox/ops/cuda/executor.cuh"
 #include "revox/ops/cuda/pointwise_conv3d.cuh"
 #include "revox/ops/depthwise_conv3d.hpp"
 #include "revox/ops/fill.hpp"
@@ -191,11 +191,11 @@ void conv_parity(const Cuda& dev, const Shape5& xs, index_t cout, int kernel_siz
     revox::ops::conv3d_backward_weight(dev, x_d.cview(), dy_d.cview(), dw_d.data(),
                                        with_bias ? db_d.data() : nullptr, ks);
   } else {
-    revox::cuda::conv3d_forward<T>(dev, x_d.cview(), w_d.data(), bias_d, y_d.view(), ks,
+    revox::ops::Conv3dKernels<revox::Cuda>::conv3d_forward<T>(dev, x_d.cview(), w_d.data(), bias_d, y_d.view(), ks,
                                    scratch_bytes);
-    revox::cuda::conv3d_backward_data<T>(dev, dy_d.cview(), w_d.data(), dx_d.view(), ks,
+    revox::ops::Conv3dKernels<revox::Cuda>::conv3d_backward_data<T>(dev, dy_d.cview(), w_d.data(), dx_d.view(), ks,
                                          scratch_bytes);
-    revox::cuda::conv3d_backward_weight<T>(dev, x_d.cview(), dy_d.cview(), dw_d.data(),
+    revox::ops::Conv3dKernels<revox::Cuda>::conv3d_backward_weight<T>(dev, x_d.cview(), dy_d.cview(), dw_d.data(),
                                            with_bias ? db_d.data() : nullptr, ks, scratch_bytes);
   }
   auto y = Tensor<T>::full(ys, T(5));

@@ -36,9 +36,7 @@ using revox::TensorView;
 template <class T>
 std::vector<T> host_copy(const Cuda& dev, TensorView<const T> device) {
   std::vector<T> out(static_cast<std::size_t>(device.numel()));
-  REVOX_CUDA_CHECK(cudaMemcpyAsync(out.data(), device.data, out.size() * sizeof(T),
-                                   cudaMemcpyDeviceToHost, dev.stream));
-  REVOX_CUDA_CHECK(cudaStreamSynchronize(dev.stream));
+  revox::DeviceTraits<Cuda>::copy_to_host(dev, out.data(), device.data, out.size() * sizeof(T));
   return out;
 }
 
@@ -80,9 +78,9 @@ bool run_config(const char* label, revox::UNetConfig config, const Cuda& dev) {
   revox::Parameters<float, Cuda> gpu_params(gpu_net);
   revox::Rng rng(2024);
   cpu_net.reset_parameters(rng);
-  REVOX_CUDA_CHECK(cudaMemcpyAsync(gpu_params.values().data, cpu_params.values().data,
-                                   static_cast<std::size_t>(cpu_params.size()) * sizeof(float),
-                                   cudaMemcpyHostToDevice, dev.stream));
+  revox::DeviceTraits<Cuda>::copy_from_host(
+      dev, gpu_params.values().data, cpu_params.values().data,
+      static_cast<std::size_t>(cpu_params.size()) * sizeof(float));
 
   Tensor<float> x(in_shape);
   for (index_t i = 0; i < x.numel(); ++i) x[i] = static_cast<float>(rng.normal());
@@ -181,9 +179,9 @@ bool check_lean_mbconv(const Cuda& dev, index_t in, index_t out, index_t expand,
   revox::Rng rng(77);
   cpu_block.reset_parameters(rng);
   revox::fill_uniform(cpu_params.values(), rng, 0.2, 1.2);
-  REVOX_CUDA_CHECK(cudaMemcpyAsync(gpu_params.values().data, cpu_params.values().data,
-                                   static_cast<std::size_t>(cpu_params.size()) * sizeof(float),
-                                   cudaMemcpyHostToDevice, dev.stream));
+  revox::DeviceTraits<Cuda>::copy_from_host(
+      dev, gpu_params.values().data, cpu_params.values().data,
+      static_cast<std::size_t>(cpu_params.size()) * sizeof(float));
   Tensor<float> x(shape);
   revox::fill_uniform(x.view(), rng, -1.0, 1.0);
   const Shape5 out_shape = cpu_block.output_shape(shape);

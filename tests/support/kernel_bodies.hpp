@@ -9,7 +9,7 @@
 #include "revox/core/device.hpp"
 #include "revox/core/tensor.hpp"
 #include "revox/ops/kernels/for_each.hpp"
-#include "revox/ops/kernels/gemm.hpp"
+#include "revox/ops/kernels/executor.hpp"
 #include "tensors.hpp"
 
 namespace revox::test {

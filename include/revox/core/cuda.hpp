@@ -32,6 +32,7 @@
 #include "revox/core/device.hpp"
 #include "revox/core/error.hpp"
 #include "revox/core/tensor.hpp"
+#include "revox/core/transfer.hpp"
 
 #define REVOX_CUDA_CHECK(call)                                                       \
   do {                                                                               \
@@ -117,6 +118,35 @@ struct DeviceTraits<Cuda> {
   }
   static void zero(void* dst, std::size_t bytes) {
     if (bytes != 0) REVOX_CUDA_CHECK(cudaMemset(dst, 0, bytes));
+  }
+  // cudaMemcpy: returns when the data is on the host (device -> host), or once the host
+  // buffer may be reused (host -> device, pageable memory), ordered after the work queued
+  // on the blocking streams.
+  static void copy_to_host(void* host_dst, const void* dev_src, std::size_t bytes) {
+    if (bytes != 0) {
+      REVOX_CUDA_CHECK(cudaMemcpy(host_dst, dev_src, bytes, cudaMemcpyDeviceToHost));
+    }
+  }
+  static void copy_from_host(void* dev_dst, const void* host_src, std::size_t bytes) {
+    if (bytes != 0) {
+      REVOX_CUDA_CHECK(cudaMemcpy(dev_dst, host_src, bytes, cudaMemcpyHostToDevice));
+    }
+  }
+  // On dev's stream (see "copies on dev's stream" below): the copy to the host waits for the
+  // stream, the copy from the host does not.
+  static void copy_to_host(const Cuda& dev, void* host_dst, const void* dev_src,
+                           std::size_t bytes) {
+    if (bytes == 0) return;
+    REVOX_CUDA_CHECK(
+        cudaMemcpyAsync(host_dst, dev_src, bytes, cudaMemcpyDeviceToHost, dev.stream));
+    REVOX_CUDA_CHECK(cudaStreamSynchronize(dev.stream));
+  }
+  static void copy_from_host(const Cuda& dev, void* dev_dst, const void* host_src,
+                             std::size_t bytes) {
+    if (bytes != 0) {
+      REVOX_CUDA_CHECK(
+          cudaMemcpyAsync(dev_dst, host_src, bytes, cudaMemcpyHostToDevice, dev.stream));
+    }
   }
 };
 
@@ -219,20 +249,15 @@ inline void synchronize(const Cuda& dev) { REVOX_CUDA_CHECK(cudaStreamSynchroniz
 template <class T>
 void copy_to_device(const Cuda& dev, T* device_dst, const T* host_src, index_t count) {
   REVOX_CHECK(count >= 0, "copy_to_device: count must be non-negative, got ", count);
-  if (count == 0) return;
-  REVOX_CUDA_CHECK(cudaMemcpyAsync(device_dst, host_src,
-                                   static_cast<std::size_t>(count) * sizeof(T),
-                                   cudaMemcpyHostToDevice, dev.stream));
+  DeviceTraits<Cuda>::copy_from_host(dev, device_dst, host_src,
+                                     static_cast<std::size_t>(count) * sizeof(T));
 }
 
 template <class T>
 void copy_to_host(const Cuda& dev, T* host_dst, const T* device_src, index_t count) {
   REVOX_CHECK(count >= 0, "copy_to_host: count must be non-negative, got ", count);
-  if (count == 0) return;
-  REVOX_CUDA_CHECK(cudaMemcpyAsync(host_dst, device_src,
-                                   static_cast<std::size_t>(count) * sizeof(T),
-                                   cudaMemcpyDeviceToHost, dev.stream));
-  REVOX_CUDA_CHECK(cudaStreamSynchronize(dev.stream));
+  DeviceTraits<Cuda>::copy_to_host(dev, host_dst, device_src,
+                                   static_cast<std::size_t>(count) * sizeof(T));
 }
 
 // Asynchronous, ordered on dev's stream.
@@ -245,39 +270,12 @@ void copy_on_device(const Cuda& dev, T* device_dst, const T* device_src, index_t
                                    cudaMemcpyDeviceToDevice, dev.stream));
 }
 
-template <class T>
-Tensor<T, Cuda> to_device(const Cuda& dev, const Tensor<T, Cpu>& host) {
-  Tensor<T, Cuda> device(host.shape());
-  copy_to_device(dev, device.data(), host.data(), host.numel());
-  return device;
-}
-
-template <class T>
-Tensor<T, Cpu> to_host(const Cuda& dev, const Tensor<T, Cuda>& device) {
-  Tensor<T, Cpu> host(device.shape());
-  copy_to_host(dev, host.data(), device.data(), device.numel());
-  return host;
-}
-
-// The same on the legacy default stream (synchronous with respect to the host).
+// Tensors: to_host(dev, t) and to_device(dev, host) of revox/core/transfer.hpp on dev's
+// stream; to_host(t) and to_device<Cuda>(host) there, and to_device(host) here, on the legacy
+// default stream (synchronous with respect to the host).
 template <class T>
 Tensor<T, Cuda> to_device(const Tensor<T, Cpu>& host) {
-  Tensor<T, Cuda> device(host.shape());
-  if (host.bytes() != 0) {
-    REVOX_CUDA_CHECK(
-        cudaMemcpy(device.data(), host.data(), host.bytes(), cudaMemcpyHostToDevice));
-  }
-  return device;
-}
-
-template <class T>
-Tensor<T, Cpu> to_host(const Tensor<T, Cuda>& device) {
-  Tensor<T, Cpu> host(device.shape());
-  if (device.bytes() != 0) {
-    REVOX_CUDA_CHECK(
-        cudaMemcpy(host.data(), device.data(), device.bytes(), cudaMemcpyDeviceToHost));
-  }
-  return host;
+  return to_device<Cuda, T>(host);
 }
 
 }  // namespace revox

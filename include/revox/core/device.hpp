@@ -8,6 +8,14 @@
 //   static constexpr bool host_accessible;   whether the CPU may dereference its pointers
 //   static void copy(void* dst, const void* src, std::size_t bytes);   within the device
 //   static void zero(void* dst, std::size_t bytes);
+//   static void copy_to_host(void* host_dst, const void* dev_src, std::size_t bytes);
+//   static void copy_from_host(void* dev_dst, const void* host_src, std::size_t bytes);
+//   static void copy_to_host(const D& dev, void* host_dst, const void* dev_src, bytes);
+//   static void copy_from_host(const D& dev, void* dev_dst, const void* host_src, bytes);
+// Host <-> device copies: the data is on the host when copy_to_host returns, and the host
+// buffer may be reused when copy_from_host returns; the forms with `dev` are ordered on its
+// queue (a Cuda's stream), the others synchronous. revox/core/transfer.hpp builds to_host
+// and to_device for tensors on them.
 #pragma once
 
 #include <cstddef>
@@ -38,6 +46,19 @@ struct DeviceTraits<Cpu> {
   }
   static void zero(void* dst, std::size_t bytes) {
     if (bytes != 0) std::memset(dst, 0, bytes);
+  }
+  static void copy_to_host(void* host_dst, const void* dev_src, std::size_t bytes) {
+    copy(host_dst, dev_src, bytes);
+  }
+  static void copy_from_host(void* dev_dst, const void* host_src, std::size_t bytes) {
+    copy(dev_dst, host_src, bytes);
+  }
+  static void copy_to_host(const Cpu&, void* host_dst, const void* dev_src, std::size_t bytes) {
+    copy(host_dst, dev_src, bytes);
+  }
+  static void copy_from_host(const Cpu&, void* dev_dst, const void* host_src,
+                             std::size_t bytes) {
+    copy(dev_dst, host_src, bytes);
   }
 };
 

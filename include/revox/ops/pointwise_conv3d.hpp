@@ -4,68 +4,41 @@
 //   pointwise_conv3d_backward_data(dev, dy, weight, dx)              dx ASSIGNED
 //   pointwise_conv3d_backward_weight(dev, x, dy, dweight, dbias_or_null)  ACCUMULATED
 // Pointers are device memory; weight is (Cout, Cin) row-major (PyTorch's (Cout, Cin, 1, 1, 1)).
-// CUDA: declared here, defined in ops/cuda/pointwise_conv3d.cuh (cuBLAS; the launch sequence
-// is ops/kernels/pointwise_conv3d.hpp), which a .cu translation unit includes.
+// The op's shape (revox/ops/op.hpp): PointwiseConv3dKernels<Cpu> in
+// ops/cpu/pointwise_conv3d.hpp, PointwiseConv3dKernels<Cuda> in ops/cuda/pointwise_conv3d.cuh
+// (cuBLAS; the launch sequence is ops/kernels/pointwise_conv3d.hpp).
 #pragma once
 
 #include "revox/core/device.hpp"
-#include "revox/core/plan.hpp"
-#include "revox/core/profile.hpp"
 #include "revox/core/tensor.hpp"
-#include "revox/ops/cpu/pointwise_conv3d.hpp"
+#include "revox/ops/cpu/conv_shapes.hpp"
+#include "revox/ops/op.hpp"
 
-namespace revox {
-namespace cuda {  // revox/ops/cuda/pointwise_conv3d.cuh
-template <class T>
-void pointwise_conv3d_forward(const Cuda& dev, TensorView<const T> x,
-                              cpu::conv3d_detail::const_ptr<T> weight,
-                              cpu::conv3d_detail::const_ptr<T> bias, TensorView<T> y);
-template <class T>
-void pointwise_conv3d_backward_data(const Cuda& dev, TensorView<const T> dy,
-                                    cpu::conv3d_detail::const_ptr<T> weight, TensorView<T> dx);
-template <class T>
-void pointwise_conv3d_backward_weight(const Cuda& dev, TensorView<const T> x,
-                                      TensorView<const T> dy,
-                                      cpu::conv3d_detail::mut_ptr<T> dweight,
-                                      cpu::conv3d_detail::mut_ptr<T> dbias);
-}  // namespace cuda
+namespace revox::ops {
 
-namespace ops {
+template <class Dev>
+struct PointwiseConv3dKernels {
+  static_assert(::revox::detail::always_false_v<Dev>,
+                "ops::pointwise_conv3d has no kernels for this device: a CUDA translation unit "
+                "must include revox/ops/cuda/pointwise_conv3d.cuh (or revox/revox.cuh)");
+};
 
 template <class Dev, class T>
 void pointwise_conv3d_forward(const Dev& dev, TensorView<const T> x,
                               cpu::conv3d_detail::const_ptr<T> weight,
                               cpu::conv3d_detail::const_ptr<T> bias, TensorView<T> y) {
-  if constexpr (is_cpu_v<Dev>) {
-    ::revox::detail::OpTimer timer("ops::pointwise_conv3d_forward");
-    (void)dev;
-    cpu::pointwise_conv3d_forward(x, weight, bias, y);
-  } else if constexpr (is_cuda_v<Dev>) {
-    cuda::pointwise_conv3d_forward<T>(dev, x, weight, bias, y);
-  } else if constexpr (is_plan_v<Dev>) {
-    (void)dev;
-    ::revox::detail::plan_op("ops::pointwise_conv3d_forward", x.shape);
-  } else {
-    static_assert(::revox::detail::always_false_v<Dev>,
-                  "ops::pointwise_conv3d_forward: unknown device");
+  OpScope<Dev> scope("ops::pointwise_conv3d_forward", x.shape);
+  if constexpr (runs_kernels_v<Dev>) {
+    PointwiseConv3dKernels<Dev>::pointwise_conv3d_forward(dev, x, weight, bias, y);
   }
 }
 
 template <class Dev, class T>
 void pointwise_conv3d_backward_data(const Dev& dev, TensorView<const T> dy,
                                     cpu::conv3d_detail::const_ptr<T> weight, TensorView<T> dx) {
-  if constexpr (is_cpu_v<Dev>) {
-    ::revox::detail::OpTimer timer("ops::pointwise_conv3d_backward_data");
-    (void)dev;
-    cpu::pointwise_conv3d_backward_data(dy, weight, dx);
-  } else if constexpr (is_cuda_v<Dev>) {
-    cuda::pointwise_conv3d_backward_data<T>(dev, dy, weight, dx);
-  } else if constexpr (is_plan_v<Dev>) {
-    (void)dev;
-    ::revox::detail::plan_op("ops::pointwise_conv3d_backward_data", dy.shape);
-  } else {
-    static_assert(::revox::detail::always_false_v<Dev>,
-                  "ops::pointwise_conv3d_backward_data: unknown device");
+  OpScope<Dev> scope("ops::pointwise_conv3d_backward_data", dy.shape);
+  if constexpr (runs_kernels_v<Dev>) {
+    PointwiseConv3dKernels<Dev>::pointwise_conv3d_backward_data(dev, dy, weight, dx);
   }
 }
 
@@ -74,20 +47,15 @@ void pointwise_conv3d_backward_weight(const Dev& dev, TensorView<const T> x,
                                       TensorView<const T> dy,
                                       cpu::conv3d_detail::mut_ptr<T> dweight,
                                       cpu::conv3d_detail::mut_ptr<T> dbias) {
-  if constexpr (is_cpu_v<Dev>) {
-    ::revox::detail::OpTimer timer("ops::pointwise_conv3d_backward_weight");
-    (void)dev;
-    cpu::pointwise_conv3d_backward_weight(x, dy, dweight, dbias);
-  } else if constexpr (is_cuda_v<Dev>) {
-    cuda::pointwise_conv3d_backward_weight<T>(dev, x, dy, dweight, dbias);
-  } else if constexpr (is_plan_v<Dev>) {
-    (void)dev;
-    ::revox::detail::plan_op("ops::pointwise_conv3d_backward_weight", x.shape);
-  } else {
-    static_assert(::revox::detail::always_false_v<Dev>,
-                  "ops::pointwise_conv3d_backward_weight: unknown device");
+  OpScope<Dev> scope("ops::pointwise_conv3d_backward_weight", x.shape);
+  if constexpr (runs_kernels_v<Dev>) {
+    PointwiseConv3dKernels<Dev>::pointwise_conv3d_backward_weight(dev, x, dy, dweight, dbias);
   }
 }
 
-}  // namespace ops
-}  // namespace revox
+}  // namespace revox::ops
+
+#include "revox/ops/cpu/pointwise_conv3d.hpp"
+#ifdef __CUDACC__
+#include "revox/ops/cuda/pointwise_conv3d.cuh"
+#endif

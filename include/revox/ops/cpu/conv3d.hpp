@@ -1,4 +1,4 @@
-// revox/ops/cpu/conv3d.hpp — dense 3D convolution on the CPU: stride 1, 'same' zero padding
+// revox/ops/cpu/conv3d.hpp — Conv3dKernels<Cpu>: dense 3D convolution on the CPU: stride 1, 'same' zero padding
 // (kernel_size / 2 on every side), groups 1, odd kernel_size (the Conv3d layer uses 1 and 3).
 // Like PyTorch, it is a cross-correlation:
 //   y[n, co, d, h, w] = b[co] + sum_{ci, kd, kh, kw} W[co, ci, kd, kh, kw] *
@@ -7,9 +7,9 @@
 //   x, dx  (N, Cin, D, H, W)     weight, dweight (Cout, Cin, k, k, k)
 //   y, dy  (N, Cout, D, H, W)    bias, dbias     (Cout), or nullptr for none
 //
-//   conv3d_forward(x, weight, bias, y, k):           y ASSIGNED
-//   conv3d_backward_data(dy, weight, dx, k):         dx ASSIGNED
-//   conv3d_backward_weight(x, dy, dweight, dbias, k):  dweight, dbias ACCUMULATED (+=)
+//   conv3d_forward(dev, x, weight, bias, y, k):           y ASSIGNED
+//   conv3d_backward_data(dev, dy, weight, dx, k):         dx ASSIGNED
+//   conv3d_backward_weight(dev, x, dy, dweight, dbias, k):  dweight, dbias ACCUMULATED (+=)
 //
 // kernel_size 1 runs the pointwise kernels of ops/cpu/pointwise_conv3d.hpp. Larger kernels
 // take one of two paths:
@@ -52,8 +52,11 @@
 #include <algorithm>
 #include <vector>
 
+#include "revox/core/device.hpp"
 #include "revox/core/error.hpp"
 #include "revox/core/tensor.hpp"
+#include "revox/ops/conv3d.hpp"
+#include "revox/ops/cpu/conv_shapes.hpp"
 #include "revox/ops/cpu/fill.hpp"
 #include "revox/ops/cpu/gemm.hpp"
 #include "revox/ops/cpu/pointwise_conv3d.hpp"
@@ -61,73 +64,7 @@
 
 namespace revox::cpu {
 
-// Default bound on the im2col column buffer of one conv3d call.
-inline constexpr index_t kConv3dScratchBytes = index_t{16} << 20;
-
-// How conv3d splits the D*H output rows of one batch item into chunks.
-struct Conv3dChunking {
-  index_t rows_per_chunk = 0;    // (d, h) rows of W voxels each; the last chunk may be shorter
-  index_t chunks = 0;
-  index_t scratch_elements = 0;  // column buffer: Cin * k^3 * rows_per_chunk * W
-};
-
-// The chunking conv3d uses for an input of extent `x` and elements of `element_bytes` bytes:
-// as many rows as fit in `scratch_bytes` (at least one), balanced so that the chunks are
-// about equally long.
-inline Conv3dChunking conv3d_chunking(const Shape5& x, int kernel_size, index_t element_bytes,
-                                      index_t scratch_bytes = kConv3dScratchBytes) {
-  const index_t k = kernel_size;
-  const index_t rows = x.d * x.h;
-  const index_t row_bytes = x.c * k * k * k * x.w * element_bytes;
-  Conv3dChunking chunking;
-  if (rows <= 0) return chunking;
-  const index_t fitting =
-      row_bytes > 0 ? std::clamp<index_t>(scratch_bytes / row_bytes, 1, rows) : rows;
-  chunking.chunks = (rows + fitting - 1) / fitting;
-  chunking.rows_per_chunk = (rows + chunking.chunks - 1) / chunking.chunks;
-  chunking.scratch_elements = x.c * k * k * k * chunking.rows_per_chunk * x.w;
-  return chunking;
-}
-
-// The passes of conv3d, for conv3d_scratch_bytes.
-enum class Conv3dPass { forward, backward_data, backward_weight };
-
 namespace conv3d_detail {
-inline bool direct_applies_lanes(const Shape5& x, index_t k, index_t lanes);
-}  // namespace conv3d_detail
-
-// Bytes of tracked scratch (the column buffer, a revox Tensor) one call of `pass` allocates for
-// an input of extent x (Cin = x.c) and cout output channels, with elements of element_bytes
-// bytes, as compiled for this translation unit's vector width: 0 where the direct path runs
-// (or kernel_size is 1). What the memory planner counts for a Conv3d layer.
-inline index_t conv3d_scratch_bytes(Conv3dPass pass, const Shape5& x, index_t cout,
-                                    int kernel_size, index_t element_bytes,
-                                    index_t scratch_bytes = kConv3dScratchBytes) {
-  if (kernel_size == 1 || element_bytes <= 0) return 0;
-  const index_t k = kernel_size;
-  const index_t lanes = simd::kNativeBytes / element_bytes;
-  const auto column = [&](const Shape5& in, index_t budget) {
-    return conv3d_detail::direct_applies_lanes(in, k, lanes)
-               ? index_t{0}
-               : conv3d_chunking(in, kernel_size, element_bytes, budget).scratch_elements *
-                     element_bytes;
-  };
-  if (pass == Conv3dPass::backward_data) {
-    const index_t dx_column =
-        conv3d_chunking(x, kernel_size, element_bytes, scratch_bytes).scratch_elements *
-        element_bytes;
-    // Cout <= Cin: the forward of dy within the Cin-sized budget; otherwise the col2im path.
-    return cout <= x.c ? column(x.with_channels(cout), dx_column) : dx_column;
-  }
-  return column(x, scratch_bytes);
-}
-
-namespace conv3d_detail {
-
-inline void check_kernel_size(const char* op, int kernel_size) {
-  REVOX_CHECK(kernel_size > 0 && kernel_size % 2 == 1, op,
-              ": kernel_size must be odd and positive ('same' padding), got ", kernel_size);
-}
 
 // col (Cin * k^3, (row_end - row_begin) * W), row-major, rows ordered (ci, kd, kh, kw) like
 // the weight: col[(ci, kd, kh, kw), (row - row_begin) * W + w] =
@@ -285,12 +222,6 @@ void direct_columns(int vectors, int m_rows, index_t rows, const index_t* taps, 
 // Register tile of the direct path: MR output channels x NV vectors of voxels.
 inline constexpr int kDirectRows = simd::kNativeBytes >= 64 ? 8 : 3;
 inline constexpr int kDirectVectors = simd::kNativeBytes >= 64 ? 3 : 4;
-
-// Whether the direct path runs for input extent x with vectors of `lanes` elements: whole
-// vectors per row and margins within a vector.
-inline bool direct_applies_lanes(const Shape5& x, index_t k, index_t lanes) {
-  return lanes > 0 && x.w >= lanes && x.w % lanes == 0 && k / 2 <= lanes;
-}
 
 template <class T>
 bool direct_applies(const Shape5& x, index_t k) {
@@ -521,138 +452,159 @@ void direct_backward_weight(const T* x, const Shape5& s, const T* dy, index_t co
 
 }  // namespace conv3d_detail
 
-template <class T>
-void conv3d_forward(TensorView<const T> x, conv3d_detail::const_ptr<T> weight,
-                    conv3d_detail::const_ptr<T> bias, TensorView<T> y, int kernel_size,
-                    index_t scratch_bytes = kConv3dScratchBytes) {
-  conv3d_detail::check_kernel_size("cpu::conv3d_forward", kernel_size);
-  conv3d_detail::check_same_extents("cpu::conv3d_forward", "x", x.shape, "y", y.shape);
-  if (kernel_size == 1) {
-    pointwise_conv3d_forward(x, weight, bias, y);
-    return;
-  }
-  const index_t k = kernel_size;
-  const index_t cout = y.shape.c;
-  if (conv3d_detail::direct_applies<T>(x.shape, k)) {
-    if (k == 3) {
-      conv3d_detail::direct_forward<T, 3>(x.data, x.shape, cout, weight, bias, y.data, k);
-    } else {
-      conv3d_detail::direct_forward<T, 0>(x.data, x.shape, cout, weight, bias, y.data, k);
-    }
-    return;
-  }
-  const index_t col_rows = x.shape.c * k * k * k;
-  const index_t spatial = x.shape.spatial();
-  const index_t width = x.shape.w;
-  const Conv3dChunking chunking =
-      conv3d_chunking(x.shape, kernel_size, static_cast<index_t>(sizeof(T)), scratch_bytes);
-  Tensor<T> col(flat_shape(chunking.scratch_elements));
-  for (index_t n = 0; n < x.shape.n; ++n) {
-    for (index_t chunk = 0; chunk < chunking.chunks; ++chunk) {
-      const index_t row_begin = chunk * chunking.rows_per_chunk;
-      const index_t row_end = std::min(row_begin + chunking.rows_per_chunk, x.shape.d * x.shape.h);
-      const index_t cols = (row_end - row_begin) * width;
-      conv3d_detail::im2col(x.data + n * x.shape.c * spatial, x.shape, k, row_begin, row_end,
-                            col.data());
-      gemm_ax<T>(cout, col_rows, cols, weight, col_rows, col.data(), cols,
-                 y.data + n * cout * spatial + row_begin * width, spatial, bias, false);
-    }
-  }
-}
+}  // namespace revox::cpu
 
-template <class T>
-void conv3d_backward_data(TensorView<const T> dy, conv3d_detail::const_ptr<T> weight,
-                          TensorView<T> dx, int kernel_size,
-                          index_t scratch_bytes = kConv3dScratchBytes) {
-  conv3d_detail::check_kernel_size("cpu::conv3d_backward_data", kernel_size);
-  conv3d_detail::check_same_extents("cpu::conv3d_backward_data", "dy", dy.shape, "dx", dx.shape);
-  if (kernel_size == 1) {
-    pointwise_conv3d_backward_data(dy, weight, dx);
-    return;
-  }
-  const index_t k = kernel_size;
-  const index_t cout = dy.shape.c;
-  const index_t col_rows = dx.shape.c * k * k * k;
-  const index_t spatial = dx.shape.spatial();
-  const index_t width = dx.shape.w;
-  const Conv3dChunking chunking =
-      conv3d_chunking(dx.shape, kernel_size, static_cast<index_t>(sizeof(T)), scratch_bytes);
-  if (cout <= dx.shape.c) {
-    // Stride 1 and 'same' padding: dx is the forward correlation of dy with the kernel
-    // flipped in space and transposed in channels, W'[ci, co, t] = W[co, ci, k^3 - 1 - t].
-    // Its column buffer (Cout k^3 rows) is held to this call's Cin-sized one.
-    const index_t taps = k * k * k;
-    std::vector<T> flipped(static_cast<std::size_t>(dx.shape.c * cout * taps));
-    for (index_t co = 0; co < cout; ++co) {
-      for (index_t ci = 0; ci < dx.shape.c; ++ci) {
-        for (index_t t = 0; t < taps; ++t) {
-          flipped[static_cast<std::size_t>((ci * cout + co) * taps + taps - 1 - t)] =
-              weight[(co * dx.shape.c + ci) * taps + t];
-        }
+namespace revox::ops {
+
+template <>
+struct Conv3dKernels<Cpu> {
+  template <class T>
+  static void conv3d_forward(const Cpu& dev, TensorView<const T> x,
+                             cpu::conv3d_detail::const_ptr<T> weight,
+                             cpu::conv3d_detail::const_ptr<T> bias, TensorView<T> y,
+                             int kernel_size, index_t scratch_bytes = cpu::kConv3dScratchBytes) {
+    cpu::conv3d_detail::check_kernel_size("cpu::conv3d_forward", kernel_size);
+    cpu::conv3d_detail::check_same_extents("cpu::conv3d_forward", "x", x.shape, "y", y.shape);
+    if (kernel_size == 1) {
+      PointwiseConv3dKernels<Cpu>::pointwise_conv3d_forward(dev, x, weight, bias, y);
+      return;
+    }
+    const index_t k = kernel_size;
+    const index_t cout = y.shape.c;
+    if (cpu::conv3d_detail::direct_applies<T>(x.shape, k)) {
+      if (k == 3) {
+        cpu::conv3d_detail::direct_forward<T, 3>(x.data, x.shape, cout, weight, bias, y.data, k);
+      } else {
+        cpu::conv3d_detail::direct_forward<T, 0>(x.data, x.shape, cout, weight, bias, y.data, k);
+      }
+      return;
+    }
+    const index_t col_rows = x.shape.c * k * k * k;
+    const index_t spatial = x.shape.spatial();
+    const index_t width = x.shape.w;
+    const cpu::Conv3dChunking chunking = cpu::conv3d_chunking(
+        x.shape, kernel_size, static_cast<index_t>(sizeof(T)), scratch_bytes);
+    Tensor<T> col(flat_shape(chunking.scratch_elements));
+    for (index_t n = 0; n < x.shape.n; ++n) {
+      for (index_t chunk = 0; chunk < chunking.chunks; ++chunk) {
+        const index_t row_begin = chunk * chunking.rows_per_chunk;
+        const index_t row_end =
+            std::min(row_begin + chunking.rows_per_chunk, x.shape.d * x.shape.h);
+        const index_t cols = (row_end - row_begin) * width;
+        cpu::conv3d_detail::im2col(x.data + n * x.shape.c * spatial, x.shape, k, row_begin,
+                                   row_end, col.data());
+        cpu::gemm_ax<T>(cout, col_rows, cols, weight, col_rows, col.data(), cols,
+                        y.data + n * cout * spatial + row_begin * width, spatial, bias, false);
       }
     }
-    conv3d_forward<T>(dy, flipped.data(), nullptr, dx, kernel_size,
-                      chunking.scratch_elements * static_cast<index_t>(sizeof(T)));
-    return;
   }
-  Tensor<T> col(flat_shape(chunking.scratch_elements));
-  const std::vector<T> weight_t = conv3d_detail::transpose(weight, cout, col_rows);
-  ops::FillKernels<Cpu>::fill(Cpu{}, dx, T(0));
-  for (index_t n = 0; n < dy.shape.n; ++n) {
-    for (index_t chunk = 0; chunk < chunking.chunks; ++chunk) {
-      const index_t row_begin = chunk * chunking.rows_per_chunk;
-      const index_t row_end =
-          std::min(row_begin + chunking.rows_per_chunk, dx.shape.d * dx.shape.h);
-      const index_t cols = (row_end - row_begin) * width;
-      gemm_ax<T>(col_rows, cout, cols, weight_t.data(), cout,
-                 dy.data + n * cout * spatial + row_begin * width, spatial, col.data(), cols,
-                 nullptr, false);
-      conv3d_detail::col2im_accumulate(col.data(), dx.shape, k, row_begin, row_end,
-                                       dx.data + n * dx.shape.c * spatial);
-    }
-  }
-}
 
-template <class T>
-void conv3d_backward_weight(TensorView<const T> x, TensorView<const T> dy,
-                            conv3d_detail::mut_ptr<T> dweight, conv3d_detail::mut_ptr<T> dbias,
-                            int kernel_size, index_t scratch_bytes = kConv3dScratchBytes) {
-  conv3d_detail::check_kernel_size("cpu::conv3d_backward_weight", kernel_size);
-  conv3d_detail::check_same_extents("cpu::conv3d_backward_weight", "x", x.shape, "dy", dy.shape);
-  if (kernel_size == 1) {
-    pointwise_conv3d_backward_weight(x, dy, dweight, dbias);
-    return;
-  }
-  const index_t k = kernel_size;
-  const index_t cout = dy.shape.c;
-  if (conv3d_detail::direct_applies<T>(x.shape, k)) {
-    if (k == 3) {
-      conv3d_detail::direct_backward_weight<T, 3>(x.data, x.shape, dy.data, cout, dweight, k);
-    } else {
-      conv3d_detail::direct_backward_weight<T, 0>(x.data, x.shape, dy.data, cout, dweight, k);
+  template <class T>
+  static void conv3d_backward_data(const Cpu& dev, TensorView<const T> dy,
+                                   cpu::conv3d_detail::const_ptr<T> weight, TensorView<T> dx,
+                                   int kernel_size,
+                                   index_t scratch_bytes = cpu::kConv3dScratchBytes) {
+    cpu::conv3d_detail::check_kernel_size("cpu::conv3d_backward_data", kernel_size);
+    cpu::conv3d_detail::check_same_extents("cpu::conv3d_backward_data", "dy", dy.shape, "dx",
+                                           dx.shape);
+    if (kernel_size == 1) {
+      PointwiseConv3dKernels<Cpu>::pointwise_conv3d_backward_data(dev, dy, weight, dx);
+      return;
     }
-    if (dbias != nullptr) conv3d_detail::accumulate_channel_sums(dy, dbias);
-    return;
-  }
-  const index_t col_rows = x.shape.c * k * k * k;
-  const index_t spatial = x.shape.spatial();
-  const index_t width = x.shape.w;
-  const Conv3dChunking chunking =
-      conv3d_chunking(x.shape, kernel_size, static_cast<index_t>(sizeof(T)), scratch_bytes);
-  Tensor<T> col(flat_shape(chunking.scratch_elements));
-  for (index_t n = 0; n < x.shape.n; ++n) {
-    for (index_t chunk = 0; chunk < chunking.chunks; ++chunk) {
-      const index_t row_begin = chunk * chunking.rows_per_chunk;
-      const index_t row_end = std::min(row_begin + chunking.rows_per_chunk, x.shape.d * x.shape.h);
-      const index_t cols = (row_end - row_begin) * width;
-      conv3d_detail::im2col(x.data + n * x.shape.c * spatial, x.shape, k, row_begin, row_end,
-                            col.data());
-      gemm_abt<T>(cout, col_rows, cols, dy.data + n * cout * spatial + row_begin * width, spatial,
-                  col.data(), cols, dweight, col_rows);
+    const index_t k = kernel_size;
+    const index_t cout = dy.shape.c;
+    const index_t col_rows = dx.shape.c * k * k * k;
+    const index_t spatial = dx.shape.spatial();
+    const index_t width = dx.shape.w;
+    const cpu::Conv3dChunking chunking = cpu::conv3d_chunking(
+        dx.shape, kernel_size, static_cast<index_t>(sizeof(T)), scratch_bytes);
+    if (cout <= dx.shape.c) {
+      // Stride 1 and 'same' padding: dx is the forward correlation of dy with the kernel
+      // flipped in space and transposed in channels, W'[ci, co, t] = W[co, ci, k^3 - 1 - t].
+      // Its column buffer (Cout k^3 rows) is held to this call's Cin-sized one.
+      const index_t taps = k * k * k;
+      std::vector<T> flipped(static_cast<std::size_t>(dx.shape.c * cout * taps));
+      for (index_t co = 0; co < cout; ++co) {
+        for (index_t ci = 0; ci < dx.shape.c; ++ci) {
+          for (index_t t = 0; t < taps; ++t) {
+            flipped[static_cast<std::size_t>((ci * cout + co) * taps + taps - 1 - t)] =
+                weight[(co * dx.shape.c + ci) * taps + t];
+          }
+        }
+      }
+      conv3d_forward<T>(dev, dy, flipped.data(), nullptr, dx, kernel_size,
+                        chunking.scratch_elements * static_cast<index_t>(sizeof(T)));
+      return;
+    }
+    Tensor<T> col(flat_shape(chunking.scratch_elements));
+    const std::vector<T> weight_t = cpu::conv3d_detail::transpose(weight, cout, col_rows);
+    FillKernels<Cpu>::fill(dev, dx, T(0));
+    for (index_t n = 0; n < dy.shape.n; ++n) {
+      for (index_t chunk = 0; chunk < chunking.chunks; ++chunk) {
+        const index_t row_begin = chunk * chunking.rows_per_chunk;
+        const index_t row_end =
+            std::min(row_begin + chunking.rows_per_chunk, dx.shape.d * dx.shape.h);
+        const index_t cols = (row_end - row_begin) * width;
+        cpu::gemm_ax<T>(col_rows, cout, cols, weight_t.data(), cout,
+                        dy.data + n * cout * spatial + row_begin * width, spatial, col.data(),
+                        cols, nullptr, false);
+        cpu::conv3d_detail::col2im_accumulate(col.data(), dx.shape, k, row_begin, row_end,
+                                              dx.data + n * dx.shape.c * spatial);
+      }
     }
   }
-  if (dbias != nullptr) conv3d_detail::accumulate_channel_sums(dy, dbias);
-}
+
+  template <class T>
+  static void conv3d_backward_weight(const Cpu& dev, TensorView<const T> x,
+                                     TensorView<const T> dy,
+                                     cpu::conv3d_detail::mut_ptr<T> dweight,
+                                     cpu::conv3d_detail::mut_ptr<T> dbias, int kernel_size,
+                                     index_t scratch_bytes = cpu::kConv3dScratchBytes) {
+    cpu::conv3d_detail::check_kernel_size("cpu::conv3d_backward_weight", kernel_size);
+    cpu::conv3d_detail::check_same_extents("cpu::conv3d_backward_weight", "x", x.shape, "dy",
+                                           dy.shape);
+    if (kernel_size == 1) {
+      PointwiseConv3dKernels<Cpu>::pointwise_conv3d_backward_weight(dev, x, dy, dweight, dbias);
+      return;
+    }
+    const index_t k = kernel_size;
+    const index_t cout = dy.shape.c;
+    if (cpu::conv3d_detail::direct_applies<T>(x.shape, k)) {
+      if (k == 3) {
+        cpu::conv3d_detail::direct_backward_weight<T, 3>(x.data, x.shape, dy.data, cout,
+                                                         dweight, k);
+      } else {
+        cpu::conv3d_detail::direct_backward_weight<T, 0>(x.data, x.shape, dy.data, cout,
+                                                         dweight, k);
+      }
+      if (dbias != nullptr) cpu::conv3d_detail::accumulate_channel_sums(dy, dbias);
+      return;
+    }
+    const index_t col_rows = x.shape.c * k * k * k;
+    const index_t spatial = x.shape.spatial();
+    const index_t width = x.shape.w;
+    const cpu::Conv3dChunking chunking = cpu::conv3d_chunking(
+        x.shape, kernel_size, static_cast<index_t>(sizeof(T)), scratch_bytes);
+    Tensor<T> col(flat_shape(chunking.scratch_elements));
+    for (index_t n = 0; n < x.shape.n; ++n) {
+      for (index_t chunk = 0; chunk < chunking.chunks; ++chunk) {
+        const index_t row_begin = chunk * chunking.rows_per_chunk;
+        const index_t row_end =
+            std::min(row_begin + chunking.rows_per_chunk, x.shape.d * x.shape.h);
+        const index_t cols = (row_end - row_begin) * width;
+        cpu::conv3d_detail::im2col(x.data + n * x.shape.c * spatial, x.shape, k, row_begin,
+                                   row_end, col.data());
+        cpu::gemm_abt<T>(cout, col_rows, cols, dy.data + n * cout * spatial + row_begin * width,
+                         spatial, col.data(), cols, dweight, col_rows);
+      }
+    }
+    if (dbias != nullptr) cpu::conv3d_detail::accumulate_channel_sums(dy, dbias);
+  }
+};
+
+}  // namespace revox::ops
+
+namespace revox::cpu {
 
 // Plain loops with bounds checks, accumulating in double: what the fast path is tested
 // against.

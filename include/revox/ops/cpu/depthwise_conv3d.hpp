@@ -1,7 +1,8 @@
-// revox/ops/cpu/depthwise_conv3d.hpp — depthwise 3x3x3 convolution (groups = channels,
-// stride 1, zero padding 1) on the CPU: forward, backward-data, backward-weight and the fused
-// backward (data and weight in one pass), each with a plain reference in
-// revox::cpu::reference beside the fast path.
+// revox/ops/cpu/depthwise_conv3d.hpp — DepthwiseConv3dKernels<Cpu>: depthwise 3x3x3
+// convolution (groups = channels, stride 1, zero padding 1) on the CPU: forward,
+// backward-data, backward-weight and the fused backward (data and weight in one pass), each
+// with a plain reference in revox::cpu::reference beside the fast path (the kernels take the
+// device first, the references do not).
 //
 //   x, y, dy, dx : (N, C, D, H, W), all of the same shape
 //   weight       : (C, 1, 3, 3, 3), PyTorch's Conv3d(C, C, 3, padding=1, groups=C) layout
@@ -55,9 +56,12 @@
 #include <type_traits>
 #include <vector>
 
+#include "revox/core/device.hpp"
 #include "revox/core/error.hpp"
 #include "revox/core/tensor.hpp"
+#include "revox/ops/cpu/conv_shapes.hpp"
 #include "revox/ops/cpu/simd.hpp"
+#include "revox/ops/depthwise_conv3d.hpp"
 
 namespace revox::cpu {
 namespace detail {
@@ -73,13 +77,6 @@ inline constexpr index_t kDepthwiseSlabDepth = 32;
 inline constexpr index_t kDepthwiseStreamBytes = index_t{16} << 20;
 // Output rows per register block: 8 where the target has 32 vector registers (AVX-512).
 inline constexpr int kDepthwiseRows = simd::kNativeBytes >= 64 ? 8 : 4;
-
-inline void check_depthwise_shapes(const char* op, const char* in_name, const Shape5& in,
-                                   const char* out_name, const Shape5& out, const void* weight) {
-  REVOX_CHECK(in == out, op, ": ", out_name, " shape ", out, " must equal ", in_name, " shape ",
-              in, " (stride 1, padding 1)");
-  REVOX_CHECK(weight != nullptr, op, ": weight must not be null");
-}
 
 // How a (D, H, W) plane is tiled: padded slices of `rows` x `stride` elements hold
 // x[h = row - 1, w = column - 1] and zeros elsewhere.
@@ -528,47 +525,64 @@ void depthwise_conv3d_backward_impl(TensorView<const T> x, TensorView<const T> d
 }
 
 }  // namespace detail
+}  // namespace revox::cpu
 
-template <class T>
-void depthwise_conv3d_forward(TensorView<std::add_const_t<T>> x, std::add_const_t<T>* weight,
-                              std::add_const_t<T>* bias, TensorView<T> y) {
-  detail::check_depthwise_shapes("depthwise_conv3d_forward", "x", x.shape, "y", y.shape, weight);
-  detail::depthwise_conv3d_forward_impl<T, simd::native_lanes<T>, detail::kDepthwiseRows>(
-      x, weight, bias, y);
-}
+namespace revox::ops {
 
-template <class T>
-void depthwise_conv3d_backward_data(TensorView<std::add_const_t<T>> dy,
-                                    std::add_const_t<T>* weight, TensorView<T> dx) {
-  detail::check_depthwise_shapes("depthwise_conv3d_backward_data", "dy", dy.shape, "dx", dx.shape,
-                                 weight);
-  detail::depthwise_conv3d_backward_data_impl<T, simd::native_lanes<T>, detail::kDepthwiseRows>(
-      dy, weight, dx);
-}
+template <>
+struct DepthwiseConv3dKernels<Cpu> {
+  template <class T>
+  static void depthwise_conv3d_forward(const Cpu& /*dev*/, TensorView<std::add_const_t<T>> x,
+                                       std::add_const_t<T>* weight, std::add_const_t<T>* bias,
+                                       TensorView<T> y) {
+    cpu::detail::check_depthwise_shapes("depthwise_conv3d_forward", "x", x.shape, "y", y.shape,
+                                        weight);
+    cpu::detail::depthwise_conv3d_forward_impl<T, cpu::simd::native_lanes<T>,
+                                               cpu::detail::kDepthwiseRows>(x, weight, bias, y);
+  }
 
-template <class T>
-void depthwise_conv3d_backward_weight(TensorView<std::add_const_t<T>> x,
-                                      TensorView<std::add_const_t<T>> dy, T* dweight,
-                                      std::add_pointer_t<T> dbias) {
-  detail::check_depthwise_shapes("depthwise_conv3d_backward_weight", "x", x.shape, "dy",
-                                 dy.shape, dweight);
-  detail::depthwise_conv3d_backward_weight_impl<T, simd::native_lanes<T>, detail::kDepthwiseRows>(
-      x, dy, dweight, dbias);
-}
+  template <class T>
+  static void depthwise_conv3d_backward_data(const Cpu& /*dev*/,
+                                             TensorView<std::add_const_t<T>> dy,
+                                             std::add_const_t<T>* weight, TensorView<T> dx) {
+    cpu::detail::check_depthwise_shapes("depthwise_conv3d_backward_data", "dy", dy.shape, "dx",
+                                        dx.shape, weight);
+    cpu::detail::depthwise_conv3d_backward_data_impl<T, cpu::simd::native_lanes<T>,
+                                                     cpu::detail::kDepthwiseRows>(dy, weight, dx);
+  }
 
-template <class T>
-void depthwise_conv3d_backward(TensorView<std::add_const_t<T>> x,
-                               TensorView<std::add_const_t<T>> dy, std::add_const_t<T>* weight,
-                               TensorView<T> dx, std::add_pointer_t<T> dweight,
-                               std::add_pointer_t<T> dbias) {
-  detail::check_depthwise_shapes("depthwise_conv3d_backward", "x", x.shape, "dy", dy.shape,
-                                 weight);
-  detail::check_depthwise_shapes("depthwise_conv3d_backward", "x", x.shape, "dx", dx.shape,
-                                 weight);
-  REVOX_CHECK(dweight != nullptr, "depthwise_conv3d_backward: dweight must not be null");
-  detail::depthwise_conv3d_backward_impl<T, simd::native_lanes<T>, detail::kDepthwiseRows>(
-      x, dy, weight, dx, dweight, dbias);
-}
+  template <class T>
+  static void depthwise_conv3d_backward_weight(const Cpu& /*dev*/,
+                                               TensorView<std::add_const_t<T>> x,
+                                               TensorView<std::add_const_t<T>> dy, T* dweight,
+                                               std::add_pointer_t<T> dbias) {
+    cpu::detail::check_depthwise_shapes("depthwise_conv3d_backward_weight", "x", x.shape, "dy",
+                                        dy.shape, dweight);
+    cpu::detail::depthwise_conv3d_backward_weight_impl<T, cpu::simd::native_lanes<T>,
+                                                       cpu::detail::kDepthwiseRows>(x, dy, dweight,
+                                                                                    dbias);
+  }
+
+  template <class T>
+  static void depthwise_conv3d_backward(const Cpu& /*dev*/, TensorView<std::add_const_t<T>> x,
+                                        TensorView<std::add_const_t<T>> dy,
+                                        std::add_const_t<T>* weight, TensorView<T> dx,
+                                        std::add_pointer_t<T> dweight,
+                                        std::add_pointer_t<T> dbias) {
+    cpu::detail::check_depthwise_shapes("depthwise_conv3d_backward", "x", x.shape, "dy",
+                                        dy.shape, weight);
+    cpu::detail::check_depthwise_shapes("depthwise_conv3d_backward", "x", x.shape, "dx",
+                                        dx.shape, weight);
+    REVOX_CHECK(dweight != nullptr, "depthwise_conv3d_backward: dweight must not be null");
+    cpu::detail::depthwise_conv3d_backward_impl<T, cpu::simd::native_lanes<T>,
+                                                cpu::detail::kDepthwiseRows>(x, dy, weight, dx,
+                                                                             dweight, dbias);
+  }
+};
+
+}  // namespace revox::ops
+
+namespace revox::cpu {
 
 // Plain loops straight from the definitions above, summing in double; what tests compare
 // the fast path against.

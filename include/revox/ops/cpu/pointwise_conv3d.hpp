@@ -1,12 +1,12 @@
-// revox/ops/cpu/pointwise_conv3d.hpp — pointwise (1x1x1) 3D convolution on the CPU: a
-// matrix product over channels at every voxel.
+// revox/ops/cpu/pointwise_conv3d.hpp — PointwiseConv3dKernels<Cpu>: pointwise (1x1x1) 3D
+// convolution on the CPU, a matrix product over channels at every voxel.
 //
 //   x      (N, Cin, D, H, W)          weight (Cout, Cin)  [PyTorch: (Cout, Cin, 1, 1, 1)]
 //   y, dy  (N, Cout, D, H, W)         bias   (Cout), or nullptr for none
 //
-//   pointwise_conv3d_forward(x, weight, bias, y):          y_n = W x_n + b       y  ASSIGNED
-//   pointwise_conv3d_backward_data(dy, weight, dx):        dx_n = W^T dy_n       dx ASSIGNED
-//   pointwise_conv3d_backward_weight(x, dy, dw, db):       dW += sum_n dy_n x_n^T,
+//   pointwise_conv3d_forward(dev, x, weight, bias, y):     y_n = W x_n + b       y  ASSIGNED
+//   pointwise_conv3d_backward_data(dev, dy, weight, dx):   dx_n = W^T dy_n       dx ASSIGNED
+//   pointwise_conv3d_backward_weight(dev, x, dy, dw, db):  dW += sum_n dy_n x_n^T,
 //                                                          db += sum_{n,voxel} dy_n  ACCUMULATED
 // where x_n is batch item n viewed as the row-major matrix (Cin, D*H*W) over the NCDHW data.
 // The fast path hands each batch item to ops/cpu/gemm.hpp (gemm_ax for forward and
@@ -20,19 +20,16 @@
 #include <algorithm>
 #include <vector>
 
+#include "revox/core/device.hpp"
 #include "revox/core/error.hpp"
 #include "revox/core/tensor.hpp"
+#include "revox/ops/cpu/conv_shapes.hpp"
 #include "revox/ops/cpu/gemm.hpp"
+#include "revox/ops/pointwise_conv3d.hpp"
 
 namespace revox::cpu {
 
 namespace conv3d_detail {
-
-// Raw parameter pointers take no part in deducing T, so that a plain nullptr bias works.
-template <class T>
-using const_ptr = const nondeduced_t<T>*;
-template <class T>
-using mut_ptr = nondeduced_t<T>*;
 
 // The (cols, rows) row-major transpose of a (rows, cols) row-major matrix.
 template <class T>
@@ -42,14 +39,6 @@ std::vector<T> transpose(const T* a, index_t rows, index_t cols) {
     for (index_t c = 0; c < cols; ++c) t[static_cast<std::size_t>(c * rows + r)] = a[r * cols + c];
   }
   return t;
-}
-
-// Input and output of a convolution with 'same' padding share batch and spatial extents.
-inline void check_same_extents(const char* op, const char* in_name, const Shape5& in,
-                               const char* out_name, const Shape5& out) {
-  REVOX_CHECK(in.n == out.n && in.d == out.d && in.h == out.h && in.w == out.w, op, ": ",
-              in_name, " ", in, " and ", out_name, " ", out,
-              " must have the same batch and spatial extents");
 }
 
 // db[c] += sum over batch and voxels of dy[n, c], in double; parallel over channels, so the
@@ -72,50 +61,65 @@ void accumulate_channel_sums(TensorView<const T> dy, T* db) {
 }
 
 }  // namespace conv3d_detail
+}  // namespace revox::cpu
 
-template <class T>
-void pointwise_conv3d_forward(TensorView<const T> x, conv3d_detail::const_ptr<T> weight,
-                              conv3d_detail::const_ptr<T> bias, TensorView<T> y) {
-  conv3d_detail::check_same_extents("cpu::pointwise_conv3d_forward", "x", x.shape, "y", y.shape);
-  const index_t cin = x.shape.c;
-  const index_t cout = y.shape.c;
-  const index_t spatial = x.shape.spatial();
-  for (index_t n = 0; n < x.shape.n; ++n) {
-    gemm_ax<T>(cout, cin, spatial, weight, cin, x.data + n * cin * spatial, spatial,
-               y.data + n * cout * spatial, spatial, bias, false);
-  }
-}
+namespace revox::ops {
 
-template <class T>
-void pointwise_conv3d_backward_data(TensorView<const T> dy, conv3d_detail::const_ptr<T> weight,
-                                    TensorView<T> dx) {
-  conv3d_detail::check_same_extents("cpu::pointwise_conv3d_backward_data", "dy", dy.shape, "dx",
-                                    dx.shape);
-  const index_t cin = dx.shape.c;
-  const index_t cout = dy.shape.c;
-  const index_t spatial = dy.shape.spatial();
-  const std::vector<T> weight_t = conv3d_detail::transpose(weight, cout, cin);  // (Cin, Cout)
-  for (index_t n = 0; n < dy.shape.n; ++n) {
-    gemm_ax<T>(cin, cout, spatial, weight_t.data(), cout, dy.data + n * cout * spatial, spatial,
-               dx.data + n * cin * spatial, spatial, nullptr, false);
+template <>
+struct PointwiseConv3dKernels<Cpu> {
+  template <class T>
+  static void pointwise_conv3d_forward(const Cpu& /*dev*/, TensorView<const T> x,
+                                       cpu::conv3d_detail::const_ptr<T> weight,
+                                       cpu::conv3d_detail::const_ptr<T> bias, TensorView<T> y) {
+    cpu::conv3d_detail::check_same_extents("cpu::pointwise_conv3d_forward", "x", x.shape, "y",
+                                           y.shape);
+    const index_t cin = x.shape.c;
+    const index_t cout = y.shape.c;
+    const index_t spatial = x.shape.spatial();
+    for (index_t n = 0; n < x.shape.n; ++n) {
+      cpu::gemm_ax<T>(cout, cin, spatial, weight, cin, x.data + n * cin * spatial, spatial,
+                      y.data + n * cout * spatial, spatial, bias, false);
+    }
   }
-}
 
-template <class T>
-void pointwise_conv3d_backward_weight(TensorView<const T> x, TensorView<const T> dy,
-                                      conv3d_detail::mut_ptr<T> dweight,
-                                      conv3d_detail::mut_ptr<T> dbias) {
-  conv3d_detail::check_same_extents("cpu::pointwise_conv3d_backward_weight", "x", x.shape, "dy",
-                                    dy.shape);
-  const index_t cin = x.shape.c;
-  const index_t cout = dy.shape.c;
-  const index_t spatial = x.shape.spatial();
-  for (index_t n = 0; n < x.shape.n; ++n) {
-    gemm_abt<T>(cout, cin, spatial, dy.data + n * cout * spatial, spatial,
-                x.data + n * cin * spatial, spatial, dweight, cin);
+  template <class T>
+  static void pointwise_conv3d_backward_data(const Cpu& /*dev*/, TensorView<const T> dy,
+                                             cpu::conv3d_detail::const_ptr<T> weight,
+                                             TensorView<T> dx) {
+    cpu::conv3d_detail::check_same_extents("cpu::pointwise_conv3d_backward_data", "dy",
+                                           dy.shape, "dx", dx.shape);
+    const index_t cin = dx.shape.c;
+    const index_t cout = dy.shape.c;
+    const index_t spatial = dy.shape.spatial();
+    const std::vector<T> weight_t =
+        cpu::conv3d_detail::transpose(weight, cout, cin);  // (Cin, Cout)
+    for (index_t n = 0; n < dy.shape.n; ++n) {
+      cpu::gemm_ax<T>(cin, cout, spatial, weight_t.data(), cout, dy.data + n * cout * spatial,
+                      spatial, dx.data + n * cin * spatial, spatial, nullptr, false);
+    }
   }
-  if (dbias != nullptr) conv3d_detail::accumulate_channel_sums(dy, dbias);
-}
+
+  template <class T>
+  static void pointwise_conv3d_backward_weight(const Cpu& /*dev*/, TensorView<const T> x,
+                                               TensorView<const T> dy,
+                                               cpu::conv3d_detail::mut_ptr<T> dweight,
+                                               cpu::conv3d_detail::mut_ptr<T> dbias) {
+    cpu::conv3d_detail::check_same_extents("cpu::pointwise_conv3d_backward_weight", "x",
+                                           x.shape, "dy", dy.shape);
+    const index_t cin = x.shape.c;
+    const index_t cout = dy.shape.c;
+    const index_t spatial = x.shape.spatial();
+    for (index_t n = 0; n < x.shape.n; ++n) {
+      cpu::gemm_abt<T>(cout, cin, spatial, dy.data + n * cout * spatial, spatial,
+                       x.data + n * cin * spatial, spatial, dweight, cin);
+    }
+    if (dbias != nullptr) cpu::conv3d_detail::accumulate_channel_sums(dy, dbias);
+  }
+};
+
+}  // namespace revox::ops
+
+namespace revox::cpu {
 
 // Plain loops, accumulating in double: what the fast path is tested against.
 namespace reference {

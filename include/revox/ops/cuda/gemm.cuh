@@ -1,8 +1,7 @@
 // revox/ops/cuda/gemm.cuh — runs a kernels::Gemm<T> descriptor (kernels/gemm.hpp:
-// column-major, cuBLAS's semantics) with cuBLAS on dev's stream, and cuda::Executor, the
-// GPU executor the ops of kernels/{pointwise_conv3d,conv3d,depthwise_conv3d}.hpp are written
-// against (bodies through cuda::for_each, GEMMs through cuda::gemm, zeroing through
-// cudaMemsetAsync, scratch from cuda_allocator()). Include from a .cu translation unit.
+// column-major, cuBLAS's semantics) with cuBLAS on dev's stream; cuda::Executor
+// (cuda/executor.cuh) runs the convolutions' GEMMs through it. Include from a .cu
+// translation unit.
 //
 // float runs cublasSgemm, double cublasDgemm; batch > 1 runs the StridedBatched variant.
 // With cuBLAS 12 or newer the 64-bit-index (_64) entry points are used, so extents and
@@ -14,7 +13,6 @@
 #include <type_traits>
 
 #include "revox/core/cuda.hpp"
-#include "revox/ops/cuda/launch.cuh"
 #include "revox/ops/kernels/gemm.hpp"
 
 namespace revox::cuda {
@@ -104,27 +102,5 @@ void gemm(const Cuda& dev, const ::revox::kernels::Gemm<T>& g) {
   }
 #endif
 }
-
-// The GPU executor of the ops in revox/ops/kernels/*.hpp (see kernels/gemm.hpp).
-struct Executor {
-  using device_type = Cuda;
-  Cuda dev;
-
-  template <class Body>
-  void for_each(index_t count, const Body& body) const {
-    ::revox::cuda::for_each(dev, count, body);
-  }
-  template <class T>
-  void gemm(const ::revox::kernels::Gemm<T>& g) const {
-    ::revox::cuda::gemm(dev, g);
-  }
-  template <class T>
-  void zero(T* data, index_t count) const {
-    if (count > 0) {
-      REVOX_CUDA_CHECK(cudaMemsetAsync(data, 0, static_cast<std::size_t>(count) * sizeof(T),
-                                       dev.stream));
-    }
-  }
-};
 
 }  // namespace revox::cuda

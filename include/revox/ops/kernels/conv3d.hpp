@@ -1,6 +1,6 @@
 // revox/ops/kernels/conv3d.hpp — the CUDA dense 3D convolution (stride 1, 'same' zero
 // padding p = k / 2, groups 1, odd kernel_size k), written once over an executor
-// (kernels/gemm.hpp): im2col and col2im kernel bodies around cuBLAS GEMMs. Plain C++; runs
+// (kernels/executor.hpp): im2col and col2im kernel bodies around cuBLAS GEMMs. Plain C++; runs
 // on the GPU through revox/ops/cuda/conv3d.cuh and on the CPU, in tests, through
 // kernels::EmulatedExecutor. Shapes and semantics are those of ops/cpu/conv3d.hpp:
 //   x, dx (N, Cin, D, H, W)   y, dy (N, Cout, D, H, W)   weight (Cout, Cin, k, k, k)
@@ -29,7 +29,7 @@
 #include "revox/core/config.hpp"
 #include "revox/core/error.hpp"
 #include "revox/core/tensor.hpp"
-#include "revox/ops/cpu/conv3d.hpp"
+#include "revox/ops/cpu/conv_shapes.hpp"
 #include "revox/ops/kernels/for_each.hpp"
 #include "revox/ops/kernels/gemm.hpp"
 #include "revox/ops/kernels/pointwise_conv3d.hpp"

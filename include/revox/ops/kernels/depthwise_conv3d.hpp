@@ -1,6 +1,6 @@
 // revox/ops/kernels/depthwise_conv3d.hpp — the CUDA depthwise 3x3x3 convolution (groups =
 // channels, stride 1, zero padding 1) as kernel bodies, written once over an executor
-// (kernels/gemm.hpp). Plain C++; runs on the GPU through revox/ops/cuda/depthwise_conv3d.cuh
+// (kernels/executor.hpp). Plain C++; runs on the GPU through revox/ops/cuda/depthwise_conv3d.cuh
 // and on the CPU, in tests, through kernels::EmulatedExecutor. Shapes and semantics are those
 // of ops/cpu/depthwise_conv3d.hpp:
 //   x, y, dy, dx (N, C, D, H, W), all the same   weight (C, 1, 3, 3, 3)   bias (C) or null
@@ -18,7 +18,7 @@
 #include "revox/core/config.hpp"
 #include "revox/core/error.hpp"
 #include "revox/core/tensor.hpp"
-#include "revox/ops/cpu/depthwise_conv3d.hpp"
+#include "revox/ops/cpu/conv_shapes.hpp"
 #include "revox/ops/kernels/for_each.hpp"
 #include "revox/ops/kernels/gemm.hpp"
 

@@ -1,6 +1,5 @@
-// revox/ops/kernels/gemm.hpp — GEMM descriptors with cuBLAS's column-major semantics, their
-// CPU emulation, and the CPU "executor" that runs a CUDA op's whole launch sequence on the
-// host. Plain C++ (no CUDA headers).
+// revox/ops/kernels/gemm.hpp — GEMM descriptors with cuBLAS's column-major semantics and
+// their CPU emulation. Plain C++ (no CUDA headers).
 //
 // revox's NCDHW tensors are row-major matrices: batch item n of x is the (C, D*H*W) matrix
 // with rows D*H*W apart. A row-major (R, C) matrix with leading dimension ld is the
@@ -17,22 +16,14 @@
 //
 // emulate_gemm(g) computes exactly that on the CPU (each element summed over k in double);
 // on the GPU, revox/ops/cuda/gemm.cuh hands the same descriptor to cublas<S|D>gemm(
-// StridedBatched). An op is written once as a function template over an executor providing
-//   device_type                               where scratch tensors live
-//   for_each(count, body)                     the kernel-body launch (kernels/for_each.hpp)
-//   gemm(Gemm<T>)                             the GEMM
-//   zero(T* data, index_t count)              data[0, count) = 0
-// and runs on the GPU with cuda::Executor (ops/cuda/gemm.cuh) and on the CPU, in tests,
-// with EmulatedExecutor below: the index math, the descriptors and the chunking are all
-// tested against the CPU reference without a GPU.
+// StridedBatched). The executors that run these descriptors (and the kernel bodies) are in
+// kernels/executor.hpp (the CPU's, for tests) and cuda/executor.cuh (the GPU's).
 #pragma once
 
 #include <algorithm>
 
 #include "revox/core/config.hpp"
-#include "revox/core/device.hpp"
 #include "revox/core/error.hpp"
-#include "revox/ops/kernels/for_each.hpp"
 
 namespace revox::kernels {
 
@@ -102,23 +93,5 @@ void emulate_gemm(const Gemm<T>& g) {
     }
   }
 }
-
-// Runs a CUDA op's launch sequence on the CPU: bodies through emulate_for_each, GEMMs
-// through emulate_gemm, scratch from the CPU tracking allocator.
-struct EmulatedExecutor {
-  using device_type = Cpu;
-  template <class Body>
-  void for_each(index_t count, const Body& body) const {
-    emulate_for_each(count, body);
-  }
-  template <class T>
-  void gemm(const Gemm<T>& g) const {
-    emulate_gemm(g);
-  }
-  template <class T>
-  void zero(T* data, index_t count) const {
-    std::fill(data, data + count, T(0));
-  }
-};
 
 }  // namespace revox::kernels

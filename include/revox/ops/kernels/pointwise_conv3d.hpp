@@ -1,5 +1,5 @@
 // revox/ops/kernels/pointwise_conv3d.hpp — the CUDA pointwise (1x1x1) convolution, written
-// once over an executor (kernels/gemm.hpp): cuBLAS GEMMs for the products, kernel bodies for
+// once over an executor (kernels/executor.hpp): cuBLAS GEMMs for the products, kernel bodies for
 // the bias. Plain C++; runs on the GPU through revox/ops/cuda/pointwise_conv3d.cuh and on the
 // CPU, in tests, through kernels::EmulatedExecutor. Shapes and semantics are those of
 // ops/cpu/pointwise_conv3d.hpp:
@@ -24,7 +24,7 @@
 #include "revox/core/config.hpp"
 #include "revox/core/error.hpp"
 #include "revox/core/tensor.hpp"
-#include "revox/ops/cpu/pointwise_conv3d.hpp"
+#include "revox/ops/cpu/conv_shapes.hpp"
 #include "revox/ops/kernels/for_each.hpp"
 #include "revox/ops/kernels/gemm.hpp"
 
