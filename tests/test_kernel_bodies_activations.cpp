@@ -1,4 +1,4 @@
-// The CUDA kernel bodies of the activations (include/revox/ops/kernels/), run on the CPU with
+// The CUDA kernel bodies of the activations (include/revox/ops/kernel_bodies/), run on the CPU with
 // kernels::emulate_for_each and compared with the CPU kernels
 // (include/revox/ops/cpu/activations.hpp). Outputs are pre-filled with NaN so an element a body
 // never writes fails; shapes are odd (N=2, C=3 or 6, 5x7x9) so every index path is taken. The
@@ -9,7 +9,7 @@
 #include <limits>
 
 #include "revox/ops/cpu/activations.hpp"
-#include "revox/ops/kernels/activations.hpp"
+#include "revox/ops/kernel_bodies/activations.hpp"
 #include "support/kernel_bodies.hpp"
 
 namespace {

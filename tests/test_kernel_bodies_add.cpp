@@ -1,4 +1,4 @@
-// The CUDA kernel bodies of add, add_inplace and sub_inplace (include/revox/ops/kernels/), run
+// The CUDA kernel bodies of add, add_inplace and sub_inplace (include/revox/ops/kernel_bodies/), run
 // on the CPU with kernels::emulate_for_each and compared with the CPU kernels
 // (include/revox/ops/cpu/add.hpp). Outputs are pre-filled with NaN so an element a body never
 // writes fails; shapes are odd (N=2, C=3 or 6, 5x7x9) so every index path is taken. The GPU runs
@@ -6,7 +6,7 @@
 #include <catch2/catch.hpp>
 
 #include "revox/ops/cpu/add.hpp"
-#include "revox/ops/kernels/add.hpp"
+#include "revox/ops/kernel_bodies/add.hpp"
 #include "support/kernel_bodies.hpp"
 
 using revox::test::elementwise::tolerance;

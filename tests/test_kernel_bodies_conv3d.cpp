@@ -1,5 +1,5 @@
 // The CUDA dense Conv3d run on the CPU: the same launch sequence the GPU runs
-// (include/revox/ops/kernels/conv3d.hpp), with its kernel bodies through emulate_for_each and
+// (include/revox/ops/kernel_bodies/conv3d.hpp), with its kernel bodies through emulate_for_each and
 // its GEMM descriptors through emulate_gemm, the CPU emulation of cuBLAS's column-major GEMM. It
 // is compared with the plain CPU reference (ops/cpu) on odd shapes, outputs pre-filled with NaN,
 // with the reductions and the im2col buffer forced into several chunks.
@@ -10,7 +10,7 @@
 #include "revox/core/memory.hpp"
 #include "revox/core/random.hpp"
 #include "revox/ops/cpu/conv3d.hpp"
-#include "revox/ops/kernels/conv3d.hpp"
+#include "revox/ops/kernel_bodies/conv3d.hpp"
 #include "support/kernel_bodies.hpp"
 
 using revox::test::convolution::tolerance;

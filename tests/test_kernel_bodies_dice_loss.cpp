@@ -1,4 +1,4 @@
-// The CUDA kernel bodies of the Dice and BCE + Dice losses (include/revox/ops/kernels/), run on
+// The CUDA kernel bodies of the Dice and BCE + Dice losses (include/revox/ops/kernel_bodies/), run on
 // the CPU with kernels::emulate_for_each and compared with the CPU kernels (losses/dice.hpp).
 // Outputs are pre-filled with NaN so an element a body never writes fails; shapes are odd (N=2,
 // C=3 or 6, 5x7x9) so every index path is taken. The GPU runs the same bodies through
@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "revox/losses/dice.hpp"
-#include "revox/ops/kernels/dice_loss.hpp"
+#include "revox/ops/kernel_bodies/dice_loss.hpp"
 #include "support/kernel_bodies.hpp"
 
 using revox::test::elementwise::tolerance;

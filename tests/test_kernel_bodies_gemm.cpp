@@ -1,5 +1,5 @@
 // emulate_gemm, the CPU emulation of cuBLAS's column-major GEMM that the tests of the
-// convolution bodies run the GEMM descriptors through (include/revox/ops/kernels/gemm.hpp),
+// convolution bodies run the GEMM descriptors through (include/revox/ops/kernel_bodies/gemm.hpp),
 // checked against products of explicitly transposed matrices.
 #include <catch2/catch.hpp>
 
@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "revox/core/random.hpp"
-#include "revox/ops/kernels/executor.hpp"
+#include "revox/ops/kernel_bodies/executor.hpp"
 #include "support/kernel_bodies.hpp"
 
 namespace {

@@ -1,4 +1,4 @@
-// The CUDA kernel bodies of GroupNorm (include/revox/ops/kernels/), run on the CPU with
+// The CUDA kernel bodies of GroupNorm (include/revox/ops/kernel_bodies/), run on the CPU with
 // kernels::emulate_for_each and compared with the CPU kernels
 // (include/revox/ops/cpu/group_norm.hpp). Outputs are pre-filled with NaN so an element a body
 // never writes fails; shapes are odd (N=2, C=3 or 6, 5x7x9) so every index path is taken. The
@@ -10,7 +10,7 @@
 #include <cmath>
 
 #include "revox/ops/cpu/group_norm.hpp"
-#include "revox/ops/kernels/group_norm.hpp"
+#include "revox/ops/kernel_bodies/group_norm.hpp"
 #include "support/kernel_bodies.hpp"
 
 using revox::test::elementwise::tolerance;

@@ -1,4 +1,4 @@
-// The CUDA kernel bodies of MaxPool3d (include/revox/ops/kernels/), run on the CPU with
+// The CUDA kernel bodies of MaxPool3d (include/revox/ops/kernel_bodies/), run on the CPU with
 // kernels::emulate_for_each and compared with the CPU kernels
 // (include/revox/ops/cpu/max_pool3d.hpp). Outputs are pre-filled with NaN so an element a body
 // never writes fails; shapes are odd (N=2, C=3 or 6, 5x7x9) so every index path is taken. The
@@ -7,7 +7,7 @@
 #include <catch2/catch.hpp>
 
 #include "revox/ops/cpu/max_pool3d.hpp"
-#include "revox/ops/kernels/max_pool3d.hpp"
+#include "revox/ops/kernel_bodies/max_pool3d.hpp"
 #include "support/kernel_bodies.hpp"
 
 TEMPLATE_TEST_CASE("emulated kernels: MaxPool3d forward and gather backward match the CPU",

@@ -1,4 +1,4 @@
-// The CUDA kernel bodies of the Adam, AdamW and SGD steps (include/revox/ops/kernels/), run on
+// The CUDA kernel bodies of the Adam, AdamW and SGD steps (include/revox/ops/kernel_bodies/), run on
 // the CPU with kernels::emulate_for_each and compared with the CPU kernels
 // (include/revox/optim/). Outputs are pre-filled with NaN so an element a body never writes
 // fails; shapes are odd (N=2, C=3 or 6, 5x7x9) so every index path is taken. The GPU runs the
@@ -12,7 +12,7 @@
 
 #include "revox/core/parameters.hpp"
 #include "revox/core/random.hpp"
-#include "revox/ops/kernels/optim.hpp"
+#include "revox/ops/kernel_bodies/optim.hpp"
 #include "revox/optim/adam.hpp"
 #include "revox/optim/sgd.hpp"
 #include "support/kernel_bodies.hpp"

@@ -1,5 +1,5 @@
 // The CUDA pointwise 1x1x1 convolution run on the CPU: the same launch sequence the GPU runs
-// (include/revox/ops/kernels/pointwise_conv3d.hpp), with its kernel bodies through
+// (include/revox/ops/kernel_bodies/pointwise_conv3d.hpp), with its kernel bodies through
 // emulate_for_each and its GEMM descriptors through emulate_gemm, the CPU emulation of cuBLAS's
 // column-major GEMM. It is compared with the plain CPU reference (ops/cpu) on odd shapes,
 // outputs pre-filled with NaN, with the reductions and the im2col buffer forced into several
@@ -8,7 +8,7 @@
 
 #include "revox/core/random.hpp"
 #include "revox/ops/cpu/pointwise_conv3d.hpp"
-#include "revox/ops/kernels/pointwise_conv3d.hpp"
+#include "revox/ops/kernel_bodies/pointwise_conv3d.hpp"
 #include "support/kernel_bodies.hpp"
 
 using revox::test::convolution::tolerance;

@@ -1,9 +1,9 @@
 // kernels::unravel, the flat-index decomposition every CUDA kernel body starts from, and the
-// GroupNorm chunk bounds, past 2^31 elements (include/revox/ops/kernels/unravel.hpp).
+// GroupNorm chunk bounds, past 2^31 elements (include/revox/ops/kernel_bodies/unravel.hpp).
 #include <catch2/catch.hpp>
 
-#include "revox/ops/kernels/group_norm.hpp"
-#include "revox/ops/kernels/unravel.hpp"
+#include "revox/ops/kernel_bodies/group_norm.hpp"
+#include "revox/ops/kernel_bodies/unravel.hpp"
 #include "support/kernel_bodies.hpp"
 
 TEST_CASE("emulated kernels: unravel inverts Shape5::offset past 2^31 elements",

@@ -1,4 +1,4 @@
-// The CUDA kernel bodies of UpsampleTrilinear (include/revox/ops/kernels/), run on the CPU with
+// The CUDA kernel bodies of UpsampleTrilinear (include/revox/ops/kernel_bodies/), run on the CPU with
 // kernels::emulate_for_each and compared with the CPU kernels
 // (include/revox/ops/cpu/upsample_trilinear.hpp). Outputs are pre-filled with NaN so an element
 // a body never writes fails; shapes are odd (N=2, C=3 or 6, 5x7x9) so every index path is taken.
@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "revox/ops/cpu/upsample_trilinear.hpp"
-#include "revox/ops/kernels/upsample_trilinear.hpp"
+#include "revox/ops/kernel_bodies/upsample_trilinear.hpp"
 #include "support/kernel_bodies.hpp"
 
 using revox::test::elementwise::tolerance;

@@ -24,7 +24,7 @@
 #include "revox/core/init.hpp"
 #include "revox/data/phantom.hpp"
 #include "revox/dist/communicator.hpp"
-#include "revox/ops/kernels/for_each.hpp"
+#include "revox/ops/kernel_bodies/for_each.hpp"
 #include "revox/optim/adam.hpp"
 
 namespace fs = std::filesystem;

@@ -8,8 +8,8 @@
 
 #include "revox/core/device.hpp"
 #include "revox/core/tensor.hpp"
-#include "revox/ops/kernels/for_each.hpp"
-#include "revox/ops/kernels/executor.hpp"
+#include "revox/ops/kernel_bodies/for_each.hpp"
+#include "revox/ops/kernel_bodies/executor.hpp"
 #include "tensors.hpp"
 
 namespace revox::test {

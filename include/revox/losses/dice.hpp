@@ -37,7 +37,7 @@
 // Devices: soft_dice_loss(logits, targets, dlogits, ...) and bce_dice_loss(...) run on the
 // CPU; the overloads taking a device first, soft_dice_loss(dev, logits, ...), run on `dev`.
 // On Cuda the views are device memory; the same two-stage reduction runs on the GPU
-// (ops/cuda/dice_loss.cuh, bodies in ops/kernels/dice_loss.hpp, which also holds the
+// (ops/cuda/dice_loss.cuh, bodies in ops/kernel_bodies/dice_loss.hpp, which also holds the
 // element formulas both devices use), the value and the first bad logit or target are copied
 // back, the same checks throw the same messages, and only then is dlogits written. The call
 // waits for dev.stream (it returns the value on the host).
@@ -52,7 +52,7 @@
 #include "revox/core/device.hpp"
 #include "revox/core/error.hpp"
 #include "revox/core/tensor.hpp"
-#include "revox/ops/kernels/dice_loss.hpp"
+#include "revox/ops/kernel_bodies/dice_loss.hpp"
 
 namespace revox {
 namespace ops {

@@ -10,7 +10,7 @@
 // to the tensor's type. The op's shape is revox/ops/op.hpp: ActivationKernels<Cpu> in
 // ops/cpu/activations.hpp, ActivationKernels<Cuda> in ops/cuda/activations.cuh (a .cu
 // translation unit that includes this header gets it), whose bodies are
-// ops/kernels/activations.hpp.
+// ops/kernel_bodies/activations.hpp.
 #pragma once
 
 #include "revox/core/device.hpp"

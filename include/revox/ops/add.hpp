@@ -6,7 +6,7 @@
 // Shapes must match and views must not partially overlap (identical views are fine);
 // either mistake throws revox::Error. The op's shape is revox/ops/op.hpp: AddKernels<Cpu> in
 // ops/cpu/add.hpp, AddKernels<Cuda> in ops/cuda/add.cuh (a .cu translation unit that includes
-// this header gets it), whose bodies are ops/kernels/add.hpp. On the GPU every view is device
+// this header gets it), whose bodies are ops/kernel_bodies/add.hpp. On the GPU every view is device
 // memory.
 #pragma once
 

@@ -7,7 +7,7 @@
 // Pointers are device memory; weight is (Cout, Cin, k, k, k) row-major, PyTorch's layout.
 // The op's shape (revox/ops/op.hpp): Conv3dKernels<Cpu> in ops/cpu/conv3d.hpp,
 // Conv3dKernels<Cuda> in ops/cuda/conv3d.cuh (im2col / col2im bodies and cuBLAS; the launch
-// sequence is ops/kernels/conv3d.hpp). Both devices bound the im2col column buffer by
+// sequence is ops/kernel_bodies/conv3d.hpp). Both devices bound the im2col column buffer by
 // cpu::kConv3dScratchBytes (ops/cpu/conv_shapes.hpp, which also sizes the Plan device's
 // scratch).
 #pragma once

@@ -12,7 +12,7 @@
 // Only the output argument deduces T: inputs may be mutable views, bias and dbias a nullptr.
 // The op's shape (revox/ops/op.hpp): DepthwiseConv3dKernels<Cpu> in
 // ops/cpu/depthwise_conv3d.hpp, DepthwiseConv3dKernels<Cuda> in ops/cuda/depthwise_conv3d.cuh
-// (kernel bodies of ops/kernels/depthwise_conv3d.hpp; pointers are then device memory).
+// (kernel bodies of ops/kernel_bodies/depthwise_conv3d.hpp; pointers are then device memory).
 #pragma once
 
 #include <type_traits>

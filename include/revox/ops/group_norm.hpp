@@ -11,7 +11,7 @@
 // mean, rstd, dgamma and dbeta are device pointers, like the views. The op's shape is
 // revox/ops/op.hpp: GroupNormKernels<Cpu> in ops/cpu/group_norm.hpp, GroupNormKernels<Cuda>
 // in ops/cuda/group_norm.cuh (a .cu translation unit that includes this header gets it),
-// whose bodies are ops/kernels/group_norm.hpp.
+// whose bodies are ops/kernel_bodies/group_norm.hpp.
 #pragma once
 
 #include <cstddef>

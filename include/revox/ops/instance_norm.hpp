@@ -23,7 +23,7 @@
 //
 // Kernels (the shape every op follows, revox/ops/op.hpp): InstanceNormKernels<Cpu> in
 // ops/cpu/instance_norm.hpp (with revox::cpu::reference), InstanceNormKernels<Cuda> in
-// ops/cuda/instance_norm.cuh, whose bodies are ops/kernels/instance_norm.hpp. The layer is
+// ops/cuda/instance_norm.cuh, whose bodies are ops/kernel_bodies/instance_norm.hpp. The layer is
 // revox/layers/instance_norm3d.hpp.
 #pragma once
 

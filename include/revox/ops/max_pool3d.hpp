@@ -5,7 +5,7 @@
 //   max_pool3d_backward(dev, dy, argmax, dx)  dx (N,C,D,H,W) ASSIGNED
 // The op's shape is revox/ops/op.hpp: MaxPool3dKernels<Cpu> in ops/cpu/max_pool3d.hpp,
 // MaxPool3dKernels<Cuda> in ops/cuda/max_pool3d.cuh (a .cu translation unit that includes
-// this header gets it), whose bodies are ops/kernels/max_pool3d.hpp.
+// this header gets it), whose bodies are ops/kernel_bodies/max_pool3d.hpp.
 #pragma once
 
 #include <cstdint>

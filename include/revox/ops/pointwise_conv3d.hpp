@@ -6,7 +6,7 @@
 // Pointers are device memory; weight is (Cout, Cin) row-major (PyTorch's (Cout, Cin, 1, 1, 1)).
 // The op's shape (revox/ops/op.hpp): PointwiseConv3dKernels<Cpu> in
 // ops/cpu/pointwise_conv3d.hpp, PointwiseConv3dKernels<Cuda> in ops/cuda/pointwise_conv3d.cuh
-// (cuBLAS; the launch sequence is ops/kernels/pointwise_conv3d.hpp).
+// (cuBLAS; the launch sequence is ops/kernel_bodies/pointwise_conv3d.hpp).
 #pragma once
 
 #include "revox/core/device.hpp"

@@ -5,7 +5,7 @@
 // The op's shape is revox/ops/op.hpp: UpsampleTrilinearKernels<Cpu> in
 // ops/cpu/upsample_trilinear.hpp, UpsampleTrilinearKernels<Cuda> in
 // ops/cuda/upsample_trilinear.cuh (a .cu translation unit that includes this header gets it),
-// whose bodies are ops/kernels/upsample_trilinear.hpp.
+// whose bodies are ops/kernel_bodies/upsample_trilinear.hpp.
 #pragma once
 
 #include "revox/core/device.hpp"

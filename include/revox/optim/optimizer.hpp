@@ -17,7 +17,7 @@
 //       in the Parameters' device memory.
 // Construction: Optimizer(params, options) on the CPU; Optimizer(dev, params, options) on
 // any device. On Cuda the state buffers live on the GPU and step() runs the update body of
-// ops/kernels/optim.hpp over every flat index with a device copy of the parameter ranges
+// ops/kernel_bodies/optim.hpp over every flat index with a device copy of the parameter ranges
 // (ops/cuda/optim.cuh, which the .cu translation unit includes), asynchronously on
 // dev.stream; the CPU runs the same body over the parameter spans with OpenMP.
 #pragma once
@@ -32,7 +32,7 @@
 #include "revox/core/error.hpp"
 #include "revox/core/parameters.hpp"
 #include "revox/core/tensor.hpp"
-#include "revox/ops/kernels/optim.hpp"
+#include "revox/ops/kernel_bodies/optim.hpp"
 
 namespace revox::ops {
 // What an optimizer on a GPU device runs: upload_parameter_ranges(dev, device_dst, host_src,

@@ -1,5 +1,5 @@
 // revox/ops/cpu/conv_shapes.hpp — what the three convolutions' dispatchers, CPU kernels and
-// CUDA launch sequences (ops/kernels/*.hpp) share, none of which depends on a kernel: the
+// CUDA launch sequences (ops/kernel_bodies/*.hpp) share, none of which depends on a kernel: the
 // pointer types of weights and biases, the argument checks (with the messages every device
 // gives), and conv3d's column-buffer chunking with the scratch bytes the memory planner
 // counts for it. The kernels are in ops/cpu/{conv3d,pointwise_conv3d,depthwise_conv3d}.hpp.

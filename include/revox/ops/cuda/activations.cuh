@@ -1,5 +1,5 @@
 // revox/ops/cuda/activations.cuh — ActivationKernels<Cuda>: ReLU, ReLU6 and LeakyReLU forward
-// and backward on the GPU: the bodies of ops/kernels/activations.hpp, one thread per element
+// and backward on the GPU: the bodies of ops/kernel_bodies/activations.hpp, one thread per element
 // (cuda::for_each). Signatures, semantics and in-place use as ops/activations.hpp; every view
 // is device memory. Asynchronous on dev.stream. Include from a .cu translation unit.
 #pragma once
@@ -7,7 +7,7 @@
 #include "revox/core/cuda.hpp"
 #include "revox/ops/activations.hpp"
 #include "revox/ops/cuda/launch.cuh"
-#include "revox/ops/kernels/activations.hpp"
+#include "revox/ops/kernel_bodies/activations.hpp"
 
 namespace revox::ops {
 

@@ -1,6 +1,6 @@
 // revox/ops/cuda/add.cuh — AddKernels<Cuda>: the element-wise sums of ops/add.hpp on the GPU
 // (add, add_inplace, sub_inplace; the last two are the reversible coupling and its inverse):
-// the bodies of ops/kernels/add.hpp, one thread per element (cuda::for_each). The dispatchers
+// the bodies of ops/kernel_bodies/add.hpp, one thread per element (cuda::for_each). The dispatchers
 // in ops/add.hpp check shapes and overlap before calling these. Every view is device memory.
 // Asynchronous on dev.stream. Include from a .cu translation unit.
 #pragma once
@@ -8,7 +8,7 @@
 #include "revox/core/cuda.hpp"
 #include "revox/ops/add.hpp"
 #include "revox/ops/cuda/launch.cuh"
-#include "revox/ops/kernels/add.hpp"
+#include "revox/ops/kernel_bodies/add.hpp"
 
 namespace revox::ops {
 

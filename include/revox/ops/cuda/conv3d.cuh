@@ -11,7 +11,7 @@
 #include "revox/ops/conv3d.hpp"
 #include "revox/ops/cuda/executor.cuh"
 #include "revox/ops/cuda/pointwise_conv3d.cuh"
-#include "revox/ops/kernels/conv3d.hpp"
+#include "revox/ops/kernel_bodies/conv3d.hpp"
 
 namespace revox::ops {
 

@@ -10,7 +10,7 @@
 #include "revox/core/cuda.hpp"
 #include "revox/ops/cuda/executor.cuh"
 #include "revox/ops/depthwise_conv3d.hpp"
-#include "revox/ops/kernels/depthwise_conv3d.hpp"
+#include "revox/ops/kernel_bodies/depthwise_conv3d.hpp"
 
 namespace revox::ops {
 

@@ -11,7 +11,7 @@
 #include "revox/core/cuda.hpp"
 #include "revox/losses/dice.hpp"
 #include "revox/ops/cuda/launch.cuh"
-#include "revox/ops/kernels/dice_loss.hpp"
+#include "revox/ops/kernel_bodies/dice_loss.hpp"
 
 namespace revox::cuda {
 

@@ -10,11 +10,11 @@
 #include "revox/core/cuda.hpp"
 #include "revox/ops/cuda/gemm.cuh"
 #include "revox/ops/cuda/launch.cuh"
-#include "revox/ops/kernels/executor.hpp"
+#include "revox/ops/kernel_bodies/executor.hpp"
 
 namespace revox::cuda {
 
-// The GPU executor of the ops in revox/ops/kernels/*.hpp (see kernels/executor.hpp).
+// The GPU executor of the ops in revox/ops/kernel_bodies/*.hpp (see kernels/executor.hpp).
 struct Executor {
   using device_type = Cuda;
   Cuda dev;

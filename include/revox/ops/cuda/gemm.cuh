@@ -13,7 +13,7 @@
 #include <type_traits>
 
 #include "revox/core/cuda.hpp"
-#include "revox/ops/kernels/gemm.hpp"
+#include "revox/ops/kernel_bodies/gemm.hpp"
 
 namespace revox::cuda {
 

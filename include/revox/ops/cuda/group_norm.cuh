@@ -1,5 +1,5 @@
 // revox/ops/cuda/group_norm.cuh — GroupNormKernels<Cuda>: group normalisation forward and
-// backward on the GPU: the bodies of ops/kernels/group_norm.hpp run by
+// backward on the GPU: the bodies of ops/kernel_bodies/group_norm.hpp run by
 // kernels::group_norm_{forward,backward}_stages through cuda::for_each. The statistics
 // reductions are split over many threads per group (one per chunk of kernels::kGroupNormChunk
 // elements of each (n, c) plane), partial sums in double, then added in a fixed order:
@@ -15,7 +15,7 @@
 #include "revox/core/error.hpp"
 #include "revox/ops/cuda/launch.cuh"
 #include "revox/ops/group_norm.hpp"
-#include "revox/ops/kernels/group_norm.hpp"
+#include "revox/ops/kernel_bodies/group_norm.hpp"
 
 namespace revox::ops {
 

@@ -1,5 +1,5 @@
 // revox/ops/cuda/instance_norm.cuh — InstanceNormKernels<Cuda>: instance normalisation
-// forward and backward on the GPU, the bodies of ops/kernels/instance_norm.hpp run by
+// forward and backward on the GPU, the bodies of ops/kernel_bodies/instance_norm.hpp run by
 // kernels::instance_norm_{forward,backward}_stages through cuda::for_each. The statistics are
 // split over many threads per plane (one per chunk of kernels::kInstanceNormChunk elements),
 // partial sums in double, then added in a fixed order: deterministic, no atomics. Scratch
@@ -13,7 +13,7 @@
 #include "revox/core/tensor.hpp"
 #include "revox/ops/cuda/launch.cuh"
 #include "revox/ops/instance_norm.hpp"
-#include "revox/ops/kernels/instance_norm.hpp"
+#include "revox/ops/kernel_bodies/instance_norm.hpp"
 
 namespace revox::ops {
 

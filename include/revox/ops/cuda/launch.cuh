@@ -1,7 +1,7 @@
 // revox/ops/cuda/launch.cuh — how revox's simple CUDA kernels are launched.
 //
 // A kernel body is a small copyable functor with `REVOX_HD void operator()(index_t i) const`
-// defined in revox/ops/kernels/<op>.hpp, a header without CUDA includes. On the GPU,
+// defined in revox/ops/kernel_bodies/<op>.hpp, a header without CUDA includes. On the GPU,
 // cuda::for_each(dev, n, body) runs body(i) for every i in [0, n) with a grid-stride loop
 // (64-bit indices); on the CPU, kernels::emulate_for_each(n, body) runs the same body in
 // order, which is how tests check every kernel's index math against the CPU reference on
@@ -9,7 +9,7 @@
 #pragma once
 
 #include "revox/core/cuda.hpp"
-#include "revox/ops/kernels/for_each.hpp"
+#include "revox/ops/kernel_bodies/for_each.hpp"
 
 namespace revox::cuda {
 

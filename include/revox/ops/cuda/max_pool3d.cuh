@@ -1,5 +1,5 @@
 // revox/ops/cuda/max_pool3d.cuh — MaxPool3dKernels<Cuda>: 2x2x2, stride-2 max pooling on the
-// GPU: the bodies of ops/kernels/max_pool3d.hpp. Forward runs one thread per output element;
+// GPU: the bodies of ops/kernel_bodies/max_pool3d.hpp. Forward runs one thread per output element;
 // backward one thread per input element, gathering its window's dy through the saved argmax
 // (no atomics, every dx element written, floored-away voxels included). Signatures and
 // semantics as ops/max_pool3d.hpp; every view is device memory. Asynchronous on dev.stream.
@@ -10,7 +10,7 @@
 
 #include "revox/core/cuda.hpp"
 #include "revox/ops/cuda/launch.cuh"
-#include "revox/ops/kernels/max_pool3d.hpp"
+#include "revox/ops/kernel_bodies/max_pool3d.hpp"
 #include "revox/ops/max_pool3d.hpp"
 
 namespace revox::ops {

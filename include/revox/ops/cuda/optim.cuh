@@ -1,6 +1,6 @@
 // revox/ops/cuda/optim.cuh — OptimKernels<Cuda>: the GPU side of revox's optimizers
 // (optim/*.hpp): the parameter range table copied to the device once, and each step's update
-// body (ops/kernels/optim.hpp) run by one thread per flat-buffer index, skipping the padding
+// body (ops/kernel_bodies/optim.hpp) run by one thread per flat-buffer index, skipping the padding
 // between parameters. The update is element-wise, so the result is the CPU's, element for
 // element. Asynchronous on dev.stream. Include from a .cu translation unit that constructs an
 // optimizer on Cuda.
@@ -8,7 +8,7 @@
 
 #include "revox/core/cuda.hpp"
 #include "revox/ops/cuda/launch.cuh"
-#include "revox/ops/kernels/optim.hpp"
+#include "revox/ops/kernel_bodies/optim.hpp"
 #include "revox/optim/optimizer.hpp"
 
 namespace revox::ops {

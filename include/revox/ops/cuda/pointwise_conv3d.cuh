@@ -7,7 +7,7 @@
 
 #include "revox/core/cuda.hpp"
 #include "revox/ops/cuda/executor.cuh"
-#include "revox/ops/kernels/pointwise_conv3d.hpp"
+#include "revox/ops/kernel_bodies/pointwise_conv3d.hpp"
 #include "revox/ops/pointwise_conv3d.hpp"
 
 namespace revox::ops {

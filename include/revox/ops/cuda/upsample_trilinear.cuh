@@ -1,6 +1,6 @@
 // revox/ops/cuda/upsample_trilinear.cuh — UpsampleTrilinearKernels<Cuda>: trilinear x2
 // upsampling (align_corners=False) on the GPU: the bodies of
-// ops/kernels/upsample_trilinear.hpp. Forward runs one thread per output element; backward one
+// ops/kernel_bodies/upsample_trilinear.hpp. Forward runs one thread per output element; backward one
 // thread per input element, gathering the dy of the outputs that read it (at most 5 per axis)
 // in a fixed order: no atomics, deterministic. Signatures and semantics as
 // ops/upsample_trilinear.hpp; every view is device memory. Asynchronous on dev.stream. Include
@@ -9,7 +9,7 @@
 
 #include "revox/core/cuda.hpp"
 #include "revox/ops/cuda/launch.cuh"
-#include "revox/ops/kernels/upsample_trilinear.hpp"
+#include "revox/ops/kernel_bodies/upsample_trilinear.hpp"
 #include "revox/ops/upsample_trilinear.hpp"
 
 namespace revox::ops {

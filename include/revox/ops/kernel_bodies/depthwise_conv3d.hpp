@@ -1,4 +1,4 @@
-// revox/ops/kernels/depthwise_conv3d.hpp — the CUDA depthwise 3x3x3 convolution (groups =
+// revox/ops/kernel_bodies/depthwise_conv3d.hpp — the CUDA depthwise 3x3x3 convolution (groups =
 // channels, stride 1, zero padding 1) as kernel bodies, written once over an executor
 // (kernels/executor.hpp). Plain C++; runs on the GPU through revox/ops/cuda/depthwise_conv3d.cuh
 // and on the CPU, in tests, through kernels::EmulatedExecutor. Shapes and semantics are those
@@ -19,8 +19,8 @@
 #include "revox/core/error.hpp"
 #include "revox/core/tensor.hpp"
 #include "revox/ops/cpu/conv_shapes.hpp"
-#include "revox/ops/kernels/for_each.hpp"
-#include "revox/ops/kernels/gemm.hpp"
+#include "revox/ops/kernel_bodies/for_each.hpp"
+#include "revox/ops/kernel_bodies/gemm.hpp"
 
 namespace revox::kernels {
 

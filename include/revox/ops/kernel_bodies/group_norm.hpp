@@ -1,5 +1,5 @@
-// revox/ops/kernels/group_norm.hpp — the kernel bodies of group normalisation (REVOX_HD
-// functors, see ops/kernels/for_each.hpp); shapes and formulas as ops/cpu/group_norm.hpp.
+// revox/ops/kernel_bodies/group_norm.hpp — the kernel bodies of group normalisation (REVOX_HD
+// functors, see ops/kernel_bodies/for_each.hpp); shapes and formulas as ops/cpu/group_norm.hpp.
 //
 //   x, y, dy, dx (N, C, D, H, W); gamma, beta, dgamma, dbeta (C); mean, rstd (N, G) double.
 //   Cg = C / G channels per group, S = D * H * W elements per (n, c) plane.

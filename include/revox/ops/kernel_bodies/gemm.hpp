@@ -1,4 +1,4 @@
-// revox/ops/kernels/gemm.hpp — GEMM descriptors with cuBLAS's column-major semantics and
+// revox/ops/kernel_bodies/gemm.hpp — GEMM descriptors with cuBLAS's column-major semantics and
 // their CPU emulation. Plain C++ (no CUDA headers).
 //
 // revox's NCDHW tensors are row-major matrices: batch item n of x is the (C, D*H*W) matrix

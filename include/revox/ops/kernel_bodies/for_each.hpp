@@ -1,8 +1,8 @@
-// revox/ops/kernels/for_each.hpp — the host side of revox's kernel-body convention.
+// revox/ops/kernel_bodies/for_each.hpp — the host side of revox's kernel-body convention.
 //
 // Every simple CUDA kernel of revox is a functor `Body` with
 //   REVOX_HD void operator()(index_t i) const;
-// in revox/ops/kernels/<op>.hpp (plain C++, no CUDA headers; REVOX_HD adds __host__
+// in revox/ops/kernel_bodies/<op>.hpp (plain C++, no CUDA headers; REVOX_HD adds __host__
 // __device__ under nvcc). revox/ops/cuda/launch.cuh runs it over a grid on the GPU;
 // emulate_for_each runs the very same body on the CPU, in order, so the index math of
 // every kernel is tested against the CPU reference on machines without a GPU. Bodies must

@@ -1,4 +1,4 @@
-// revox/ops/kernels/unravel.hpp — the (n, c, d, h, w) coordinates of a flat NCDHW index, for
+// revox/ops/kernel_bodies/unravel.hpp — the (n, c, d, h, w) coordinates of a flat NCDHW index, for
 // kernel bodies that run one index per output element (REVOX_HD: host and device).
 //
 // unravel(shape, i) inverts Shape5::offset: shape.offset(u.n, u.c, u.d, u.h, u.w) == i for

@@ -1,6 +1,6 @@
-// revox/ops/kernels/activations.hpp — the kernel bodies of ReLU, ReLU6 and LeakyReLU,
+// revox/ops/kernel_bodies/activations.hpp — the kernel bodies of ReLU, ReLU6 and LeakyReLU,
 // forward and backward: one body call per element i (REVOX_HD functors, see
-// ops/kernels/for_each.hpp). ops/cuda/activations.cuh runs them on the GPU; tests run them
+// ops/kernel_bodies/for_each.hpp). ops/cuda/activations.cuh runs them on the GPU; tests run them
 // on the CPU with emulate_for_each and compare with ops/cpu/activations.hpp.
 //
 // Each body reads element i of its inputs before it writes element i of its output, so y may

@@ -1,5 +1,5 @@
-// revox/ops/kernels/upsample_trilinear.hpp — the kernel bodies of trilinear x2 upsampling
-// with align_corners=False (REVOX_HD functors, see ops/kernels/for_each.hpp); taps and
+// revox/ops/kernel_bodies/upsample_trilinear.hpp — the kernel bodies of trilinear x2 upsampling
+// with align_corners=False (REVOX_HD functors, see ops/kernel_bodies/for_each.hpp); taps and
 // semantics as ops/cpu/upsample_trilinear.hpp.
 //
 //   UpsampleTrilinearForward   one call per OUTPUT element (N, C, 2D, 2H, 2W). D and H are
@@ -19,7 +19,7 @@
 
 #include "revox/core/config.hpp"
 #include "revox/core/shape.hpp"
-#include "revox/ops/kernels/unravel.hpp"
+#include "revox/ops/kernel_bodies/unravel.hpp"
 
 namespace revox::kernels {
 

@@ -1,4 +1,4 @@
-// revox/ops/kernels/optim.hpp — the element updates of revox's optimizers (optim/adam.hpp,
+// revox/ops/kernel_bodies/optim.hpp — the element updates of revox's optimizers (optim/adam.hpp,
 // optim/sgd.hpp) and the parameter-range test that keeps them off the padding of the flat
 // buffers; REVOX_HD so that the CPU optimizers and the GPU kernels (ops/cuda/optim.cuh) run
 // the very same arithmetic.

@@ -1,4 +1,4 @@
-// revox/ops/kernels/conv3d.hpp — the CUDA dense 3D convolution (stride 1, 'same' zero
+// revox/ops/kernel_bodies/conv3d.hpp — the CUDA dense 3D convolution (stride 1, 'same' zero
 // padding p = k / 2, groups 1, odd kernel_size k), written once over an executor
 // (kernels/executor.hpp): im2col and col2im kernel bodies around cuBLAS GEMMs. Plain C++; runs
 // on the GPU through revox/ops/cuda/conv3d.cuh and on the CPU, in tests, through
@@ -30,9 +30,9 @@
 #include "revox/core/error.hpp"
 #include "revox/core/tensor.hpp"
 #include "revox/ops/cpu/conv_shapes.hpp"
-#include "revox/ops/kernels/for_each.hpp"
-#include "revox/ops/kernels/gemm.hpp"
-#include "revox/ops/kernels/pointwise_conv3d.hpp"
+#include "revox/ops/kernel_bodies/for_each.hpp"
+#include "revox/ops/kernel_bodies/gemm.hpp"
+#include "revox/ops/kernel_bodies/pointwise_conv3d.hpp"
 
 namespace revox::kernels {
 

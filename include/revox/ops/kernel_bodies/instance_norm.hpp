@@ -1,5 +1,5 @@
-// revox/ops/kernels/instance_norm.hpp — the kernel bodies of instance normalisation (REVOX_HD
-// functors, see ops/kernels/for_each.hpp); formulas and shapes as ops/instance_norm.hpp.
+// revox/ops/kernel_bodies/instance_norm.hpp — the kernel bodies of instance normalisation (REVOX_HD
+// functors, see ops/kernel_bodies/for_each.hpp); formulas and shapes as ops/instance_norm.hpp.
 //
 //   x, y, dy, dx (N, C, D, H, W); weight, bias, dweight, dbias (C), each may be nullptr;
 //   mean, rstd (N, C) double. S = D * H * W elements per (n, c) plane.

@@ -1,5 +1,5 @@
-// revox/ops/kernels/add.hpp — the kernel bodies of the element-wise sums of ops/add.hpp, one
-// body call per element i (REVOX_HD functors, see ops/kernels/for_each.hpp):
+// revox/ops/kernel_bodies/add.hpp — the kernel bodies of the element-wise sums of ops/add.hpp, one
+// body call per element i (REVOX_HD functors, see ops/kernel_bodies/for_each.hpp):
 //   Add:         y[i] = a[i] + b[i]    ASSIGNED; y may be the very array a or b
 //   AddInplace:  y[i] += x[i]          the reversible coupling y1 = x1 + F(x2)
 //   SubInplace:  y[i] -= x[i]          its inverse x1 = y1 - F(x2)

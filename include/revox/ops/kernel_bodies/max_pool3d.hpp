@@ -1,5 +1,5 @@
-// revox/ops/kernels/max_pool3d.hpp — the kernel bodies of 2x2x2, stride-2 max pooling
-// (REVOX_HD functors, see ops/kernels/for_each.hpp), semantics as ops/cpu/max_pool3d.hpp.
+// revox/ops/kernel_bodies/max_pool3d.hpp — the kernel bodies of 2x2x2, stride-2 max pooling
+// (REVOX_HD functors, see ops/kernel_bodies/for_each.hpp), semantics as ops/cpu/max_pool3d.hpp.
 //
 //   MaxPool3dForward   one call per OUTPUT element (N, C, D/2, H/2, W/2): scans its window
 //                      in (kd, kh, kw) order from the first value, replacing the maximum when
@@ -17,7 +17,7 @@
 
 #include "revox/core/config.hpp"
 #include "revox/core/shape.hpp"
-#include "revox/ops/kernels/unravel.hpp"
+#include "revox/ops/kernel_bodies/unravel.hpp"
 
 namespace revox::kernels {
 

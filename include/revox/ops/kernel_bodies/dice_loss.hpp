@@ -1,5 +1,5 @@
-// revox/ops/kernels/dice_loss.hpp — the kernel bodies of the soft-Dice and BCE + Dice losses
-// of losses/dice.hpp (REVOX_HD functors, see ops/kernels/for_each.hpp), and the element
+// revox/ops/kernel_bodies/dice_loss.hpp — the kernel bodies of the soft-Dice and BCE + Dice losses
+// of losses/dice.hpp (REVOX_HD functors, see ops/kernel_bodies/for_each.hpp), and the element
 // formulas the CPU path of losses/dice.hpp shares with them.
 //
 // logits, targets, dlogits (N, C, D, H, W); P = N * C planes of S = D * H * W voxels, each cut

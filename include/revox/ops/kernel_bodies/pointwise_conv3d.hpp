@@ -1,4 +1,4 @@
-// revox/ops/kernels/pointwise_conv3d.hpp — the CUDA pointwise (1x1x1) convolution, written
+// revox/ops/kernel_bodies/pointwise_conv3d.hpp — the CUDA pointwise (1x1x1) convolution, written
 // once over an executor (kernels/executor.hpp): cuBLAS GEMMs for the products, kernel bodies for
 // the bias. Plain C++; runs on the GPU through revox/ops/cuda/pointwise_conv3d.cuh and on the
 // CPU, in tests, through kernels::EmulatedExecutor. Shapes and semantics are those of
@@ -25,8 +25,8 @@
 #include "revox/core/error.hpp"
 #include "revox/core/tensor.hpp"
 #include "revox/ops/cpu/conv_shapes.hpp"
-#include "revox/ops/kernels/for_each.hpp"
-#include "revox/ops/kernels/gemm.hpp"
+#include "revox/ops/kernel_bodies/for_each.hpp"
+#include "revox/ops/kernel_bodies/gemm.hpp"
 
 namespace revox::kernels {
 

@@ -1,4 +1,4 @@
-// revox/ops/kernels/executor.hpp — what the CUDA launch sequences of the convolutions
+// revox/ops/kernel_bodies/executor.hpp — what the CUDA launch sequences of the convolutions
 // (kernels/{pointwise_conv3d,conv3d,depthwise_conv3d}.hpp) run on, and the CPU one that runs
 // them in tests. Plain C++ (no CUDA headers).
 //
@@ -16,8 +16,8 @@
 
 #include "revox/core/config.hpp"
 #include "revox/core/device.hpp"
-#include "revox/ops/kernels/for_each.hpp"
-#include "revox/ops/kernels/gemm.hpp"
+#include "revox/ops/kernel_bodies/for_each.hpp"
+#include "revox/ops/kernel_bodies/gemm.hpp"
 
 namespace revox::kernels {
 
