@@ -32,7 +32,7 @@ namespace revox {
 //   template <class Dev, class T> void backward(const Dev&, TensorView<const T> x,
 //                                               TensorView<const T> dy, TensorView<T> dx) const;
 template <class T, class Fn>
-class Elementwise {
+class Elementwise : public detail::NoParameters {
  public:
   using value_type = T;
   template <class Dev>
@@ -47,10 +47,6 @@ class Elementwise {
     detail::check_input_shape(Fn::kName, in);
     return in;
   }
-  template <class Visitor>
-  void visit_params(Visitor&&) {}
-  void reset_parameters(Rng&) {}
-
   template <class Dev>
   void forward(const Dev& dev, TensorView<const T> x, TensorView<T> y,
                nondeduced_t<Saved<Dev>>* saved) const {

@@ -24,7 +24,7 @@
 namespace revox {
 
 template <class T>
-class Add {
+class Add : public detail::NoParameters {
  public:
   using value_type = T;
 
@@ -36,9 +36,6 @@ class Add {
     detail::check_input_shape("Add", a);
     return a;
   }
-  template <class Fn>
-  void visit_params(Fn&&) {}
-  void reset_parameters(Rng&) {}
 
   template <class Dev>
   void forward(const Dev& dev, TensorView<const T> a, TensorView<const T> b,

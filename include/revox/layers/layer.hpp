@@ -228,6 +228,15 @@ constexpr bool check_layer_contract() {
   return true;
 }
 
+namespace detail {
+// The parameter-free layers' visit_params (visits nothing) and reset_parameters (does nothing).
+struct NoParameters {
+  template <class Fn>
+  void visit_params(Fn&&) {}
+  void reset_parameters(Rng&) {}
+};
+}  // namespace detail
+
 // Backward with both the input gradient (dx ASSIGNED, a non-empty view of the input's shape)
 // and the parameter gradients (ACCUMULATED).
 template <class L, class Dev>

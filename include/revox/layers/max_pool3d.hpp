@@ -26,7 +26,7 @@
 namespace revox {
 
 template <class T>
-class MaxPool3d {
+class MaxPool3d : public detail::NoParameters {
  public:
   using value_type = T;
   template <class Dev>
@@ -44,9 +44,6 @@ class MaxPool3d {
     REVOX_CHECK(in.w >= 2, "MaxPool3d: input W (", in.w, ") must be at least 2");
     return Shape5{in.n, in.c, in.d / 2, in.h / 2, in.w / 2};
   }
-  template <class Fn>
-  void visit_params(Fn&&) {}
-  void reset_parameters(Rng&) {}
 
   template <class Dev>
   void forward(const Dev& dev, TensorView<const T> x, TensorView<T> y,

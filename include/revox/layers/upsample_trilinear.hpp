@@ -22,7 +22,7 @@
 namespace revox {
 
 template <class T>
-class UpsampleTrilinear {
+class UpsampleTrilinear : public detail::NoParameters {
  public:
   using value_type = T;
   template <class Dev>
@@ -36,9 +36,6 @@ class UpsampleTrilinear {
     detail::check_input_shape("UpsampleTrilinear", in);
     return Shape5{in.n, in.c, 2 * in.d, 2 * in.h, 2 * in.w};
   }
-  template <class Fn>
-  void visit_params(Fn&&) {}
-  void reset_parameters(Rng&) {}
 
   template <class Dev>
   void forward(const Dev& dev, TensorView<const T> x, TensorView<T> y,
