@@ -1,5 +1,7 @@
 // revox/layers/activations.hpp — ReLU<T>, ReLU6<T> and LeakyReLU<T>(negative_slope), the
-// parameter-free element-wise activations (torch.nn.ReLU, ReLU6, LeakyReLU).
+// parameter-free element-wise activations (torch.nn.ReLU, ReLU6, LeakyReLU): one layer,
+// Elementwise<T, Fn>, over the function Fn (its name, its ops:: forward and backward, any
+// constant it takes), and each activation a thin class over it.
 //
 // Shapes:   y has the shape of x (any N, C, D, H, W, all positive).
 // Forward:  y ASSIGNED. NaN propagates: relu(NaN) = relu6(NaN) = leaky_relu(NaN) = NaN.
@@ -14,7 +16,6 @@
 #pragma once
 
 #include <cmath>
-#include <string>
 
 #include "revox/core/error.hpp"
 #include "revox/core/random.hpp"
@@ -24,137 +25,118 @@
 
 namespace revox {
 
+// A parameter-free layer y = f(x) element by element, whose backward reads x. Fn provides
+//   static constexpr const char* kName;
+//   template <class Dev, class T> void forward(const Dev&, TensorView<const T> x,
+//                                              TensorView<T> y) const;
+//   template <class Dev, class T> void backward(const Dev&, TensorView<const T> x,
+//                                               TensorView<const T> dy, TensorView<T> dx) const;
+template <class T, class Fn>
+class Elementwise : public detail::NoParameters {
+ public:
+  using value_type = T;
+  template <class Dev>
+  struct Saved {
+    TensorView<const T> x;
+  };
+
+  Elementwise() = default;
+  explicit Elementwise(Fn fn) : fn_(fn) {}
+
+  Shape5 output_shape(Shape5 in) const {
+    detail::check_input_shape(Fn::kName, in);
+    return in;
+  }
+  template <class Dev>
+  void forward(const Dev& dev, TensorView<const T> x, TensorView<T> y,
+               nondeduced_t<Saved<Dev>>* saved) const {
+    check_output_view(Fn::kName, output_shape(x.shape), y.shape);
+    fn_.forward(dev, x, y);
+    if (saved != nullptr) saved->x = x;
+  }
+
+  template <class Dev>
+  void backward(const Dev& dev, Saved<Dev>& saved, TensorView<const T> dy, TensorView<T> dx) {
+    detail::check_saved(Fn::kName, saved.x.data != nullptr, "nothing was saved");
+    if (detail::check_backward_shapes(Fn::kName, dy, saved.x.shape, dx, saved.x.shape) ==
+        Gradients::params_only) {
+      return;
+    }
+    fn_.backward(dev, saved.x, dy, dx);
+  }
+
+ protected:
+  const Fn& function() const { return fn_; }
+
+ private:
+  Fn fn_{};
+};
+
 namespace detail {
 
-inline void check_activation_input(const char* layer, const Shape5& in) {
-  REVOX_CHECK(in.valid(), layer, ": input shape ", in, " must have all extents positive");
-}
+struct ReLUFunction {
+  static constexpr const char* kName = "ReLU";
+  template <class Dev, class T>
+  void forward(const Dev& dev, TensorView<const T> x, TensorView<T> y) const {
+    ops::relu(dev, x, y);
+  }
+  template <class Dev, class T>
+  void backward(const Dev& dev, TensorView<const T> x, TensorView<const T> dy,
+                TensorView<T> dx) const {
+    ops::relu_backward(dev, x, dy, dx);
+  }
+};
 
-// Checks what backward receives; returns false when dx is not wanted.
-template <class T>
-bool check_activation_backward(const char* layer, TensorView<const T> x,
-                               TensorView<const T> dy, TensorView<T> dx) {
-  REVOX_CHECK(x.data != nullptr, layer,
-              "::backward: nothing was saved; run forward with `saved` before backward");
-  REVOX_CHECK(dy.shape == x.shape, layer, "::backward: dy shape ", dy.shape,
-              " does not match the input shape ", x.shape);
-  if (dx.empty()) return false;
-  REVOX_CHECK(dx.shape == x.shape, layer, "::backward: dx shape ", dx.shape,
-              " does not match the input shape ", x.shape);
-  return true;
-}
+struct ReLU6Function {
+  static constexpr const char* kName = "ReLU6";
+  template <class Dev, class T>
+  void forward(const Dev& dev, TensorView<const T> x, TensorView<T> y) const {
+    ops::relu6(dev, x, y);
+  }
+  template <class Dev, class T>
+  void backward(const Dev& dev, TensorView<const T> x, TensorView<const T> dy,
+                TensorView<T> dx) const {
+    ops::relu6_backward(dev, x, dy, dx);
+  }
+};
+
+struct LeakyReLUFunction {
+  static constexpr const char* kName = "LeakyReLU";
+  double negative_slope = 0.01;
+  template <class Dev, class T>
+  void forward(const Dev& dev, TensorView<const T> x, TensorView<T> y) const {
+    ops::leaky_relu(dev, x, y, negative_slope);
+  }
+  template <class Dev, class T>
+  void backward(const Dev& dev, TensorView<const T> x, TensorView<const T> dy,
+                TensorView<T> dx) const {
+    ops::leaky_relu_backward(dev, x, dy, dx, negative_slope);
+  }
+};
 
 }  // namespace detail
 
 template <class T>
-class ReLU {
- public:
-  using value_type = T;
-  template <class Dev>
-  struct Saved {
-    TensorView<const T> x;
-  };
-
-  ReLU() = default;
-
-  Shape5 output_shape(Shape5 in) const {
-    detail::check_activation_input("ReLU", in);
-    return in;
-  }
-  template <class Fn>
-  void visit_params(Fn&&) {}
-  void reset_parameters(Rng&) {}
-
-  template <class Dev>
-  void forward(const Dev& dev, TensorView<const T> x, TensorView<T> y,
-               nondeduced_t<Saved<Dev>>* saved) const {
-    check_output_view("ReLU", output_shape(x.shape), y.shape);
-    ops::relu(dev, x, y);
-    if (saved != nullptr) saved->x = x;
-  }
-
-  template <class Dev>
-  void backward(const Dev& dev, Saved<Dev>& saved, TensorView<const T> dy, TensorView<T> dx) {
-    if (!detail::check_activation_backward("ReLU", saved.x, dy, dx)) return;
-    ops::relu_backward(dev, saved.x, dy, dx);
-  }
-};
+class ReLU : public Elementwise<T, detail::ReLUFunction> {};
 
 template <class T>
-class ReLU6 {
- public:
-  using value_type = T;
-  template <class Dev>
-  struct Saved {
-    TensorView<const T> x;
-  };
-
-  ReLU6() = default;
-
-  Shape5 output_shape(Shape5 in) const {
-    detail::check_activation_input("ReLU6", in);
-    return in;
-  }
-  template <class Fn>
-  void visit_params(Fn&&) {}
-  void reset_parameters(Rng&) {}
-
-  template <class Dev>
-  void forward(const Dev& dev, TensorView<const T> x, TensorView<T> y,
-               nondeduced_t<Saved<Dev>>* saved) const {
-    check_output_view("ReLU6", output_shape(x.shape), y.shape);
-    ops::relu6(dev, x, y);
-    if (saved != nullptr) saved->x = x;
-  }
-
-  template <class Dev>
-  void backward(const Dev& dev, Saved<Dev>& saved, TensorView<const T> dy, TensorView<T> dx) {
-    if (!detail::check_activation_backward("ReLU6", saved.x, dy, dx)) return;
-    ops::relu6_backward(dev, saved.x, dy, dx);
-  }
-};
+class ReLU6 : public Elementwise<T, detail::ReLU6Function> {};
 
 template <class T>
-class LeakyReLU {
+class LeakyReLU : public Elementwise<T, detail::LeakyReLUFunction> {
  public:
-  using value_type = T;
-  template <class Dev>
-  struct Saved {
-    TensorView<const T> x;
-  };
-
   // PyTorch's default slope is 0.01. The slope is applied in precision T.
-  explicit LeakyReLU(double negative_slope = 0.01) : negative_slope_(negative_slope) {
-    REVOX_CHECK(std::isfinite(negative_slope), "LeakyReLU: negative_slope must be finite, got ",
-                negative_slope);
-  }
+  explicit LeakyReLU(double negative_slope = 0.01)
+      : Elementwise<T, detail::LeakyReLUFunction>(checked(negative_slope)) {}
 
-  double negative_slope() const { return negative_slope_; }
-
-  Shape5 output_shape(Shape5 in) const {
-    detail::check_activation_input("LeakyReLU", in);
-    return in;
-  }
-  template <class Fn>
-  void visit_params(Fn&&) {}
-  void reset_parameters(Rng&) {}
-
-  template <class Dev>
-  void forward(const Dev& dev, TensorView<const T> x, TensorView<T> y,
-               nondeduced_t<Saved<Dev>>* saved) const {
-    check_output_view("LeakyReLU", output_shape(x.shape), y.shape);
-    ops::leaky_relu(dev, x, y, negative_slope_);
-    if (saved != nullptr) saved->x = x;
-  }
-
-  template <class Dev>
-  void backward(const Dev& dev, Saved<Dev>& saved, TensorView<const T> dy, TensorView<T> dx) {
-    if (!detail::check_activation_backward("LeakyReLU", saved.x, dy, dx)) return;
-    ops::leaky_relu_backward(dev, saved.x, dy, dx, negative_slope_);
-  }
+  double negative_slope() const { return this->function().negative_slope; }
 
  private:
-  double negative_slope_;
+  static detail::LeakyReLUFunction checked(double negative_slope) {
+    REVOX_CHECK(std::isfinite(negative_slope), "LeakyReLU: negative_slope must be finite, got ",
+                negative_slope);
+    return detail::LeakyReLUFunction{negative_slope};
+  }
 };
 
 }  // namespace revox

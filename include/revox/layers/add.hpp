@@ -24,7 +24,7 @@
 namespace revox {
 
 template <class T>
-class Add {
+class Add : public detail::NoParameters {
  public:
   using value_type = T;
 
@@ -33,12 +33,9 @@ class Add {
   // The shape of a + b; throws unless a and b have the same positive extents.
   Shape5 output_shape(Shape5 a, Shape5 b) const {
     REVOX_CHECK(a == b, "Add: shapes of a ", a, " and b ", b, " must match");
-    REVOX_CHECK(a.valid(), "Add: input shape ", a, " must have all extents positive");
+    detail::check_input_shape("Add", a);
     return a;
   }
-  template <class Fn>
-  void visit_params(Fn&&) {}
-  void reset_parameters(Rng&) {}
 
   template <class Dev>
   void forward(const Dev& dev, TensorView<const T> a, TensorView<const T> b,
@@ -63,9 +60,9 @@ class Add {
     if (d.empty()) return;
     REVOX_CHECK(d.shape == dy.shape, "Add::backward: ", name, " shape ", d.shape,
                 " does not match the dy shape ", dy.shape);
-    REVOX_CHECK(!detail::views_partially_overlap(dy, d), "Add::backward: ", name,
-                " and dy partially overlap");
-    if (d.data == dy.data) return;
+    detail::check_sharing("Add", "backward", name, d, "dy", dy, detail::Sharing::same_or_disjoint,
+                          "propagate the gradient in place");
+    if (detail::same_memory(d, dy)) return;
     ops::copy(dev, dy, d);
   }
 };

@@ -99,9 +99,7 @@ class Concat {
                nondeduced_t<Saved<Dev>>* saved) const {
     const Shape5 out = output_shape(x.shape);
     check_output_view("Concat", out, y.shape);
-    REVOX_CHECK(!detail::views_partially_overlap(x, y) &&
-                    static_cast<const void*>(x.data) != static_cast<const void*>(y.data),
-                "Concat::forward: x and y must not share memory");
+    detail::check_sharing("Concat", "forward", "x", x, "y", y, detail::Sharing::disjoint);
     const index_t ca = a_.output_shape(x.shape).c;
     const index_t cb = out.c - ca;
     if (saved != nullptr) {
@@ -125,29 +123,29 @@ class Concat {
   template <class Dev>
   void backward(const Dev& dev, Saved<Dev>& saved, TensorView<const T> dy, TensorView<T> dx) {
     const index_t batch = dy.shape.n;
-    REVOX_CHECK(batch > 0 && saved.a.size() == static_cast<std::size_t>(batch) &&
-                    saved.b.size() == static_cast<std::size_t>(batch),
-                "Concat::backward: nothing saved for a batch of ", batch,
-                "; run forward with `saved` before each backward");
+    detail::check_saved("Concat",
+                        batch > 0 && saved.a.size() == static_cast<std::size_t>(batch) &&
+                            saved.b.size() == static_cast<std::size_t>(batch),
+                        "nothing saved for a batch of ", batch);
     const index_t split = saved.a_channels;
     REVOX_CHECK(split > 0 && split < dy.shape.c, "Concat::backward: dy must have more "
                 "channels than branch A's ", split, ", got ", dy.shape.c);
+    const Gradients mode = gradients_for(dx);
+    const bool want_dx = mode == Gradients::input_and_params;
     Tensor<T, Dev> scratch;  // one sample of B's input gradient
-    if (!dx.empty()) {
+    if (want_dx) {
       REVOX_CHECK(dx.shape.n == batch, "Concat::backward: dx batch ", dx.shape.n,
                   " does not match the dy batch ", batch);
-      REVOX_CHECK(!detail::views_partially_overlap(dx, dy) &&
-                      static_cast<const void*>(dx.data) != static_cast<const void*>(dy.data),
-                  "Concat::backward: dx and dy must not share memory");
+      detail::check_sharing("Concat", "backward", "dx", dx, "dy", dy, detail::Sharing::disjoint);
       scratch = Tensor<T, Dev>(dx.sample(0).shape);
     }
     for (index_t n = 0; n < batch; ++n) {
       const auto k = static_cast<std::size_t>(n);
-      const TensorView<T> dxn = dx.empty() ? TensorView<T>{} : dx.sample(n);
-      a_.backward(dev, saved.a[k], dy.channels(n, 0, split), dxn);
-      b_.backward(dev, saved.b[k], dy.channels(n, split, dy.shape.c - split),
-                  dx.empty() ? TensorView<T>{} : scratch.view());
-      if (!dx.empty()) ops::add_inplace(dev, dxn, scratch.cview());
+      const TensorView<T> dxn = want_dx ? dx.sample(n) : TensorView<T>{};
+      revox::backward(a_, dev, saved.a[k], dy.channels(n, 0, split), dxn, mode);
+      revox::backward(b_, dev, saved.b[k], dy.channels(n, split, dy.shape.c - split),
+                      scratch.view(), mode);
+      if (want_dx) ops::add_inplace(dev, dxn, scratch.cview());
     }
     // The branches' backward consumed their Saved (and overwrote any owned output).
     saved.a.clear();

@@ -56,9 +56,7 @@ class ConvBlock {
   const GroupNorm<T>& norm() const { return chain_.template get<1>(); }
 
   Shape5 output_shape(Shape5 in) const {
-    REVOX_CHECK(in.valid(), "ConvBlock: input extents must be positive, got ", in);
-    REVOX_CHECK(in.c == in_channels_, "ConvBlock: input channels: expected ", in_channels_,
-                ", got ", in.c);
+    detail::check_input("ConvBlock", in, in_channels_);
     return chain_.output_shape(in);
   }
 

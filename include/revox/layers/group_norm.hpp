@@ -63,8 +63,7 @@ class GroupNorm {
   const Param<T>& bias() const { return bias_; }
 
   Shape5 output_shape(Shape5 in) const {
-    REVOX_CHECK(in.valid(), "GroupNorm: input extents must be positive, got ", in);
-    REVOX_CHECK_EQ("GroupNorm: input channels", num_channels_, in.c);
+    detail::check_input("GroupNorm", in, num_channels_);
     return in;
   }
 
@@ -75,7 +74,7 @@ class GroupNorm {
   }
 
   void reset_parameters(Rng& /*rng*/) {
-    check_bound();
+    check_bound("reset_parameters");
     init::constant(weight_.value, weight_.numel(), T(1));
     init::constant(bias_.value, bias_.numel(), T(0));
   }
@@ -84,7 +83,7 @@ class GroupNorm {
   void forward(const Dev& dev, TensorView<const T> x, TensorView<T> y,
                nondeduced_t<Saved<Dev>>* saved) const {
     check_output_view("GroupNorm", output_shape(x.shape), y.shape);
-    check_bound();
+    check_bound("forward");
     double* mean = nullptr;
     double* rstd = nullptr;
     if (saved != nullptr) {
@@ -101,23 +100,21 @@ class GroupNorm {
 
   template <class Dev>
   void backward(const Dev& dev, Saved<Dev>& saved, TensorView<const T> dy, TensorView<T> dx) {
-    REVOX_CHECK(saved.x.data != nullptr && !saved.mean.empty() && !saved.rstd.empty(),
-                "GroupNorm::backward: nothing saved; run forward with `saved` before each "
-                "backward");
-    check_bound();
-    REVOX_CHECK(dy.shape == saved.x.shape, "GroupNorm::backward: dy shape ", dy.shape,
-                " does not match the expected ", saved.x.shape);
-    if (!dx.empty()) check_output_view("GroupNorm::backward (dx)", saved.x.shape, dx.shape);
+    // dx may be the very memory of dy (the lean U-Net decoder runs it in place).
+    detail::check_backward("GroupNorm", *this,
+                           saved.x.data != nullptr && !saved.mean.empty() && !saved.rstd.empty(),
+                           saved.x.shape, dy, dx,
+                           {detail::Sharing::any, "nothing saved", /*dx_as_output_view=*/true});
+    check_bound("backward");
+    // An empty dx (Gradients::params_only) tells the op to skip the input gradient.
     ops::group_norm_backward(dev, saved.x, dy, num_groups_, saved.mean.data(),
                              saved.rstd.data(), weight_.value, dx, weight_.grad, bias_.grad);
     saved = Saved<Dev>{};
   }
 
  private:
-  void check_bound() const {
-    REVOX_CHECK(weight_.bound() && bias_.bound(),
-                "GroupNorm: parameters are not bound; construct a Parameters<T> from the layer "
-                "(or the model holding it) first");
+  void check_bound(const char* what) const {
+    detail::check_bound("GroupNorm", what, weight_.bound() && bias_.bound());
   }
 
   index_t num_groups_;

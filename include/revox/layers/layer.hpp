@@ -27,8 +27,18 @@
 //   void backward(const Dev& dev, Saved<Dev>& saved, TensorView<const T> dy,
 //                 TensorView<T> dx);
 //       dx = (df/dx)^T dy is ASSIGNED; parameter gradients ACCUMULATE (+=) into each
-//       Param's grad. dx may be an empty view when the caller does not need it. backward
-//       may release what `saved` holds, so run forward again before another backward.
+//       Param's grad. dx is an empty view when the caller does not need the input gradient
+//       (Gradients::params_only): the layer then only accumulates its parameter gradients.
+//       backward may release what `saved` holds, so run forward again before another
+//       backward.
+//
+// Callers name the gradients they want instead of building an empty view (below):
+//   revox::backward(layer, dev, saved, dy, dx);             dx and the parameter gradients
+//   revox::backward_params_only(layer, dev, saved, dy);     the parameter gradients only
+//   revox::backward(layer, dev, saved, dy, dx, mode);       either, by Gradients mode
+// A layer's own backward reads the mode with gradients_for(dx) (revox/layers/checks.hpp,
+// where the checks every revox layer runs — output shape, parameters bound, something saved,
+// dy and dx shapes, dx and dy memory — are written once, open to users' layers too).
 //
 // Layers must be deterministic functions of (x, parameters): no dropout and no running
 // statistics, so that a reversible block can recompute them exactly.
@@ -61,6 +71,7 @@
 #include "revox/core/parameters.hpp"
 #include "revox/core/random.hpp"
 #include "revox/core/tensor.hpp"
+#include "revox/layers/checks.hpp"
 
 namespace revox {
 
@@ -217,10 +228,43 @@ constexpr bool check_layer_contract() {
   return true;
 }
 
-// Shared by layers: checks that y has the shape the layer produces for x.
-inline void check_output_view(const char* layer, const Shape5& expected, const Shape5& actual) {
-  REVOX_CHECK(expected == actual, layer, ": output shape ", actual,
-              " does not match the expected ", expected);
+namespace detail {
+// The parameter-free layers' visit_params (visits nothing) and reset_parameters (does nothing).
+struct NoParameters {
+  template <class Fn>
+  void visit_params(Fn&&) {}
+  void reset_parameters(Rng&) {}
+};
+}  // namespace detail
+
+// Backward with both the input gradient (dx ASSIGNED, a non-empty view of the input's shape)
+// and the parameter gradients (ACCUMULATED).
+template <class L, class Dev>
+void backward(L& layer, const Dev& dev, saved_t<L, Dev>& saved,
+              TensorView<const typename L::value_type> dy,
+              TensorView<typename L::value_type> dx) {
+  REVOX_CHECK(!dx.empty(), "revox::backward: dx is empty; call revox::backward_params_only "
+              "when the input gradient is not wanted");
+  layer.backward(dev, saved, dy, dx);
+}
+
+// Backward for the parameter gradients only (ACCUMULATED): the layer receives an empty dx.
+template <class L, class Dev>
+void backward_params_only(L& layer, const Dev& dev, saved_t<L, Dev>& saved,
+                          TensorView<const typename L::value_type> dy) {
+  layer.backward(dev, saved, dy, TensorView<typename L::value_type>{});
+}
+
+// Backward in the given mode; dx is not touched (nor read) for Gradients::params_only.
+template <class L, class Dev>
+void backward(L& layer, const Dev& dev, saved_t<L, Dev>& saved,
+              TensorView<const typename L::value_type> dy, TensorView<typename L::value_type> dx,
+              Gradients mode) {
+  if (mode == Gradients::params_only) {
+    backward_params_only(layer, dev, saved, dy);
+  } else {
+    backward(layer, dev, saved, dy, dx);
+  }
 }
 
 }  // namespace revox

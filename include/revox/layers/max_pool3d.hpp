@@ -7,9 +7,10 @@
 //           window makes its output NaN (PyTorch's CPU kernel; see ops/cpu/max_pool3d.hpp).
 // Saved:    the argmax of each window as one byte per OUTPUT element (Tensor<uint8_t, Dev>,
 //           value (kd * 2 + kh) * 2 + kw) and the input shape; x itself is not kept.
-// Backward: dx ASSIGNED (skipped when dx is empty): each dy goes to its window's argmax,
-//           every other input voxel (floored-away ones included) gets 0. Backward releases
-//           the saved argmax: run forward with `saved` again before another backward.
+// Backward: dx ASSIGNED (skipped when dx is empty; dx must not share memory with dy): each dy
+//           goes to its window's argmax, every other input voxel (floored-away ones included)
+//           gets 0. Backward releases the saved argmax: run forward with `saved` again before
+//           another backward.
 // No parameters.
 #pragma once
 
@@ -25,7 +26,7 @@
 namespace revox {
 
 template <class T>
-class MaxPool3d {
+class MaxPool3d : public detail::NoParameters {
  public:
   using value_type = T;
   template <class Dev>
@@ -37,15 +38,12 @@ class MaxPool3d {
   MaxPool3d() = default;
 
   Shape5 output_shape(Shape5 in) const {
-    REVOX_CHECK(in.valid(), "MaxPool3d: input shape ", in, " must have all extents positive");
+    detail::check_input_shape("MaxPool3d", in);
     REVOX_CHECK(in.d >= 2, "MaxPool3d: input D (", in.d, ") must be at least 2");
     REVOX_CHECK(in.h >= 2, "MaxPool3d: input H (", in.h, ") must be at least 2");
     REVOX_CHECK(in.w >= 2, "MaxPool3d: input W (", in.w, ") must be at least 2");
     return Shape5{in.n, in.c, in.d / 2, in.h / 2, in.w / 2};
   }
-  template <class Fn>
-  void visit_params(Fn&&) {}
-  void reset_parameters(Rng&) {}
 
   template <class Dev>
   void forward(const Dev& dev, TensorView<const T> x, TensorView<T> y,
@@ -63,13 +61,11 @@ class MaxPool3d {
 
   template <class Dev>
   void backward(const Dev& dev, Saved<Dev>& saved, TensorView<const T> dy, TensorView<T> dx) {
-    REVOX_CHECK(!saved.argmax.empty(), "MaxPool3d::backward: nothing was saved; run forward "
-                "with `saved` before each backward");
-    REVOX_CHECK(dy.shape == saved.argmax.shape(), "MaxPool3d::backward: dy shape ", dy.shape,
-                " does not match the output shape ", saved.argmax.shape());
-    if (!dx.empty()) {
-      REVOX_CHECK(dx.shape == saved.input_shape, "MaxPool3d::backward: dx shape ", dx.shape,
-                  " does not match the input shape ", saved.input_shape);
+    detail::check_saved("MaxPool3d", !saved.argmax.empty(), "nothing was saved");
+    const Gradients mode = detail::check_backward_shapes(
+        "MaxPool3d", dy, saved.argmax.shape(), dx, saved.input_shape,
+        {detail::Sharing::disjoint});
+    if (mode == Gradients::input_and_params) {
       ops::max_pool3d_backward(dev, dy, saved.argmax.cview(), dx);
     }
     saved.argmax = Tensor<std::uint8_t, Dev>();

@@ -74,8 +74,7 @@ class Residual {
   void forward(const Dev& dev, TensorView<const T> x, TensorView<T> y,
                nondeduced_t<Saved<Dev>>* saved) const {
     check_output_view("Residual", output_shape(x.shape), y.shape);
-    REVOX_CHECK(!detail::views_partially_overlap(x, y) && x.data != y.data,
-                "Residual::forward: x and y must not share memory");
+    detail::check_sharing("Residual", "forward", "x", x, "y", y, detail::Sharing::disjoint);
     if constexpr (keeps_output_v<F>) {
       if (saved != nullptr) {
         saved->fn_output = Tensor<T, Dev>(x.shape);
@@ -91,21 +90,14 @@ class Residual {
   template <class Dev>
   void backward(const Dev& dev, Saved<Dev>& saved, TensorView<const T> dy, TensorView<T> dx) {
     if constexpr (keeps_output_v<F>) {
-      REVOX_CHECK(!saved.fn_output.empty(),
-                  "Residual::backward: the saved output of the residual function is gone; run "
-                  "forward with `saved` before each backward");
+      detail::check_saved("Residual", !saved.fn_output.empty(),
+                          "the saved output of the residual function is gone");
     }
-    if (dx.empty()) {
-      fn_.backward(dev, saved.fn, dy, dx);
-    } else {
-      REVOX_CHECK(dx.shape == dy.shape, "Residual::backward: dx shape ", dx.shape,
-                  " does not match the dy shape ", dy.shape);
-      REVOX_CHECK(!detail::views_partially_overlap(dx, dy) &&
-                      static_cast<const void*>(dx.data) != static_cast<const void*>(dy.data),
-                  "Residual::backward: dx and dy must not share memory");
-      fn_.backward(dev, saved.fn, dy, dx);
-      ops::add_inplace(dev, dx, dy);
-    }
+    // The output has the input's shape: dx has dy's (F checks dy against what it saved).
+    const Gradients mode = detail::check_backward_shapes("Residual", dy, dy.shape, dx, dy.shape,
+                                                         {detail::Sharing::disjoint});
+    revox::backward(fn_, dev, saved.fn, dy, dx, mode);
+    if (mode == Gradients::input_and_params) ops::add_inplace(dev, dx, dy);
     if constexpr (keeps_output_v<F>) {
       saved.fn_output = Tensor<T, Dev>();  // F's backward has consumed it
     }

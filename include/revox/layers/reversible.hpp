@@ -23,9 +23,10 @@
 //
 // Shapes:   x, y, dy, dx (N, C, D, H, W), C even; F, G: (1, C/2, D, H, W) -> same.
 // Forward:  y ASSIGNED. y may be the very memory of x (in place); any other overlap throws.
-// Backward: dx ASSIGNED (skipped when dx is empty); parameter gradients ACCUMULATE. dx may be
-//           the very memory of dy (in-place gradient propagation, what keeps a chain's
-//           gradient memory flat); dx and dy must not share memory with saved.y. backward
+// Backward: dx ASSIGNED (skipped when dx is empty, Gradients::params_only); parameter
+//           gradients ACCUMULATE. dx may be the very memory of dy (in-place gradient
+//           propagation, what keeps a chain's gradient memory flat); any other overlap of dx
+//           and dy throws; dx and dy must not share memory with saved.y. backward
 //           consumes `saved`: a second backward needs a new forward.
 // Parameters: "f.<name>" then "g.<name>".
 // Preconditions: F and G are deterministic (no dropout, no running statistics: the
@@ -95,36 +96,14 @@ TensorView<U> sample_of(TensorView<U> v, index_t n) {
   return TensorView<U>{v.channel(n, 0), Shape5{1, v.shape.c, v.shape.d, v.shape.h, v.shape.w}};
 }
 
-template <class A, class B>
-bool views_share_memory(TensorView<A> a, TensorView<B> b) {
-  if (a.empty() || b.empty()) return false;
-  return views_partially_overlap(a, b) ||
-         static_cast<const void*>(a.data) == static_cast<const void*>(b.data);
-}
-
-template <class A, class B>
-bool same_memory(TensorView<A> a, TensorView<B> b) {
-  return static_cast<const void*>(a.data) == static_cast<const void*>(b.data) &&
-         a.shape == b.shape;
-}
+inline constexpr const char* kReversibleNothingSaved =
+    "nothing saved (forward ran without `saved`, or backward already consumed it)";
 
 // y = x unless they are the very same memory; any partial overlap throws.
 template <class Dev, class T>
 void copy_into_output(const Dev& dev, const char* layer, TensorView<const T> x, TensorView<T> y) {
-  if (same_memory(x, y)) return;
-  REVOX_CHECK(!views_share_memory(x, y), layer,
-              "::forward: x and y partially overlap; pass the very same memory to run in place");
-  ops::copy(dev, x, y);
-}
-
-// One gradient buffer: dy copied into dx unless they are the very same memory.
-template <class Dev, class T>
-void copy_gradient(const Dev& dev, const char* layer, TensorView<const T> dy, TensorView<T> dx) {
-  if (same_memory(dy, dx)) return;
-  REVOX_CHECK(!views_share_memory(dy, dx), layer,
-              "::backward: dx and dy partially overlap; pass the very same memory to propagate "
-              "the gradient in place");
-  ops::copy(dev, dy, dx);
+  check_sharing(layer, "forward", "x", x, "y", y, Sharing::same_or_disjoint, "run in place");
+  if (!same_memory(x, y)) ops::copy(dev, x, y);
 }
 
 }  // namespace detail
@@ -245,20 +224,12 @@ class ReversibleBlock {
 
   template <class Dev>
   void backward(const Dev& dev, Saved<Dev>& saved, TensorView<const T> dy, TensorView<T> dx) {
-    REVOX_CHECK(saved.y.data != nullptr,
-                "ReversibleBlock::backward: nothing saved (forward ran without `saved`, or "
-                "backward already consumed it); run forward with `saved` before each backward");
+    detail::check_saved("ReversibleBlock", saved.y.data != nullptr,
+                        detail::kReversibleNothingSaved);
     const Shape5 shape = saved.y.shape;
-    REVOX_CHECK(dy.shape == shape, "ReversibleBlock::backward: dy shape ", dy.shape,
-                " does not match the output shape ", shape);
-    const bool want_dx = !dx.empty();
-    if (want_dx) {
-      REVOX_CHECK(dx.shape == shape, "ReversibleBlock::backward: dx shape ", dx.shape,
-                  " does not match the input shape ", shape);
-      REVOX_CHECK(detail::same_memory(dy, dx) || !detail::views_share_memory(dy, dx),
-                  "ReversibleBlock::backward: dx and dy partially overlap; pass the very same "
-                  "memory to propagate the gradient in place");
-    }
+    const Gradients mode = detail::check_backward_shapes("ReversibleBlock", dy, shape, dx, shape,
+                                                         {detail::Sharing::same_or_disjoint});
+    const bool want_dx = mode == Gradients::input_and_params;
     REVOX_CHECK(!detail::views_share_memory(saved.y, dy) &&
                     !detail::views_share_memory(saved.y, dx),
                 "ReversibleBlock::backward: dy and dx must not share memory with the saved "
@@ -288,7 +259,7 @@ class ReversibleBlock {
           g_.forward(dev, TensorView<const T>(y1), out.view(), &g_saved);
           ops::sub_inplace(dev, y2, out.cview());
         }
-        g_.backward(dev, g_saved, dy2, grad.view());
+        revox::backward(g_, dev, g_saved, dy2, grad.view());
       }
       if (in_place) {  // dy1' = dy1 + G^T dy2
         ops::add_inplace(dev, dy1_prime, grad.cview());
@@ -302,8 +273,7 @@ class ReversibleBlock {
           f_.forward(dev, TensorView<const T>(y2), out.view(), &f_saved);
           ops::sub_inplace(dev, y1, out.cview());
         }
-        f_.backward(dev, f_saved, TensorView<const T>(dy1_prime),
-                    want_dx ? grad.view() : TensorView<T>{});
+        revox::backward(f_, dev, f_saved, TensorView<const T>(dy1_prime), grad.view(), mode);
       }
       if (want_dx) {  // dx2 = dy2 + F^T dy1'; dx1 = dy1' is already in place
         const TensorView<T> dx2 = detail::sample_half(dx, n, 1);
@@ -412,26 +382,23 @@ class ReversibleSequence {
 
   template <class Dev>
   void backward(const Dev& dev, Saved<Dev>& saved, TensorView<const T> dy, TensorView<T> dx) {
-    REVOX_CHECK(saved.y.data != nullptr && saved.blocks.size() == blocks_.size(),
-                "ReversibleSequence::backward: nothing saved (forward ran without `saved`, or "
-                "backward already consumed it); run forward with `saved` before each backward");
-    REVOX_CHECK(dy.shape == saved.y.shape, "ReversibleSequence::backward: dy shape ", dy.shape,
-                " does not match the output shape ", saved.y.shape);
-    const bool want_dx = !dx.empty();
-    Tensor<T, Dev> owned;  // the gradient buffer when the caller wants no dx
+    detail::check_saved("ReversibleSequence",
+                        saved.y.data != nullptr && saved.blocks.size() == blocks_.size(),
+                        detail::kReversibleNothingSaved);
+    const Gradients mode =
+        detail::check_backward_shapes("ReversibleSequence", dy, saved.y.shape, dx, saved.y.shape,
+                                      {detail::Sharing::same_or_disjoint});
+    // One gradient buffer, propagated in place: dx, or an owned one when dx is not wanted.
+    Tensor<T, Dev> owned;
     TensorView<T> grad = dx;
-    if (want_dx) {
-      REVOX_CHECK(dx.shape == saved.y.shape, "ReversibleSequence::backward: dx shape ", dx.shape,
-                  " does not match the input shape ", saved.y.shape);
-      detail::copy_gradient(dev, "ReversibleSequence", dy, dx);
-    } else {
+    if (mode == Gradients::params_only) {
       owned = Tensor<T, Dev>(dy.shape);
       grad = owned.view();
-      detail::copy_gradient(dev, "ReversibleSequence", dy, grad);
     }
+    if (!detail::same_memory(dy, grad)) ops::copy(dev, dy, grad);
     for (std::size_t k = blocks_.size(); k-- > 0;) {
-      const TensorView<T> block_dx = (k == 0 && !want_dx) ? TensorView<T>{} : grad;
-      blocks_[k].backward(dev, saved.blocks[k], TensorView<const T>(grad), block_dx);
+      revox::backward(blocks_[k], dev, saved.blocks[k], TensorView<const T>(grad), grad,
+                      k == 0 ? mode : Gradients::input_and_params);
     }
     saved = Saved<Dev>{};
   }

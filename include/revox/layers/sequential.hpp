@@ -18,7 +18,8 @@
 //         Saved then refers to y, and backward overwrites y.
 // Backward: runs the layers in reverse; intermediate gradients are allocated one at a time
 //         and each activation is released as soon as its last reader has finished its
-//         backward. dx is assigned; parameter gradients accumulate.
+//         backward. dx is assigned (an empty dx, Gradients::params_only, reaches the first
+//         layer as its mode); parameter gradients accumulate.
 // Parameter names are PyTorch's nn.Sequential names: "0.weight", "1.bias", ...
 #pragma once
 
@@ -96,7 +97,7 @@ class Sequential {
   void backward(const Dev& dev, Saved<Dev>& saved, TensorView<const value_type> dy,
                 TensorView<value_type> dx) {
     Tensor<value_type, Dev> owner;
-    backward_from<kSize - 1>(dev, saved, dy, dx, owner);
+    backward_from<kSize - 1>(dev, saved, dy, dx, gradients_for(dx), owner);
   }
 
  private:
@@ -176,29 +177,30 @@ class Sequential {
     }
   }
 
-  // `owner` holds the current upstream gradient when it is an intermediate.
+  // `owner` holds the current upstream gradient when it is an intermediate; `mode` is what
+  // the caller asked of the first layer (every later layer gives its input gradient).
   template <std::size_t I, class Dev>
   void backward_from(const Dev& dev, Saved<Dev>& saved, TensorView<const T> dy,
-                     TensorView<T> dx, Tensor<T, Dev>& owner) {
+                     TensorView<T> dx, Gradients mode, Tensor<T, Dev>& owner) {
     auto& layer = std::get<I>(layers_);
     if constexpr (I == 0) {
-      layer.backward(dev, std::get<0>(saved.layers), dy, dx);
+      revox::backward(layer, dev, std::get<0>(saved.layers), dy, dx, mode);
       if constexpr (kSize > 1) saved.activations[0] = Tensor<T, Dev>();
     } else {
       if constexpr (is_reversible_v<layer_t<I>>) {
         // The input is rebuilt from the output, so it is not held here; the layer's own
         // Saved reports a missing forward.
         if constexpr (I + 1 < kSize) {  // dy is our own intermediate: propagate in place
-          layer.backward(dev, std::get<I>(saved.layers), dy, owner.view());
+          revox::backward(layer, dev, std::get<I>(saved.layers), dy, owner.view());
         } else {
           Tensor<T, Dev> dx_layer(dy.shape);
-          layer.backward(dev, std::get<I>(saved.layers), dy, dx_layer.view());
+          revox::backward(layer, dev, std::get<I>(saved.layers), dy, dx_layer.view());
           owner = std::move(dx_layer);
         }
       } else {
         const Shape5 in_shape = input_shape<I>(saved, dy);
         Tensor<T, Dev> dx_layer(in_shape);
-        layer.backward(dev, std::get<I>(saved.layers), dy, dx_layer.view());
+        revox::backward(layer, dev, std::get<I>(saved.layers), dy, dx_layer.view());
         owner = std::move(dx_layer);  // releases the previous gradient
       }
       // Layer I's own output buffer: its last reader (layer I's Saved) is done, unless the
@@ -211,7 +213,7 @@ class Sequential {
       if constexpr (!keeps_output_v<layer_t<I - 1>> && !output_is_y<I - 1>) {
         saved.activations[buffer_of<I - 1>()] = Tensor<T, Dev>();
       }
-      backward_from<I - 1>(dev, saved, owner.cview(), dx, owner);
+      backward_from<I - 1>(dev, saved, owner.cview(), dx, mode, owner);
     }
   }
 
@@ -220,9 +222,8 @@ class Sequential {
   template <std::size_t I, class Dev>
   static Shape5 input_shape(const Saved<Dev>& saved, TensorView<const T> /*dy*/) {
     static_assert(!output_is_y<I - 1>);
-    REVOX_CHECK(!saved.activations[buffer_of<I - 1>()].empty(),
-                "Sequential::backward: the saved activations are gone; run forward with "
-                "`saved` before each backward");
+    detail::check_saved("Sequential", !saved.activations[buffer_of<I - 1>()].empty(),
+                        "the saved activations are gone");
     return saved.activations[buffer_of<I - 1>()].shape();
   }
 

@@ -7,8 +7,9 @@
 //           and i0 + 1 (clamped to n - 1) with weights 1 - l1 and l1, where
 //           src = max((o + 0.5) / 2 - 0.5, 0) and l1 = src - i0 (PyTorch's formula).
 // Saved:    the input shape only (the op is linear: backward never reads x).
-// Backward: dx ASSIGNED (skipped when dx is empty), the adjoint of the forward; each
-//           channel's sums run in a fixed order (deterministic for any thread count).
+// Backward: dx ASSIGNED (skipped when dx is empty; dx must not share memory with dy), the
+//           adjoint of the forward; each channel's sums run in a fixed order (deterministic
+//           for any thread count).
 // No parameters.
 #pragma once
 
@@ -21,7 +22,7 @@
 namespace revox {
 
 template <class T>
-class UpsampleTrilinear {
+class UpsampleTrilinear : public detail::NoParameters {
  public:
   using value_type = T;
   template <class Dev>
@@ -32,13 +33,9 @@ class UpsampleTrilinear {
   UpsampleTrilinear() = default;
 
   Shape5 output_shape(Shape5 in) const {
-    REVOX_CHECK(in.valid(), "UpsampleTrilinear: input shape ", in,
-                " must have all extents positive");
+    detail::check_input_shape("UpsampleTrilinear", in);
     return Shape5{in.n, in.c, 2 * in.d, 2 * in.h, 2 * in.w};
   }
-  template <class Fn>
-  void visit_params(Fn&&) {}
-  void reset_parameters(Rng&) {}
 
   template <class Dev>
   void forward(const Dev& dev, TensorView<const T> x, TensorView<T> y,
@@ -50,14 +47,10 @@ class UpsampleTrilinear {
 
   template <class Dev>
   void backward(const Dev& dev, Saved<Dev>& saved, TensorView<const T> dy, TensorView<T> dx) {
-    REVOX_CHECK(saved.input_shape.valid(), "UpsampleTrilinear::backward: nothing was saved; run "
-                "forward with `saved` before backward");
-    const Shape5 out = output_shape(saved.input_shape);
-    REVOX_CHECK(dy.shape == out, "UpsampleTrilinear::backward: dy shape ", dy.shape,
-                " does not match the output shape ", out);
-    if (dx.empty()) return;
-    REVOX_CHECK(dx.shape == saved.input_shape, "UpsampleTrilinear::backward: dx shape ",
-                dx.shape, " does not match the input shape ", saved.input_shape);
+    const Gradients mode = detail::check_backward(
+        "UpsampleTrilinear", *this, saved.input_shape.valid(), saved.input_shape, dy, dx,
+        {detail::Sharing::disjoint, "nothing was saved"});
+    if (mode == Gradients::params_only) return;
     ops::upsample_trilinear_backward(dev, dy, dx);
   }
 };

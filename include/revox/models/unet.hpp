@@ -623,7 +623,7 @@ class UNet {
       saved_t<PointwiseConv3d<T>, Dev> conv_saved{};
       if (i == 0) {
         conv_saved.x = saved.x;
-        encoder.conv.backward(dev, conv_saved, dconv.cview(), dx);
+        revox::backward(encoder.conv, dev, conv_saved, dconv.cview(), dx, gradients_for(dx));
         continue;
       }
       saved_t<MaxPool3d<T>, Dev> pool_saved{};
