@@ -686,53 +686,71 @@ inline void check_finite_weights(const Parameters<float>& params, int epoch, con
   }
 }
 
-}  // namespace detail
+// ---- run_training's steps --------------------------------------------------------------
+// run_training (below) reads as the sequence of its steps, each one function here. What the
+// steps share: RunContext (which process, where lines go), RunDirClaim (RUN_DIR's lock),
+// TrainingCases (the data and its split), TrainingModel (the net, its parameters, Adam and
+// their host copy) and, once the run has started, TrainingLoop (the epochs).
 
-// The training loop; see the top of this file. `log` receives every plain-text line (rank 0
-// only). `comm` connects the processes of a data-parallel run (dist::SingleProcess: one);
-// `dev` is where the model trains (Cpu, or the Cuda of comm's GPU: the Cuda instantiation
-// lives in brats_cuda.cu).
+// This process's place in the run and where its lines go: `say` prints a plain-text line to
+// run_training's `log` (rank 0 only, and not with --quiet); `progress` draws the progress bar
+// and prints the epoch lines.
 template <class Dev>
-TrainResult run_training(const TrainOptions& options, std::ostream& log,
-                         dist::Communicator<Dev>& comm, const Dev& dev = Dev{}) {
-  using namespace detail;
-  const auto invoked = std::chrono::steady_clock::now();
-  const int world = comm.size();
-  const int rank = comm.rank();
-  const bool root = rank == 0;
-  const bool quiet = options.quiet || !root;
-  Progress progress;
-  auto say = [&](const std::string& line) {
-    if (!quiet) log << line << std::endl;
-  };
+struct RunContext {
+  RunContext(const TrainOptions& train_options, std::ostream& log,
+             dist::Communicator<Dev>& communicator, const Dev& device)
+      : options(train_options),
+        comm(communicator),
+        dev(device),
+        world(communicator.size()),
+        rank(communicator.rank()),
+        root(rank == 0),
+        quiet(train_options.quiet || !root),
+        say([&log, silent = quiet](const std::string& line) {
+          if (!silent) log << line << std::endl;
+        }) {}
+  RunContext(const RunContext&) = delete;
+  RunContext& operator=(const RunContext&) = delete;
 
-  // ---- everything that can fail is checked before RUN_DIR is touched -------------------
-  // Only rank 0 looks at RUN_DIR (it need not be visible to the other processes): it checks
-  // it, reads the checkpoint on --resume and resolves the config; `start` carries the
-  // outcome to the other ranks.
-  std::error_code ec;
-  std::optional<Checkpoint> resume_from;
-  nlohmann::json start;
-  REVOX_CHECK(options.on_nonfinite == "error" || options.on_nonfinite == "skip",
-              "--on-nonfinite must be 'error' or 'skip', got '", options.on_nonfinite, "'");
-  // RUN_DIR's lock (rank 0 only) is held until run_training returns. Until the run has
-  // started, `unlock_if_not_started` removes what taking it created (the lock file, and
-  // RUN_DIR itself when it did not exist), so a run that fails to start leaves nothing.
+  const TrainOptions& options;
+  dist::Communicator<Dev>& comm;
+  const Dev& dev;
+  const std::chrono::steady_clock::time_point invoked = std::chrono::steady_clock::now();
+  const int world, rank;
+  const bool root, quiet;
+  Progress progress;
+  const std::function<void(const std::string&)> say;
+};
+
+// RUN_DIR's lock (rank 0 only), held until run_training returns. Until the run has started
+// (`started`), the destructor removes what taking it created (the lock file, and RUN_DIR
+// itself when it did not exist), so a run that fails to start leaves nothing.
+struct RunDirClaim {
+  explicit RunDirClaim(const fs::path& run_dir) : out(run_dir) {}
+  RunDirClaim(const RunDirClaim&) = delete;
+  RunDirClaim& operator=(const RunDirClaim&) = delete;
+  ~RunDirClaim() {
+    if (started || !lock.held()) return;
+    lock.remove_if_created();
+    std::error_code ignored;
+    if (created_out) fs::remove(out, ignored);  // only if empty
+  }
+
   RunLock lock;
+  const fs::path& out;
   bool created_out = false, started = false;
-  struct UnlockIfNotStarted {
-    RunLock& lock;
-    const fs::path& out;
-    const bool& created_out;
-    const bool& started;
-    ~UnlockIfNotStarted() {
-      if (started || !lock.held()) return;
-      lock.remove_if_created();
-      std::error_code ignored;
-      if (created_out) fs::remove(out, ignored);  // only if empty
-    }
-  } unlock_if_not_started{lock, options.out, created_out, started};
-  if (root) {
+};
+
+// Only rank 0 looks at RUN_DIR (it need not be visible to the other processes): it checks
+// it, takes its lock, reads the checkpoint on --resume and resolves the config
+// (resolve_run_start); the outcome's `start` goes to the other ranks by broadcast (their
+// `resume_from` stays empty).
+template <class Dev>
+RunStart claim_run_directory(const RunContext<Dev>& run, RunDirClaim& claim) {
+  const TrainOptions& options = run.options;
+  std::error_code ec;
+  RunStart resolved;
+  if (run.root) {
     const bool out_exists = fs::exists(options.out, ec);
     REVOX_CHECK(!out_exists || fs::is_directory(options.out, ec), "--out '",
                 options.out.string(), "' exists and is not a directory");
@@ -740,28 +758,32 @@ TrainResult run_training(const TrainOptions& options, std::ostream& log,
       fs::create_directories(options.out, ec);
       REVOX_CHECK(!ec, "cannot create the run directory '", options.out.string(), "': ",
                   ec.message());
-      created_out = true;
+      claim.created_out = true;
     }
-    lock.acquire(options.out, say);
+    claim.lock.acquire(options.out, run.say);
     bool out_empty = true;  // the lock file aside
     for (const auto& entry : fs::directory_iterator(options.out)) {
       if (entry.path().filename() != kRunLockName) out_empty = false;
     }
-    RunStart resolved = resolve_run_start(options, out_exists, out_empty, world, say);
-    start = std::move(resolved.start);
-    resume_from = std::move(resolved.resume_from);
+    resolved = resolve_run_start(options, out_exists, out_empty, run.world, run.say);
   }
-  {
-    std::string text = root ? start.dump() : std::string();
-    dist::broadcast_string(comm, text);
-    if (!root) start = nlohmann::json::parse(text);
-  }
-  nlohmann::json config_json = start.at("config");
-  const RunConfig config = parse_run_config(config_json);
-  config_json = config.json;
+  std::string text = run.root ? resolved.start.dump() : std::string();
+  dist::broadcast_string(run.comm, text);
+  if (!run.root) resolved.start = nlohmann::json::parse(text);
+  return resolved;
+}
 
-  omp_set_num_threads(config.threads);
+// The run's cases (indices into data.cases for the split).
+struct TrainingCases {
+  TrainingData data;
+  CaseSplit split;
+};
 
+// Opens --data (training_data.hpp), checks that there are at least 2 cases and that every
+// one has a segmentation, splits them (split_cases) and says so.
+template <class Dev>
+TrainingCases prepare_data(const RunContext<Dev>& run, const RunConfig& config) {
+  const TrainOptions& options = run.options;
   TrainingDataOptions data_options;
   data_options.threads = config.threads;
   data_options.nan_policy = options.nan_policy;
@@ -770,7 +792,8 @@ TrainResult run_training(const TrainOptions& options, std::ostream& log,
     data_options.raw_limit_bytes = std::strtoull(limit, nullptr, 10);
   }
   const auto data_start = std::chrono::steady_clock::now();
-  const TrainingData data = open_training_data(options.data, data_options, say);
+  TrainingCases prepared{open_training_data(options.data, data_options, run.say), CaseSplit{}};
+  const TrainingData& data = prepared.data;
   const auto& cases = data.cases;
   REVOX_CHECK(cases.size() >= 2, "train: need at least 2 cases with segmentations under '",
               options.data.string(), "' (found ", cases.size(), ")");
@@ -782,547 +805,813 @@ TrainResult run_training(const TrainOptions& options, std::ostream& log,
   // Seeded split (indices into `cases`).
   std::vector<bool> has_et;
   for (const auto& c : cases) has_et.push_back(c.foreground[2] > 0);
-  const CaseSplit split = split_cases(cases.size(), config, has_et);
-  const std::vector<std::size_t>& train_set = split.train;
-  const std::vector<std::size_t>& holdout_set = split.holdout;
-  {
-    char line[400];
-    std::snprintf(line, sizeof line, "train: %zu %s cases under %s: %zu training, %zu hold-out "
-                  "(ready in %.2f s%s)", cases.size(), data.preprocessed ? "preprocessed" : "raw",
-                  options.data.string().c_str(), train_set.size(), holdout_set.size(),
-                  std::chrono::duration<double>(std::chrono::steady_clock::now() - data_start)
-                      .count(),
-                  data.preprocessed
-                      ? (", cases mapped on use, cache " + std::to_string(config.cache_mb) +
-                         " MB").c_str()
-                      : "");
-    say(line);
-  }
+  prepared.split = split_cases(cases.size(), config, has_et);
+  char line[400];
+  std::snprintf(line, sizeof line, "train: %zu %s cases under %s: %zu training, %zu hold-out "
+                "(ready in %.2f s%s)", cases.size(), data.preprocessed ? "preprocessed" : "raw",
+                options.data.string().c_str(), prepared.split.train.size(),
+                prepared.split.holdout.size(),
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - data_start)
+                    .count(),
+                data.preprocessed
+                    ? (", cases mapped on use, cache " + std::to_string(config.cache_mb) +
+                       " MB").c_str()
+                    : "");
+  run.say(line);
+  return prepared;
+}
 
-  // Every process must train the same run on the same cases: compare with rank 0's.
-  if (world > 1) {
-    std::string fingerprint = config_json.dump();
-    for (auto i : train_set) fingerprint += "\ntrain " + cases[i].id;
-    for (auto i : holdout_set) fingerprint += "\nholdout " + cases[i].id;
-    const std::uint64_t mine = dist::checksum(fingerprint);
-    std::uint64_t theirs[3] = {mine, train_set.size(), holdout_set.size()};
-    comm.broadcast_host(theirs, sizeof theirs, 0);
-    REVOX_CHECK(mine == theirs[0], "train: process ", rank, " of ", world, " sees other cases "
-                "than process 0 under --data '", options.data.string(), "' (here ",
-                train_set.size(), " training + ", holdout_set.size(), " hold-out cases, on "
-                "process 0 ", theirs[1], " + ", theirs[2], ", or other case ids); every process "
-                "must see the same data");
-  }
+// Every process must train the same run on the same cases: compares the config and the
+// split with rank 0's (nothing to compare with one process).
+template <class Dev>
+void check_same_cases(const RunContext<Dev>& run, const RunConfig& config,
+                      const TrainingCases& prepared) {
+  if (run.world <= 1) return;
+  const auto& cases = prepared.data.cases;
+  const std::vector<std::size_t>& train_set = prepared.split.train;
+  const std::vector<std::size_t>& holdout_set = prepared.split.holdout;
+  std::string fingerprint = config.json.dump();
+  for (auto i : train_set) fingerprint += "\ntrain " + cases[i].id;
+  for (auto i : holdout_set) fingerprint += "\nholdout " + cases[i].id;
+  const std::uint64_t mine = dist::checksum(fingerprint);
+  std::uint64_t theirs[3] = {mine, train_set.size(), holdout_set.size()};
+  run.comm.broadcast_host(theirs, sizeof theirs, 0);
+  REVOX_CHECK(mine == theirs[0], "train: process ", run.rank, " of ", run.world, " sees other "
+              "cases than process 0 under --data '", run.options.data.string(), "' (here ",
+              train_set.size(), " training + ", holdout_set.size(), " hold-out cases, on "
+              "process 0 ", theirs[1], " + ", theirs[2], ", or other case ids); every process "
+              "must see the same data");
+}
 
-  UNet<float> net(config.model);
-  Parameters<float, Dev> params(net);
-  optim::AdamOptions adam_options;
-  adam_options.lr = config.learning_rate;
-  adam_options.weight_decay = config.weight_decay;
-  optim::Adam<float, Dev> adam(dev, params, adam_options);
-  // The weights and Adam state in host memory, for initialisation, checkpoints and replica
-  // checks (device.hpp): the training buffers themselves on the CPU, a mirror on a GPU.
-  HostState<Dev> host(dev, config.model, net, params, &adam, adam_options);
-  {
+// The model, its parameters on the device and Adam, with the weights and Adam state in host
+// memory for initialisation, checkpoints and replica checks (HostState, device.hpp: the
+// training buffers themselves on the CPU, a mirror on a GPU). The weights start from
+// Rng(mix(seed, "init")).
+template <class Dev>
+struct TrainingModel {
+  TrainingModel(const Dev& dev, const RunConfig& config)
+      : net(config.model),
+        params(net),
+        adam_options(adam_options_of(config)),
+        adam(dev, params, adam_options),
+        host(dev, config.model, net, params, &adam, adam_options) {
     Rng rng(mix(config.seed, kInitStream));
     host.net().reset_parameters(rng);
     host.push();
   }
+  TrainingModel(const TrainingModel&) = delete;
+  TrainingModel& operator=(const TrainingModel&) = delete;
 
+  static optim::AdamOptions adam_options_of(const RunConfig& config) {
+    optim::AdamOptions options;
+    options.lr = config.learning_rate;
+    options.weight_decay = config.weight_decay;
+    return options;
+  }
+
+  UNet<float> net;
+  Parameters<float, Dev> params;
+  optim::AdamOptions adam_options;
+  optim::Adam<float, Dev> adam;
+  HostState<Dev> host;
+};
+
+// The run's history and best metric so far (none for a fresh run) and, on --resume, the
+// checkpoint's weights and Adam state (rank 0); then rank 0's weights and Adam state (fresh
+// or resumed) on every rank. Notes when the checkpoint was written by another number of
+// processes.
+template <class Dev>
+TrainResult resume_from_checkpoint(const RunContext<Dev>& run, const RunStart& start,
+                                   const RunConfig& config, TrainingModel<Dev>& model) {
+  const nlohmann::json& state = start.start;
+  const std::optional<Checkpoint>& resume_from = start.resume_from;
   TrainResult result;
-  const int start_epoch = start.at("epoch").get<int>();
-  long long step = start.at("step").get<long long>();
-  result.best_metric = start.at("best_metric").get<double>();
-  for (const auto& j : start.at("history")) result.history.push_back(epoch_record_from_json(j));
+  result.best_metric = state.at("best_metric").get<double>();
+  for (const auto& j : state.at("history")) result.history.push_back(epoch_record_from_json(j));
   if (resume_from) {
     REVOX_CHECK(model_config_of(*resume_from) == config.model, "cannot resume: the model config "
                 "of '", resume_from->file.path.string(), "' differs from the run's");
-    load_model_weights(*resume_from, host.params());
-    load_optimizer_state(*resume_from, host.params(), host.adam());
-    host.push();
+    load_model_weights(*resume_from, model.host.params());
+    load_optimizer_state(*resume_from, model.host.params(), model.host.adam());
+    model.host.push();
   }
   // Rank 0's weights and Adam state (fresh or resumed) on every rank.
-  dist::broadcast_parameters(comm, params);
-  dist::broadcast_optimizer_state(comm, adam);
-  const int checkpoint_processes = start.at("processes").get<int>();
-  if (resume_from && checkpoint_processes != world) {
-    say("train: note: the checkpoint was written by " + std::to_string(checkpoint_processes) +
-        " process(es), this run has " + std::to_string(world) + ": the global batch changes "
-        "from " + std::to_string(config.batch_size * checkpoint_processes) + " to " +
-        std::to_string(config.batch_size * world) + " samples per step, so the continuation "
-        "differs from an uninterrupted run");
+  dist::broadcast_parameters(run.comm, model.params);
+  dist::broadcast_optimizer_state(run.comm, model.adam);
+  const int checkpoint_processes = state.at("processes").get<int>();
+  if (resume_from && checkpoint_processes != run.world) {
+    run.say("train: note: the checkpoint was written by " +
+            std::to_string(checkpoint_processes) + " process(es), this run has " +
+            std::to_string(run.world) + ": the global batch changes from " +
+            std::to_string(config.batch_size * checkpoint_processes) + " to " +
+            std::to_string(config.batch_size * run.world) + " samples per step, so the "
+            "continuation differs from an uninterrupted run");
   }
+  return result;
+}
 
-  // ---- from here on the run directory is written (by rank 0) ---------------------------
-  started = true;
-  for (auto i : holdout_set) result.holdout_ids.push_back(cases[i].id);
-  if (root) write_run_files(options.out, config_json, config, cases, split, say);
+// Per epoch: every visited sample's loss and patch Dice WT, TC, ET (filled by the rank that
+// trains it), this rank's running sums for the progress bar, and the skipped steps.
+struct EpochTotals {
+  explicit EpochTotals(long long visits)
+      : sample_stats(static_cast<std::size_t>(visits) * 4, 0.0) {}
+  std::vector<double> sample_stats;
+  double local_loss = 0.0, local_dice = 0.0;
+  long long local_count = 0, skipped_steps = 0;
+};
 
-  auto write_logs = [&] {
-    write_text_atomic(options.out / "log.csv", log_csv(result.history));
-    int w = 0, h = 0;
-    const auto rgb = plot_learning_curve(result.history, w, h);
-    const fs::path tmp = options.out / "learning_curve.png.tmp";
-    REVOX_CHECK(stbi_write_png(tmp.string().c_str(), w, h, 3, rgb.data(), w * 3) != 0,
-                "cannot write '", tmp.string(), "'");
-    fs::rename(tmp, options.out / "learning_curve.png");
-  };
+// One sample of a step between its forward and its backward pass.
+template <class Dev>
+struct PendingSample {
+  long long s = 0;  // global sample index
+  Sample sample;
+  Staged<Dev> image_on, targets_on;
+  Tensor<float, Dev> logits, dlogits;
+  std::vector<Tensor<float>> aux_targets;  // [j - 1]: level j (deep supervision)
+  std::vector<Staged<Dev>> aux_targets_on;
+  std::vector<Tensor<float, Dev>> aux, daux;
+  UNet<float>::Saved<Dev> saved;
+  double loss = 0.0;
+};
+
+// A training step in progress (TrainingLoop::train_step).
+template <class Dev>
+struct StepState {
+  int epoch = 0;                // 0-based
+  long long t = 0;              // the step's index in the epoch
+  long long schedule_step = 0;  // its number in the schedule (from 1; skipped steps count)
+  bool inject = false;          // the test hook REVOX_TEST_NONFINITE_AT_STEP hits this step
+  bool batch_loss = false;      // batch_dice with batch > 1
+  index_t heads = 0;            // model.deep_supervision: extra output levels
+  std::vector<double> level_weights;
+  double bce_weight = 0.0;
+  std::string bad_loss;  // this rank's first non-finite sample loss of the step
+  std::vector<PendingSample<Dev>> pending;  // reserved: no reallocation moves what views
+                                            // point to
+};
+
+// The epochs of a run that has started: the schedule, the steps, validation, checkpoints
+// and logs (rank 0), and the timings of the closing lines.
+template <class Dev>
+class TrainingLoop {
+ public:
+  using Clock = std::chrono::steady_clock;
 
   // Data parallelism: a step takes global_batch consecutive entries of the epoch's shared,
   // seeded visiting order; rank r computes entries [r * batch, (r + 1) * batch) of them.
-  const int samples = config.samples_per_epoch > 0 ? config.samples_per_epoch
-                                                   : static_cast<int>(train_set.size());
-  const long long batch = config.batch_size;
-  const long long global_batch = batch * world;
-  const long long steps_per_epoch = (samples + global_batch - 1) / global_batch;
-  const long long visits = steps_per_epoch * global_batch;
-  const int epochs = config.epochs;
-  if (start_epoch >= epochs) {
-    say("train: the run already has " + std::to_string(start_epoch) + " of " +
-        std::to_string(epochs) + " epochs; pass --epochs N to extend it");
+  TrainingLoop(RunContext<Dev>& run, const RunConfig& config, const TrainingCases& cases,
+               TrainingModel<Dev>& model, const nlohmann::json& start, TrainResult& result)
+      : run_(run),
+        options_(run.options),
+        comm_(run.comm),
+        dev_(run.dev),
+        config_(config),
+        data_(cases.data),
+        cases_(cases.data.cases),
+        train_set_(cases.split.train),
+        holdout_set_(cases.split.holdout),
+        model_(model),
+        result_(result),
+        samples_(config.samples_per_epoch > 0 ? config.samples_per_epoch
+                                              : static_cast<int>(train_set_.size())),
+        batch_(config.batch_size),
+        global_batch_(batch_ * run.world),
+        steps_per_epoch_((samples_ + global_batch_ - 1) / global_batch_),
+        visits_(steps_per_epoch_ * global_batch_),
+        epochs_(config.epochs),
+        start_epoch_(start.at("epoch").get<int>()),
+        applied_steps_(start.at("step").get<long long>()) {
+    if (start_epoch_ >= epochs_) {
+      run_.say("train: the run already has " + std::to_string(start_epoch_) + " of " +
+               std::to_string(epochs_) + " epochs; pass --epochs N to extend it");
+    }
+    if (run_.world > 1 || batch_ > 1) {
+      run_.say("train: " + std::to_string(run_.world) + " process(es) (" + comm_.backend() +
+               ") x batch " + std::to_string(batch_) + " = " + std::to_string(global_batch_) +
+               " samples per step, " + std::to_string(steps_per_epoch_) + " steps per epoch");
+    }
+    // Test-only hook: REVOX_TEST_KILL_IN_VALIDATION=N sends SIGKILL to this process in its
+    // N-th validation, after the first hold-out case is predicted (tests/e2e/crash_e2e.sh).
+    const char* kill = std::getenv("REVOX_TEST_KILL_IN_VALIDATION");
+    kill_in_validation_ = kill == nullptr ? 0L : std::atol(kill);
+    // The gradient sum of this rank's samples when batch > 1 (each sample's backward starts
+    // from zero gradients, then is added here, so the sum does not depend on how the samples
+    // are spread over processes).
+    if (batch_ > 1) grad_sum_ = Tensor<float, Dev>::zeros(model_.params.grads().shape);
+    // The test-only hook REVOX_TEST_NONFINITE_AT_STEP (see the top of this file).
+    if (const char* hook = std::getenv("REVOX_TEST_NONFINITE_AT_STEP")) {
+      nonfinite_test_step_ = std::atoll(hook);
+      nonfinite_test_in_loss_ = std::string(hook).find(":loss") != std::string::npos;
+    }
+    run_start_ = Clock::now();
   }
-  if (world > 1 || batch > 1) {
-    say("train: " + std::to_string(world) + " process(es) (" + comm.backend() + ") x batch " +
-        std::to_string(batch) + " = " + std::to_string(global_batch) + " samples per step, " +
-        std::to_string(steps_per_epoch) + " steps per epoch");
+
+  // The epochs from the run's starting point to config.epochs (or --stop-after of them).
+  void run_epochs() {
+    for (int epoch = start_epoch_; epoch < epochs_; ++epoch) {
+      if (options_.stop_after && epochs_this_run_ >= *options_.stop_after) break;
+      run_epoch(epoch);
+    }
   }
-  // Hold-out case j is scored by rank j % world; the scores are summed over the ranks (one
-  // non-zero term per entry, so the sums are exact) and rank 0 writes them.
-  // Test-only hook: REVOX_TEST_KILL_IN_VALIDATION=N sends SIGKILL to this process in its
-  // N-th validation, after the first hold-out case is predicted (tests/e2e/crash_e2e.sh).
-  const long kill_in_validation = [] {
-    const char* value = std::getenv("REVOX_TEST_KILL_IN_VALIDATION");
-    return value == nullptr ? 0L : std::atol(value);
-  }();
-  long validations = 0;
-  // The final validation (with HD95) also collects each hold-out case's ET voxel counts, from
-  // which the ET post-processing threshold is chosen (postprocess.hpp).
-  std::vector<EnhancingCounts> final_et_counts;
-  auto validate = [&](bool with_hd95) {
-    ++validations;
-    return validate_holdout(dev, net, data, holdout_set, comm, with_hd95,
-                            validations == kill_in_validation,
-                            with_hd95 && root ? options.out / "holdout_scores.csv" : fs::path(),
-                            with_hd95 ? &final_et_counts : nullptr);
-  };
 
-  // The gradient sum of this rank's samples when batch > 1 (each sample's backward starts
-  // from zero gradients, then is added here, so the sum does not depend on how the samples
-  // are spread over processes).
-  Tensor<float, Dev> grad_sum;
-  if (batch > 1) grad_sum = Tensor<float, Dev>::zeros(params.grads().shape);
-
-  // The test-only hook REVOX_TEST_NONFINITE_AT_STEP (see the top of this file).
-  long long nonfinite_test_step = 0;
-  bool nonfinite_test_in_loss = false;
-  if (const char* hook = std::getenv("REVOX_TEST_NONFINITE_AT_STEP")) {
-    nonfinite_test_step = std::atoll(hook);
-    nonfinite_test_in_loss = std::string(hook).find(":loss") != std::string::npos;
+  // After the epochs: the logs of a run without any epoch, the closing lines (timings, data
+  // pipeline) and the data pipeline's counters in the result.
+  void finish() {
+    if (result_.history.empty() && run_.root) write_logs();
+    const double total = std::chrono::duration<double>(Clock::now() - run_start_).count();
+    if (run_.world > 1 && steps_timed_ > 0) {
+      const auto n = static_cast<double>(steps_timed_);
+      char line[320];
+      std::snprintf(line, sizeof line,
+                    "train: per step on rank 0: %.3f s, of which %.2f ms waiting for the "
+                    "slowest process and %.2f ms (%.2f%%) in the all-reduce of the %.2f MiB "
+                    "gradient",
+                    step_time_sum_ / n, 1e3 * wait_time_sum_ / n, 1e3 * reduce_time_sum_ / n,
+                    100.0 * reduce_time_sum_ / step_time_sum_,
+                    static_cast<double>(model_.params.size()) * sizeof(float) / (1 << 20));
+      run_.say(line);
+    }
+    record_data_pipeline();
+    if (steps_timed_ > 0) say_data_pipeline();
+    run_.say("train: done in " + format_duration(total) + "; checkpoints in " +
+             options_.out.string() +
+             " (latest.safetensors, best.safetensors), log.csv, learning_curve.png");
   }
-  auto format_number = [](double v) {
-    char buffer[64];
-    std::snprintf(buffer, sizeof buffer, "%.3g", v);
-    return std::string(buffer);
-  };
 
-  const auto run_start = std::chrono::steady_clock::now();
-  int epochs_this_run = 0;
-  double step_time_sum = 0.0, wait_time_sum = 0.0, reduce_time_sum = 0.0, data_wait_sum = 0.0;
-  long long steps_timed = 0;
-  for (int epoch = start_epoch; epoch < epochs; ++epoch) {
-    if (options.stop_after && epochs_this_run >= *options.stop_after) break;
-    const auto epoch_start = std::chrono::steady_clock::now();
+ private:
+  // Epoch `epoch` (0-based): its steps, then end_epoch.
+  void run_epoch(int epoch) {
+    const auto epoch_start = Clock::now();
     DeviceTraits<Dev>::allocator().reset_peak();
-    std::vector<std::size_t> visit;
-    for (long long s = 0; s < visits; ++s) {
-      visit.push_back(static_cast<std::size_t>(s) % train_set.size());
-    }
-    {
-      Rng rng(mix3(config.seed, kOrderStream, static_cast<std::uint64_t>(epoch)));
-      shuffle(visit, rng);
-    }
+    const std::vector<std::size_t> visit = visiting_order(epoch);
     // This rank's samples of the epoch, in the order it trains them (item j: step j / batch,
     // k = j % batch), cut and augmented by the loader's workers ahead of the step. Each
     // sample draws from its own Rng(seed, epoch, global index), so the workers' number and
     // timing change nothing.
     data::BackgroundLoader<Sample> loader(
-        static_cast<std::size_t>(steps_per_epoch * batch),
-        [&, epoch](std::size_t j) {
-          const long long t = static_cast<long long>(j) / batch, k = static_cast<long long>(j) % batch;
-          const long long s = t * global_batch + rank * batch + k;  // global sample index
-          const std::size_t index = train_set[visit[static_cast<std::size_t>(s)]];
-          Rng rng(mix3(mix(config.seed, kSampleStream), static_cast<std::uint64_t>(epoch),
-                       static_cast<std::uint64_t>(s)));
-          const auto arrays = data.get(index);
-          return make_sample(config, cases[index], *arrays, rng);
-        },
-        config.loader_workers, static_cast<std::size_t>(config.loader_depth));
-    // Per visited sample: loss and patch Dice WT, TC, ET (filled by the rank that trains it).
-    std::vector<double> sample_stats(static_cast<std::size_t>(visits) * 4, 0.0);
-    double local_loss = 0.0, local_dice = 0.0;
-    long long local_count = 0, skipped_steps = 0;
-    for (long long t = 0; t < steps_per_epoch; ++t) {
-      const auto step_start = std::chrono::steady_clock::now();
-      // This step's number in the schedule (from 1; skipped steps count).
-      const long long schedule_step = static_cast<long long>(epoch) * steps_per_epoch + t + 1;
-      adam.set_lr(scheduled_learning_rate(config, epoch, t, steps_per_epoch));
-      const bool inject = nonfinite_test_step == schedule_step;
-      std::string bad_loss;  // this rank's first non-finite sample loss of the step
-      // A sample runs forward, its loss gives dlogits, then backward: one sample at a time,
-      // so one saved state is alive. With batch_dice (batch > 1) all the step's samples run
-      // forward first, keeping their saved states, and one Dice over the batch gives each
-      // its dlogits, scaled by batch (the step's gradient sum is divided by the batch later).
-      // With deep supervision (model.deep_supervision = K) the net also outputs levels
-      // 1 .. K, each scored against the area-downsampled targets; the loss is the weighted
-      // sum (losses/deep_supervision.hpp), the patch Dice that of the full-resolution output.
-      const bool batch_loss = config.batch_dice && batch > 1;
-      const index_t heads = config.model.deep_supervision;
-      const std::vector<double> level_weights = losses::deep_supervision_weights(heads);
-      const double bce_weight = config.loss == "dice" ? 0.0 : 1.0;
-      struct Pending {
-        long long s = 0;  // global sample index
-        Sample sample;
-        Staged<Dev> image_on, targets_on;
-        Tensor<float, Dev> logits, dlogits;
-        std::vector<Tensor<float>> aux_targets;  // [j - 1]: level j (deep supervision)
-        std::vector<Staged<Dev>> aux_targets_on;
-        std::vector<Tensor<float, Dev>> aux, daux;
-        UNet<float>::Saved<Dev> saved;
-        double loss = 0.0;
-      };
-      std::vector<Pending> pending;  // reserved: no reallocation moves what views point to
-      pending.reserve(static_cast<std::size_t>(batch_loss ? batch : 1));
-      auto forward = [&](long long k) -> Pending& {
-        Pending& p = pending.emplace_back();
-        p.s = t * global_batch + rank * batch + k;
-        p.sample = loader.next();
-        // On a GPU the image and targets are copied there, the logits back for patch_dice.
-        p.image_on = stage(dev, p.sample.image);
-        p.targets_on = stage(dev, p.sample.targets);
-        p.logits = Tensor<float, Dev>(net.output_shape(p.sample.image.shape()));
-        p.dlogits = Tensor<float, Dev>(p.logits.shape());
-        std::vector<TensorView<float>> aux_views;
-        for (index_t j = 1; j <= heads; ++j) {
-          p.aux_targets.push_back(losses::downsample_targets(p.sample.targets, j));
-          p.aux.emplace_back(net.aux_output_shape(p.sample.image.shape(), j));
-          p.daux.emplace_back(p.aux.back().shape());
-          aux_views.push_back(p.aux.back().view());
-        }
-        for (const auto& target : p.aux_targets) p.aux_targets_on.push_back(stage(dev, target));
-        net.forward(dev, p.image_on.view, p.logits.view(), &p.saved, aux_views);
-        return p;
-      };
-      auto finish = [&](Pending& p, long long k) {
-        if (inject && nonfinite_test_in_loss && k == 0) p.loss = std::nan("");
-        if (!std::isfinite(p.loss) && bad_loss.empty()) {
-          bad_loss = "the loss of sample " + std::to_string(p.s) + " (case " + p.sample.id +
-                     ") is " + (std::isnan(p.loss) ? "NaN" : "Inf");
-        }
-        params.zero_grad();
-        std::vector<TensorView<const float>> daux_views;
-        for (const auto& g : p.daux) daux_views.push_back(g.cview());
-        net.backward(dev, p.saved, p.dlogits.cview(), TensorView<float>{}, daux_views);
-        if (batch > 1) {
-          if (k == 0) {
-            device_to_device(dev, grad_sum.data(), params.grads().data, grad_sum.numel());
-          } else {
-            ops::add_inplace(dev, grad_sum.view(), TensorView<const float>(params.grads()));
-          }
-        }
-        std::array<double, 3> d{};
-        if constexpr (is_cpu_v<Dev>) {
-          d = patch_dice(p.logits, p.sample.targets);
-        } else {
-          d = patch_dice(host_copy(dev, p.logits.cview()), p.sample.targets);
-        }
-        double* stats = sample_stats.data() + 4 * p.s;
-        stats[0] = p.loss;
-        for (std::size_t r = 0; r < 3; ++r) stats[1 + r] = d[r];
-        local_loss += p.loss;
-        local_dice += (d[0] + d[1] + d[2]) / 3.0;
-        ++local_count;
-      };
-      if (!batch_loss) {
-        for (long long k = 0; k < batch; ++k) {
-          Pending& p = forward(k);
-          if (heads == 0) {
-            p.loss = config.loss == "dice"
-                         ? losses::soft_dice_loss(dev, p.logits.cview(), p.targets_on.view,
-                                                  p.dlogits.view())
-                         : losses::bce_dice_loss(dev, p.logits.cview(), p.targets_on.view,
-                                                 p.dlogits.view());
-          } else {
-            // Each level's loss with its weight folded into the loss's own weights.
-            p.loss = losses::bce_dice_loss(dev, p.logits.cview(), p.targets_on.view,
-                                           p.dlogits.view(), 1.0,
-                                           bce_weight * level_weights[0], level_weights[0]);
-            for (index_t j = 1; j <= heads; ++j) {
-              const auto q = static_cast<std::size_t>(j - 1);
-              const double w = level_weights[static_cast<std::size_t>(j)];
-              p.loss += losses::bce_dice_loss(dev, p.aux[q].cview(), p.aux_targets_on[q].view,
-                                              p.daux[q].view(), 1.0, bce_weight * w, w);
-            }
-          }
-          finish(p, k);
-          pending.clear();
-        }
+        static_cast<std::size_t>(steps_per_epoch_ * batch_),
+        [this, epoch, &visit](std::size_t j) { return make_epoch_sample(epoch, visit, j); },
+        config_.loader_workers, static_cast<std::size_t>(config_.loader_depth));
+    EpochTotals totals(visits_);
+    for (long long t = 0; t < steps_per_epoch_; ++t) train_step(epoch, t, loader, totals);
+    data_wait_sum_ += loader.wait_seconds();
+    end_epoch(epoch, epoch_start, totals);
+  }
+
+  // The epoch's visiting order: `visits` entries over the training cases (wrapping), in a
+  // shuffle seeded by mix(seed, epoch).
+  std::vector<std::size_t> visiting_order(int epoch) const {
+    std::vector<std::size_t> visit;
+    for (long long s = 0; s < visits_; ++s) {
+      visit.push_back(static_cast<std::size_t>(s) % train_set_.size());
+    }
+    Rng rng(mix3(config_.seed, kOrderStream, static_cast<std::uint64_t>(epoch)));
+    shuffle(visit, rng);
+    return visit;
+  }
+
+  // Item j of this rank's samples of the epoch (run by the loader's workers).
+  Sample make_epoch_sample(int epoch, const std::vector<std::size_t>& visit,
+                           std::size_t j) const {
+    const long long t = static_cast<long long>(j) / batch_,
+                    k = static_cast<long long>(j) % batch_;
+    const long long s = t * global_batch_ + run_.rank * batch_ + k;  // global sample index
+    const std::size_t index = train_set_[visit[static_cast<std::size_t>(s)]];
+    Rng rng(mix3(mix(config_.seed, kSampleStream), static_cast<std::uint64_t>(epoch),
+                 static_cast<std::uint64_t>(s)));
+    const auto arrays = data_.get(index);
+    return make_sample(config_, cases_[index], *arrays, rng);
+  }
+
+  // Step t of epoch `epoch`: this rank's samples forward and backward, the gradients
+  // all-reduced and checked, then the Adam update, or for a non-finite loss or gradient an
+  // error or a skipped step.
+  void train_step(int epoch, long long t, data::BackgroundLoader<Sample>& loader,
+                  EpochTotals& totals) {
+    const auto step_start = Clock::now();
+    StepState<Dev> step;
+    step.epoch = epoch;
+    step.t = t;
+    step.schedule_step = static_cast<long long>(epoch) * steps_per_epoch_ + t + 1;
+    model_.adam.set_lr(scheduled_learning_rate(config_, epoch, t, steps_per_epoch_));
+    step.inject = nonfinite_test_step_ == step.schedule_step;
+    // A sample runs forward, its loss gives dlogits, then backward: one sample at a time,
+    // so one saved state is alive. With batch_dice (batch > 1) all the step's samples run
+    // forward first, keeping their saved states, and one Dice over the batch gives each
+    // its dlogits, scaled by batch (the step's gradient sum is divided by the batch later).
+    // With deep supervision (model.deep_supervision = K) the net also outputs levels
+    // 1 .. K, each scored against the area-downsampled targets; the loss is the weighted
+    // sum (losses/deep_supervision.hpp), the patch Dice that of the full-resolution output.
+    step.batch_loss = config_.batch_dice && batch_ > 1;
+    step.heads = config_.model.deep_supervision;
+    step.level_weights = losses::deep_supervision_weights(step.heads);
+    step.bce_weight = config_.loss == "dice" ? 0.0 : 1.0;
+    step.pending.reserve(static_cast<std::size_t>(step.batch_loss ? batch_ : 1));
+    if (!step.batch_loss) {
+      per_sample_losses(step, loader, totals);
+    } else {
+      batch_losses(step, loader, totals);
+    }
+    reduce_gradients(step);
+    const std::string problem = nonfinite_problem(step);
+    if (!problem.empty()) {
+      skip_step(step, problem, totals);  // or throw (--on-nonfinite error)
+      return;
+    }
+    apply_step(step, step_start, totals);
+  }
+
+  // Sample k of the step: staged on the device (on a GPU the image and targets are copied
+  // there, the logits back for patch_dice) and run forward, its saved state kept.
+  PendingSample<Dev>& forward_sample(StepState<Dev>& step,
+                                     data::BackgroundLoader<Sample>& loader, long long k) {
+    PendingSample<Dev>& p = step.pending.emplace_back();
+    p.s = step.t * global_batch_ + run_.rank * batch_ + k;
+    p.sample = loader.next();
+    p.image_on = stage(dev_, p.sample.image);
+    p.targets_on = stage(dev_, p.sample.targets);
+    p.logits = Tensor<float, Dev>(model_.net.output_shape(p.sample.image.shape()));
+    p.dlogits = Tensor<float, Dev>(p.logits.shape());
+    std::vector<TensorView<float>> aux_views;
+    for (index_t j = 1; j <= step.heads; ++j) {
+      p.aux_targets.push_back(losses::downsample_targets(p.sample.targets, j));
+      p.aux.emplace_back(model_.net.aux_output_shape(p.sample.image.shape(), j));
+      p.daux.emplace_back(p.aux.back().shape());
+      aux_views.push_back(p.aux.back().view());
+    }
+    for (const auto& target : p.aux_targets) p.aux_targets_on.push_back(stage(dev_, target));
+    model_.net.forward(dev_, p.image_on.view, p.logits.view(), &p.saved, aux_views);
+    return p;
+  }
+
+  // Sample k's backward pass from its dlogits (into the step's gradient sum when batch > 1),
+  // its loss and patch Dice into the epoch's totals.
+  void backward_sample(StepState<Dev>& step, PendingSample<Dev>& p, long long k,
+                       EpochTotals& totals) {
+    if (step.inject && nonfinite_test_in_loss_ && k == 0) p.loss = std::nan("");
+    if (!std::isfinite(p.loss) && step.bad_loss.empty()) {
+      step.bad_loss = "the loss of sample " + std::to_string(p.s) + " (case " + p.sample.id +
+                      ") is " + (std::isnan(p.loss) ? "NaN" : "Inf");
+    }
+    Parameters<float, Dev>& params = model_.params;
+    params.zero_grad();
+    std::vector<TensorView<const float>> daux_views;
+    for (const auto& g : p.daux) daux_views.push_back(g.cview());
+    model_.net.backward(dev_, p.saved, p.dlogits.cview(), TensorView<float>{}, daux_views);
+    if (batch_ > 1) {
+      if (k == 0) {
+        device_to_device(dev_, grad_sum_.data(), params.grads().data, grad_sum_.numel());
       } else {
-        for (long long k = 0; k < batch; ++k) forward(k);
-        // The batch loss runs on the host (on a GPU: logits copied back, dlogits over), one
-        // batch Dice per output level.
-        double loss = 0.0;
-        for (index_t j = 0; j <= heads; ++j) {
-          const auto q = static_cast<std::size_t>(j - 1);  // for j >= 1
-          std::vector<Tensor<float>> host_logits, host_dlogits;
-          host_logits.reserve(pending.size());
-          host_dlogits.reserve(pending.size());
-          std::vector<TensorView<const float>> logit_views, target_views;
-          std::vector<TensorView<float>> dlogit_views;
-          for (Pending& p : pending) {
-            Tensor<float, Dev>& out = j == 0 ? p.logits : p.aux[q];
-            Tensor<float, Dev>& dout = j == 0 ? p.dlogits : p.daux[q];
-            if constexpr (is_cpu_v<Dev>) {
-              logit_views.push_back(out.cview());
-              dlogit_views.push_back(dout.view());
-            } else {
-              host_logits.push_back(host_copy(dev, out.cview()));
-              host_dlogits.emplace_back(out.shape());
-              logit_views.push_back(host_logits.back().cview());
-              dlogit_views.push_back(host_dlogits.back().view());
-            }
-            target_views.push_back(j == 0 ? p.sample.targets.cview() : p.aux_targets[q].cview());
-          }
-          const double w = level_weights[static_cast<std::size_t>(j)];
-          loss += config.loss == "dice" && heads == 0
-                      ? losses::batch_soft_dice_loss<float>(logit_views, target_views,
-                                                            dlogit_views)
-                      : losses::batch_bce_dice_loss<float>(logit_views, target_views,
-                                                           dlogit_views, 1.0, bce_weight * w, w);
-          for (std::size_t k = 0; k < pending.size(); ++k) {
-            TensorView<float> g = dlogit_views[k];
-            for (index_t i = 0; i < g.numel(); ++i) g.data[i] *= static_cast<float>(batch);
-            if constexpr (!is_cpu_v<Dev>) {
-              Tensor<float, Dev>& dout = j == 0 ? pending[k].dlogits : pending[k].daux[q];
-              host_to_device(dev, dout.data(), g.data, g.numel());
-            }
-          }
-        }
-        for (Pending& p : pending) p.loss = loss;
-        for (long long k = 0; k < batch; ++k) finish(pending[static_cast<std::size_t>(k)], k);
-        pending.clear();
-      }
-      if (batch > 1) {
-        device_to_device(dev, params.grads().data, grad_sum.data(), grad_sum.numel());
-      }
-      // The barrier only separates the two timings: the wait for the slowest process (it
-      // would happen inside the all-reduce anyway) and the all-reduce's own time.
-      if (world > 1) {
-        const auto wait_start = std::chrono::steady_clock::now();
-        comm.barrier();
-        wait_time_sum +=
-            std::chrono::duration<double>(std::chrono::steady_clock::now() - wait_start).count();
-      }
-      const auto reduce_start = std::chrono::steady_clock::now();
-      dist::average_gradients(comm, params, batch);
-      reduce_time_sum +=
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - reduce_start).count();
-      if constexpr (is_cpu_v<Dev>) {
-        if (inject && !nonfinite_test_in_loss) {
-          params.grads().data[params.grads().numel() - 1] = std::nanf("");
-        }
-      }
-      // Divergence guard: the gradient is the same on every rank after the all-reduce; a
-      // non-finite loss on any rank is made known to all, so all take the same decision.
-      std::string problem = bad_loss;
-      if (world > 1) {
-        double flag = bad_loss.empty() ? 0.0 : 1.0;
-        comm.all_reduce_sum_host(&flag, 1);
-        if (flag > 0 && problem.empty()) {
-          problem = "the loss of a sample on another process is not finite";
-        }
-      }
-      if (problem.empty()) problem = first_nonfinite_gradient(dev, params);
-      if (!problem.empty()) {
-        const std::string where = "step " + std::to_string(schedule_step) + " (epoch " +
-                                  std::to_string(epoch + 1) + ", step " + std::to_string(t + 1) +
-                                  " of " + std::to_string(steps_per_epoch) + ")";
-        if (options.on_nonfinite == "error") {
-          throw Error(
-              "training diverged at " + where + ": " + problem + ". Stopped before applying "
-              "the step; nothing was written for this epoch, so '" +
-              (options.out / "latest.safetensors").string() + "' still holds the last good "
-              "state (after epoch " + std::to_string(epoch) + "). What to try: a lower learning "
-              "rate (start a new run with --set learning_rate=" +
-              format_number(adam.lr() / 10) + "; this run's is " + format_number(adam.lr()) +
-              "), a smaller batch or patch, or --on-nonfinite skip to skip such steps (revox "
-              "trains in float32; there is no lower precision to move away from)");
-        }
-        ++skipped_steps;
-        say("train: skipped " + where + ": " + problem + " (no update applied; --on-nonfinite "
-            "skip)");
-        // The skipped samples do not count in the epoch's loss and patch Dice.
-        for (long long k = 0; k < global_batch; ++k) {
-          double* stats = sample_stats.data() + 4 * (t * global_batch + k);
-          for (int q = 0; q < 4; ++q) stats[q] = 0.0;
-        }
-        continue;
-      }
-      adam.step();
-      ++step;
-      if (options.check_replicas) {
-        host.pull_weights();
-        dist::check_replicas(comm, TensorView<const float>(host.params().values()),
-                             "the weights after step " + std::to_string(step));
-      }
-      const double seconds =
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - step_start).count();
-      step_time_sum += seconds;
-      ++steps_timed;
-      if (steps_timed == 1) {
-        char line[160];
-        std::snprintf(line, sizeof line, "train: first step done %.2f s after the start (it took "
-                      "%.2f s)", std::chrono::duration<double>(std::chrono::steady_clock::now() -
-                                                              invoked).count(), seconds);
-        if (progress.terminal()) std::printf("\r\033[K");
-        say(line);
-      }
-      if (!quiet) {
-        const double mean_step = step_time_sum / static_cast<double>(steps_timed);
-        const double left = static_cast<double>((epochs - epoch - 1) * steps_per_epoch +
-                                                (steps_per_epoch - t - 1));
-        const auto count = static_cast<double>(local_count);
-        progress.step(epoch + 1, epochs, static_cast<int>(t + 1),
-                      static_cast<int>(steps_per_epoch), local_loss / count, local_dice / count,
-                      seconds, mean_step * left);
+        ops::add_inplace(dev_, grad_sum_.view(), TensorView<const float>(params.grads()));
       }
     }
-    data_wait_sum += loader.wait_seconds();
-    // Every sample's numbers from every rank (exact: one non-zero term per entry), summed in
-    // the visiting order, so the epoch's loss does not depend on the number of processes.
-    comm.all_reduce_sum_host(sample_stats.data(), static_cast<index_t>(sample_stats.size()));
+    std::array<double, 3> d{};
+    if constexpr (is_cpu_v<Dev>) {
+      d = patch_dice(p.logits, p.sample.targets);
+    } else {
+      d = patch_dice(host_copy(dev_, p.logits.cview()), p.sample.targets);
+    }
+    double* stats = totals.sample_stats.data() + 4 * p.s;
+    stats[0] = p.loss;
+    for (std::size_t r = 0; r < 3; ++r) stats[1 + r] = d[r];
+    totals.local_loss += p.loss;
+    totals.local_dice += (d[0] + d[1] + d[2]) / 3.0;
+    ++totals.local_count;
+  }
+
+  // Without batch_dice: each sample forward, its own loss, backward.
+  void per_sample_losses(StepState<Dev>& step, data::BackgroundLoader<Sample>& loader,
+                         EpochTotals& totals) {
+    for (long long k = 0; k < batch_; ++k) {
+      PendingSample<Dev>& p = forward_sample(step, loader, k);
+      p.loss = sample_loss(step, p);
+      backward_sample(step, p, k, totals);
+      step.pending.clear();
+    }
+  }
+
+  // One sample's loss (its dlogits, and with deep supervision its levels' too).
+  double sample_loss(const StepState<Dev>& step, PendingSample<Dev>& p) const {
+    if (step.heads == 0) {
+      return config_.loss == "dice"
+                 ? losses::soft_dice_loss(dev_, p.logits.cview(), p.targets_on.view,
+                                          p.dlogits.view())
+                 : losses::bce_dice_loss(dev_, p.logits.cview(), p.targets_on.view,
+                                         p.dlogits.view());
+    }
+    // Each level's loss with its weight folded into the loss's own weights.
+    const std::vector<double>& level_weights = step.level_weights;
+    double loss = losses::bce_dice_loss(dev_, p.logits.cview(), p.targets_on.view,
+                                        p.dlogits.view(), 1.0,
+                                        step.bce_weight * level_weights[0], level_weights[0]);
+    for (index_t j = 1; j <= step.heads; ++j) {
+      const auto q = static_cast<std::size_t>(j - 1);
+      const double w = level_weights[static_cast<std::size_t>(j)];
+      loss += losses::bce_dice_loss(dev_, p.aux[q].cview(), p.aux_targets_on[q].view,
+                                    p.daux[q].view(), 1.0, step.bce_weight * w, w);
+    }
+    return loss;
+  }
+
+  // With batch_dice: all the step's samples forward, one batch Dice per output level, then
+  // each sample backward.
+  void batch_losses(StepState<Dev>& step, data::BackgroundLoader<Sample>& loader,
+                    EpochTotals& totals) {
+    for (long long k = 0; k < batch_; ++k) forward_sample(step, loader, k);
+    // The batch loss runs on the host (on a GPU: logits copied back, dlogits over), one
+    // batch Dice per output level.
+    double loss = 0.0;
+    for (index_t j = 0; j <= step.heads; ++j) loss += batch_level_loss(step, j);
+    for (PendingSample<Dev>& p : step.pending) p.loss = loss;
+    for (long long k = 0; k < batch_; ++k) {
+      backward_sample(step, step.pending[static_cast<std::size_t>(k)], k, totals);
+    }
+    step.pending.clear();
+  }
+
+  // Output level j (0: full resolution) of the batch Dice: every pending sample's dlogits of
+  // that level, scaled by batch; returns the level's weighted loss.
+  double batch_level_loss(StepState<Dev>& step, index_t j) {
+    std::vector<PendingSample<Dev>>& pending = step.pending;
+    const auto q = static_cast<std::size_t>(j - 1);  // for j >= 1
+    std::vector<Tensor<float>> host_logits, host_dlogits;
+    host_logits.reserve(pending.size());
+    host_dlogits.reserve(pending.size());
+    std::vector<TensorView<const float>> logit_views, target_views;
+    std::vector<TensorView<float>> dlogit_views;
+    for (PendingSample<Dev>& p : pending) {
+      Tensor<float, Dev>& out = j == 0 ? p.logits : p.aux[q];
+      Tensor<float, Dev>& dout = j == 0 ? p.dlogits : p.daux[q];
+      if constexpr (is_cpu_v<Dev>) {
+        logit_views.push_back(out.cview());
+        dlogit_views.push_back(dout.view());
+      } else {
+        host_logits.push_back(host_copy(dev_, out.cview()));
+        host_dlogits.emplace_back(out.shape());
+        logit_views.push_back(host_logits.back().cview());
+        dlogit_views.push_back(host_dlogits.back().view());
+      }
+      target_views.push_back(j == 0 ? p.sample.targets.cview() : p.aux_targets[q].cview());
+    }
+    const double w = step.level_weights[static_cast<std::size_t>(j)];
+    const double loss =
+        config_.loss == "dice" && step.heads == 0
+            ? losses::batch_soft_dice_loss<float>(logit_views, target_views, dlogit_views)
+            : losses::batch_bce_dice_loss<float>(logit_views, target_views, dlogit_views, 1.0,
+                                                 step.bce_weight * w, w);
+    for (std::size_t k = 0; k < pending.size(); ++k) {
+      TensorView<float> g = dlogit_views[k];
+      for (index_t i = 0; i < g.numel(); ++i) g.data[i] *= static_cast<float>(batch_);
+      if constexpr (!is_cpu_v<Dev>) {
+        Tensor<float, Dev>& dout = j == 0 ? pending[k].dlogits : pending[k].daux[q];
+        host_to_device(dev_, dout.data(), g.data, g.numel());
+      }
+    }
+    return loss;
+  }
+
+  // The step's gradient: this rank's sum (batch > 1) back in the parameters' gradients, then
+  // all-reduced to the mean over the step's samples (dist::average_gradients).
+  void reduce_gradients(const StepState<Dev>& step) {
+    Parameters<float, Dev>& params = model_.params;
+    if (batch_ > 1) {
+      device_to_device(dev_, params.grads().data, grad_sum_.data(), grad_sum_.numel());
+    }
+    // The barrier only separates the two timings: the wait for the slowest process (it
+    // would happen inside the all-reduce anyway) and the all-reduce's own time.
+    if (run_.world > 1) {
+      const auto wait_start = Clock::now();
+      comm_.barrier();
+      wait_time_sum_ += std::chrono::duration<double>(Clock::now() - wait_start).count();
+    }
+    const auto reduce_start = Clock::now();
+    dist::average_gradients(comm_, params, batch_);
+    reduce_time_sum_ += std::chrono::duration<double>(Clock::now() - reduce_start).count();
+    if constexpr (is_cpu_v<Dev>) {
+      if (step.inject && !nonfinite_test_in_loss_) {
+        params.grads().data[params.grads().numel() - 1] = std::nanf("");
+      }
+    }
+  }
+
+  // Divergence guard: "" when the step may be applied, else what is not finite. The
+  // gradient is the same on every rank after the all-reduce; a non-finite loss on any rank
+  // is made known to all, so all take the same decision.
+  std::string nonfinite_problem(const StepState<Dev>& step) {
+    std::string problem = step.bad_loss;
+    if (run_.world > 1) {
+      double flag = step.bad_loss.empty() ? 0.0 : 1.0;
+      comm_.all_reduce_sum_host(&flag, 1);
+      if (flag > 0 && problem.empty()) {
+        problem = "the loss of a sample on another process is not finite";
+      }
+    }
+    if (problem.empty()) problem = first_nonfinite_gradient(dev_, model_.params);
+    return problem;
+  }
+
+  // A step with a non-finite loss or gradient: stops the run (--on-nonfinite error) or is
+  // skipped, its samples not counted in the epoch's loss and patch Dice.
+  void skip_step(const StepState<Dev>& step, const std::string& problem, EpochTotals& totals) {
+    const std::string where = "step " + std::to_string(step.schedule_step) + " (epoch " +
+                              std::to_string(step.epoch + 1) + ", step " +
+                              std::to_string(step.t + 1) + " of " +
+                              std::to_string(steps_per_epoch_) + ")";
+    if (options_.on_nonfinite == "error") {
+      throw Error(
+          "training diverged at " + where + ": " + problem + ". Stopped before applying "
+          "the step; nothing was written for this epoch, so '" +
+          (options_.out / "latest.safetensors").string() + "' still holds the last good "
+          "state (after epoch " + std::to_string(step.epoch) + "). What to try: a lower "
+          "learning rate (start a new run with --set learning_rate=" +
+          format_number(model_.adam.lr() / 10) + "; this run's is " +
+          format_number(model_.adam.lr()) + "), a smaller batch or patch, or --on-nonfinite "
+          "skip to skip such steps (revox trains in float32; there is no lower precision to "
+          "move away from)");
+    }
+    ++totals.skipped_steps;
+    run_.say("train: skipped " + where + ": " + problem + " (no update applied; "
+             "--on-nonfinite skip)");
+    // The skipped samples do not count in the epoch's loss and patch Dice.
+    for (long long k = 0; k < global_batch_; ++k) {
+      double* stats = totals.sample_stats.data() + 4 * (step.t * global_batch_ + k);
+      for (int q = 0; q < 4; ++q) stats[q] = 0.0;
+    }
+  }
+
+  // The Adam update (with --check-replicas the weights compared across the ranks), then the
+  // step's timing and progress.
+  void apply_step(const StepState<Dev>& step, Clock::time_point step_start,
+                  const EpochTotals& totals) {
+    model_.adam.step();
+    ++applied_steps_;
+    if (options_.check_replicas) {
+      model_.host.pull_weights();
+      dist::check_replicas(comm_, TensorView<const float>(model_.host.params().values()),
+                           "the weights after step " + std::to_string(applied_steps_));
+    }
+    const double seconds = std::chrono::duration<double>(Clock::now() - step_start).count();
+    step_time_sum_ += seconds;
+    ++steps_timed_;
+    if (steps_timed_ == 1) {
+      char line[160];
+      std::snprintf(line, sizeof line, "train: first step done %.2f s after the start (it "
+                    "took %.2f s)",
+                    std::chrono::duration<double>(Clock::now() - run_.invoked).count(),
+                    seconds);
+      if (run_.progress.terminal()) std::printf("\r\033[K");
+      run_.say(line);
+    }
+    if (!run_.quiet) {
+      const double mean_step = step_time_sum_ / static_cast<double>(steps_timed_);
+      const double left = static_cast<double>((epochs_ - step.epoch - 1) * steps_per_epoch_ +
+                                              (steps_per_epoch_ - step.t - 1));
+      const auto count = static_cast<double>(totals.local_count);
+      run_.progress.step(step.epoch + 1, epochs_, static_cast<int>(step.t + 1),
+                         static_cast<int>(steps_per_epoch_), totals.local_loss / count,
+                         totals.local_dice / count, seconds, mean_step * left);
+    }
+  }
+
+  // After epoch `epoch`'s steps: its record (with validation), checkpoints and logs (rank
+  // 0), its line.
+  void end_epoch(int epoch, Clock::time_point epoch_start, EpochTotals& totals) {
+    const EpochRecord record = epoch_record(epoch, epoch_start, totals);
+    result_.history.push_back(record);
+    const double mean_dice = (record.dice[0] + record.dice[1] + record.dice[2]) / 3.0;
+    nlohmann::json history = nlohmann::json::array();
+    for (const auto& r : result_.history) history.push_back(to_json(r));
+    std::map<std::string, std::string> extra{{"history", history.dump()},
+                                             {"processes", std::to_string(run_.world)}};
+    const bool last = epoch + 1 == epochs_;
+    const std::string et_line =
+        record.validated && last ? store_et_threshold(extra) : std::string();
+    const bool best = record.validated && mean_dice > result_.best_metric;
+    if (best) result_.best_metric = mean_dice;
+    if (run_.root) save_checkpoints(epoch, best, extra);
+    say_epoch(epoch, record, mean_dice);
+    if (!et_line.empty()) run_.say(et_line);
+    if (record.validated) result_.final_dice = record.dice;
+    ++epochs_this_run_;
+  }
+
+  // The epoch's record: the mean loss over its counted samples (every sample's numbers from
+  // every rank, exact: one non-zero term per entry, summed in the visiting order, so the
+  // loss does not depend on the number of processes), the hold-out Dice when validated.
+  EpochRecord epoch_record(int epoch, Clock::time_point epoch_start, EpochTotals& totals) {
+    std::vector<double>& sample_stats = totals.sample_stats;
+    comm_.all_reduce_sum_host(sample_stats.data(), static_cast<index_t>(sample_stats.size()));
     double loss_sum = 0.0;
-    for (long long s = 0; s < visits; ++s) {
+    for (long long s = 0; s < visits_; ++s) {
       loss_sum += sample_stats[static_cast<std::size_t>(4 * s)];
     }
-    const long long counted = visits - skipped_steps * global_batch;
-    if (world > 1) {
-      host.pull_weights();
-      dist::check_replicas(comm, TensorView<const float>(host.params().values()),
+    const long long counted = visits_ - totals.skipped_steps * global_batch_;
+    if (run_.world > 1) {
+      model_.host.pull_weights();
+      dist::check_replicas(comm_, TensorView<const float>(model_.host.params().values()),
                            "the weights after epoch " + std::to_string(epoch + 1));
     }
     EpochRecord record;
     record.epoch = epoch + 1;
     record.loss = counted > 0 ? loss_sum / static_cast<double>(counted) : 0.0;
-    record.skipped_steps = skipped_steps;
-    record.lr = adam.lr();
-    const bool last = epoch + 1 == epochs;
-    if (!holdout_set.empty() && ((epoch + 1) % config.validate_every == 0 || last)) {
+    record.skipped_steps = totals.skipped_steps;
+    record.lr = model_.adam.lr();
+    const bool last = epoch + 1 == epochs_;
+    if (!holdout_set_.empty() && ((epoch + 1) % config_.validate_every == 0 || last)) {
       record.validated = true;
       record.dice = validate(last);
     }
-    record.seconds =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - epoch_start).count();
+    record.seconds = std::chrono::duration<double>(Clock::now() - epoch_start).count();
     record.peak_memory_bytes = DeviceTraits<Dev>::allocator().peak_bytes();
-    result.history.push_back(record);
-    const double mean_dice = (record.dice[0] + record.dice[1] + record.dice[2]) / 3.0;
-    nlohmann::json history = nlohmann::json::array();
-    for (const auto& r : result.history) history.push_back(to_json(r));
-    std::map<std::string, std::string> extra{{"history", history.dump()},
-                                             {"processes", std::to_string(world)}};
-    // After the last epoch's validation: the ET threshold with the best mean hold-out ET
-    // Dice, stored in latest.safetensors and best.safetensors ("et_threshold").
-    std::string et_line;
-    if (record.validated && last) {
-      const EtThresholdChoice choice = choose_et_threshold(final_et_counts);
-      extra["et_threshold"] = std::to_string(choice.threshold);
-      char text[320];
-      std::snprintf(text, sizeof text, "train: ET post-processing threshold %lld voxels (chosen "
-                    "on the %zu hold-out cases: mean ET Dice %.4f without, %.4f with; predict "
-                    "applies it unless --no-postprocess)",
-                    static_cast<long long>(choice.threshold), final_et_counts.size(),
-                    choice.dice_without, choice.dice_with);
-      et_line = text;
+    return record;
+  }
+
+  // Hold-out validation (validate_holdout): case j scored by rank j % world, the scores
+  // summed over the ranks, rank 0 writing them. The final validation (with HD95) also
+  // collects each hold-out case's ET voxel counts, from which the ET post-processing
+  // threshold is chosen (postprocess.hpp).
+  std::array<double, 3> validate(bool with_hd95) {
+    ++validations_;
+    return validate_holdout(
+        dev_, model_.net, data_, holdout_set_, comm_, with_hd95,
+        validations_ == kill_in_validation_,
+        with_hd95 && run_.root ? options_.out / "holdout_scores.csv" : fs::path(),
+        with_hd95 ? &final_et_counts_ : nullptr);
+  }
+
+  // After the last epoch's validation: the ET threshold with the best mean hold-out ET
+  // Dice, into `extra` for latest.safetensors and best.safetensors ("et_threshold");
+  // returns the line that says so.
+  std::string store_et_threshold(std::map<std::string, std::string>& extra) const {
+    const EtThresholdChoice choice = choose_et_threshold(final_et_counts_);
+    extra["et_threshold"] = std::to_string(choice.threshold);
+    char text[320];
+    std::snprintf(text, sizeof text, "train: ET post-processing threshold %lld voxels (chosen "
+                  "on the %zu hold-out cases: mean ET Dice %.4f without, %.4f with; predict "
+                  "applies it unless --no-postprocess)",
+                  static_cast<long long>(choice.threshold), final_et_counts_.size(),
+                  choice.dice_without, choice.dice_with);
+    return text;
+  }
+
+  // Rank 0 after epoch `epoch`: latest.safetensors (and best.safetensors at a new best)
+  // from the host copy of the weights and Adam state, never with non-finite weights; then
+  // log.csv and learning_curve.png.
+  void save_checkpoints(int epoch, bool best, const std::map<std::string, std::string>& extra) {
+    HostState<Dev>& host = model_.host;
+    host.pull();  // the weights and Adam state in host memory (a no-op on the CPU)
+    check_finite_weights(host.params(), epoch, options_.out);
+    if (best) {
+      write_checkpoint(options_.out / "best.safetensors", host.params(), &host.adam(),
+                       config_.json, epoch + 1, applied_steps_, result_.best_metric, extra);
     }
-    const bool best = record.validated && mean_dice > result.best_metric;
-    if (best) result.best_metric = mean_dice;
-    if (root) {
-      host.pull();  // the weights and Adam state in host memory (a no-op on the CPU)
-      check_finite_weights(host.params(), epoch, options.out);
-      if (best) {
-        write_checkpoint(options.out / "best.safetensors", host.params(), &host.adam(),
-                         config_json, epoch + 1, step, result.best_metric, extra);
-      }
-      write_checkpoint(options.out / "latest.safetensors", host.params(), &host.adam(),
-                       config_json, epoch + 1, step, result.best_metric, extra);
-      // An earlier best checkpoint gets the threshold chosen on the final model.
-      if (!best && extra.count("et_threshold") != 0 &&
-          fs::exists(options.out / "best.safetensors", ec)) {
-        set_checkpoint_metadata(options.out / "best.safetensors",
-                                {{"et_threshold", extra.at("et_threshold")}});
-      }
-      write_logs();
+    write_checkpoint(options_.out / "latest.safetensors", host.params(), &host.adam(),
+                     config_.json, epoch + 1, applied_steps_, result_.best_metric, extra);
+    // An earlier best checkpoint gets the threshold chosen on the final model.
+    std::error_code ec;
+    if (!best && extra.count("et_threshold") != 0 &&
+        fs::exists(options_.out / "best.safetensors", ec)) {
+      set_checkpoint_metadata(options_.out / "best.safetensors",
+                              {{"et_threshold", extra.at("et_threshold")}});
     }
+    write_logs();
+  }
+
+  // The epoch's line (in both progress modes).
+  void say_epoch(int epoch, const EpochRecord& record, double mean_dice) {
     char line[512];
     if (record.validated) {
       std::snprintf(line, sizeof line,
                     "epoch %d/%d  loss %.4f  hold-out Dice WT %.3f TC %.3f ET %.3f (mean %.3f)"
                     "  lr %.3g  %.1f s  peak %.1f MiB",
-                    epoch + 1, epochs, record.loss, record.dice[0], record.dice[1],
+                    epoch + 1, epochs_, record.loss, record.dice[0], record.dice[1],
                     record.dice[2], mean_dice, record.lr, record.seconds,
                     static_cast<double>(record.peak_memory_bytes) / (1 << 20));
     } else {
       std::snprintf(line, sizeof line, "epoch %d/%d  loss %.4f  lr %.3g  %.1f s  peak %.1f MiB",
-                    epoch + 1, epochs, record.loss, record.lr, record.seconds,
+                    epoch + 1, epochs_, record.loss, record.lr, record.seconds,
                     static_cast<double>(record.peak_memory_bytes) / (1 << 20));
     }
-    if (!quiet) progress.end_epoch(line);
-    if (!et_line.empty()) say(et_line);
-    if (record.validated) result.final_dice = record.dice;
-    ++epochs_this_run;
+    if (!run_.quiet) run_.progress.end_epoch(line);
   }
-  if (result.history.empty() && root) write_logs();
-  const double total =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - run_start).count();
-  if (world > 1 && steps_timed > 0) {
-    const auto n = static_cast<double>(steps_timed);
-    char line[320];
-    std::snprintf(line, sizeof line,
-                  "train: per step on rank 0: %.3f s, of which %.2f ms waiting for the slowest "
-                  "process and %.2f ms (%.2f%%) in the all-reduce of the %.2f MiB gradient",
-                  step_time_sum / n, 1e3 * wait_time_sum / n, 1e3 * reduce_time_sum / n,
-                  100.0 * reduce_time_sum / step_time_sum,
-                  static_cast<double>(params.size()) * sizeof(float) / (1 << 20));
-    say(line);
+
+  // Rank 0: log.csv and learning_curve.png of the history so far.
+  void write_logs() {
+    write_text_atomic(options_.out / "log.csv", log_csv(result_.history));
+    int w = 0, h = 0;
+    const auto rgb = plot_learning_curve(result_.history, w, h);
+    const fs::path tmp = options_.out / "learning_curve.png.tmp";
+    REVOX_CHECK(stbi_write_png(tmp.string().c_str(), w, h, 3, rgb.data(), w * 3) != 0,
+                "cannot write '", tmp.string(), "'");
+    fs::rename(tmp, options_.out / "learning_curve.png");
   }
-  result.data_wait_seconds = data_wait_sum;
-  result.preprocessed = data.preprocessed;
-  if (const auto* cache = data.cache()) {
-    result.cache_limit_bytes = cache->limit_bytes();
-    result.cache_peak_cached_bytes = cache->peak_cached_bytes();
-    result.cache_peak_live_bytes = cache->peak_live_bytes();
-    result.cache_opens = cache->opens();
-    result.cache_evictions = cache->evictions();
-    for (const auto& c : cases) result.largest_case_bytes = std::max(result.largest_case_bytes, c.bytes);
+
+  // The data pipeline of this invocation into the result.
+  void record_data_pipeline() {
+    result_.data_wait_seconds = data_wait_sum_;
+    result_.preprocessed = data_.preprocessed;
+    if (const auto* cache = data_.cache()) {
+      result_.cache_limit_bytes = cache->limit_bytes();
+      result_.cache_peak_cached_bytes = cache->peak_cached_bytes();
+      result_.cache_peak_live_bytes = cache->peak_live_bytes();
+      result_.cache_opens = cache->opens();
+      result_.cache_evictions = cache->evictions();
+      for (const auto& c : cases_) {
+        result_.largest_case_bytes = std::max(result_.largest_case_bytes, c.bytes);
+      }
+    }
   }
-  if (steps_timed > 0) {
+
+  // The closing line on the steps' time and their wait for data.
+  void say_data_pipeline() {
     char line[400];
     std::snprintf(line, sizeof line,
                   "train: %.3f s per step; waiting for data %.1f ms per step (%.2f%% of step "
                   "time; %d loader worker(s))%s",
-                  step_time_sum / static_cast<double>(steps_timed),
-                  1e3 * data_wait_sum / static_cast<double>(steps_timed),
-                  100.0 * data_wait_sum / step_time_sum, config.loader_workers,
-                  data.cache() == nullptr
+                  step_time_sum_ / static_cast<double>(steps_timed_),
+                  1e3 * data_wait_sum_ / static_cast<double>(steps_timed_),
+                  100.0 * data_wait_sum_ / step_time_sum_, config_.loader_workers,
+                  data_.cache() == nullptr
                       ? ""
                       : (", case cache: peak " +
-                         std::to_string(data.cache()->peak_live_bytes() >> 20) + " MiB mapped (limit " +
-                         std::to_string(config.cache_mb) + " MiB + cases in use), " +
-                         std::to_string(data.cache()->opens()) + " maps, " +
-                         std::to_string(data.cache()->evictions()) + " evictions").c_str());
-    say(line);
+                         std::to_string(data_.cache()->peak_live_bytes() >> 20) +
+                         " MiB mapped (limit " + std::to_string(config_.cache_mb) +
+                         " MiB + cases in use), " + std::to_string(data_.cache()->opens()) +
+                         " maps, " + std::to_string(data_.cache()->evictions()) +
+                         " evictions").c_str());
+    run_.say(line);
   }
-  say("train: done in " + format_duration(total) + "; checkpoints in " + options.out.string() +
-      " (latest.safetensors, best.safetensors), log.csv, learning_curve.png");
+
+  static std::string format_number(double v) {
+    char buffer[64];
+    std::snprintf(buffer, sizeof buffer, "%.3g", v);
+    return std::string(buffer);
+  }
+
+  RunContext<Dev>& run_;
+  const TrainOptions& options_;
+  dist::Communicator<Dev>& comm_;
+  const Dev& dev_;
+  const RunConfig& config_;
+  const TrainingData& data_;
+  const std::vector<data::CaseInfo>& cases_;
+  const std::vector<std::size_t>& train_set_;
+  const std::vector<std::size_t>& holdout_set_;
+  TrainingModel<Dev>& model_;
+  TrainResult& result_;
+  // The schedule.
+  const int samples_;
+  const long long batch_, global_batch_, steps_per_epoch_, visits_;
+  const int epochs_, start_epoch_;
+  long long applied_steps_;  // Adam steps of the run (resumed ones included): "step"
+  // Validation.
+  long kill_in_validation_ = 0;
+  long validations_ = 0;
+  std::vector<EnhancingCounts> final_et_counts_;
+  Tensor<float, Dev> grad_sum_;
+  long long nonfinite_test_step_ = 0;
+  bool nonfinite_test_in_loss_ = false;
+  // Timings.
+  Clock::time_point run_start_;
+  int epochs_this_run_ = 0;
+  double step_time_sum_ = 0.0, wait_time_sum_ = 0.0, reduce_time_sum_ = 0.0,
+         data_wait_sum_ = 0.0;
+  long long steps_timed_ = 0;
+};
+
+}  // namespace detail
+
+// The training loop; see the top of this file. `log` receives every plain-text line (rank 0
+// only). `comm` connects the processes of a data-parallel run (dist::SingleProcess: one);
+// `dev` is where the model trains (Cpu, or the Cuda of comm's GPU: the Cuda instantiation
+// lives in brats_cuda.cu).
+template <class Dev>
+TrainResult run_training(const TrainOptions& options, std::ostream& log,
+                         dist::Communicator<Dev>& comm, const Dev& dev = Dev{}) {
+  using namespace detail;
+  RunContext<Dev> run(options, log, comm, dev);
+
+  // ---- everything that can fail is checked before RUN_DIR is touched -------------------
+  REVOX_CHECK(options.on_nonfinite == "error" || options.on_nonfinite == "skip",
+              "--on-nonfinite must be 'error' or 'skip', got '", options.on_nonfinite, "'");
+  RunDirClaim claim(options.out);
+  const RunStart start = claim_run_directory(run, claim);
+  const RunConfig config = parse_run_config(start.start.at("config"));
+  omp_set_num_threads(config.threads);
+  const TrainingCases cases = prepare_data(run, config);
+  check_same_cases(run, config, cases);
+  TrainingModel<Dev> model(dev, config);
+  TrainResult result = resume_from_checkpoint(run, start, config, model);
+
+  // ---- from here on the run directory is written (by rank 0) ---------------------------
+  claim.started = true;
+  for (auto i : cases.split.holdout) result.holdout_ids.push_back(cases.data.cases[i].id);
+  if (run.root) {
+    write_run_files(options.out, config.json, config, cases.data.cases, cases.split, run.say);
+  }
+  TrainingLoop<Dev> loop(run, config, cases, model, start.start, result);
+  loop.run_epochs();
+  loop.finish();
   return result;
 }
 
