@@ -65,8 +65,8 @@ class ConvBlock {
     auto named = [&fn](const char* prefix) {
       return [&fn, prefix](const std::string& name, Param<T>& p) { fn(prefix + name, p); };
     };
-    chain_.template get<0>().visit_params(named("conv."));
-    chain_.template get<1>().visit_params(named("norm."));
+    conv().visit_params(named("conv."));
+    norm().visit_params(named("norm."));
   }
 
   void reset_parameters(Rng& rng) { chain_.reset_parameters(rng); }

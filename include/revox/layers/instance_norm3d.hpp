@@ -64,8 +64,7 @@ class InstanceNorm3d {
   const Param<T>& bias() const { return bias_; }
 
   Shape5 output_shape(Shape5 in) const {
-    REVOX_CHECK(in.valid(), "InstanceNorm3d: input extents must be positive, got ", in);
-    REVOX_CHECK_EQ("InstanceNorm3d: input channels", channels_, in.c);
+    detail::check_input("InstanceNorm3d", in, channels_);
     return in;
   }
 
@@ -78,7 +77,7 @@ class InstanceNorm3d {
 
   void reset_parameters(Rng& /*rng*/) {
     if (!affine_) return;
-    check_bound();
+    check_bound("reset_parameters");
     init::constant(weight_.value, weight_.numel(), T(1));
     init::constant(bias_.value, bias_.numel(), T(0));
   }
@@ -87,7 +86,7 @@ class InstanceNorm3d {
   void forward(const Dev& dev, TensorView<const T> x, TensorView<T> y,
                nondeduced_t<Saved<Dev>>* saved) const {
     check_output_view("InstanceNorm3d", output_shape(x.shape), y.shape);
-    check_bound();
+    check_bound("forward");
     double* mean = nullptr;
     double* rstd = nullptr;
     if (saved != nullptr) {
@@ -103,23 +102,21 @@ class InstanceNorm3d {
 
   template <class Dev>
   void backward(const Dev& dev, Saved<Dev>& saved, TensorView<const T> dy, TensorView<T> dx) {
-    REVOX_CHECK(saved.x.data != nullptr && !saved.mean.empty() && !saved.rstd.empty(),
-                "InstanceNorm3d::backward: nothing saved; run forward with `saved` before each "
-                "backward");
-    check_bound();
-    REVOX_CHECK(dy.shape == saved.x.shape, "InstanceNorm3d::backward: dy shape ", dy.shape,
-                " does not match the expected ", saved.x.shape);
-    if (!dx.empty()) check_output_view("InstanceNorm3d::backward (dx)", saved.x.shape, dx.shape);
+    // dx may be the very memory of dy (the kernels read a whole plane before writing it).
+    detail::check_backward("InstanceNorm3d", *this,
+                           saved.x.data != nullptr && !saved.mean.empty() && !saved.rstd.empty(),
+                           saved.x.shape, dy, dx,
+                           {detail::Sharing::any, "nothing saved", /*dx_as_output_view=*/true});
+    check_bound("backward");
+    // An empty dx (Gradients::params_only) tells the op to skip the input gradient.
     ops::instance_norm_backward(dev, saved.x, dy, weight_.value, saved.mean.data(),
                                 saved.rstd.data(), dx, weight_.grad, bias_.grad);
     saved = Saved<Dev>{};
   }
 
  private:
-  void check_bound() const {
-    REVOX_CHECK(!affine_ || (weight_.bound() && bias_.bound()),
-                "InstanceNorm3d: parameters are not bound; construct a Parameters<T> from the "
-                "layer (or the model holding it) first");
+  void check_bound(const char* what) const {
+    detail::check_bound("InstanceNorm3d", what, !affine_ || (weight_.bound() && bias_.bound()));
   }
 
   index_t channels_;
