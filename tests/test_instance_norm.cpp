@@ -1,7 +1,8 @@
 // InstanceNorm3d and ops::instance_norm_*: the CPU fast path against the plain reference
 // (float and double, odd extents, batch 2, with and without the affine parameters, in place,
 // float inputs with a large offset), independence from the thread count, the CUDA kernel
-// bodies run on the CPU against the reference, gradcheck of the layer, PyTorch (fixtures made
+// bodies (GroupNorm's, one group per channel, as ops/cuda/instance_norm.cuh runs them) run on
+// the CPU against the reference, gradcheck of the layer, PyTorch (fixtures made
 // by tests/fixtures/make_instance_norm_fixtures.py, and GroupNorm with one channel per group
 // on the same data), the Plan device (planned peak == measured peak), misuse errors and the
 // parameter layout.
@@ -27,7 +28,7 @@
 #include "revox/models/memory_planner.hpp"
 #include "revox/ops/instance_norm.hpp"
 #include "revox/ops/kernel_bodies/for_each.hpp"
-#include "revox/ops/kernel_bodies/instance_norm.hpp"
+#include "revox/ops/kernel_bodies/group_norm.hpp"
 #include "revox/testing/gradcheck.hpp"
 #include "support/tensors.hpp"
 #include "support/torch_fixture.hpp"
@@ -259,7 +260,7 @@ TEMPLATE_TEST_CASE("emulated kernels: InstanceNorm forward and backward match th
   const double eps = 1e-5;
   const Shape5 shapes[] = {{2, 3, 5, 7, 9}, {1, 4, 1, 1, 1}, {3, 2, 1, 2, 3}, {2, 1, 9, 1, 11}};
   for (const Shape5 shape : shapes) {
-    for (const index_t chunk : {index_t{7}, index_t{64}, kernels::kInstanceNormChunk}) {
+    for (const index_t chunk : {index_t{7}, index_t{64}, kernels::kGroupNormChunk}) {
       for (const double offset : {0.0, 1000.0}) {
         for (const bool affine : {true, false}) {
           INFO("shape " << shape << ", chunk " << chunk << ", offset " << offset << ", affine "
@@ -289,15 +290,16 @@ TEMPLATE_TEST_CASE("emulated kernels: InstanceNorm forward and backward match th
           revox::cpu::reference::instance_norm_forward(x_d.cview(), wd, bd, eps, y_ref.view(),
                                                        mean_ref.data(), rstd_ref.data());
 
-          const auto dims = kernels::instance_norm_dims(shape, chunk);
+          // As InstanceNormKernels<Cuda>: GroupNorm's bodies with one group per channel.
+          const auto dims = kernels::group_norm_dims(shape, shape.c, chunk);
           CHECK(dims.slots() == shape.n * shape.c * ((shape.spatial() + chunk - 1) / chunk));
           Tensor<double> scratch = Tensor<double>::full(
-              revox::flat_shape(kernels::instance_norm_forward_scratch(dims)), nan<double>());
+              revox::flat_shape(kernels::group_norm_forward_scratch(dims)), nan<double>());
           Tensor<T> y = Tensor<T>::full(shape, nan<T>());
           Tensor<double> mean = Tensor<double>::full(stats, nan<double>());
           Tensor<double> rstd = Tensor<double>::full(stats, nan<double>());
-          kernels::instance_norm_forward_stages(run, x.data(), dims, eps, p.w(), p.b(), y.data(),
-                                                mean.data(), rstd.data(), scratch.data());
+          kernels::group_norm_forward_stages(run, x.data(), dims, eps, p.w(), p.b(), y.data(),
+                                             mean.data(), rstd.data(), scratch.data());
           // At offset 1000 the problem itself is ill-conditioned: one ulp of the mean (1.1e-13
           // in double) moves x - mean by as much, times rstd ~ 170 in y and more in dx, and the
           // bodies' shifted one-pass mean and the reference's two-pass mean differ by ulps.
@@ -316,13 +318,13 @@ TEMPLATE_TEST_CASE("emulated kernels: InstanceNorm forward and backward match th
                                                         dx_ref.view(), dw_ref.data(),
                                                         db_ref.data());
           Tensor<double> grad_scratch = Tensor<double>::full(
-              revox::flat_shape(kernels::instance_norm_backward_scratch(dims)), nan<double>());
+              revox::flat_shape(kernels::group_norm_backward_scratch(dims)), nan<double>());
           Tensor<T> dx = Tensor<T>::full(shape, nan<T>());
           Tensor<T> dw = Tensor<T>::zeros(revox::flat_shape(shape.c));
           Tensor<T> db = Tensor<T>::zeros(revox::flat_shape(shape.c));
-          kernels::instance_norm_backward_stages(run, x.data(), dy.data(), dims, p.w(),
-                                                 mean.data(), rstd.data(), dx.data(), dw.data(),
-                                                 db.data(), grad_scratch.data());
+          kernels::group_norm_backward_stages(run, x.data(), dy.data(), dims, mean.data(),
+                                              rstd.data(), p.w(), dx.data(), dw.data(), db.data(),
+                                              grad_scratch.data());
           CHECK(max_error(dx, dx_ref) <= dx_tol);
           CHECK(max_error(dw, dw_ref) <= dx_tol);
           CHECK(max_error(db, db_ref) <= tolerance<T>() * 4);
@@ -330,10 +332,10 @@ TEMPLATE_TEST_CASE("emulated kernels: InstanceNorm forward and backward match th
           // Without dx and parameter gradients but one: dx untouched, dbias the same.
           Tensor<T> db_only = Tensor<T>::zeros(revox::flat_shape(shape.c));
           Tensor<T> untouched = Tensor<T>::full(shape, nan<T>());
-          kernels::instance_norm_backward_stages(run, x.data(), dy.data(), dims, p.w(),
-                                                 mean.data(), rstd.data(),
-                                                 static_cast<T*>(nullptr), static_cast<T*>(nullptr),
-                                                 db_only.data(), grad_scratch.data());
+          kernels::group_norm_backward_stages(run, x.data(), dy.data(), dims, mean.data(),
+                                              rstd.data(), p.w(), static_cast<T*>(nullptr),
+                                              static_cast<T*>(nullptr), db_only.data(),
+                                              grad_scratch.data());
           CHECK(same_bytes(db_only, db));
           index_t written = 0;
           for (index_t i = 0; i < untouched.numel(); ++i) written += !std::isnan(untouched[i]);

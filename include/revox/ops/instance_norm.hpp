@@ -23,8 +23,8 @@
 //
 // Kernels (the shape every op follows, revox/ops/op.hpp): InstanceNormKernels<Cpu> in
 // ops/cpu/instance_norm.hpp (with revox::cpu::reference), InstanceNormKernels<Cuda> in
-// ops/cuda/instance_norm.cuh, whose bodies are ops/kernel_bodies/instance_norm.hpp. The layer is
-// revox/layers/instance_norm3d.hpp.
+// ops/cuda/instance_norm.cuh, which runs GroupNorm's bodies (ops/kernel_bodies/group_norm.hpp)
+// with one group per channel. The layer is revox/layers/instance_norm3d.hpp.
 #pragma once
 
 #include <cmath>

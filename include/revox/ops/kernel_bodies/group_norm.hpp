@@ -3,6 +3,10 @@
 //
 //   x, y, dy, dx (N, C, D, H, W); gamma, beta, dgamma, dbeta (C); mean, rstd (N, G) double.
 //   Cg = C / G channels per group, S = D * H * W elements per (n, c) plane.
+//   gamma may be nullptr (scale 1), beta nullptr (shift 0), dgamma / dbeta nullptr (not
+//   requested): instance normalisation is these bodies with G = C and optional weight and bias
+//   (ops/cuda/instance_norm.cuh). y may be x, and dx may be dy (each element is read before it
+//   is written, by the same call).
 //
 // The statistics are reduced in two stages, deterministically (no atomics): every plane is
 // cut into `chunks` chunks of `chunk` elements (chunks = ceil(S / chunk)); stage 1 writes one
@@ -19,8 +23,10 @@
 //            GroupNormGradPlanes    (N*C calls)         per-plane sums         ASSIGNED
 //            GroupNormGradCoefficients (N*G calls)      coef_x, coef_1         ASSIGNED
 //            GroupNormGradParams    (C calls)           dgamma, dbeta          ACCUMULATED
+//                                   (skipped when both are nullptr)
 //            GroupNormGradInput     (N*C*S calls)       dx                     ASSIGNED
-// with dx = rstd * gamma[c] * dy + (x - mean) * coef_x + coef_1 per element.
+// with dx = rstd * gamma[c] * dy + (x - mean) * coef_x + coef_1 per element (gamma = 1 when
+// nullptr).
 // group_norm_forward_stages / group_norm_backward_stages run these bodies in order through a
 // runner `run(count, body)` (cuda::for_each on the GPU, emulate_for_each in the tests), with
 // the scratch layout fixed here, so the GPU and its CPU emulation take the same steps.
@@ -129,16 +135,16 @@ struct GroupNormApply {
   GroupNormDims dims;
   const double* mean;
   const double* rstd;
-  const T* gamma;
-  const T* beta;
+  const T* gamma;  // nullptr: scale 1
+  const T* beta;   // nullptr: shift 0
   T* y;
 
   REVOX_HD void operator()(index_t i) const {
     const index_t plane = i / dims.spatial;
     const index_t c = plane % dims.c;
     const index_t ng = (plane / dims.c) * dims.groups + c / dims.channels_per_group();
-    const double scale = rstd[ng] * static_cast<double>(gamma[c]);
-    const double offset = static_cast<double>(beta[c]);
+    const double scale = gamma != nullptr ? rstd[ng] * static_cast<double>(gamma[c]) : rstd[ng];
+    const double offset = beta != nullptr ? static_cast<double>(beta[c]) : 0.0;
     y[i] = static_cast<T>((static_cast<double>(x[i]) - mean[ng]) * scale + offset);
   }
 };
@@ -191,7 +197,7 @@ struct GroupNormGradPlanes {
 template <class T>
 struct GroupNormGradCoefficients {
   GroupNormDims dims;
-  const T* gamma;
+  const T* gamma;  // nullptr: gamma = 1
   const double* rstd;
   const double* plane_dy;
   const double* plane_dy_xc;
@@ -204,8 +210,9 @@ struct GroupNormGradCoefficients {
     const index_t cg = dims.channels_per_group();
     double sum_gamma_dy = 0.0, sum_gamma_dy_xc = 0.0;
     for (index_t c = g * cg; c < (g + 1) * cg; ++c) {
-      sum_gamma_dy += static_cast<double>(gamma[c]) * plane_dy[n * dims.c + c];
-      sum_gamma_dy_xc += static_cast<double>(gamma[c]) * plane_dy_xc[n * dims.c + c];
+      const double w = gamma != nullptr ? static_cast<double>(gamma[c]) : 1.0;
+      sum_gamma_dy += w * plane_dy[n * dims.c + c];
+      sum_gamma_dy_xc += w * plane_dy_xc[n * dims.c + c];
     }
     const double count = static_cast<double>(cg * dims.spatial);
     const double r = rstd[ng];
@@ -220,8 +227,8 @@ struct GroupNormGradParams {
   const double* rstd;
   const double* plane_dy;
   const double* plane_dy_xc;
-  T* dgamma;
-  T* dbeta;
+  T* dgamma;  // nullptr: not requested
+  T* dbeta;   // nullptr: not requested
 
   REVOX_HD void operator()(index_t c) const {
     double dgamma_sum = 0.0, dbeta_sum = 0.0;
@@ -230,8 +237,8 @@ struct GroupNormGradParams {
       dgamma_sum += plane_dy_xc[n * dims.c + c] * rstd[n * dims.groups + group];
       dbeta_sum += plane_dy[n * dims.c + c];
     }
-    dgamma[c] = static_cast<T>(static_cast<double>(dgamma[c]) + dgamma_sum);
-    dbeta[c] = static_cast<T>(static_cast<double>(dbeta[c]) + dbeta_sum);
+    if (dgamma != nullptr) dgamma[c] = static_cast<T>(static_cast<double>(dgamma[c]) + dgamma_sum);
+    if (dbeta != nullptr) dbeta[c] = static_cast<T>(static_cast<double>(dbeta[c]) + dbeta_sum);
   }
 };
 
@@ -242,7 +249,7 @@ struct GroupNormGradInput {
   GroupNormDims dims;
   const double* mean;
   const double* rstd;
-  const T* gamma;
+  const T* gamma;  // nullptr: gamma = 1
   const double* coef_x;
   const double* coef_1;
   T* dx;
@@ -251,7 +258,7 @@ struct GroupNormGradInput {
     const index_t plane = i / dims.spatial;
     const index_t c = plane % dims.c;
     const index_t ng = (plane / dims.c) * dims.groups + c / dims.channels_per_group();
-    const double k_dy = rstd[ng] * static_cast<double>(gamma[c]);
+    const double k_dy = gamma != nullptr ? rstd[ng] * static_cast<double>(gamma[c]) : rstd[ng];
     dx[i] = static_cast<T>(k_dy * static_cast<double>(dy[i]) +
                            (static_cast<double>(x[i]) - mean[ng]) * coef_x[ng] + coef_1[ng]);
   }
@@ -272,7 +279,7 @@ inline GroupNormDims group_norm_dims(const Shape5& x, index_t num_groups, index_
 inline index_t group_norm_forward_scratch(const GroupNormDims& dims) { return 2 * dims.slots(); }
 
 // mean and rstd (N, G) ASSIGNED, then y ASSIGNED. x, gamma, beta, y, mean, rstd and scratch
-// are memory the runner's bodies can address.
+// are memory the runner's bodies can address; gamma and beta may be nullptr; y may be x.
 template <class T, class Run>
 void group_norm_forward_stages(const Run& run, const T* x, const GroupNormDims& dims, double eps,
                                const T* gamma, const T* beta, T* y, double* mean, double* rstd,
@@ -289,7 +296,8 @@ inline index_t group_norm_backward_scratch(const GroupNormDims& dims) {
   return 2 * dims.slots() + 2 * dims.n * dims.c + 2 * dims.n * dims.groups;
 }
 
-// dgamma, dbeta ACCUMULATED; dx ASSIGNED unless it is nullptr.
+// dgamma, dbeta ACCUMULATED unless nullptr; dx ASSIGNED unless it is nullptr; gamma may be
+// nullptr (1); dx may be dy.
 template <class T, class Run>
 void group_norm_backward_stages(const Run& run, const T* x, const T* dy, const GroupNormDims& dims,
                                 const double* mean, const double* rstd, const T* gamma, T* dx,
@@ -302,7 +310,9 @@ void group_norm_backward_stages(const Run& run, const T* x, const T* dy, const G
   double* coef_1 = coef_x + dims.n * dims.groups;
   run(dims.slots(), GroupNormGradPartial<T>{x, dy, dims, mean, slot_dy, slot_dy_xc});
   run(dims.n * dims.c, GroupNormGradPlanes{dims, slot_dy, slot_dy_xc, plane_dy, plane_dy_xc});
-  run(dims.c, GroupNormGradParams<T>{dims, rstd, plane_dy, plane_dy_xc, dgamma, dbeta});
+  if (dgamma != nullptr || dbeta != nullptr) {
+    run(dims.c, GroupNormGradParams<T>{dims, rstd, plane_dy, plane_dy_xc, dgamma, dbeta});
+  }
   if (dx == nullptr) return;
   run(dims.n * dims.groups,
       GroupNormGradCoefficients<T>{dims, gamma, rstd, plane_dy, plane_dy_xc, coef_x, coef_1});
