@@ -20,6 +20,7 @@
 
 #include <cmath>
 #include <string>
+#include <utility>
 
 #include "revox/core/error.hpp"
 #include "revox/core/init.hpp"
@@ -30,17 +31,38 @@
 
 namespace revox {
 
+namespace detail {
+
+// What GroupNorm and InstanceNorm3d (one group per channel) keep for backward.
+template <class T, class Dev>
+struct NormSaved {
+  TensorView<const T> x;
+  Tensor<double, Dev> mean;  // (N, G, 1, 1, 1)
+  Tensor<double, Dev> rstd;  // (N, G, 1, 1, 1)
+};
+
+// A norm layer's forward bookkeeping: with `saved`, keeps the view of x and allocates the
+// (N, groups) mean and rstd on Dev; returns where the op writes them (nullptr without saved).
+template <class T, class Dev>
+std::pair<double*, double*> save_norm_stats(NormSaved<T, Dev>* saved, TensorView<const T> x,
+                                            index_t groups) {
+  if (saved == nullptr) return {nullptr, nullptr};
+  const Shape5 stats{x.shape.n, groups, 1, 1, 1};
+  saved->x = x;
+  saved->mean = Tensor<double, Dev>(stats);
+  saved->rstd = Tensor<double, Dev>(stats);
+  return {saved->mean.data(), saved->rstd.data()};
+}
+
+}  // namespace detail
+
 template <class T>
 class GroupNorm {
  public:
   using value_type = T;
 
   template <class Dev>
-  struct Saved {
-    TensorView<const T> x;
-    Tensor<double, Dev> mean;  // (N, G, 1, 1, 1)
-    Tensor<double, Dev> rstd;  // (N, G, 1, 1, 1)
-  };
+  using Saved = detail::NormSaved<T, Dev>;  // mean and rstd (N, G)
 
   GroupNorm(index_t num_groups, index_t num_channels, double eps = 1e-5)
       : num_groups_(num_groups), num_channels_(num_channels), eps_(eps) {
@@ -84,16 +106,7 @@ class GroupNorm {
                nondeduced_t<Saved<Dev>>* saved) const {
     check_output_view("GroupNorm", output_shape(x.shape), y.shape);
     check_bound("forward");
-    double* mean = nullptr;
-    double* rstd = nullptr;
-    if (saved != nullptr) {
-      const Shape5 stats{x.shape.n, num_groups_, 1, 1, 1};
-      saved->x = x;
-      saved->mean = Tensor<double, Dev>(stats);
-      saved->rstd = Tensor<double, Dev>(stats);
-      mean = saved->mean.data();
-      rstd = saved->rstd.data();
-    }
+    const auto [mean, rstd] = detail::save_norm_stats(saved, x, num_groups_);
     ops::group_norm_forward(dev, x, num_groups_, eps_, weight_.value, bias_.value, y, mean,
                             rstd);
   }

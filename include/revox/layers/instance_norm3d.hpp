@@ -26,6 +26,7 @@
 #include "revox/core/init.hpp"
 #include "revox/core/parameters.hpp"
 #include "revox/core/tensor.hpp"
+#include "revox/layers/group_norm.hpp"  // detail::NormSaved, detail::save_norm_stats
 #include "revox/layers/layer.hpp"
 #include "revox/ops/instance_norm.hpp"
 
@@ -37,11 +38,7 @@ class InstanceNorm3d {
   using value_type = T;
 
   template <class Dev>
-  struct Saved {
-    TensorView<const T> x;
-    Tensor<double, Dev> mean;  // (N, C, 1, 1, 1)
-    Tensor<double, Dev> rstd;  // (N, C, 1, 1, 1)
-  };
+  using Saved = detail::NormSaved<T, Dev>;  // mean and rstd (N, C)
 
   explicit InstanceNorm3d(index_t channels, bool affine = false, double eps = 1e-5)
       : channels_(channels), affine_(affine), eps_(eps) {
@@ -87,16 +84,7 @@ class InstanceNorm3d {
                nondeduced_t<Saved<Dev>>* saved) const {
     check_output_view("InstanceNorm3d", output_shape(x.shape), y.shape);
     check_bound("forward");
-    double* mean = nullptr;
-    double* rstd = nullptr;
-    if (saved != nullptr) {
-      const Shape5 stats{x.shape.n, channels_, 1, 1, 1};
-      saved->x = x;
-      saved->mean = Tensor<double, Dev>(stats);
-      saved->rstd = Tensor<double, Dev>(stats);
-      mean = saved->mean.data();
-      rstd = saved->rstd.data();
-    }
+    const auto [mean, rstd] = detail::save_norm_stats(saved, x, channels_);
     ops::instance_norm_forward(dev, x, weight_.value, bias_.value, eps_, y, mean, rstd);
   }
 
