@@ -6,7 +6,9 @@
 // deterministic, no atomics. Scratch (double) comes from the CUDA tracking allocator.
 // Signatures, shapes and semantics as ops/group_norm.hpp; gamma, beta, mean, rstd, dgamma,
 // dbeta and the views are device memory. Asynchronous on dev.stream. Include from a .cu
-// translation unit.
+// translation unit. cuda::group_norm_{forward,backward}_launch, the launchers without the
+// argument checks, also serve InstanceNormKernels<Cuda> (one group per channel, gamma, beta,
+// dgamma and dbeta optional).
 #pragma once
 
 #include <type_traits>
@@ -16,6 +18,43 @@
 #include "revox/ops/cuda/launch.cuh"
 #include "revox/ops/group_norm.hpp"
 #include "revox/ops/kernel_bodies/group_norm.hpp"
+
+namespace revox::cuda {
+
+// GroupNorm forward on dims (non-empty): mean and rstd (N, G) ASSIGNED, into scratch when
+// nullptr; y ASSIGNED. gamma and beta may be nullptr (scale 1, shift 0).
+template <class T>
+void group_norm_forward_launch(const Cuda& dev, const T* x, const kernels::GroupNormDims& dims,
+                               double eps, const T* gamma, const T* beta, T* y, double* mean,
+                               double* rstd) {
+  const index_t stats = dims.n * dims.groups;
+  // mean and rstd go to scratch when the caller does not keep them.
+  const index_t own_stats = (mean == nullptr ? stats : 0) + (rstd == nullptr ? stats : 0);
+  Tensor<double, Cuda> scratch(flat_shape(kernels::group_norm_forward_scratch(dims) + own_stats));
+  double* next = scratch.data() + kernels::group_norm_forward_scratch(dims);
+  if (mean == nullptr) {
+    mean = next;
+    next += stats;
+  }
+  if (rstd == nullptr) rstd = next;
+  kernels::group_norm_forward_stages(
+      [&dev](index_t count, const auto& body) { cuda::for_each(dev, count, body); }, x, dims, eps,
+      gamma, beta, y, mean, rstd, scratch.data());
+}
+
+// GroupNorm backward on dims (non-empty): dgamma, dbeta ACCUMULATED unless nullptr; dx
+// ASSIGNED unless nullptr; gamma may be nullptr (1).
+template <class T>
+void group_norm_backward_launch(const Cuda& dev, const T* x, const T* dy,
+                                const kernels::GroupNormDims& dims, const double* mean,
+                                const double* rstd, const T* gamma, T* dx, T* dgamma, T* dbeta) {
+  Tensor<double, Cuda> scratch(flat_shape(kernels::group_norm_backward_scratch(dims)));
+  kernels::group_norm_backward_stages(
+      [&dev](index_t count, const auto& body) { cuda::for_each(dev, count, body); }, x, dy, dims,
+      mean, rstd, gamma, dx, dgamma, dbeta, scratch.data());
+}
+
+}  // namespace revox::cuda
 
 namespace revox::ops {
 
@@ -30,22 +69,10 @@ struct GroupNormKernels<Cuda> {
     REVOX_CHECK(gamma != nullptr && beta != nullptr,
                 "group_norm_forward: gamma and beta must not be null");
     if (x.shape.empty()) return;
-    const auto dims = ::revox::kernels::group_norm_dims(x.shape, num_groups,
-                                                        ::revox::kernels::kGroupNormChunk);
-    const index_t stats = dims.n * dims.groups;
-    // mean and rstd go to scratch when the caller does not keep them.
-    const index_t own_stats = (mean == nullptr ? stats : 0) + (rstd == nullptr ? stats : 0);
-    Tensor<double, Cuda> scratch(
-        flat_shape(::revox::kernels::group_norm_forward_scratch(dims) + own_stats));
-    double* next = scratch.data() + ::revox::kernels::group_norm_forward_scratch(dims);
-    if (mean == nullptr) {
-      mean = next;
-      next += stats;
-    }
-    if (rstd == nullptr) rstd = next;
-    ::revox::kernels::group_norm_forward_stages(
-        [&dev](index_t count, const auto& body) { cuda::for_each(dev, count, body); }, x.data,
-        dims, eps, gamma, beta, y.data, mean, rstd, scratch.data());
+    cuda::group_norm_forward_launch<T>(
+        dev, x.data,
+        ::revox::kernels::group_norm_dims(x.shape, num_groups, ::revox::kernels::kGroupNormChunk),
+        eps, gamma, beta, y.data, mean, rstd);
   }
 
   template <class T>
@@ -64,14 +91,10 @@ struct GroupNormKernels<Cuda> {
                     dbeta != nullptr,
                 "group_norm_backward: mean, rstd, gamma, dgamma and dbeta must not be null");
     if (x.shape.empty()) return;
-    const auto dims = ::revox::kernels::group_norm_dims(x.shape, num_groups,
-                                                        ::revox::kernels::kGroupNormChunk);
-    Tensor<double, Cuda> scratch(
-        flat_shape(::revox::kernels::group_norm_backward_scratch(dims)));
-    ::revox::kernels::group_norm_backward_stages(
-        [&dev](index_t count, const auto& body) { cuda::for_each(dev, count, body); }, x.data,
-        dy.data, dims, mean, rstd, gamma, dx.empty() ? nullptr : dx.data, dgamma, dbeta,
-        scratch.data());
+    cuda::group_norm_backward_launch<T>(
+        dev, x.data, dy.data,
+        ::revox::kernels::group_norm_dims(x.shape, num_groups, ::revox::kernels::kGroupNormChunk),
+        mean, rstd, gamma, dx.empty() ? nullptr : dx.data, dgamma, dbeta);
   }
 };
 
