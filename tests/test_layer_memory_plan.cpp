@@ -31,10 +31,14 @@
 #include "revox/ops/add.hpp"
 #include "revox/ops/fill.hpp"
 
+#include "support/layer_memory_plan.hpp"
+#include "support/unet_memory.hpp"
+
 using revox::index_t;
 using revox::MemoryPlan;
 using revox::MemoryPlanOptions;
 using revox::Shape5;
+using revox_test::check_layer;
 
 namespace {
 
@@ -109,24 +113,6 @@ class ResidualUnit {
   revox::GroupNorm<T> norm_;
 };
 
-// Plans and measures one step of `layer`; they must agree to the byte.
-template <class L>
-MemoryPlan check_layer(const std::string& name, const L& layer, Shape5 input,
-                       const MemoryPlanOptions& options = {}) {
-  const MemoryPlan plan = revox::plan_layer_memory(layer, input, options);
-  const std::size_t measured = revox::measure_layer_memory(layer, input, options);
-  std::cout << "layer memory plan " << name << ": predicted " << plan.peak_bytes
-            << " B, measured " << measured << " B; peak at " << plan.peak_at << "\n";
-  INFO(name << ": predicted " << plan.peak_bytes << " bytes (resident " << plan.resident_bytes
-            << ", forward +" << plan.forward_peak_bytes << ", backward +"
-            << plan.backward_peak_bytes << ", peak at " << plan.peak_at << "), measured "
-            << measured);
-  CHECK(measured == plan.peak_bytes);
-  CHECK(plan.peak_bytes == plan.resident_bytes + plan.activation_peak_bytes);
-  CHECK(plan.saved_bytes <= plan.forward_peak_bytes);
-  return plan;
-}
-
 std::size_t floats(const Shape5& s) { return static_cast<std::size_t>(s.numel()) * sizeof(float); }
 
 }  // namespace
@@ -200,101 +186,6 @@ TEST_CASE("layer memory plan: every other layer kind matches the measured peak",
   const std::size_t before = revox::plan_record().current_bytes;
   revox::ops::fill(revox::Plan{}, t.view(), 1.0f);
   CHECK(revox::plan_record().current_bytes == before);
-}
-
-TEST_CASE("layer memory plan: MBConv and ConvBlock match the measured peak",
-          "[memory_planner][plan]") {
-  check_layer("MBConv 8->8 e=4", revox::MBConv<float>(8, 8, 4, 2), Shape5{1, 8, 16, 16, 16});
-  check_layer("MBConv 8->8 e=1", revox::MBConv<float>(8, 8, 1, 2), Shape5{2, 8, 8, 12, 16});
-  MemoryPlanOptions options;
-  options.input_gradient = true;
-  options.optimizer = "adamw";
-  check_layer("ConvBlock 4->8 with dx", revox::ConvBlock<float>(4, 8, 2), Shape5{1, 4, 16, 16, 16},
-              options);
-  check_layer("ConvBlock 8->8 double", revox::ConvBlock<double>(8, 8, 4), Shape5{1, 8, 20, 20, 20});
-}
-
-TEST_CASE("layer memory plan: lean MBConv matches the measured peak, below the stored one",
-          "[memory_planner][plan][mbconv][lean]") {
-  struct Case {
-    const char* name;
-    index_t in, out, expand, groups;
-    Shape5 input;
-    bool input_gradient;
-  };
-  const Case cases[] = {
-      {"lean MBConv 8->8 e=2 groups 2", 8, 8, 2, 2, Shape5{1, 8, 16, 16, 16}, false},
-      {"lean MBConv 8->8 e=2 groups 2, batch 2, dx", 8, 8, 2, 2, Shape5{2, 8, 12, 12, 12}, true},
-      {"lean MBConv 15->15 e=2 groups 5, dx", 15, 15, 2, 5, Shape5{1, 15, 16, 16, 16}, true},
-      {"lean MBConv 4->6 e=4 groups 1, batch 2", 4, 6, 4, 1, Shape5{2, 4, 10, 12, 14}, false},
-      {"lean MBConv 8->8 e=1 groups 2", 8, 8, 1, 2, Shape5{2, 8, 8, 12, 16}, false},
-      {"lean MBConv 8->4 e=1 groups 4, dx", 8, 4, 1, 4, Shape5{1, 8, 9, 10, 11}, true},
-  };
-  for (const Case& c : cases) {
-    MemoryPlanOptions options;
-    options.input_gradient = c.input_gradient;
-    const MemoryPlan lean =
-        check_layer(c.name, revox::MBConv<float>(c.in, c.out, c.expand, c.groups, true), c.input,
-                    options);
-    const MemoryPlan stored = revox::plan_layer_memory(
-        revox::MBConv<float>(c.in, c.out, c.expand, c.groups), c.input, options);
-    INFO(c.name << ": lean peak " << lean.peak_bytes << ", stored peak " << stored.peak_bytes);
-    CHECK(lean.resident_bytes == stored.resident_bytes);
-    CHECK(lean.saved_bytes < stored.saved_bytes);
-    CHECK(lean.peak_bytes < stored.peak_bytes);
-  }
-  // Double precision, and lean F and G inside a reversible block.
-  check_layer("lean MBConv<double> 4->4 e=2 groups 2", revox::MBConv<double>(4, 4, 2, 2, true),
-              Shape5{2, 4, 8, 8, 8});
-  using MBBlock = revox::ReversibleBlock<revox::MBConv<float>, revox::MBConv<float>>;
-  const MBBlock lean_block(revox::MBConv<float>(8, 8, 2, 2, true),
-                           revox::MBConv<float>(8, 8, 2, 2, true));
-  const MBBlock stored_block(revox::MBConv<float>(8, 8, 2, 2), revox::MBConv<float>(8, 8, 2, 2));
-  const Shape5 input{2, 16, 16, 16, 16};
-  const MemoryPlan lean = check_layer("ReversibleBlock<lean MBConv, lean MBConv>", lean_block, input);
-  const MemoryPlan stored = revox::plan_layer_memory(stored_block, input);
-  CHECK(lean.peak_bytes < stored.peak_bytes);
-}
-
-TEST_CASE("layer memory plan: ReversibleBlock and ReversibleSequence match the measured peak",
-          "[memory_planner][plan]") {
-  using MBBlock = revox::ReversibleBlock<revox::MBConv<float>, revox::MBConv<float>>;
-  const Shape5 input{2, 16, 16, 16, 16};
-  const MBBlock reversible(revox::MBConv<float>(8, 8, 2, 2), revox::MBConv<float>(8, 8, 2, 2));
-  const MBBlock stored(revox::MBConv<float>(8, 8, 2, 2), revox::MBConv<float>(8, 8, 2, 2), true);
-  const MemoryPlan rev = check_layer("ReversibleBlock<MBConv, MBConv> reversible", reversible, input);
-  const MemoryPlan sto = check_layer("ReversibleBlock<MBConv, MBConv> stored", stored, input);
-  CHECK(rev.saved_bytes == 0);  // it keeps only a view of its output
-  CHECK(sto.saved_bytes > rev.saved_bytes);
-  CHECK(sto.resident_bytes == rev.resident_bytes);
-
-  using CBBlock = revox::ReversibleBlock<revox::ConvBlock<float>, revox::ConvBlock<float>>;
-  std::vector<CBBlock> blocks;
-  for (int k = 0; k < 3; ++k) {
-    blocks.emplace_back(revox::ConvBlock<float>(4, 4, 2), revox::ConvBlock<float>(4, 4, 2));
-  }
-  const revox::ReversibleSequence<CBBlock> sequence(blocks);
-  const revox::ReversibleSequence<CBBlock> stored_sequence(blocks, true);
-  MemoryPlanOptions options;
-  options.input_gradient = true;
-  const MemoryPlan seq_rev =
-      check_layer("ReversibleSequence of 3 ConvBlock blocks", sequence, Shape5{1, 8, 16, 16, 16}, options);
-  const MemoryPlan seq_sto = check_layer("ReversibleSequence of 3 ConvBlock blocks, stored",
-                                         stored_sequence, Shape5{1, 8, 16, 16, 16}, options);
-  CHECK(seq_sto.activation_peak_bytes > seq_rev.activation_peak_bytes);
-
-  // Reversible layers inside Sequentials: at the start, in the middle (in place on the
-  // previous output) and at the end (in place in the caller's y).
-  using Seq = revox::Sequential<revox::ReversibleSequence<CBBlock>, revox::PointwiseConv3d<float>,
-                                revox::ReversibleSequence<CBBlock>, revox::GroupNorm<float>,
-                                revox::ReversibleSequence<CBBlock>>;
-  const Seq composed(sequence, revox::PointwiseConv3d<float>(8, 8), sequence,
-                     revox::GroupNorm<float>(2, 8), sequence);
-  check_layer("Sequential with ReversibleSequences first, in the middle and last", composed,
-              Shape5{2, 8, 12, 16, 16}, options);
-  const Seq composed_stored(stored_sequence, revox::PointwiseConv3d<float>(8, 8), stored_sequence,
-                            revox::GroupNorm<float>(2, 8), stored_sequence);
-  check_layer("the same, stored", composed_stored, Shape5{2, 8, 12, 16, 16}, options);
 }
 
 TEST_CASE("layer memory plan: a user-defined layer matches the measured peak",

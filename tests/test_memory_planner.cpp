@@ -16,6 +16,8 @@
 #include "revox/models/unet_config.hpp"
 #include "revox/optim/adam.hpp"
 
+#include "support/unet_memory.hpp"
+
 using revox::index_t;
 using revox::MemoryPlanOptions;
 using revox::Shape5;
