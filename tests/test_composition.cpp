@@ -36,6 +36,7 @@
 #include "revox/layers/sequential.hpp"
 #include "revox/layers/upsample_trilinear.hpp"
 #include "revox/testing/gradcheck.hpp"
+#include "support/composition_leaves.hpp"
 #include "support/erased_layer.hpp"
 
 using namespace revox;
@@ -44,23 +45,12 @@ using revox_test::LayerKind;
 
 namespace {
 
-using T = double;
-using Plain = Erased<T, LayerKind::plain>;
-using Keeps = Erased<T, LayerKind::keeps_output>;
-using Rev = Erased<T, LayerKind::reversible>;
-using Node = std::variant<Plain, Keeps, Rev>;
-
-// Wraps a concrete layer as the Erased kind its traits call for.
-template <class L>
-Node erase(L layer) {
-  if constexpr (is_reversible_v<L>) {
-    return Rev::of(std::move(layer));
-  } else if constexpr (keeps_output_v<L>) {
-    return Keeps::of(std::move(layer));
-  } else {
-    return Plain::of(std::move(layer));
-  }
-}
+using revox_test::composition::erase;
+using revox_test::composition::Keeps;
+using revox_test::composition::Node;
+using revox_test::composition::Plain;
+using revox_test::composition::Rev;
+using revox_test::composition::T;
 
 // Any node seen as a (conservatively) output-keeping layer: one Erased type for the blocks of
 // a ReversibleSequence, whatever each block's F and G are.
