@@ -1,64 +1,21 @@
 // The trainer's data pipeline at scale (examples/brats/training_data.hpp): training from a
 // preprocessed dataset gives the same weights as from the raw folder, the background loader
-// changes nothing whatever its number of workers, a tiny case cache forces evictions and its
-// own counters stay under the limit, and stale or damaged data is named before a step runs.
-#define STB_IMAGE_WRITE_STATIC
-#define STB_IMAGE_WRITE_IMPLEMENTATION
-#include <stb/stb_image_write.h>
-
+// changes nothing whatever its number of workers, and a tiny case cache forces evictions and
+// its own counters stay under the limit.
 #include <catch2/catch.hpp>
 
-#include <unistd.h>
-
 #include <cstdlib>
-#include <filesystem>
 #include <fstream>
-#include <sstream>
-#include <string>
-#include <vector>
 
-#include "../examples/brats/run_config.hpp"
-#include "../examples/brats/trainer.hpp"
-#include "revox/data/case_store.hpp"
-#include "revox/data/phantom.hpp"
-#include "revox/io/safetensors.hpp"
-
+#include "support/brats_runs.hpp"
 #include "support/temp_dir.hpp"
 
 namespace fs = std::filesystem;
 using namespace revox;
 using namespace revox::brats;
+using namespace revox_test;
 
 namespace {
-
-
-void write_phantoms(const fs::path& raw, int cases) {
-  data::PhantomSize size;
-  size.width = 24;
-  size.height = 24;
-  size.depth = 16;
-  data::write_phantom_dataset(raw, cases, size);
-}
-
-nlohmann::json config_with(const std::vector<std::string>& sets) {
-  nlohmann::json c = training_preset("tiny");
-  apply_set(c, "epochs=2");
-  apply_set(c, "holdout_count=1");
-  apply_set(c, "augment.elastic_sigma=2");
-  for (const auto& s : sets) apply_set(c, s);
-  return parse_run_config(c).json;
-}
-
-TrainResult train(const fs::path& data, const fs::path& out, const nlohmann::json& config) {
-  std::ostringstream sink;
-  TrainOptions options;
-  options.data = data;
-  options.out = out;
-  options.config = config;
-  options.threads = 2;
-  options.quiet = true;
-  return run_training(options, sink);
-}
 
 // The tensors (weights and Adam state) of a checkpoint, without its metadata (which holds
 // the config, where loader settings differ).
@@ -85,7 +42,7 @@ TEST_CASE("train data: preprocessed == raw, and 0, 1 and 3 loader workers give i
   write_phantoms(raw, 5);
   data::PreprocessOptions options;
   options.threads = 2;
-  data::preprocess_dataset(raw, pre, options);
+  revox_test::preprocess_dataset(raw, pre, options);
 
   const TrainResult from_raw = train(raw, scratch.path() / "raw_run", config_with({"loader.workers=0"}));
   CHECK_FALSE(from_raw.preprocessed);
@@ -121,10 +78,10 @@ TEST_CASE("train data: a cache smaller than the data evicts, its peaks stay unde
   size.width = 72;
   size.height = 72;
   size.depth = 56;  // about 0.9 MB per preprocessed case: a 1 MB cache holds one
-  data::write_phantom_dataset(raw, 5, size);
+  revox_test::write_phantom_dataset(raw, 5, size);
   data::PreprocessOptions options;
   options.threads = 2;
-  data::preprocess_dataset(raw, pre, options);
+  revox_test::preprocess_dataset(raw, pre, options);
   const data::CaseIndex index = data::read_case_index(pre);
   std::uint64_t largest = 0, total = 0;
   for (const auto& c : index.cases) {
@@ -139,93 +96,4 @@ TEST_CASE("train data: a cache smaller than the data evicts, its peaks stay unde
   // The cache, the step's case and one per loader worker at most.
   CHECK(r.cache_peak_live_bytes <= r.cache_limit_bytes + largest + 3 * largest);
   CHECK(r.cache_peak_live_bytes < total);
-}
-
-TEST_CASE("train data: stale, damaged or oversized data is refused before the first step, "
-          "naming the file", "[brats][data]") {
-  const revox_test::TempDir scratch("revox_test_brats_data_refuse");
-  const fs::path raw = scratch.path() / "raw", pre = scratch.path() / "pre";
-  write_phantoms(raw, 4);
-  data::PreprocessOptions options;
-  data::preprocess_dataset(raw, pre, options);
-  const data::CaseIndex index = data::read_case_index(pre);
-
-  // A changed source file: the case is stale; the message says how to refresh it.
-  const std::string source = index.cases[0].sources[1].path;
-  fs::last_write_time(source, fs::last_write_time(source) + std::chrono::seconds(3));
-  CHECK_THROWS_WITH(train(pre, scratch.path() / "r1", config_with({})),
-                    Catch::Contains(source) && Catch::Contains("changed") &&
-                        Catch::Contains("revox-brats preprocess"));
-  CHECK_FALSE(fs::exists(scratch.path() / "r1"));
-  data::preprocess_dataset(raw, pre, options);  // redoes that case only
-
-  // A damaged (truncated) case file.
-  const fs::path file = pre / "cases" / index.cases[2].file;
-  const auto bytes = fs::file_size(file);
-  fs::resize_file(file, bytes - 10);
-  CHECK_THROWS_WITH(train(pre, scratch.path() / "r2", config_with({})),
-                    Catch::Contains(file.string()) && Catch::Contains("damaged"));
-  data::preprocess_dataset(raw, pre, options);
-
-  // Raw sources gone after preprocessing: a note, and training goes on from the copies.
-  fs::remove_all(raw / index.cases[3].id);
-  std::ostringstream log;
-  TrainOptions o;
-  o.data = pre;
-  o.out = scratch.path() / "r3";
-  o.config = config_with({"epochs=1"});
-  o.threads = 2;
-  run_training(o, log);
-  CHECK_THAT(log.str(), Catch::Contains("no longer exist"));
-
-  // A raw folder larger than the memory allowed for raw data: refused with the commands.
-  ::setenv("REVOX_RAW_LIMIT_BYTES", "1000", 1);
-  CHECK_THROWS_WITH(train(raw, scratch.path() / "r4", config_with({})),
-                    Catch::Contains("revox-brats preprocess --data") &&
-                        Catch::Contains("raw cases"));
-  ::unsetenv("REVOX_RAW_LIMIT_BYTES");
-  CHECK_FALSE(fs::exists(scratch.path() / "r4"));
-}
-
-TEST_CASE("train data: foreground \"regions\" centres patches on every region present, ET "
-          "included", "[brats][data]") {
-  // One case with a large WT (30^3 voxels), a TC of two voxels (one of them the ET voxel)
-  // and an ET of one voxel. With "regions" and probability 1 each region is the centre a
-  // third of the time: ET 1/3, TC's ET voxel 1/6, plus WT centres near it, about 0.51 of
-  // the 8^3 patches hold ET; with "wt" only WT centres within 4 voxels of it, about 2%.
-  data::LoadedCase c;
-  c.id = "fg";
-  c.image = Tensor<float>(Shape5{1, 4, 40, 40, 40});
-  Rng rng(5);
-  for (index_t i = 0; i < c.image.numel(); ++i) c.image[i] = static_cast<float>(1 + rng.uniform01());
-  auto labels = Tensor<std::uint8_t>::zeros(Shape5{1, 1, 40, 40, 40});
-  for (index_t d = 5; d < 35; ++d) {
-    for (index_t h = 5; h < 35; ++h) {
-      for (index_t w = 5; w < 35; ++w) labels.view().at(0, 0, d, h, w) = 2;
-    }
-  }
-  labels.view().at(0, 0, 30, 30, 30) = 4;  // ET: one voxel, far from the centre
-  labels.view().at(0, 0, 10, 10, 10) = 1;
-  c.labels = std::move(labels);
-  const data::PreparedCase p = data::prepare_case(std::move(c), 0);
-  RunConfig config = parse_run_config(config_with({"tumor_probability=1",
-                                                   "augment.enabled=false",
-                                                   "patch_size=[8,8,8]"}));
-  auto et_share = [&](const std::string& mode) {
-    config.foreground = mode;
-    int with_et = 0;
-    for (std::uint64_t s = 0; s < 300; ++s) {
-      Rng r(s);
-      const Sample sample = make_sample(config, p.info, *p.arrays, r);
-      const float* et = sample.targets.data() + 2 * sample.targets.shape().spatial();
-      bool any = false;
-      for (index_t i = 0; i < sample.targets.shape().spatial(); ++i) any = any || et[i] > 0.5f;
-      with_et += any;
-    }
-    return with_et / 300.0;
-  };
-  const double regions = et_share("regions"), wt = et_share("wt");
-  CHECK(regions > 0.4);
-  CHECK(regions < 0.62);
-  CHECK(wt < 0.06);
 }

@@ -849,16 +849,8 @@ void check_same_cases(const RunContext<Dev>& run, const RunConfig& config,
 // Rng(mix(seed, "init")).
 template <class Dev>
 struct TrainingModel {
-  TrainingModel(const Dev& dev, const RunConfig& config)
-      : net(config.model),
-        params(net),
-        adam_options(adam_options_of(config)),
-        adam(dev, params, adam_options),
-        host(dev, config.model, net, params, &adam, adam_options) {
-    Rng rng(mix(config.seed, kInitStream));
-    host.net().reset_parameters(rng);
-    host.push();
-  }
+  // Defined below, out of the class (so not inline: a build can compile it once per device).
+  TrainingModel(const Dev& dev, const RunConfig& config);
   TrainingModel(const TrainingModel&) = delete;
   TrainingModel& operator=(const TrainingModel&) = delete;
 
@@ -875,6 +867,18 @@ struct TrainingModel {
   optim::Adam<float, Dev> adam;
   HostState<Dev> host;
 };
+
+template <class Dev>
+TrainingModel<Dev>::TrainingModel(const Dev& dev, const RunConfig& config)
+    : net(config.model),
+      params(net),
+      adam_options(adam_options_of(config)),
+      adam(dev, params, adam_options),
+      host(dev, config.model, net, params, &adam, adam_options) {
+  Rng rng(mix(config.seed, kInitStream));
+  host.net().reset_parameters(rng);
+  host.push();
+}
 
 // The run's history and best metric so far (none for a fresh run) and, on --resume, the
 // checkpoint's weights and Adam state (rank 0); then rank 0's weights and Adam state (fresh
@@ -919,6 +923,22 @@ struct EpochTotals {
   double local_loss = 0.0, local_dice = 0.0;
   long long local_count = 0, skipped_steps = 0;
 };
+
+// The U-Net's training forward and backward pass, as functions of their own: a build can
+// compile them once per device and declare them extern elsewhere (the tests do, for the CPU:
+// tests/support/brats_training.hpp), since they instantiate every block's forward and backward.
+template <class Dev>
+void unet_forward(const Dev& dev, const UNet<float>& net, TensorView<const float> x,
+                  TensorView<float> y, UNet<float>::Saved<Dev>* saved,
+                  const std::vector<TensorView<float>>& aux) {
+  net.forward(dev, x, y, saved, aux);
+}
+
+template <class Dev>
+void unet_backward(const Dev& dev, UNet<float>& net, UNet<float>::Saved<Dev>& saved,
+                   TensorView<const float> dy, const std::vector<TensorView<const float>>& daux) {
+  net.backward(dev, saved, dy, TensorView<float>{}, daux);
+}
 
 // One sample of a step between its forward and its backward pass.
 template <class Dev>
@@ -1140,7 +1160,7 @@ class TrainingLoop {
       aux_views.push_back(p.aux.back().view());
     }
     for (const auto& target : p.aux_targets) p.aux_targets_on.push_back(stage(dev_, target));
-    model_.net.forward(dev_, p.image_on.view, p.logits.view(), &p.saved, aux_views);
+    unet_forward(dev_, model_.net, p.image_on.view, p.logits.view(), &p.saved, aux_views);
     return p;
   }
 
@@ -1157,7 +1177,7 @@ class TrainingLoop {
     params.zero_grad();
     std::vector<TensorView<const float>> daux_views;
     for (const auto& g : p.daux) daux_views.push_back(g.cview());
-    model_.net.backward(dev_, p.saved, p.dlogits.cview(), TensorView<float>{}, daux_views);
+    unet_backward(dev_, model_.net, p.saved, p.dlogits.cview(), daux_views);
     if (batch_ > 1) {
       if (k == 0) {
         device_to_device(dev_, grad_sum_.data(), params.grads().data, grad_sum_.numel());
@@ -1375,25 +1395,7 @@ class TrainingLoop {
 
   // After epoch `epoch`'s steps: its record (with validation), checkpoints and logs (rank
   // 0), its line.
-  void end_epoch(int epoch, Clock::time_point epoch_start, EpochTotals& totals) {
-    const EpochRecord record = epoch_record(epoch, epoch_start, totals);
-    result_.history.push_back(record);
-    const double mean_dice = (record.dice[0] + record.dice[1] + record.dice[2]) / 3.0;
-    nlohmann::json history = nlohmann::json::array();
-    for (const auto& r : result_.history) history.push_back(to_json(r));
-    std::map<std::string, std::string> extra{{"history", history.dump()},
-                                             {"processes", std::to_string(run_.world)}};
-    const bool last = epoch + 1 == epochs_;
-    const std::string et_line =
-        record.validated && last ? store_et_threshold(extra) : std::string();
-    const bool best = record.validated && mean_dice > result_.best_metric;
-    if (best) result_.best_metric = mean_dice;
-    if (run_.root) save_checkpoints(epoch, best, extra);
-    say_epoch(epoch, record, mean_dice);
-    if (!et_line.empty()) run_.say(et_line);
-    if (record.validated) result_.final_dice = record.dice;
-    ++epochs_this_run_;
-  }
+  void end_epoch(int epoch, Clock::time_point epoch_start, EpochTotals& totals);
 
   // The epoch's record: the mean loss over its counted samples (every sample's numbers from
   // every rank, exact: one non-zero term per entry, summed in the visiting order, so the
@@ -1496,15 +1498,7 @@ class TrainingLoop {
   }
 
   // Rank 0: log.csv and learning_curve.png of the history so far.
-  void write_logs() {
-    write_text_atomic(options_.out / "log.csv", log_csv(result_.history));
-    int w = 0, h = 0;
-    const auto rgb = plot_learning_curve(result_.history, w, h);
-    const fs::path tmp = options_.out / "learning_curve.png.tmp";
-    REVOX_CHECK(stbi_write_png(tmp.string().c_str(), w, h, 3, rgb.data(), w * 3) != 0,
-                "cannot write '", tmp.string(), "'");
-    fs::rename(tmp, options_.out / "learning_curve.png");
-  }
+  void write_logs();
 
   // The data pipeline of this invocation into the result.
   void record_data_pipeline() {
@@ -1578,6 +1572,41 @@ class TrainingLoop {
          data_wait_sum_ = 0.0;
   long long steps_timed_ = 0;
 };
+
+// TrainingLoop's members defined out of the class (so not inline: a build can compile them
+// apart from the rest of the loop).
+template <class Dev>
+void TrainingLoop<Dev>::end_epoch(int epoch, Clock::time_point epoch_start,
+                                  EpochTotals& totals) {
+  const EpochRecord record = epoch_record(epoch, epoch_start, totals);
+  result_.history.push_back(record);
+  const double mean_dice = (record.dice[0] + record.dice[1] + record.dice[2]) / 3.0;
+  nlohmann::json history = nlohmann::json::array();
+  for (const auto& r : result_.history) history.push_back(to_json(r));
+  std::map<std::string, std::string> extra{{"history", history.dump()},
+                                           {"processes", std::to_string(run_.world)}};
+  const bool last = epoch + 1 == epochs_;
+  const std::string et_line =
+      record.validated && last ? store_et_threshold(extra) : std::string();
+  const bool best = record.validated && mean_dice > result_.best_metric;
+  if (best) result_.best_metric = mean_dice;
+  if (run_.root) save_checkpoints(epoch, best, extra);
+  say_epoch(epoch, record, mean_dice);
+  if (!et_line.empty()) run_.say(et_line);
+  if (record.validated) result_.final_dice = record.dice;
+  ++epochs_this_run_;
+}
+
+template <class Dev>
+void TrainingLoop<Dev>::write_logs() {
+  write_text_atomic(options_.out / "log.csv", log_csv(result_.history));
+  int w = 0, h = 0;
+  const auto rgb = plot_learning_curve(result_.history, w, h);
+  const fs::path tmp = options_.out / "learning_curve.png.tmp";
+  REVOX_CHECK(stbi_write_png(tmp.string().c_str(), w, h, 3, rgb.data(), w * 3) != 0,
+              "cannot write '", tmp.string(), "'");
+  fs::rename(tmp, options_.out / "learning_curve.png");
+}
 
 }  // namespace detail
 
