@@ -22,22 +22,14 @@ using revox::Shape5;
 using revox::Tensor;
 using revox::test::random_tensor;
 using revox::test::max_error;
+using revox::test::fast_path_tolerance;
+using revox::test::nan;
 
 namespace {
 
 template <class T>
 Tensor<T> filled(Shape5 shape, T value) {
   return Tensor<T>::full(shape, value);
-}
-
-template <class T>
-constexpr double tolerance() {
-  return std::is_same_v<T, float> ? 1e-5 : 1e-12;
-}
-
-template <class T>
-T nan() {
-  return std::numeric_limits<T>::quiet_NaN();
 }
 
 const Shape5 kShapes[] = {
@@ -66,14 +58,14 @@ TEMPLATE_TEST_CASE("depthwise_conv3d fast path matches the reference", "[ops][de
       revox::ops::DepthwiseConv3dKernels<revox::Cpu>::depthwise_conv3d_forward(revox::Cpu{}, x.cview(), weight.data(), bias_ptr, y_fast.view());
       revox::cpu::reference::depthwise_conv3d_forward(x.cview(), weight.data(), bias_ptr,
                                                       y_ref.view());
-      CHECK(max_error(y_fast, y_ref) <= tolerance<T>());
+      CHECK(max_error(y_fast, y_ref) <= fast_path_tolerance<T>());
 
       Tensor<T> dx_fast = filled(shape, nan<T>());
       Tensor<T> dx_ref = filled(shape, T(-777));
       revox::ops::DepthwiseConv3dKernels<revox::Cpu>::depthwise_conv3d_backward_data(revox::Cpu{}, dy.cview(), weight.data(), dx_fast.view());
       revox::cpu::reference::depthwise_conv3d_backward_data(dy.cview(), weight.data(),
                                                             dx_ref.view());
-      CHECK(max_error(dx_fast, dx_ref) <= tolerance<T>());
+      CHECK(max_error(dx_fast, dx_ref) <= fast_path_tolerance<T>());
 
       // Weight gradients accumulate onto the same random prior in both.
       const Tensor<T> prior_w = random_tensor<T>(wshape, rng);
@@ -86,8 +78,8 @@ TEMPLATE_TEST_CASE("depthwise_conv3d fast path matches the reference", "[ops][de
                                                    with_bias ? db_fast.data() : nullptr);
       revox::cpu::reference::depthwise_conv3d_backward_weight(
           x.cview(), dy.cview(), dw_ref.data(), with_bias ? db_ref.data() : nullptr);
-      CHECK(max_error(dw_fast, dw_ref) <= tolerance<T>());
-      CHECK(max_error(db_fast, db_ref) <= tolerance<T>());
+      CHECK(max_error(dw_fast, dw_ref) <= fast_path_tolerance<T>());
+      CHECK(max_error(db_fast, db_ref) <= fast_path_tolerance<T>());
       if (!with_bias) CHECK(std::memcmp(db_fast.data(), prior_b.data(), prior_b.bytes()) == 0);
     }
   }
@@ -336,13 +328,13 @@ void check_depthwise_width(const Shape5& shape, revox::Rng& rng) {
   detail::depthwise_conv3d_forward_impl<T, N, R>(x.cview(), weight.data(), bias.data(),
                                                  y_fast.view());
   ref::depthwise_conv3d_forward<T>(x.cview(), weight.data(), bias.data(), y_ref.view());
-  CHECK(max_error(y_fast, y_ref) <= tolerance<T>());
+  CHECK(max_error(y_fast, y_ref) <= fast_path_tolerance<T>());
 
   Tensor<T> dx_fast = filled(shape, nan<T>());
   Tensor<T> dx_ref = filled(shape, T(-777));
   detail::depthwise_conv3d_backward_data_impl<T, N, R>(dy.cview(), weight.data(), dx_fast.view());
   ref::depthwise_conv3d_backward_data<T>(dy.cview(), weight.data(), dx_ref.view());
-  CHECK(max_error(dx_fast, dx_ref) <= tolerance<T>());
+  CHECK(max_error(dx_fast, dx_ref) <= fast_path_tolerance<T>());
 
   Tensor<T> dw_fast = prior_w.clone();
   Tensor<T> db_fast = prior_b.clone();
@@ -351,8 +343,8 @@ void check_depthwise_width(const Shape5& shape, revox::Rng& rng) {
   detail::depthwise_conv3d_backward_weight_impl<T, N, R>(x.cview(), dy.cview(), dw_fast.data(),
                                                          db_fast.data());
   ref::depthwise_conv3d_backward_weight<T>(x.cview(), dy.cview(), dw_ref.data(), db_ref.data());
-  CHECK(max_error(dw_fast, dw_ref) <= tolerance<T>());
-  CHECK(max_error(db_fast, db_ref) <= tolerance<T>());
+  CHECK(max_error(dw_fast, dw_ref) <= fast_path_tolerance<T>());
+  CHECK(max_error(db_fast, db_ref) <= fast_path_tolerance<T>());
 
   Tensor<T> dx_fused = filled(shape, nan<T>());
   Tensor<T> dw_fused = prior_w.clone();
@@ -411,9 +403,9 @@ TEST_CASE("depthwise_conv3d fused backward matches the reference with and withou
       revox::cpu::reference::depthwise_conv3d_backward(x.cview(), dy.cview(), weight.data(),
                                                        dx_ref.view(), dw_ref.data(),
                                                        with_bias ? db_ref.data() : nullptr);
-      CHECK(max_error(dx, dx_ref) <= tolerance<double>());
-      CHECK(max_error(dw, dw_ref) <= tolerance<double>());
-      CHECK(max_error(db, db_ref) <= tolerance<double>());
+      CHECK(max_error(dx, dx_ref) <= fast_path_tolerance<double>());
+      CHECK(max_error(dw, dw_ref) <= fast_path_tolerance<double>());
+      CHECK(max_error(db, db_ref) <= fast_path_tolerance<double>());
       if (!with_bias) CHECK(std::memcmp(db.data(), prior_b.data(), prior_b.bytes()) == 0);
     }
   }

@@ -24,18 +24,10 @@ using revox::Shape5;
 using revox::Tensor;
 using revox::test::random_tensor;
 using revox::test::max_error;
+using revox::test::fast_path_tolerance;
+using revox::test::nan;
 
 namespace {
-
-template <class T>
-constexpr double tolerance() {
-  return std::is_same_v<T, float> ? 1e-5 : 1e-12;
-}
-
-template <class T>
-T nan() {
-  return std::numeric_limits<T>::quiet_NaN();
-}
 
 Shape5 stats_shape(const Shape5& x, index_t groups) { return Shape5{x.n, groups, 1, 1, 1}; }
 
@@ -78,7 +70,7 @@ TEMPLATE_TEST_CASE("group_norm fast path matches the reference", "[ops][group_no
       revox::cpu::reference::group_norm_forward(x.cview(), groups, 1e-5, gamma.data(),
                                                 beta.data(), y_ref.view(), mean_ref.data(),
                                                 rstd_ref.data());
-      CHECK(max_error(y_fast, y_ref) <= tolerance<T>());
+      CHECK(max_error(y_fast, y_ref) <= fast_path_tolerance<T>());
       CHECK(max_error(mean_fast, mean_ref) <= 1e-12);
       CHECK(max_error(rstd_fast, rstd_ref) <= 1e-12);
 
@@ -102,9 +94,9 @@ TEMPLATE_TEST_CASE("group_norm fast path matches the reference", "[ops][group_no
       revox::cpu::reference::group_norm_backward(x.cview(), dy.cview(), groups, mean_ref.data(),
                                                  rstd_ref.data(), gamma.data(), dx_ref.view(),
                                                  dgamma_ref.data(), dbeta_ref.data());
-      CHECK(max_error(dx_fast, dx_ref) <= tolerance<T>());
-      CHECK(max_error(dgamma_fast, dgamma_ref) <= tolerance<T>());
-      CHECK(max_error(dbeta_fast, dbeta_ref) <= tolerance<T>());
+      CHECK(max_error(dx_fast, dx_ref) <= fast_path_tolerance<T>());
+      CHECK(max_error(dgamma_fast, dgamma_ref) <= fast_path_tolerance<T>());
+      CHECK(max_error(dbeta_fast, dbeta_ref) <= fast_path_tolerance<T>());
 
       // An empty dx skips the input gradient and still accumulates the parameter gradients.
       Tensor<T> dgamma_only = prior_gamma.clone();

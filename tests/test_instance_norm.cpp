@@ -40,18 +40,10 @@ using revox::Tensor;
 using revox::TensorView;
 using revox::test::max_error;
 using revox::test::random_tensor;
+using revox::test::fast_path_tolerance;
+using revox::test::nan;
 
 namespace {
-
-template <class T>
-constexpr double tolerance() {
-  return std::is_same_v<T, float> ? 1e-5 : 1e-12;
-}
-
-template <class T>
-T nan() {
-  return std::numeric_limits<T>::quiet_NaN();
-}
 
 Shape5 stats_shape(const Shape5& x) { return Shape5{x.n, x.c, 1, 1, 1}; }
 
@@ -108,7 +100,7 @@ TEMPLATE_TEST_CASE("instance_norm fast path matches the reference", "[ops][insta
                                         mean_fast.data(), rstd_fast.data());
       revox::cpu::reference::instance_norm_forward(x.cview(), p.w(), p.b(), 1e-5, y_ref.view(),
                                                    mean_ref.data(), rstd_ref.data());
-      CHECK(max_error(y_fast, y_ref) <= tolerance<T>());
+      CHECK(max_error(y_fast, y_ref) <= fast_path_tolerance<T>());
       CHECK(max_error(mean_fast, mean_ref) <= 1e-12);
       CHECK(max_error(rstd_fast, rstd_ref) <= 1e-12);
 
@@ -135,9 +127,9 @@ TEMPLATE_TEST_CASE("instance_norm fast path matches the reference", "[ops][insta
       revox::cpu::reference::instance_norm_backward(x.cview(), dy.cview(), p.w(), mean_ref.data(),
                                                     rstd_ref.data(), dx_ref.view(),
                                                     dw_ref.data(), db_ref.data());
-      CHECK(max_error(dx_fast, dx_ref) <= tolerance<T>());
-      CHECK(max_error(dw_fast, dw_ref) <= tolerance<T>());
-      CHECK(max_error(db_fast, db_ref) <= tolerance<T>());
+      CHECK(max_error(dx_fast, dx_ref) <= fast_path_tolerance<T>());
+      CHECK(max_error(dw_fast, dw_ref) <= fast_path_tolerance<T>());
+      CHECK(max_error(db_fast, db_ref) <= fast_path_tolerance<T>());
 
       // An empty dx skips the input gradient and still accumulates the parameter gradients;
       // no parameter gradients gives the same dx; dx in place on dy gives the same dx.
@@ -304,8 +296,9 @@ TEMPLATE_TEST_CASE("emulated kernels: InstanceNorm forward and backward match th
           // in double) moves x - mean by as much, times rstd ~ 170 in y and more in dx, and the
           // bodies' shifted one-pass mean and the reference's two-pass mean differ by ulps.
           const bool is_float = std::is_same_v<T, float>;
-          const double y_tol = offset == 0.0 ? tolerance<T>() * 4 : (is_float ? 4e-5 : 1e-9);
-          const double dx_tol = offset == 0.0 ? tolerance<T>() * 4 : (is_float ? 8e-3 : 1e-8);
+          const double base = fast_path_tolerance<T>() * 4;
+          const double y_tol = offset == 0.0 ? base : (is_float ? 4e-5 : 1e-9);
+          const double dx_tol = offset == 0.0 ? base : (is_float ? 8e-3 : 1e-8);
           CHECK(max_error(mean, mean_ref) <= 1e-13);
           CHECK(max_error(rstd, rstd_ref) <= 1e-9);
           CHECK(max_error(y, y_ref) <= y_tol);
@@ -327,7 +320,7 @@ TEMPLATE_TEST_CASE("emulated kernels: InstanceNorm forward and backward match th
                                               grad_scratch.data());
           CHECK(max_error(dx, dx_ref) <= dx_tol);
           CHECK(max_error(dw, dw_ref) <= dx_tol);
-          CHECK(max_error(db, db_ref) <= tolerance<T>() * 4);
+          CHECK(max_error(db, db_ref) <= fast_path_tolerance<T>() * 4);
 
           // Without dx and parameter gradients but one: dx untouched, dbias the same.
           Tensor<T> db_only = Tensor<T>::zeros(revox::flat_shape(shape.c));
