@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <limits>
 #include <map>
 #include <memory>
@@ -364,6 +365,42 @@ TEST_CASE("optim: SGD's momentum buffer starts as the first gradient", "[optim][
       REQUIRE(params.values()[i] == -0.5 * params.grads()[i]);
     }
   }
+}
+
+TEST_CASE("optim: a parameter longer than a work chunk is updated once per element, padding "
+          "never", "[optim][sgd]") {
+  // 40000 elements span three of the CPU's work chunks (ops/cpu/optim.hpp, 2^14 each), the
+  // small parameters around it leave padding in the flat buffers.
+  struct LongParams {
+    Param<double> head{ParamShape{5}};
+    Param<double> body{ParamShape{40000}};
+    Param<double> tail{ParamShape{7}};
+    void visit_params(const std::function<void(const char*, Param<double>&)>& fn) {
+      fn("head", head);
+      fn("body", body);
+      fn("tail", tail);
+    }
+  };
+  LongParams model;
+  Parameters<double> params(model);
+  Rng rng(24);
+  fill_uniform(params.grads().data, params.size(), rng, 0.5, 1.5);  // padding too
+  optim::SGD<double> sgd(params, {0.5});
+  sgd.step();
+  std::vector<bool> inside(static_cast<std::size_t>(params.size()), false);
+  for (const auto& e : params.entries()) {
+    for (index_t i = e.offset; i < e.offset + e.shape.numel(); ++i) {
+      inside[static_cast<std::size_t>(i)] = true;
+    }
+  }
+  index_t wrong = 0, padding = 0;
+  for (index_t i = 0; i < params.size(); ++i) {
+    const double expected = inside[static_cast<std::size_t>(i)] ? -0.5 * params.grads()[i] : 0.0;
+    if (!inside[static_cast<std::size_t>(i)]) ++padding;
+    if (params.values()[i] != expected) ++wrong;
+  }
+  CHECK(padding > 0);
+  CHECK(wrong == 0);
 }
 
 TEST_CASE("optim: MultiStepLR matches torch.optim.lr_scheduler.MultiStepLR", "[optim][schedule]") {

@@ -16,10 +16,10 @@
 //       for each state buffer, each as long as the flat buffers (padding included, zero),
 //       in the Parameters' device memory.
 // Construction: Optimizer(params, options) on the CPU; Optimizer(dev, params, options) on
-// any device. On Cuda the state buffers live on the GPU and step() runs the update body of
-// ops/kernel_bodies/optim.hpp over every flat index with a device copy of the parameter ranges
-// (ops/cuda/optim.cuh, which the .cu translation unit includes), asynchronously on
-// dev.stream; the CPU runs the same body over the parameter spans with OpenMP.
+// any device. step() runs the update body of ops/kernel_bodies/optim.hpp through
+// OptimKernels<Device> with the optimizer's copy of the parameter ranges: on the CPU over
+// chunks of the flat buffers with OpenMP (ops/cpu/optim.hpp); on Cuda, with the state buffers
+// on the GPU, over every flat index, asynchronously on dev.stream (ops/cuda/optim.cuh).
 #pragma once
 
 #include <algorithm>
@@ -35,10 +35,10 @@
 #include "revox/ops/kernel_bodies/optim.hpp"
 
 namespace revox::ops {
-// What an optimizer on a GPU device runs: upload_parameter_ranges(dev, device_dst, host_src,
-// count) and for_each_parameter_element(dev, flat_size, ranges, update). OptimKernels<Cuda>
-// is in ops/cuda/optim.cuh (a .cu translation unit that includes this header gets it); the
-// CPU runs the update over the parameter spans itself (OptimizerBase::apply).
+// What an optimizer runs on its device: upload_parameter_ranges(dev, dst, host_src, count)
+// and for_each_parameter_element(dev, flat_size, ranges, update). OptimKernels<Cpu> is in
+// ops/cpu/optim.hpp (included below), OptimKernels<Cuda> in ops/cuda/optim.cuh (included
+// below when nvcc compiles).
 template <class Dev>
 struct OptimKernels {
   static_assert(::revox::detail::always_false_v<Dev>,
@@ -49,28 +49,6 @@ struct OptimKernels {
 
 namespace revox::optim {
 namespace detail {
-
-// Elements per OpenMP work item; the update is elementwise, so any split gives the same
-// result.
-inline constexpr index_t kOptimChunk = index_t{1} << 14;
-
-struct Span {
-  index_t begin = 0;
-  index_t end = 0;
-};
-
-// The parameter elements of `entries`, padding excluded, cut into spans of at most
-// kOptimChunk elements.
-inline std::vector<Span> parameter_spans(const std::vector<ParamEntry>& entries) {
-  std::vector<Span> spans;
-  for (const auto& entry : entries) {
-    const index_t end = entry.offset + entry.shape.numel();
-    for (index_t begin = entry.offset; begin < end; begin += kOptimChunk) {
-      spans.push_back(Span{begin, std::min(begin + kOptimChunk, end)});
-    }
-  }
-  return spans;
-}
 
 // The [begin, end) element range of every parameter, in buffer order: `count` begins, then
 // `count` ends (the layout kernels::ParamRanges reads).
@@ -98,7 +76,8 @@ inline void check_beta(const char* optimizer, const char* what, double value) {
               value);
 }
 
-// The shared part of every optimizer: device, buffer views, spans, lr and step count.
+// The shared part of every optimizer: device, buffer views, parameter ranges, lr and step
+// count.
 template <class T, class Device>
 class OptimizerBase {
   static_assert(std::is_floating_point_v<T>, "optimizers update float or double parameters");
@@ -122,47 +101,32 @@ class OptimizerBase {
       : name_(name),
         device_(dev),
         values_(params.values()),
-        grads_(params.grads()),
-        spans_(parameter_spans(params.entries())) {
+        grads_(params.grads()) {
     set_lr(lr);
-    if constexpr (is_cuda_v<Device>) {
-      const std::vector<index_t> table = parameter_range_table(params.entries());
-      range_count_ = static_cast<index_t>(params.entries().size());
-      range_table_ = Tensor<index_t, Device>(flat_shape(static_cast<index_t>(table.size())));
-      ops::OptimKernels<Device>::upload_parameter_ranges(device_, range_table_.data(),
-                                                         table.data(),
-                                                         static_cast<index_t>(table.size()));
-    }
+    const std::vector<index_t> table = parameter_range_table(params.entries());
+    range_count_ = static_cast<index_t>(params.entries().size());
+    range_table_ = Tensor<index_t, Device>(flat_shape(static_cast<index_t>(table.size())));
+    ops::OptimKernels<Device>::upload_parameter_ranges(device_, range_table_.data(),
+                                                       table.data(),
+                                                       static_cast<index_t>(table.size()));
   }
 
   // A zero buffer as long as the flat parameter buffer.
   Tensor<T, Device> zero_state() const { return Tensor<T, Device>::zeros(values_.shape); }
 
-  // update.update(i) for every parameter element i: in parallel over the spans on the CPU,
-  // one GPU thread per flat index (padding skipped) on Cuda.
+  // update.update(i) for every parameter element i (padding skipped), on the device:
+  // OptimKernels<Device> (ops/cpu/optim.hpp, ops/cuda/optim.cuh).
   template <class Update>
   void apply(const Update& update) const {
-    if constexpr (is_cpu_v<Device>) {
-      const auto count = static_cast<index_t>(spans_.size());
-      const Span* spans = spans_.data();
-#pragma omp parallel for schedule(static) if (values_.numel() > kOptimChunk)
-      for (index_t s = 0; s < count; ++s) {
-        // A private copy: the element stores cannot alias its scalars, which stay in registers.
-        const Update local = update;
-        for (index_t i = spans[s].begin; i < spans[s].end; ++i) local.update(i);
-      }
-    } else {
-      ops::OptimKernels<Device>::for_each_parameter_element(
-          device_, values_.numel(), param_ranges(range_table_.data(), range_count_), update);
-    }
+    ops::OptimKernels<Device>::for_each_parameter_element(
+        device_, values_.numel(), param_ranges(range_table_.data(), range_count_), update);
   }
 
   const char* name_;
   Device device_;
   TensorView<T> values_;
   TensorView<T> grads_;
-  std::vector<Span> spans_;
-  Tensor<index_t, Device> range_table_;  // Cuda: parameter_range_table on the device
+  Tensor<index_t, Device> range_table_;  // parameter_range_table, on the device
   index_t range_count_ = 0;
   double lr_ = 0.0;
   std::int64_t steps_ = 0;
@@ -171,6 +135,7 @@ class OptimizerBase {
 }  // namespace detail
 }  // namespace revox::optim
 
+#include "revox/ops/cpu/optim.hpp"
 #ifdef __CUDACC__
 #include "revox/ops/cuda/optim.cuh"
 #endif
