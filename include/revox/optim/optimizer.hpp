@@ -105,7 +105,11 @@ class OptimizerBase {
     set_lr(lr);
     const std::vector<index_t> table = parameter_range_table(params.entries());
     range_count_ = static_cast<index_t>(params.entries().size());
-    range_table_ = Tensor<index_t, Device>(flat_shape(static_cast<index_t>(table.size())));
+    if constexpr (is_cpu_v<Device>) {
+      range_table_.resize(table.size());
+    } else {
+      range_table_ = Tensor<index_t, Device>(flat_shape(static_cast<index_t>(table.size())));
+    }
     ops::OptimKernels<Device>::upload_parameter_ranges(device_, range_table_.data(),
                                                        table.data(),
                                                        static_cast<index_t>(table.size()));
@@ -126,7 +130,10 @@ class OptimizerBase {
   Device device_;
   TensorView<T> values_;
   TensorView<T> grads_;
-  Tensor<index_t, Device> range_table_;  // parameter_range_table, on the device
+  // parameter_range_table on the device: on the CPU a plain vector, bookkeeping that the
+  // tracking allocator and the memory planner do not count (models/memory_planner.hpp).
+  std::conditional_t<is_cpu_v<Device>, std::vector<index_t>, Tensor<index_t, Device>>
+      range_table_;
   index_t range_count_ = 0;
   double lr_ = 0.0;
   std::int64_t steps_ = 0;
