@@ -25,6 +25,7 @@
 #include "revox/models/unet.hpp"
 #include "revox/optim/adam.hpp"
 #include "revox/testing/gradcheck.hpp"
+#include "unet_runs.hpp"
 
 
 namespace revox_test::custom_unet {
@@ -255,25 +256,7 @@ std::vector<std::string> param_names(Net& net) {
   return names;
 }
 
-template <class T>
-struct Run {
-  Tensor<T> y;
-  Tensor<T> dx;
-  std::vector<T> grads;
-};
-
-template <class Net, class T = typename Net::value_type>
-Run<T> forward_backward(Net& net, revox::Parameters<T>& params, const Tensor<T>& x,
-                        const Tensor<T>& dy) {
-  const revox::Cpu dev;
-  Run<T> run{Tensor<T>(net.output_shape(x.shape())), Tensor<T>(x.shape()), {}};
-  params.zero_grad();
-  typename Net::template Saved<revox::Cpu> saved;
-  net.forward(dev, x.cview(), run.y.view(), &saved);
-  net.backward(dev, saved, dy.cview(), run.dx.view());
-  run.grads.assign(params.grads().data, params.grads().data + params.size());
-  return run;
-}
+using revox_test::forward_backward;
 
 template <class T>
 double max_abs_diff(const T* a, const T* b, std::size_t count) {
