@@ -1,8 +1,8 @@
 // The CUDA kernel bodies of the activations (include/revox/ops/kernel_bodies/), run on the CPU with
 // kernels::emulate_for_each and compared with the CPU kernels
 // (include/revox/ops/cpu/activations.hpp). Outputs are pre-filled with NaN so an element a body
-// never writes fails; shapes are odd (N=2, C=3 or 6, 5x7x9) so every index path is taken. The
-// GPU runs the same bodies through cuda::for_each (tests/cuda/test_cuda_activations.cu checks it
+// never writes fails; shapes are odd (N=2, C=3 or 6, 5x7x9) so every index path is taken. The GPU
+// runs the same bodies through cuda::for_each (the GPU part of tests/test_activations.cpp checks it
 // on a GPU).
 #include <catch2/catch.hpp>
 

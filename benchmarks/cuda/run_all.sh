@@ -68,9 +68,9 @@ step "ctest -L cuda" ctest --test-dir "$build" -L cuda --output-on-failure --tim
 
 # compute-sanitizer over the op parity tests (their small shapes keep this quick).
 sanitizer=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
-for test in test_cuda_activations test_cuda_add test_cuda_max_pool3d \
-  test_cuda_upsample_trilinear test_cuda_group_norm test_cuda_dice_loss test_cuda_optim \
-  test_cuda_depthwise_conv3d test_cuda_pointwise_conv3d test_cuda_conv3d test_cuda_context; do
+for test in test_activations test_add test_max_pool3d test_upsample_trilinear \
+  test_group_norm test_instance_norm test_losses test_optim test_depthwise_conv3d \
+  test_pointwise_conv3d test_conv3d test_cuda_context; do
   exe=$build/tests/cuda/revox_cuda_$test
   if [[ $have_gpu == 0 ]]; then record "sanitize $test" SKIPPED 0; continue; fi
   [[ -x $exe ]] || { record "sanitize $test" "MISSING" 0; continue; }
