@@ -36,7 +36,7 @@ expect "revox: skipping revox-brats (examples/brats): NIfTI (nifti_clib), stb, C
 expect "revox: skipping bench_metrics, revox_bench and bench_data_pipeline (benchmarks/): Google Benchmark not found (Debian: libbenchmark-dev;"
 expect "revox: skipping revox::mpi (data-parallel training under mpirun) and its tests: MPI (with a C compiler) not found (Debian: openmpi-bin libopenmpi-dev;"
 cmake --install "$work/build" --prefix "$work/prefix" >"$work/install.log"
-for f in include/revox/revox.hpp include/revox/layers/layer.hpp \
+for f in include/revox/revox.hpp include/revox/layers/layer.hpp include/revox/layers/all.hpp \
          lib/cmake/revox/revoxConfig.cmake lib/cmake/revox/revoxTargets.cmake; do
   [[ -f "$work/prefix/$f" ]] || { echo "FAIL: $f was not installed" >&2; exit 1; }
 done
