@@ -27,6 +27,7 @@
 #include "revox/core/parameters.hpp"
 #include "revox/core/tensor.hpp"
 #include "revox/layers/layer.hpp"
+#include "revox/layers/weight_and_bias.hpp"
 #include "revox/ops/group_norm.hpp"
 
 namespace revox {
@@ -57,7 +58,9 @@ std::pair<double*, double*> save_norm_stats(NormSaved<T, Dev>* saved, TensorView
 }  // namespace detail
 
 template <class T>
-class GroupNorm {
+class GroupNorm : public detail::NormAffine<T> {
+  using Affine = detail::NormAffine<T>;
+
  public:
   using value_type = T;
 
@@ -65,50 +68,33 @@ class GroupNorm {
   using Saved = detail::NormSaved<T, Dev>;  // mean and rstd (N, G)
 
   GroupNorm(index_t num_groups, index_t num_channels, double eps = 1e-5)
-      : num_groups_(num_groups), num_channels_(num_channels), eps_(eps) {
+      : Affine("GroupNorm"), num_groups_(num_groups), num_channels_(num_channels), eps_(eps) {
     REVOX_CHECK(num_groups > 0, "GroupNorm: num_groups must be positive, got ", num_groups);
     REVOX_CHECK(num_channels > 0, "GroupNorm: num_channels must be positive, got ", num_channels);
     REVOX_CHECK(num_channels % num_groups == 0, "GroupNorm: channels (", num_channels,
                 ") must be divisible by num_groups (", num_groups, ")");
     REVOX_CHECK(std::isfinite(eps) && eps >= 0.0, "GroupNorm: eps must be finite and >= 0, got ",
                 eps);
-    weight_ = Param<T>(ParamShape{num_channels});
-    bias_ = Param<T>(ParamShape{num_channels});
+    Affine::make_affine(num_channels);
   }
 
   index_t num_groups() const { return num_groups_; }
   index_t num_channels() const { return num_channels_; }
   double eps() const { return eps_; }
-  Param<T>& weight() { return weight_; }
-  const Param<T>& weight() const { return weight_; }
-  Param<T>& bias() { return bias_; }
-  const Param<T>& bias() const { return bias_; }
 
   Shape5 output_shape(Shape5 in) const {
     detail::check_input("GroupNorm", in, num_channels_);
     return in;
   }
 
-  template <class Fn>
-  void visit_params(Fn&& fn) {
-    fn(std::string("weight"), weight_);
-    fn(std::string("bias"), bias_);
-  }
-
-  void reset_parameters(Rng& /*rng*/) {
-    check_bound("reset_parameters");
-    init::constant(weight_.value, weight_.numel(), T(1));
-    init::constant(bias_.value, bias_.numel(), T(0));
-  }
-
   template <class Dev>
   void forward(const Dev& dev, TensorView<const T> x, TensorView<T> y,
                nondeduced_t<Saved<Dev>>* saved) const {
     check_output_view("GroupNorm", output_shape(x.shape), y.shape);
-    check_bound("forward");
+    Affine::check_bound("forward");
     const auto [mean, rstd] = detail::save_norm_stats(saved, x, num_groups_);
-    ops::group_norm_forward(dev, x, num_groups_, eps_, weight_.value, bias_.value, y, mean,
-                            rstd);
+    ops::group_norm_forward(dev, x, num_groups_, eps_, this->weight().value,
+                            this->bias().value, y, mean, rstd);
   }
 
   template <class Dev>
@@ -118,23 +104,18 @@ class GroupNorm {
                            saved.x.data != nullptr && !saved.mean.empty() && !saved.rstd.empty(),
                            saved.x.shape, dy, dx,
                            {detail::Sharing::any, "nothing saved", /*dx_as_output_view=*/true});
-    check_bound("backward");
+    Affine::check_bound("backward");
     // An empty dx (Gradients::params_only) tells the op to skip the input gradient.
     ops::group_norm_backward(dev, saved.x, dy, num_groups_, saved.mean.data(),
-                             saved.rstd.data(), weight_.value, dx, weight_.grad, bias_.grad);
+                             saved.rstd.data(), this->weight().value, dx, this->weight().grad,
+                             this->bias().grad);
     saved = Saved<Dev>{};
   }
 
  private:
-  void check_bound(const char* what) const {
-    detail::check_bound("GroupNorm", what, weight_.bound() && bias_.bound());
-  }
-
   index_t num_groups_;
   index_t num_channels_;
   double eps_;
-  Param<T> weight_;
-  Param<T> bias_;
 };
 
 }  // namespace revox

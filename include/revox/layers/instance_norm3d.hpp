@@ -26,14 +26,17 @@
 #include "revox/core/init.hpp"
 #include "revox/core/parameters.hpp"
 #include "revox/core/tensor.hpp"
-#include "revox/layers/group_norm.hpp"  // detail::NormSaved, detail::save_norm_stats
+#include "revox/layers/group_norm.hpp"  // detail::NormSaved, save_norm_stats
 #include "revox/layers/layer.hpp"
+#include "revox/layers/weight_and_bias.hpp"
 #include "revox/ops/instance_norm.hpp"
 
 namespace revox {
 
 template <class T>
-class InstanceNorm3d {
+class InstanceNorm3d : public detail::NormAffine<T> {
+  using Affine = detail::NormAffine<T>;
+
  public:
   using value_type = T;
 
@@ -41,51 +44,29 @@ class InstanceNorm3d {
   using Saved = detail::NormSaved<T, Dev>;  // mean and rstd (N, C)
 
   explicit InstanceNorm3d(index_t channels, bool affine = false, double eps = 1e-5)
-      : channels_(channels), affine_(affine), eps_(eps) {
+      : Affine("InstanceNorm3d"), channels_(channels), eps_(eps) {
     REVOX_CHECK(channels > 0, "InstanceNorm3d: channels must be positive, got ", channels);
     REVOX_CHECK(std::isfinite(eps) && eps >= 0.0,
                 "InstanceNorm3d: eps must be finite and >= 0, got ", eps);
-    if (affine) {
-      weight_ = Param<T>(ParamShape{channels});
-      bias_ = Param<T>(ParamShape{channels});
-    }
+    if (affine) Affine::make_affine(channels);
   }
 
   index_t channels() const { return channels_; }
-  bool affine() const { return affine_; }
   double eps() const { return eps_; }
-  // Unbound and empty unless affine.
-  Param<T>& weight() { return weight_; }
-  const Param<T>& weight() const { return weight_; }
-  Param<T>& bias() { return bias_; }
-  const Param<T>& bias() const { return bias_; }
 
   Shape5 output_shape(Shape5 in) const {
     detail::check_input("InstanceNorm3d", in, channels_);
     return in;
   }
 
-  template <class Fn>
-  void visit_params(Fn&& fn) {
-    if (!affine_) return;
-    fn(std::string("weight"), weight_);
-    fn(std::string("bias"), bias_);
-  }
-
-  void reset_parameters(Rng& /*rng*/) {
-    if (!affine_) return;
-    check_bound("reset_parameters");
-    init::constant(weight_.value, weight_.numel(), T(1));
-    init::constant(bias_.value, bias_.numel(), T(0));
-  }
-
   template <class Dev>
   void forward(const Dev& dev, TensorView<const T> x, TensorView<T> y,
                nondeduced_t<Saved<Dev>>* saved) const {
     check_output_view("InstanceNorm3d", output_shape(x.shape), y.shape);
-    check_bound("forward");
+    Affine::check_bound("forward");
     const auto [mean, rstd] = detail::save_norm_stats(saved, x, channels_);
-    ops::instance_norm_forward(dev, x, weight_.value, bias_.value, eps_, y, mean, rstd);
+    ops::instance_norm_forward(dev, x, this->weight().value, this->bias().value, eps_, y, mean,
+                               rstd);
   }
 
   template <class Dev>
@@ -95,23 +76,16 @@ class InstanceNorm3d {
                            saved.x.data != nullptr && !saved.mean.empty() && !saved.rstd.empty(),
                            saved.x.shape, dy, dx,
                            {detail::Sharing::any, "nothing saved", /*dx_as_output_view=*/true});
-    check_bound("backward");
+    Affine::check_bound("backward");
     // An empty dx (Gradients::params_only) tells the op to skip the input gradient.
-    ops::instance_norm_backward(dev, saved.x, dy, weight_.value, saved.mean.data(),
-                                saved.rstd.data(), dx, weight_.grad, bias_.grad);
+    ops::instance_norm_backward(dev, saved.x, dy, this->weight().value, saved.mean.data(),
+                                saved.rstd.data(), dx, this->weight().grad, this->bias().grad);
     saved = Saved<Dev>{};
   }
 
  private:
-  void check_bound(const char* what) const {
-    detail::check_bound("InstanceNorm3d", what, !affine_ || (weight_.bound() && bias_.bound()));
-  }
-
   index_t channels_;
-  bool affine_;
   double eps_;
-  Param<T> weight_;  // [C] when affine; otherwise unbound (value and grad nullptr)
-  Param<T> bias_;
 };
 
 }  // namespace revox
