@@ -25,12 +25,7 @@ namespace {
 void run_gradcheck(const UNetConfig& config, Shape5 input, index_t max_checks) {
   INFO("config " << revox::to_json(config).dump() << ", input " << input);
   UNet<double> net(config);
-  revox::Parameters<double> params(net);
-  revox::testing::GradcheckOptions options;
-  options.max_checks_per_tensor = max_checks;
-  options.rtol = 1e-5;
-  options.atol = 1e-6;
-  const auto result = revox::testing::gradcheck(net, params, input, options);
+  const auto result = revox_test::unet_gradcheck(net, input, max_checks);
   INFO(result.report);
   REQUIRE(result.passed);
 }

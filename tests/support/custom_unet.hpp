@@ -269,12 +269,7 @@ double max_abs_diff(const T* a, const T* b, std::size_t count) {
 
 template <class Net>
 void check_gradcheck(Net& net, Shape5 input, index_t max_checks) {
-  revox::Parameters<double> params(net);
-  revox::testing::GradcheckOptions options;
-  options.max_checks_per_tensor = max_checks;
-  options.rtol = 1e-5;
-  options.atol = 1e-6;
-  const auto result = revox::testing::gradcheck(net, params, input, options);
+  const auto result = revox_test::unet_gradcheck(net, input, max_checks);
   INFO(result.report);
   REQUIRE(result.passed);
   CHECK(result.checked > 0);

@@ -12,6 +12,7 @@
 #include "revox/core/parameters.hpp"
 #include "revox/core/tensor.hpp"
 #include "revox/models/unet_config.hpp"
+#include "revox/testing/gradcheck.hpp"
 
 namespace revox_test {
 
@@ -63,6 +64,19 @@ double max_rel_diff(const T* a, const T* b, revox::index_t count) {
     worst = std::max(worst, std::abs(static_cast<double>(a[i]) - static_cast<double>(b[i])));
   }
   return scale > 0.0 ? worst / scale : worst;
+}
+
+// Gradcheck of a double-precision U-Net-like layer at `input` with the U-Net tests' tolerances
+// (rtol 1e-5, atol 1e-6), at most `max_checks` entries per tensor; the caller asserts on it.
+template <class Net>
+revox::testing::GradcheckResult unet_gradcheck(Net& net, revox::Shape5 input,
+                                               revox::index_t max_checks) {
+  revox::Parameters<double> params(net);
+  revox::testing::GradcheckOptions options;
+  options.max_checks_per_tensor = max_checks;
+  options.rtol = 1e-5;
+  options.atol = 1e-6;
+  return revox::testing::gradcheck(net, params, input, options);
 }
 
 }  // namespace revox_test
