@@ -24,7 +24,7 @@ packages=(
 )
 for option in "$@"; do
   case "$option" in
-    --peers) packages+=(libdnnl-dev) ;;
+    --peers) packages+=(libdnnl-dev ocl-icd-opencl-dev) ;;  # Debian's oneDNN CMake config requires OpenCL
     --fuzz) packages+=(clang libclang-rt-14-dev) ;;
     *) echo "install-deps: unknown option '$option' (expected --peers or --fuzz)" >&2; exit 2 ;;
   esac

@@ -49,11 +49,7 @@ std::uint16_t reference_bits(std::uint32_t u) {
   return static_cast<std::uint16_t>((sign | chosen) >> 16);
 }
 
-std::vector<CpuPath> available_paths() {
-  std::vector<CpuPath> paths{CpuPath::portable};
-  if (revox::cpu_path_available(CpuPath::avx512)) paths.push_back(CpuPath::avx512);
-  return paths;
-}
+std::vector<CpuPath> available_paths() { return revox::available_cpu_paths(); }
 
 }  // namespace
 

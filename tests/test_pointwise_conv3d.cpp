@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "revox/core/memory.hpp"
+#include "revox/core/bfloat16.hpp"
 #include "revox/layers/pointwise_conv3d.hpp"
 #include "revox/ops/cpu/gemm.hpp"
 #include "revox/ops/cpu/pointwise_conv3d.hpp"
@@ -495,6 +496,92 @@ TEST_CASE("cpu::pointwise_conv3d matches the definition on a benchmark shape",
                       std::abs(static_cast<double>(dw[entry]) - sum) / (1.0 + std::abs(sum)));
   }
   CHECK(dw_err <= 1e-4);
+}
+
+namespace {
+
+// The exact values a bfloat16 kernel computes with, in double: activations as stored, float
+// parameters rounded to bfloat16 (round_params) or not; `magnitude` takes absolute values,
+// so that a reference run on them gives sum |w x| per output.
+template <class T>
+Tensor<double> exact_double(const Tensor<T>& t, bool round_params, bool magnitude = false) {
+  Tensor<double> out(t.shape());
+  for (index_t i = 0; i < t.numel(); ++i) {
+    float v = static_cast<float>(t[i]);
+    if (round_params) v = static_cast<float>(revox::bfloat16(v));
+    out[i] = magnitude ? std::abs(static_cast<double>(v)) : static_cast<double>(v);
+  }
+  return out;
+}
+
+// Elements of `got` farther from `exact` than terms * 2^-24 * magnitude (float32 summation of
+// `terms` exact products) plus, for a bfloat16 result, its rounding (2^-8 of the value).
+template <class T>
+index_t outside_bf16_bound(const Tensor<T>& got, const Tensor<double>& exact,
+                           const Tensor<double>& magnitude, double terms) {
+  index_t bad = 0;
+  for (index_t i = 0; i < got.numel(); ++i) {
+    double tol = (terms + 2) * 0x1p-24 * magnitude[i];
+    tol += (std::is_same_v<T, float> ? 0x1p-24 : 0x1p-8) * (std::abs(exact[i]) + tol);
+    bad += !(std::abs(static_cast<double>(static_cast<float>(got[i])) - exact[i]) <= tol);
+  }
+  return bad;
+}
+
+}  // namespace
+
+TEST_CASE("cpu::pointwise_conv3d in bfloat16 matches the double reference within the bounds of "
+          "its rounding", "[op][pointwise_conv3d][bfloat16]") {
+  // Activations bfloat16, parameters and their gradients float (param_t), on cpu_path(); the
+  // GEMMs' paths one by one are in test_gemm_bf16.cpp, and ctest runs this once more with
+  // REVOX_CPU_PATH=portable.
+  using revox::bfloat16;
+  using Ops = revox::ops::PointwiseConv3dKernels<revox::Cpu>;
+  namespace ref = revox::cpu::reference;
+  INFO("path " << revox::cpu_path_name(revox::cpu_path()));
+  revox::Rng rng(7);
+  std::vector<Case> cases(std::begin(kCases), std::end(kCases));
+  cases.push_back({2, 24, 40, 9, 10, 11});  // many 64-column strips, an odd tail
+  for (const Case& c : cases) {
+    CAPTURE(c.n, c.cin, c.cout, c.d, c.h, c.w);
+    const Shape5 xs{c.n, c.cin, c.d, c.h, c.w};
+    const Shape5 ys = xs.with_channels(c.cout);
+    const auto x = random_tensor<bfloat16>(xs, rng);
+    const auto dy = random_tensor<bfloat16>(ys, rng);
+    const auto weight = random_tensor<float>(revox::flat_shape(c.cout * c.cin), rng);
+    const auto bias = random_tensor<float>(revox::flat_shape(c.cout), rng);
+
+    Tensor<bfloat16> y(ys), dx(xs);
+    Ops::pointwise_conv3d_forward(revox::Cpu{}, x.cview(), weight.data(), bias.data(), y.view());
+    Ops::pointwise_conv3d_backward_data(revox::Cpu{}, dy.cview(), weight.data(), dx.view());
+    auto dw = random_tensor<float>(revox::flat_shape(c.cout * c.cin), rng);
+    auto db = random_tensor<float>(revox::flat_shape(c.cout), rng);
+    const auto dw_prior = dw.clone();
+    const auto db_prior = db.clone();
+    Ops::pointwise_conv3d_backward_weight(revox::Cpu{}, x.cview(), dy.cview(), dw.data(),
+                                          db.data());
+
+    const auto xd = exact_double(x, false), xa = exact_double(x, false, true);
+    const auto dyd = exact_double(dy, false), dya = exact_double(dy, false, true);
+    const auto wd = exact_double(weight, true), wa = exact_double(weight, true, true);
+    const auto bd = exact_double(bias, false), ba = exact_double(bias, false, true);
+    Tensor<double> y_ref(ys), y_mag(ys), dx_ref(xs), dx_mag(xs);
+    ref::pointwise_conv3d_forward(xd.cview(), wd.data(), bd.data(), y_ref.view());
+    ref::pointwise_conv3d_forward(xa.cview(), wa.data(), ba.data(), y_mag.view());
+    ref::pointwise_conv3d_backward_data(dyd.cview(), wd.data(), dx_ref.view());
+    ref::pointwise_conv3d_backward_data(dya.cview(), wa.data(), dx_mag.view());
+    CHECK(outside_bf16_bound(y, y_ref, y_mag, static_cast<double>(c.cin)) == 0);
+    CHECK(outside_bf16_bound(dx, dx_ref, dx_mag, static_cast<double>(c.cout)) == 0);
+
+    // Gradients accumulate onto the prior; x and dy enter exactly (no parameter rounding).
+    auto dw_ref = exact_double(dw_prior, false), dw_mag = exact_double(dw_prior, false, true);
+    auto db_ref = exact_double(db_prior, false), db_mag = exact_double(db_prior, false, true);
+    ref::pointwise_conv3d_backward_weight(xd.cview(), dyd.cview(), dw_ref.data(), db_ref.data());
+    ref::pointwise_conv3d_backward_weight(xa.cview(), dya.cview(), dw_mag.data(), db_mag.data());
+    const double voxels = static_cast<double>(xs.n * xs.spatial());
+    CHECK(outside_bf16_bound(dw, dw_ref, dw_mag, voxels) == 0);
+    CHECK(outside_bf16_bound(db, db_ref, db_mag, voxels) == 0);
+  }
 }
 
 #else  // REVOX_GPU_TESTS

@@ -57,6 +57,9 @@ struct bfloat16 {
 
   bfloat16() = default;
   explicit bfloat16(float value) : bits(bfloat16_bits(value)) {}
+  // Through float: a double lying within 2^-25 relative of a bfloat16 tie may round the other
+  // way than a direct rounding would (random test data and constants, not kernel results).
+  explicit bfloat16(double value) : bits(bfloat16_bits(static_cast<float>(value))) {}
   static bfloat16 from_bits(std::uint16_t b) {
     bfloat16 x;
     x.bits = b;
@@ -80,23 +83,26 @@ inline void to_float_portable(const bfloat16* src, float* dst, index_t begin, in
 // The scalar rounding on 16 lanes with AVX-512F integer instructions. The zero-masked forms
 // (maskz with every lane set) compute the same as the plain ones, whose pass-through operand
 // trips GCC 12's -Wmaybe-uninitialized inside its own intrinsics header.
+// The 16 float lanes of u (as bits) rounded to bfloat16, each in the low half of its lane.
+__attribute__((target("avx512f"))) inline __m512i round_to_bfloat16_avx512(__m512i u) {
+  const __mmask16 kAll = 0xffff;
+  const __m512i high = _mm512_maskz_srli_epi32(kAll, u, 16);
+  const __m512i bias = _mm512_add_epi32(_mm512_set1_epi32(0x7fff),
+                                        _mm512_and_si512(high, _mm512_set1_epi32(1)));
+  const __m512i rounded = _mm512_maskz_srli_epi32(kAll, _mm512_add_epi32(u, bias), 16);
+  const __mmask16 nan = _mm512_cmpgt_epu32_mask(
+      _mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff)), _mm512_set1_epi32(0x7f800000));
+  return _mm512_mask_mov_epi32(rounded, nan, _mm512_or_si512(high, _mm512_set1_epi32(0x0040)));
+}
+
 __attribute__((target("avx512f"))) inline void to_bfloat16_avx512(const float* src,
                                                                   bfloat16* dst, index_t begin,
                                                                   index_t end) {
   const __mmask16 kAll = 0xffff;
-  const __m512i one = _mm512_set1_epi32(1);
-  const __m512i half_minus_one = _mm512_set1_epi32(0x7fff);
-  const __m512i magnitude = _mm512_set1_epi32(0x7fffffff);
-  const __m512i infinity = _mm512_set1_epi32(0x7f800000);
-  const __m512i quiet = _mm512_set1_epi32(0x0040);
   index_t i = begin;
   for (; i + 16 <= end; i += 16) {
-    const __m512i u = _mm512_loadu_si512(static_cast<const void*>(src + i));
-    const __m512i high = _mm512_maskz_srli_epi32(kAll, u, 16);
-    const __m512i bias = _mm512_add_epi32(half_minus_one, _mm512_and_si512(high, one));
-    __m512i rounded = _mm512_maskz_srli_epi32(kAll, _mm512_add_epi32(u, bias), 16);
-    const __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, magnitude), infinity);
-    rounded = _mm512_mask_mov_epi32(rounded, nan, _mm512_or_si512(high, quiet));
+    const __m512i rounded =
+        round_to_bfloat16_avx512(_mm512_loadu_si512(static_cast<const void*>(src + i)));
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + i),
                         _mm512_maskz_cvtepi32_epi16(kAll, rounded));
   }
@@ -137,7 +143,7 @@ inline void to_bfloat16(CpuPath path, const float* src, bfloat16* dst, index_t n
               " path is not available on this CPU");
   detail::for_each_conversion_chunk(n, [&](index_t begin, index_t end) {
 #if REVOX_X86_CPUID
-    if (path == CpuPath::avx512) {
+    if (path >= CpuPath::avx512) {
       detail::to_bfloat16_avx512(src, dst, begin, end);
       return;
     }
@@ -153,7 +159,7 @@ inline void to_float(CpuPath path, const bfloat16* src, float* dst, index_t n) {
               " path is not available on this CPU");
   detail::for_each_conversion_chunk(n, [&](index_t begin, index_t end) {
 #if REVOX_X86_CPUID
-    if (path == CpuPath::avx512) {
+    if (path >= CpuPath::avx512) {
       detail::to_float_avx512(src, dst, begin, end);
       return;
     }

@@ -10,14 +10,15 @@
 // process to ask Linux for the tile data state (arch_prctl ARCH_REQ_XCOMP_PERM) before its
 // first tile instruction; amx_* say only that the CPU and OS support it.
 //
-// cpu_path() is the widest path revox's run-time dispatched kernels take: CpuPath::avx512
-// where avx512f is supported, CpuPath::portable otherwise or when the environment variable
-// REVOX_CPU_PATH=portable asks for it (to run a binary as it runs on a machine without
-// AVX-512). Any other value of REVOX_CPU_PATH is an error naming the accepted ones.
+// cpu_path() is the widest path revox's run-time dispatched kernels take (CpuPath below:
+// portable, avx512, avx512_bf16), or a narrower one the environment variable REVOX_CPU_PATH
+// names (to run a binary as it runs on a machine without the wider ones). A value naming no
+// path, or one this CPU lacks, is an error naming the accepted or the available ones.
 #pragma once
 
 #include <cstdlib>
 #include <string>
+#include <vector>
 
 #include "revox/core/error.hpp"
 
@@ -46,12 +47,14 @@ inline CpuFeatures detect_cpu_features() {
   unsigned a = 0, b = 0, c = 0, d = 0;
   if (__get_cpuid(1, &a, &b, &c, &d) == 0) return f;
   if ((c & (1u << 27)) == 0) return f;  // no OSXSAVE: XGETBV unavailable
-  unsigned xcr0 = 0, xcr0_high = 0;
-  __asm__ volatile("xgetbv" : "=a"(xcr0), "=d"(xcr0_high) : "c"(0));
+  unsigned xcr0_low = 0, xcr0_high = 0;
+  __asm__ volatile("xgetbv" : "=a"(xcr0_low), "=d"(xcr0_high) : "c"(0));
+  const unsigned long long xcr0 =
+      (static_cast<unsigned long long>(xcr0_high) << 32) | xcr0_low;
   // XMM, YMM, opmask, ZMM_Hi256 and Hi16_ZMM state (bits 1, 2, 5, 6, 7).
-  const bool zmm_state = (xcr0 & 0xE6u) == 0xE6u;
+  const bool zmm_state = (xcr0 & 0xE6ull) == 0xE6ull;
   // XTILECFG and XTILEDATA state (bits 17, 18).
-  const bool tile_state = (xcr0 & (3u << 17)) == (3u << 17);
+  const bool tile_state = (xcr0 & (3ull << 17)) == (3ull << 17);
   if (__get_cpuid_max(0, nullptr) < 7) return f;
   __cpuid_count(7, 0, a, b, c, d);
   f.avx512f = zmm_state && (b & (1u << 16)) != 0;
@@ -75,29 +78,64 @@ inline const CpuFeatures& cpu_features() {
   return features;
 }
 
-// The paths of run-time dispatched kernels, narrowest first.
-enum class CpuPath { portable, avx512 };
+// The paths of run-time dispatched kernels, narrowest first; each needs the ones before it.
+//   portable      C++ compiled with the build's flags (every machine)
+//   avx512        AVX-512F intrinsics (float arithmetic, bfloat16 conversions)
+//   avx512_bf16   AVX512-BF16's VDPBF16PS for bfloat16 products (Zen 4, Cooper Lake and later)
+enum class CpuPath { portable, avx512, avx512_bf16 };
 
 inline const char* cpu_path_name(CpuPath path) {
-  return path == CpuPath::avx512 ? "avx512" : "portable";
+  switch (path) {
+    case CpuPath::avx512: return "avx512";
+    case CpuPath::avx512_bf16: return "avx512_bf16";
+    case CpuPath::portable: break;
+  }
+  return "portable";
 }
 
 // True when `path` can run on this machine.
 inline bool cpu_path_available(CpuPath path) {
-  return path == CpuPath::portable || cpu_features().avx512f;
+  switch (path) {
+    case CpuPath::avx512: return cpu_features().avx512f;
+    case CpuPath::avx512_bf16: return cpu_features().avx512_bf16;
+    case CpuPath::portable: break;
+  }
+  return true;
 }
 
-// The widest available path, or the portable one when REVOX_CPU_PATH=portable (read once).
+// Every path this machine can run, narrowest first (tests run each of them).
+inline std::vector<CpuPath> available_cpu_paths() {
+  std::vector<CpuPath> paths;
+  for (CpuPath p : {CpuPath::portable, CpuPath::avx512, CpuPath::avx512_bf16}) {
+    if (cpu_path_available(p)) paths.push_back(p);
+  }
+  return paths;
+}
+
+inline std::string available_cpu_path_names() {
+  std::string names;
+  for (CpuPath p : available_cpu_paths()) names += (names.empty() ? "" : ", ") + std::string(cpu_path_name(p));
+  return names;
+}
+
+// The widest available path, or the one REVOX_CPU_PATH names (read once): "portable",
+// "avx512" or "avx512_bf16" to run a binary as it runs on a machine with no more than that
+// (an error if this machine lacks it), "best" or unset for the widest.
 inline CpuPath cpu_path() {
   static const CpuPath path = [] {
     const char* requested = std::getenv("REVOX_CPU_PATH");
-    if (requested != nullptr && *requested != '\0') {
+    if (requested != nullptr && *requested != '\0' && std::string(requested) != "best") {
       const std::string value(requested);
-      REVOX_CHECK(value == "portable" || value == "best",
-                  "REVOX_CPU_PATH: expected \"portable\" or \"best\", got \"", value, "\"");
-      if (value == "portable") return CpuPath::portable;
+      for (CpuPath p : {CpuPath::portable, CpuPath::avx512, CpuPath::avx512_bf16}) {
+        if (value != cpu_path_name(p)) continue;
+        REVOX_CHECK(cpu_path_available(p), "REVOX_CPU_PATH=", value,
+                    ": this CPU lacks that path; available: ", available_cpu_path_names());
+        return p;
+      }
+      throw Error(detail::concat("REVOX_CPU_PATH: expected \"portable\", \"avx512\", "
+                                 "\"avx512_bf16\" or \"best\", got \"", value, "\""));
     }
-    return cpu_path_available(CpuPath::avx512) ? CpuPath::avx512 : CpuPath::portable;
+    return available_cpu_paths().back();
   }();
   return path;
 }

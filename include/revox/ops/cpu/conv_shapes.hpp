@@ -9,6 +9,7 @@
 
 #include "revox/core/config.hpp"
 #include "revox/core/error.hpp"
+#include "revox/core/precision.hpp"
 #include "revox/core/shape.hpp"
 #include "revox/ops/cpu/simd.hpp"
 
@@ -17,10 +18,11 @@ namespace revox::cpu {
 namespace conv3d_detail {
 
 // Raw parameter pointers take no part in deducing T, so that a plain nullptr bias works.
+// Parameters have type param_t<T> (core/precision.hpp): float for bfloat16 activations.
 template <class T>
-using const_ptr = const nondeduced_t<T>*;
+using const_ptr = const nondeduced_t<param_t<T>>*;
 template <class T>
-using mut_ptr = nondeduced_t<T>*;
+using mut_ptr = nondeduced_t<param_t<T>>*;
 
 // Input and output of a convolution with 'same' padding share batch and spatial extents.
 inline void check_same_extents(const char* op, const char* in_name, const Shape5& in,

@@ -14,6 +14,11 @@
 // summed in double per batch item), which parallelise themselves with OpenMP: call them from
 // serial code, not from inside an omp parallel region. Results do not depend on the number
 // of threads. The bias gradient is summed in double. Outputs must not alias inputs.
+//
+// Mixed precision: with T = bfloat16, x, y, dy and dx are bfloat16 and weight, bias and
+// their gradients float (param_t<T>); the products run in ops/cpu/gemm_bf16.hpp on
+// cpu_path() (the weight rounded to bfloat16, float32 accumulation, y and dx rounded to
+// bfloat16 once at the end; dW and db summed in float32 per chunk, then double).
 // namespace reference has the plain loops the tests compare against.
 #pragma once
 
@@ -25,6 +30,7 @@
 #include "revox/core/tensor.hpp"
 #include "revox/ops/cpu/conv_shapes.hpp"
 #include "revox/ops/cpu/gemm.hpp"
+#include "revox/ops/cpu/gemm_bf16.hpp"
 #include "revox/ops/pointwise_conv3d.hpp"
 
 namespace revox::cpu {
@@ -44,7 +50,7 @@ std::vector<T> transpose(const T* a, index_t rows, index_t cols) {
 // db[c] += sum over batch and voxels of dy[n, c], in double; parallel over channels, so the
 // order of every sum is fixed.
 template <class T>
-void accumulate_channel_sums(TensorView<const T> dy, T* db) {
+void accumulate_channel_sums(TensorView<const T> dy, param_t<T>* db) {
   const index_t batch = dy.shape.n;
   const index_t channels = dy.shape.c;
   const index_t spatial = dy.shape.spatial();
@@ -54,9 +60,11 @@ void accumulate_channel_sums(TensorView<const T> dy, T* db) {
     for (index_t n = 0; n < batch; ++n) {
       const T* row = dy.channel(n, c);
 #pragma omp simd reduction(+ : sum)
-      for (index_t i = 0; i < spatial; ++i) sum += static_cast<double>(row[i]);
+      for (index_t i = 0; i < spatial; ++i) {
+        sum += static_cast<double>(static_cast<param_t<T>>(row[i]));
+      }
     }
-    db[c] = static_cast<T>(static_cast<double>(db[c]) + sum);
+    db[c] = static_cast<param_t<T>>(static_cast<double>(db[c]) + sum);
   }
 }
 
@@ -77,8 +85,8 @@ struct PointwiseConv3dKernels<Cpu> {
     const index_t cout = y.shape.c;
     const index_t spatial = x.shape.spatial();
     for (index_t n = 0; n < x.shape.n; ++n) {
-      cpu::gemm_ax<T>(cout, cin, spatial, weight, cin, x.data + n * cin * spatial, spatial,
-                      y.data + n * cout * spatial, spatial, bias, false);
+      cpu::activation_gemm_ax<T>(cout, cin, spatial, weight, cin, x.data + n * cin * spatial,
+                                 spatial, y.data + n * cout * spatial, spatial, bias);
     }
   }
 
@@ -91,11 +99,12 @@ struct PointwiseConv3dKernels<Cpu> {
     const index_t cin = dx.shape.c;
     const index_t cout = dy.shape.c;
     const index_t spatial = dy.shape.spatial();
-    const std::vector<T> weight_t =
+    const std::vector<param_t<T>> weight_t =
         cpu::conv3d_detail::transpose(weight, cout, cin);  // (Cin, Cout)
     for (index_t n = 0; n < dy.shape.n; ++n) {
-      cpu::gemm_ax<T>(cin, cout, spatial, weight_t.data(), cout, dy.data + n * cout * spatial,
-                      spatial, dx.data + n * cin * spatial, spatial, nullptr, false);
+      cpu::activation_gemm_ax<T>(cin, cout, spatial, weight_t.data(), cout,
+                                 dy.data + n * cout * spatial, spatial,
+                                 dx.data + n * cin * spatial, spatial, nullptr);
     }
   }
 
@@ -110,8 +119,8 @@ struct PointwiseConv3dKernels<Cpu> {
     const index_t cout = dy.shape.c;
     const index_t spatial = x.shape.spatial();
     for (index_t n = 0; n < x.shape.n; ++n) {
-      cpu::gemm_abt<T>(cout, cin, spatial, dy.data + n * cout * spatial, spatial,
-                       x.data + n * cin * spatial, spatial, dweight, cin);
+      cpu::activation_gemm_abt<T>(cout, cin, spatial, dy.data + n * cout * spatial, spatial,
+                                  x.data + n * cin * spatial, spatial, dweight, cin);
     }
     if (dbias != nullptr) cpu::conv3d_detail::accumulate_channel_sums(dy, dbias);
   }

@@ -1,0 +1,400 @@
+// revox/ops/cpu/gemm_bf16.hpp — ops/cpu/gemm.hpp's two matrix products for bfloat16
+// activations with float32 weights, float32 accumulation:
+//
+//   gemm_ax_bf16:   Y (M x S) = A (M x K) X (K x S) [+ bias[m] per row]      Y ASSIGNED
+//                   A, bias float; X bfloat16; Y bfloat16 or float (OutT)
+//   gemm_abt_bf16:  C (M x K) += D (M x S) X (K x S)^T                       C ACCUMULATED
+//                   D, X bfloat16; C float
+//
+// Leading dimensions and the no-overlap rule are gemm.hpp's. Call from serial code: both start
+// their own OpenMP team above a minimum size, and results do not depend on the thread count.
+//
+// Precision (the same on every path): A is rounded to bfloat16 for the products, as the
+// bf16 instructions require and as PyTorch's autocast does with weights; a product of two
+// bfloat16 values is exact in float32; sums are float32 (gemm_abt_bf16: float32 over at most
+// kBf16AbtChunk columns, then double); bias is added in float32; a bfloat16 Y is the float32
+// result rounded to nearest even. The paths differ only in the order and rounding of the
+// float32 sums (VDPBF16PS adds two products before it rounds, and treats subnormal inputs and
+// results as zero), so they agree to the tolerances tests/test_gemm_bf16.cpp documents.
+//
+// Paths, chosen at run time by CpuPath (core/cpu_features.hpp), the overloads without one
+// taking cpu_path():
+//  * avx512_bf16: VDPBF16PS, 32 multiply-adds per instruction (twice float32 FMA).
+//    gemm_ax_bf16 packs a strip of 64 columns of X as (k, k+1) pairs — the instruction's
+//    operand — and keeps a 6 x 64 tile of Y in 24 registers while K runs; threads split the
+//    strips. gemm_abt_bf16 reads D and X rows as they lie (consecutive columns are the pairs);
+//    a 4 x 4 tile of C sums in 16 registers over a chunk of columns; threads split (range of
+//    columns, 4 columns of C) items whose partial sums are added in range order.
+//  * portable (and avx512): X (and D) are widened to float32 a block of columns at a time and
+//    handed to gemm.hpp's float kernels, with A rounded through bfloat16 first.
+//
+// activation_gemm_ax / activation_gemm_abt (at the end) pick gemm.hpp's products or these by
+// the activation type, for the convolutions' kernels.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <type_traits>
+#include <vector>
+
+#include "revox/core/bfloat16.hpp"
+#include "revox/core/config.hpp"
+#include "revox/core/cpu_features.hpp"
+#include "revox/core/error.hpp"
+#include "revox/core/precision.hpp"
+#include "revox/ops/cpu/gemm.hpp"
+
+namespace revox::cpu {
+namespace detail {
+
+// Below this many multiply-adds a product runs on the calling thread.
+inline constexpr index_t kBf16ParallelMin = index_t{1} << 18;
+// Columns in a gemm_ax_bf16 strip (four vectors of 16), rows in its register tile.
+inline constexpr index_t kBf16AxStrip = 64;
+inline constexpr int kBf16AxRows = 6;
+// gemm_abt_bf16: columns per chunk summed in float32 registers, per range at least, and
+// ranges at most (each range holds an M x K partial in double).
+inline constexpr index_t kBf16AbtChunk = 2048;
+inline constexpr index_t kBf16AbtRange = 8192;
+inline constexpr index_t kBf16AbtMaxRanges = 64;
+// Portable path: the float32 scratch of a block of columns, in floats (about 4 MiB).
+inline constexpr index_t kBf16PortableScratch = index_t{1} << 20;
+
+inline std::uint16_t bits_of(bfloat16 v) { return v.bits; }
+inline void store_out(float v, float* y) { *y = v; }
+inline void store_out(float v, bfloat16* y) { y->bits = bfloat16_bits(v); }
+
+// The columns of a portable block: as many as fit kBf16PortableScratch floats over `rows`
+// rows, a multiple of 64 and at least 64, at most S.
+inline index_t portable_block(index_t rows, index_t S) {
+  const index_t fit = std::max<index_t>(64, kBf16PortableScratch / std::max<index_t>(rows, 1));
+  return std::min(S, fit / 64 * 64);
+}
+
+template <class OutT>
+void gemm_ax_bf16_portable(index_t M, index_t K, index_t S, const float* A, index_t lda,
+                           const bfloat16* X, index_t ldx, OutT* Y, index_t ldy,
+                           const float* bias) {
+  std::vector<float> a(static_cast<std::size_t>(M * K));
+  for (index_t m = 0; m < M; ++m)
+    for (index_t k = 0; k < K; ++k) {
+      a[static_cast<std::size_t>(m * K + k)] = float_from_bfloat16_bits(bfloat16_bits(A[m * lda + k]));
+    }
+  const index_t block = portable_block(K + M, S);
+  std::vector<float> xs(static_cast<std::size_t>(K * block));
+  std::vector<float> ys(static_cast<std::size_t>(M * block));
+  for (index_t s0 = 0; s0 < S; s0 += block) {
+    const index_t width = std::min(block, S - s0);
+    for (index_t k = 0; k < K; ++k) {
+      to_float(CpuPath::portable, X + k * ldx + s0, xs.data() + k * width, width);
+    }
+    gemm_ax<float>(M, K, width, a.data(), K, xs.data(), width, ys.data(), width, bias, false);
+    for (index_t m = 0; m < M; ++m) {
+      const float* row = ys.data() + m * width;
+      OutT* out = Y + m * ldy + s0;
+      if constexpr (std::is_same_v<OutT, float>) {
+        std::copy(row, row + width, out);
+      } else {
+        to_bfloat16(CpuPath::portable, row, out, width);
+      }
+    }
+  }
+}
+
+inline void gemm_abt_bf16_portable(index_t M, index_t K, index_t S, const bfloat16* D,
+                                   index_t ldd, const bfloat16* X, index_t ldx, float* C,
+                                   index_t ldc) {
+  const index_t block = portable_block(K + M, S);
+  std::vector<float> ds(static_cast<std::size_t>(M * block));
+  std::vector<float> xs(static_cast<std::size_t>(K * block));
+  for (index_t s0 = 0; s0 < S; s0 += block) {
+    const index_t width = std::min(block, S - s0);
+    for (index_t m = 0; m < M; ++m) {
+      to_float(CpuPath::portable, D + m * ldd + s0, ds.data() + m * width, width);
+    }
+    for (index_t k = 0; k < K; ++k) {
+      to_float(CpuPath::portable, X + k * ldx + s0, xs.data() + k * width, width);
+    }
+    gemm_abt<float>(M, K, width, ds.data(), width, xs.data(), width, C, ldc);
+  }
+}
+
+#if REVOX_X86_CPUID
+#define REVOX_TARGET_BF16 __attribute__((target("avx512f,avx512bf16")))
+
+// (k, k+1) pairs of A's rows rounded to bfloat16: pairs[m * K2 + j] holds A[m][2j] in its low
+// half and A[m][2j+1] (zero past K) in its high half.
+inline std::vector<std::uint32_t> pack_a_pairs(index_t M, index_t K, const float* A,
+                                               index_t lda) {
+  const index_t K2 = (K + 1) / 2;
+  std::vector<std::uint32_t> pairs(static_cast<std::size_t>(M * K2));
+  for (index_t m = 0; m < M; ++m)
+    for (index_t j = 0; j < K2; ++j) {
+      const std::uint32_t lo = bfloat16_bits(A[m * lda + 2 * j]);
+      const std::uint32_t hi = 2 * j + 1 < K ? bfloat16_bits(A[m * lda + 2 * j + 1]) : 0u;
+      pairs[static_cast<std::size_t>(m * K2 + j)] = lo | (hi << 16);
+    }
+  return pairs;
+}
+
+// packed[j * 64 + c] = X[2j][s0 + c] | X[2j+1][s0 + c] << 16 for c < width, zero beyond (and
+// for the missing row 2j+1 of an odd K).
+REVOX_TARGET_BF16 inline void pack_x_strip(index_t K, index_t s0, index_t width,
+                                           const bfloat16* X, index_t ldx,
+                                           std::uint32_t* packed) {
+  // The zero-masked forms with every lane set: see bfloat16.hpp on GCC 12's warnings.
+  const __mmask16 kAll = 0xffff;
+  const index_t K2 = (K + 1) / 2;
+  const index_t full = width / 16 * 16;
+  for (index_t j = 0; j < K2; ++j) {
+    const bfloat16* r0 = X + 2 * j * ldx + s0;
+    const bfloat16* r1 = 2 * j + 1 < K ? r0 + ldx : nullptr;
+    std::uint32_t* out = packed + j * kBf16AxStrip;
+    for (index_t c = 0; c < full; c += 16) {
+      const __m512i lo = _mm512_maskz_cvtepu16_epi32(
+          kAll, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(r0 + c)));
+      __m512i pair = lo;
+      if (r1 != nullptr) {
+        const __m512i hi = _mm512_maskz_cvtepu16_epi32(
+            kAll, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(r1 + c)));
+        pair = _mm512_or_si512(lo, _mm512_maskz_slli_epi32(kAll, hi, 16));
+      }
+      _mm512_storeu_si512(static_cast<void*>(out + c), pair);
+    }
+    for (index_t c = full; c < kBf16AxStrip; ++c) {
+      std::uint32_t v = 0;
+      if (c < width) {
+        v = r0[c].bits;
+        if (r1 != nullptr) v |= static_cast<std::uint32_t>(r1[c].bits) << 16;
+      }
+      out[c] = v;
+    }
+  }
+}
+
+// Y rows [m0, m0 + MR) x strip columns [0, width) from the packed strip.
+template <int MR, class OutT>
+REVOX_TARGET_BF16 void ax_bf16_tile(index_t K2, const std::uint32_t* a_pairs, index_t m0,
+                                    const std::uint32_t* packed, index_t s0, index_t width,
+                                    OutT* Y, index_t ldy, const float* bias) {
+  __m512 acc[MR][4];
+  for (int r = 0; r < MR; ++r) {
+    const __m512 init = _mm512_set1_ps(bias != nullptr ? bias[m0 + r] : 0.0f);
+    for (int v = 0; v < 4; ++v) acc[r][v] = init;
+  }
+  for (index_t j = 0; j < K2; ++j) {
+    const std::uint32_t* xp = packed + j * kBf16AxStrip;
+    __m512i x[4];
+    for (int v = 0; v < 4; ++v) x[v] = _mm512_loadu_si512(static_cast<const void*>(xp + 16 * v));
+    for (int r = 0; r < MR; ++r) {
+      const __m512i a = _mm512_set1_epi32(static_cast<int>(a_pairs[(m0 + r) * K2 + j]));
+      for (int v = 0; v < 4; ++v) {
+        acc[r][v] = _mm512_dpbf16_ps(acc[r][v], (__m512bh)a, (__m512bh)x[v]);
+      }
+    }
+  }
+  for (int r = 0; r < MR; ++r) {
+    OutT* out = Y + (m0 + r) * ldy + s0;
+    for (int v = 0; v < 4; ++v) {
+      const index_t c = 16 * v;
+      if (c >= width) break;
+      const index_t n = std::min<index_t>(16, width - c);
+      const __mmask16 mask = static_cast<__mmask16>(n == 16 ? 0xffffu : (1u << n) - 1u);
+      if constexpr (std::is_same_v<OutT, float>) {
+        _mm512_mask_storeu_ps(out + c, mask, acc[r][v]);
+      } else {
+        _mm512_mask_cvtepi32_storeu_epi16(out + c, mask,
+                                          ::revox::detail::round_to_bfloat16_avx512(_mm512_castps_si512(acc[r][v])));
+      }
+    }
+  }
+}
+
+template <class OutT>
+REVOX_TARGET_BF16 void ax_bf16_rows(int rows, index_t K2, const std::uint32_t* a_pairs,
+                                    index_t m0, const std::uint32_t* packed, index_t s0,
+                                    index_t width, OutT* Y, index_t ldy, const float* bias) {
+  switch (rows) {
+    case 6: ax_bf16_tile<6>(K2, a_pairs, m0, packed, s0, width, Y, ldy, bias); break;
+    case 5: ax_bf16_tile<5>(K2, a_pairs, m0, packed, s0, width, Y, ldy, bias); break;
+    case 4: ax_bf16_tile<4>(K2, a_pairs, m0, packed, s0, width, Y, ldy, bias); break;
+    case 3: ax_bf16_tile<3>(K2, a_pairs, m0, packed, s0, width, Y, ldy, bias); break;
+    case 2: ax_bf16_tile<2>(K2, a_pairs, m0, packed, s0, width, Y, ldy, bias); break;
+    default: ax_bf16_tile<1>(K2, a_pairs, m0, packed, s0, width, Y, ldy, bias); break;
+  }
+}
+
+template <class OutT>
+void gemm_ax_bf16_avx512bf16(index_t M, index_t K, index_t S, const float* A, index_t lda,
+                             const bfloat16* X, index_t ldx, OutT* Y, index_t ldy,
+                             const float* bias) {
+  static_assert(kBf16AxRows == 6, "ax_bf16_rows dispatches tiles of up to 6 rows");
+  const index_t K2 = (K + 1) / 2;
+  const std::vector<std::uint32_t> a_pairs = pack_a_pairs(M, K, A, lda);
+  const index_t strips = (S + kBf16AxStrip - 1) / kBf16AxStrip;
+#pragma omp parallel if (M * K * S >= kBf16ParallelMin && strips > 1)
+  {
+    std::vector<std::uint32_t> packed(static_cast<std::size_t>(std::max<index_t>(K2, 1) * kBf16AxStrip));
+#pragma omp for schedule(static)
+    for (index_t strip = 0; strip < strips; ++strip) {
+      const index_t s0 = strip * kBf16AxStrip;
+      const index_t width = std::min(kBf16AxStrip, S - s0);
+      pack_x_strip(K, s0, width, X, ldx, packed.data());
+      for (index_t m0 = 0; m0 < M; m0 += kBf16AxRows) {
+        const int rows = static_cast<int>(std::min<index_t>(kBf16AxRows, M - m0));
+        ax_bf16_rows(rows, K2, a_pairs.data(), m0, packed.data(), s0, width, Y, ldy, bias);
+      }
+    }
+  }
+}
+
+// partial[m * ldp + k] += sum over s in [s0, s1) of D[m][s] X[k][s] for m < M and the up to
+// 4 columns k in [k0, k0 + cols): float32 vectors over 32-column steps within each chunk of
+// kBf16AbtChunk, the lanes then added in order into double, the odd tail of the range in double.
+REVOX_TARGET_BF16 inline void abt_bf16_columns(index_t M, index_t k0, int cols, index_t s0,
+                                               index_t s1, const bfloat16* D, index_t ldd,
+                                               const bfloat16* X, index_t ldx, double* partial,
+                                               index_t ldp) {
+  const index_t full_end = s0 + (s1 - s0) / 32 * 32;
+  for (index_t c0 = s0; c0 < full_end; c0 += kBf16AbtChunk) {
+    const index_t c1 = std::min(full_end, c0 + kBf16AbtChunk);
+    for (index_t m0 = 0; m0 < M; m0 += 4) {
+      const int rows = static_cast<int>(std::min<index_t>(4, M - m0));
+      __m512 acc[4][4];
+      for (int r = 0; r < 4; ++r)
+        for (int c = 0; c < 4; ++c) acc[r][c] = _mm512_setzero_ps();
+      for (index_t s = c0; s < c1; s += 32) {
+        __m512i x[4];
+        for (int c = 0; c < 4; ++c) {
+          x[c] = c < cols ? _mm512_loadu_si512(static_cast<const void*>(X + (k0 + c) * ldx + s))
+                          : _mm512_setzero_si512();
+        }
+        for (int r = 0; r < rows; ++r) {
+          const __m512i d =
+              _mm512_loadu_si512(static_cast<const void*>(D + (m0 + r) * ldd + s));
+          for (int c = 0; c < 4; ++c) {
+            acc[r][c] = _mm512_dpbf16_ps(acc[r][c], (__m512bh)d, (__m512bh)x[c]);
+          }
+        }
+      }
+      alignas(64) float lanes[16];
+      for (int r = 0; r < rows; ++r)
+        for (int c = 0; c < cols; ++c) {
+          _mm512_store_ps(lanes, acc[r][c]);
+          double sum = 0.0;
+          for (float lane : lanes) sum += static_cast<double>(lane);
+          partial[(m0 + r) * ldp + k0 + c] += sum;
+        }
+    }
+  }
+  for (index_t m = 0; m < M; ++m)
+    for (int c = 0; c < cols; ++c) {
+      double sum = 0.0;
+      for (index_t s = full_end; s < s1; ++s) {
+        sum += static_cast<double>(float_from_bfloat16_bits(D[m * ldd + s].bits)) *
+               static_cast<double>(float_from_bfloat16_bits(X[(k0 + c) * ldx + s].bits));
+      }
+      partial[m * ldp + k0 + c] += sum;
+    }
+}
+
+inline void gemm_abt_bf16_avx512bf16(index_t M, index_t K, index_t S, const bfloat16* D,
+                                     index_t ldd, const bfloat16* X, index_t ldx, float* C,
+                                     index_t ldc) {
+  const index_t ranges = std::clamp<index_t>((S + kBf16AbtRange - 1) / kBf16AbtRange, 1,
+                                             kBf16AbtMaxRanges);
+  // Range boundaries on multiples of 32 columns, fixed by S alone.
+  const index_t range_len = ((S + ranges - 1) / ranges + 31) / 32 * 32;
+  const index_t groups = (K + 3) / 4;
+  std::vector<double> partials(static_cast<std::size_t>(ranges * M * K), 0.0);
+#pragma omp parallel for schedule(static) collapse(2) if (M * K * S >= kBf16ParallelMin)
+  for (index_t r = 0; r < ranges; ++r) {
+    for (index_t g = 0; g < groups; ++g) {
+      const index_t s0 = std::min(S, r * range_len);
+      const index_t s1 = std::min(S, s0 + range_len);
+      const int cols = static_cast<int>(std::min<index_t>(4, K - 4 * g));
+      abt_bf16_columns(M, 4 * g, cols, s0, s1, D, ldd, X, ldx, partials.data() + r * M * K, K);
+    }
+  }
+  for (index_t m = 0; m < M; ++m)
+    for (index_t k = 0; k < K; ++k) {
+      double sum = static_cast<double>(C[m * ldc + k]);
+      for (index_t r = 0; r < ranges; ++r) sum += partials[static_cast<std::size_t>((r * M + m) * K + k)];
+      C[m * ldc + k] = static_cast<float>(sum);
+    }
+}
+#undef REVOX_TARGET_BF16
+#endif  // REVOX_X86_CPUID
+
+inline void check_bf16_path(const char* op, CpuPath path) {
+  REVOX_CHECK(cpu_path_available(path), op, ": the ", cpu_path_name(path),
+              " path is not available on this CPU");
+}
+
+}  // namespace detail
+
+// Y = A X (+ bias) with bfloat16 X, float A and bias, on `path` (see the header comment).
+template <class OutT>
+void gemm_ax_bf16(CpuPath path, index_t M, index_t K, index_t S, const float* A, index_t lda,
+                  const bfloat16* X, index_t ldx, OutT* Y, index_t ldy, const float* bias) {
+  static_assert(std::is_same_v<OutT, float> || std::is_same_v<OutT, bfloat16>,
+                "gemm_ax_bf16 writes float or bfloat16");
+  detail::check_bf16_path("cpu::gemm_ax_bf16", path);
+  if (M <= 0 || S <= 0) return;
+#if REVOX_X86_CPUID
+  if (path >= CpuPath::avx512_bf16) {
+    detail::gemm_ax_bf16_avx512bf16(M, K, S, A, lda, X, ldx, Y, ldy, bias);
+    return;
+  }
+#endif
+  detail::gemm_ax_bf16_portable(M, K, S, A, lda, X, ldx, Y, ldy, bias);
+}
+
+template <class OutT>
+void gemm_ax_bf16(index_t M, index_t K, index_t S, const float* A, index_t lda,
+                  const bfloat16* X, index_t ldx, OutT* Y, index_t ldy, const float* bias) {
+  gemm_ax_bf16(cpu_path(), M, K, S, A, lda, X, ldx, Y, ldy, bias);
+}
+
+// C += D X^T with bfloat16 D and X, float C, on `path` (see the header comment).
+inline void gemm_abt_bf16(CpuPath path, index_t M, index_t K, index_t S, const bfloat16* D,
+                          index_t ldd, const bfloat16* X, index_t ldx, float* C, index_t ldc) {
+  detail::check_bf16_path("cpu::gemm_abt_bf16", path);
+  if (M <= 0 || K <= 0 || S <= 0) return;
+#if REVOX_X86_CPUID
+  if (path >= CpuPath::avx512_bf16) {
+    detail::gemm_abt_bf16_avx512bf16(M, K, S, D, ldd, X, ldx, C, ldc);
+    return;
+  }
+#endif
+  detail::gemm_abt_bf16_portable(M, K, S, D, ldd, X, ldx, C, ldc);
+}
+
+inline void gemm_abt_bf16(index_t M, index_t K, index_t S, const bfloat16* D, index_t ldd,
+                          const bfloat16* X, index_t ldx, float* C, index_t ldc) {
+  gemm_abt_bf16(cpu_path(), M, K, S, D, ldd, X, ldx, C, ldc);
+}
+
+// The products for activations of type T, with parameters of type param_t<T>: gemm.hpp's for
+// float and double, the bfloat16 ones above (on cpu_path()) for bfloat16.
+template <class T>
+void activation_gemm_ax(index_t M, index_t K, index_t S, const param_t<T>* A, index_t lda,
+                        const T* X, index_t ldx, T* Y, index_t ldy, const param_t<T>* bias) {
+  if constexpr (std::is_same_v<T, bfloat16>) {
+    gemm_ax_bf16<bfloat16>(M, K, S, A, lda, X, ldx, Y, ldy, bias);
+  } else {
+    gemm_ax<T>(M, K, S, A, lda, X, ldx, Y, ldy, bias, false);
+  }
+}
+
+template <class T>
+void activation_gemm_abt(index_t M, index_t K, index_t S, const T* D, index_t ldd, const T* X,
+                         index_t ldx, param_t<T>* C, index_t ldc) {
+  if constexpr (std::is_same_v<T, bfloat16>) {
+    gemm_abt_bf16(M, K, S, D, ldd, X, ldx, C, ldc);
+  } else {
+    gemm_abt<T>(M, K, S, D, ldd, X, ldx, C, ldc);
+  }
+}
+
+}  // namespace revox::cpu
