@@ -11,7 +11,8 @@
 //   onednn/<op>/reorders/<shape>  reordering that op's activations from NCDHW into the blocked
 //                                 layout and its activation outputs back (weights are not
 //                                 counted: they are small and reordered once per step)
-// ops: depthwise_fwd/bwd_data/bwd_weight, pointwise_fwd/bwd_data/bwd_weight (C -> 2C),
+// ops: depthwise_fwd/bwd_data/bwd_weight, pointwise_fwd/bwd_data/bwd_weight (C -> 2C; also as
+// *_bf16 rows with bfloat16 activations and weights, f32 weight gradient, ncdhw and blocked),
 // conv3x3_fwd/bwd_data/bwd_weight (C -> C), maxpool_fwd/bwd (2x2x2), upsample_fwd/bwd
 // (linear resampling x2, which is align_corners=False trilinear). The label of each row names
 // the oneDNN implementation that ran and the source layout it used.
@@ -169,7 +170,10 @@ void run_prepared(benchmark::State& state, Prepared prepared, Layout layout, Wor
 
 enum class ConvKind { depthwise, pointwise, dense };
 
-Prepared prepare_conv(ConvKind kind, Pass pass, const Shape5& x, Layout layout) {
+// act: the activations' data type; with bf16 the weights are bf16 too and the weight gradient
+// f32 (oneDNN's mixed-precision training configuration).
+Prepared prepare_conv(ConvKind kind, Pass pass, const Shape5& x, Layout layout,
+                      DataType act = DataType::f32) {
   OneDnn& dnn = onednn();
   const index_t out_c = kind == ConvKind::pointwise ? 2 * x.c : x.c;
   const Shape5 y = x.with_channels(out_c);
@@ -191,9 +195,11 @@ Prepared prepare_conv(ConvKind kind, Pass pass, const Shape5& x, Layout layout) 
   // oneDNN 2.6's only 3-D depthwise JIT kernel (brdgmm, forward) takes channels-last
   // activations; given format_tag::any it picks NCDHW and its GEMM path instead.
   const Tag preferred = kind == ConvKind::depthwise ? Tag::ndhwc : Tag::any;
-  const memory::desc x_md = plain ? x_plain : memory::desc(dims_of(x), DataType::f32, preferred);
-  const memory::desc y_md = plain ? y_plain : memory::desc(dims_of(y), DataType::f32, preferred);
-  const memory::desc w_md = plain ? w_plain : memory::desc(weight_dims, DataType::f32, Tag::any);
+  const Tag act_tag = plain ? Tag::ncdhw : preferred;
+  const memory::desc x_md(dims_of(x), act, act_tag);
+  const memory::desc y_md(dims_of(y), act, act_tag);
+  const memory::desc w_md(weight_dims, act, plain ? weight_tag : Tag::any);
+  const memory::desc dw_md(weight_dims, DataType::f32, plain ? weight_tag : Tag::any);
   const memory::dims strides{1, 1, 1};
   const memory::dims padding{pad, pad, pad};
   const auto algorithm = dnnl::algorithm::convolution_direct;
@@ -224,7 +230,7 @@ Prepared prepare_conv(ConvKind kind, Pass pass, const Shape5& x, Layout layout) 
     p.label = std::string(bwd.impl_info_str()) + " diff_dst " + format_of(bwd.diff_dst_desc());
   } else {
     const dnnl::convolution_backward_weights::primitive_desc bwd(
-        dnnl::convolution_backward_weights::desc(algorithm, x_md, w_md, y_md, strides, padding,
+        dnnl::convolution_backward_weights::desc(algorithm, x_md, dw_md, y_md, strides, padding,
                                                  padding),
         dnn.engine, fwd);
     p.primitive = dnnl::convolution_backward_weights(bwd);
@@ -355,6 +361,40 @@ void register_onednn_benchmarks() {
        [](const Shape5& s, Layout l) { return prepare_upsample(Pass::backward_data, s, l); },
        upsample_work},
   };
+  // bfloat16 activations (bf16 weights, f32 weight gradient): the primitives only, in NCDHW
+  // and in oneDNN's preferred layout; bytes at 2 per activation element.
+  auto conv_bf16 = [](Pass pass) {
+    return [pass](const Shape5& s, Layout layout) {
+      return prepare_conv(ConvKind::pointwise, pass, s, layout, DataType::bf16);
+    };
+  };
+  const auto pointwise_bf16 = [](const Shape5& s) {
+    Work w = pointwise_work(s, 2 * s.c);
+    w.bytes /= 2.0;
+    return w;
+  };
+  const std::vector<Op> bf16_ops = {
+      {"pointwise_fwd_bf16", conv_bf16(Pass::forward), pointwise_bf16},
+      {"pointwise_bwd_data_bf16", conv_bf16(Pass::backward_data), pointwise_bf16},
+      {"pointwise_bwd_weight_bf16", conv_bf16(Pass::backward_weight), pointwise_bf16},
+  };
+  for (const Op& op : bf16_ops) {
+    for (const Layout layout : {Layout::ncdhw, Layout::blocked}) {
+      for (const BenchShape& bs : bench_shapes()) {
+        const std::string name =
+            std::string("onednn/") + op.name + "/" + layout_name(layout) + "/" + bs.name();
+        const auto prepare = op.prepare;
+        const auto work = op.work;
+        const auto run = [prepare, work, layout, bs](benchmark::State& state) {
+          const Shape5 s = bs.shape();
+          run_prepared(state, prepare(s, layout), layout, work(s));
+        };
+        benchmark::RegisterBenchmark(name.c_str(), run)
+            ->Unit(benchmark::kMillisecond)
+            ->UseRealTime();
+      }
+    }
+  }
   for (const Op& op : ops) {
     for (const Layout layout : {Layout::ncdhw, Layout::blocked, Layout::reorders}) {
       for (const BenchShape& bs : bench_shapes()) {

@@ -1,6 +1,7 @@
 // revox_bench — revox's CPU kernels against this machine's limits and against oneDNN, in one
 // run: depthwise 3x3x3 (forward, backward-data, backward-weight, fused backward), pointwise
-// 1x1x1 (forward, backward-data, backward-weight), dense 3x3x3 convolution, GroupNorm,
+// 1x1x1 (forward, backward-data, backward-weight; in float32 and, as the *_bf16 rows, with
+// bfloat16 activations on the CPU path printed at start-up), dense 3x3x3 convolution, GroupNorm,
 // InstanceNorm3d (affine), 2x2x2 MaxPool3d and trilinear x2 upsampling (forward and
 // backward), an MBConv block forward+backward, a reversible MBConv block forward+backward,
 // and U-Net training steps.
@@ -24,9 +25,11 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "bench_common.hpp"
+#include "revox/core/bfloat16.hpp"
 #include "revox/core/parameters.hpp"
 #include "revox/core/random.hpp"
 #include "revox/core/tensor.hpp"
@@ -236,38 +239,67 @@ void depthwise_backward_fused(benchmark::State& state, BenchShape bs) {
 
 // ---- pointwise 1x1x1, C -> 2C (an MBConv expansion) --------------------------------------
 
+// Activations of type T: float, or bfloat16 (rounded from the same float values), with float
+// weights either way. bfloat16 rows count 2 bytes per activation element.
+template <class T>
+Tensor<T> random_activation(Shape5 shape, std::uint64_t seed) {
+  Tensor<float> t = random_tensor(shape, seed);
+  if constexpr (std::is_same_v<T, float>) {
+    return t;
+  } else {
+    Tensor<T> out(shape);
+    to_bfloat16(t.data(), out.data(), t.numel());
+    return out;
+  }
+}
+
+template <class T>
+Work activation_work(Work w) {
+  if constexpr (!std::is_same_v<T, float>) w.bytes *= static_cast<double>(sizeof(T)) / 4.0;
+  return w;
+}
+
+template <class T>
+void keep_any(const Tensor<T>& t) {
+  benchmark::DoNotOptimize(t.data());
+  benchmark::ClobberMemory();
+}
+
+template <class T>
 void pointwise_forward(benchmark::State& state, BenchShape bs) {
   const Shape5 xs = bs.shape();
   const Shape5 ys = xs.with_channels(2 * xs.c);
-  const Tensor<float> x = random_tensor(xs, 1);
+  const Tensor<T> x = random_activation<T>(xs, 1);
   const std::vector<float> weight = random_vector(xs.c * ys.c, 2, 0.2f);
-  Tensor<float> y(ys);
-  timed_loop(state, pointwise_work(xs, ys.c), [&] {
-    ops::PointwiseConv3dKernels<Cpu>::pointwise_conv3d_forward<float>(Cpu{}, x.cview(), weight.data(), nullptr, y.view());
-    keep(y);
+  Tensor<T> y(ys);
+  timed_loop(state, activation_work<T>(pointwise_work(xs, ys.c)), [&] {
+    ops::PointwiseConv3dKernels<Cpu>::pointwise_conv3d_forward<T>(Cpu{}, x.cview(), weight.data(), nullptr, y.view());
+    keep_any(y);
   });
 }
 
+template <class T>
 void pointwise_backward_data(benchmark::State& state, BenchShape bs) {
   const Shape5 xs = bs.shape();
   const Shape5 ys = xs.with_channels(2 * xs.c);
-  const Tensor<float> dy = random_tensor(ys, 3);
+  const Tensor<T> dy = random_activation<T>(ys, 3);
   const std::vector<float> weight = random_vector(xs.c * ys.c, 2, 0.2f);
-  Tensor<float> dx(xs);
-  timed_loop(state, pointwise_work(xs, ys.c), [&] {
-    ops::PointwiseConv3dKernels<Cpu>::pointwise_conv3d_backward_data<float>(Cpu{}, dy.cview(), weight.data(), dx.view());
-    keep(dx);
+  Tensor<T> dx(xs);
+  timed_loop(state, activation_work<T>(pointwise_work(xs, ys.c)), [&] {
+    ops::PointwiseConv3dKernels<Cpu>::pointwise_conv3d_backward_data<T>(Cpu{}, dy.cview(), weight.data(), dx.view());
+    keep_any(dx);
   });
 }
 
+template <class T>
 void pointwise_backward_weight(benchmark::State& state, BenchShape bs) {
   const Shape5 xs = bs.shape();
   const Shape5 ys = xs.with_channels(2 * xs.c);
-  const Tensor<float> x = random_tensor(xs, 1);
-  const Tensor<float> dy = random_tensor(ys, 3);
+  const Tensor<T> x = random_activation<T>(xs, 1);
+  const Tensor<T> dy = random_activation<T>(ys, 3);
   std::vector<float> dweight(static_cast<std::size_t>(xs.c * ys.c), 0.0f);
-  timed_loop(state, pointwise_work(xs, ys.c), [&] {
-    ops::PointwiseConv3dKernels<Cpu>::pointwise_conv3d_backward_weight<float>(Cpu{}, x.cview(), dy.cview(), dweight.data(), nullptr);
+  timed_loop(state, activation_work<T>(pointwise_work(xs, ys.c)), [&] {
+    ops::PointwiseConv3dKernels<Cpu>::pointwise_conv3d_backward_weight<T>(Cpu{}, x.cview(), dy.cview(), dweight.data(), nullptr);
     benchmark::DoNotOptimize(dweight.data());
   });
 }
@@ -539,9 +571,12 @@ void register_revox_benchmarks() {
       {"depthwise_bwd_data", depthwise_backward_data},
       {"depthwise_bwd_weight", depthwise_backward_weight},
       {"depthwise_bwd_fused", depthwise_backward_fused},
-      {"pointwise_fwd", pointwise_forward},
-      {"pointwise_bwd_data", pointwise_backward_data},
-      {"pointwise_bwd_weight", pointwise_backward_weight},
+      {"pointwise_fwd", pointwise_forward<float>},
+      {"pointwise_bwd_data", pointwise_backward_data<float>},
+      {"pointwise_bwd_weight", pointwise_backward_weight<float>},
+      {"pointwise_fwd_bf16", pointwise_forward<bfloat16>},
+      {"pointwise_bwd_data_bf16", pointwise_backward_data<bfloat16>},
+      {"pointwise_bwd_weight_bf16", pointwise_backward_weight<bfloat16>},
       {"conv3x3_fwd", dense_forward},
       {"conv3x3_bwd_data", dense_backward_data},
       {"conv3x3_bwd_weight", dense_backward_weight},

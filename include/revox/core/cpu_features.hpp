@@ -8,7 +8,8 @@
 // cpu_features() reads CPUID and XCR0 once: a feature counts only if the OS saves its
 // registers (XGETBV: the ZMM state for AVX-512, the tile state for AMX). AMX also needs the
 // process to ask Linux for the tile data state (arch_prctl ARCH_REQ_XCOMP_PERM) before its
-// first tile instruction; amx_* say only that the CPU and OS support it.
+// first tile instruction; amx_* say only that the CPU and OS support it, and the amx_bf16
+// path counts as available only once that request has been granted.
 //
 // cpu_path() is the widest path revox's run-time dispatched kernels take (CpuPath below:
 // portable, avx512, avx512_bf16), or a narrower one the environment variable REVOX_CPU_PATH
@@ -24,6 +25,10 @@
 
 #if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
 #include <cpuid.h>
+#if defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 #define REVOX_X86_CPUID 1
 #else
 #define REVOX_X86_CPUID 0
@@ -82,12 +87,34 @@ inline const CpuFeatures& cpu_features() {
 //   portable      C++ compiled with the build's flags (every machine)
 //   avx512        AVX-512F intrinsics (float arithmetic, bfloat16 conversions)
 //   avx512_bf16   AVX512-BF16's VDPBF16PS for bfloat16 products (Zen 4, Cooper Lake and later)
-enum class CpuPath { portable, avx512, avx512_bf16 };
+//   amx_bf16      AMX tiles (TDPBF16PS) for bfloat16 matrix products (Sapphire Rapids and
+//                 later), once Linux has granted this process the tile data state
+enum class CpuPath { portable, avx512, avx512_bf16, amx_bf16 };
+inline constexpr CpuPath kAllCpuPaths[] = {CpuPath::portable, CpuPath::avx512,
+                                           CpuPath::avx512_bf16, CpuPath::amx_bf16};
+
+namespace detail {
+// Asks Linux once for the AMX tile data state (arch_prctl ARCH_REQ_XCOMP_PERM, XTILEDATA =
+// feature 18), granted to every thread of the process; false where refused or not Linux.
+inline bool amx_permission() {
+  static const bool granted = [] {
+#if REVOX_X86_CPUID && defined(__linux__)
+    constexpr long kArchReqXcompPerm = 0x1023;
+    constexpr long kXfeatureXtiledata = 18;
+    return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
+#else
+    return false;
+#endif
+  }();
+  return granted;
+}
+}  // namespace detail
 
 inline const char* cpu_path_name(CpuPath path) {
   switch (path) {
     case CpuPath::avx512: return "avx512";
     case CpuPath::avx512_bf16: return "avx512_bf16";
+    case CpuPath::amx_bf16: return "amx_bf16";
     case CpuPath::portable: break;
   }
   return "portable";
@@ -98,6 +125,9 @@ inline bool cpu_path_available(CpuPath path) {
   switch (path) {
     case CpuPath::avx512: return cpu_features().avx512f;
     case CpuPath::avx512_bf16: return cpu_features().avx512_bf16;
+    case CpuPath::amx_bf16:
+      return cpu_features().avx512_bf16 && cpu_features().amx_tile && cpu_features().amx_bf16 &&
+             detail::amx_permission();
     case CpuPath::portable: break;
   }
   return true;
@@ -106,7 +136,7 @@ inline bool cpu_path_available(CpuPath path) {
 // Every path this machine can run, narrowest first (tests run each of them).
 inline std::vector<CpuPath> available_cpu_paths() {
   std::vector<CpuPath> paths;
-  for (CpuPath p : {CpuPath::portable, CpuPath::avx512, CpuPath::avx512_bf16}) {
+  for (CpuPath p : kAllCpuPaths) {
     if (cpu_path_available(p)) paths.push_back(p);
   }
   return paths;
@@ -126,14 +156,15 @@ inline CpuPath cpu_path() {
     const char* requested = std::getenv("REVOX_CPU_PATH");
     if (requested != nullptr && *requested != '\0' && std::string(requested) != "best") {
       const std::string value(requested);
-      for (CpuPath p : {CpuPath::portable, CpuPath::avx512, CpuPath::avx512_bf16}) {
+      for (CpuPath p : kAllCpuPaths) {
         if (value != cpu_path_name(p)) continue;
         REVOX_CHECK(cpu_path_available(p), "REVOX_CPU_PATH=", value,
                     ": this CPU lacks that path; available: ", available_cpu_path_names());
         return p;
       }
       throw Error(detail::concat("REVOX_CPU_PATH: expected \"portable\", \"avx512\", "
-                                 "\"avx512_bf16\" or \"best\", got \"", value, "\""));
+                                 "\"avx512_bf16\", \"amx_bf16\" or \"best\", got \"",
+                                 value, "\""));
     }
     return available_cpu_paths().back();
   }();

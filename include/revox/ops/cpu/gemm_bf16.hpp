@@ -20,11 +20,13 @@
 // Paths, chosen at run time by CpuPath (core/cpu_features.hpp), the overloads without one
 // taking cpu_path():
 //  * avx512_bf16: VDPBF16PS, 32 multiply-adds per instruction (twice float32 FMA).
-//    gemm_ax_bf16 packs a strip of 64 columns of X as (k, k+1) pairs — the instruction's
-//    operand — and keeps a 6 x 64 tile of Y in 24 registers while K runs; threads split the
-//    strips. gemm_abt_bf16 reads D and X rows as they lie (consecutive columns are the pairs);
-//    a 4 x 4 tile of C sums in 16 registers over a chunk of columns; threads split (range of
-//    columns, 4 columns of C) items whose partial sums are added in range order.
+//    gemm_ax_bf16 packs strips of 64 columns of X as (k, k+1) pairs — the instruction's
+//    operand — a block of up to 16 strips (256 KiB) at a time, and keeps a 6 x 64 tile of Y in
+//    24 registers while K runs; threads split the blocks. gemm_abt_bf16 reads D and X rows as
+//    they lie (consecutive columns are the pairs); a 4 x 4 tile of C sums in 16 registers over
+//    a chunk of 1024 columns, every 4 columns of C in turn over the same chunk; threads split
+//    ranges of columns (or, with fewer than 8 ranges, (range, 4 columns of C) items),
+//    whose partial sums are added in range order.
 //  * portable (and avx512): X (and D) are widened to float32 a block of columns at a time and
 //    handed to gemm.hpp's float kernels, with A rounded through bfloat16 first.
 //
@@ -49,14 +51,18 @@ namespace detail {
 
 // Below this many multiply-adds a product runs on the calling thread.
 inline constexpr index_t kBf16ParallelMin = index_t{1} << 18;
-// Columns in a gemm_ax_bf16 strip (four vectors of 16), rows in its register tile.
+// Columns in a gemm_ax_bf16 strip (four vectors of 16), rows in its register tile; strips
+// packed together in a block (at most this many, within this many bytes of packed X).
 inline constexpr index_t kBf16AxStrip = 64;
 inline constexpr int kBf16AxRows = 6;
+inline constexpr index_t kBf16AxBlockStrips = 16;
+inline constexpr index_t kBf16AxBlockBytes = index_t{256} << 10;
 // gemm_abt_bf16: columns per chunk summed in float32 registers, per range at least, and
 // ranges at most (each range holds an M x K partial in double).
-inline constexpr index_t kBf16AbtChunk = 2048;
+inline constexpr index_t kBf16AbtChunk = 1024;
 inline constexpr index_t kBf16AbtRange = 8192;
 inline constexpr index_t kBf16AbtMaxRanges = 64;
+inline constexpr index_t kBf16AbtRangeItems = 8;
 // Portable path: the float32 scratch of a block of columns, in floats (about 4 MiB).
 inline constexpr index_t kBf16PortableScratch = index_t{1} << 20;
 
@@ -231,71 +237,105 @@ void gemm_ax_bf16_avx512bf16(index_t M, index_t K, index_t S, const float* A, in
   static_assert(kBf16AxRows == 6, "ax_bf16_rows dispatches tiles of up to 6 rows");
   const index_t K2 = (K + 1) / 2;
   const std::vector<std::uint32_t> a_pairs = pack_a_pairs(M, K, A, lda);
-  const index_t strips = (S + kBf16AxStrip - 1) / kBf16AxStrip;
-#pragma omp parallel if (M * K * S >= kBf16ParallelMin && strips > 1)
+  const index_t strip_words = std::max<index_t>(K2, 1) * kBf16AxStrip;
+  // A block: as many strips as keep the packed X within kBf16AxBlockBytes (at least one, at
+  // most kBf16AxBlockStrips), so that each row of X and Y is touched in long runs.
+  const index_t block_strips = std::clamp<index_t>(
+      kBf16AxBlockBytes / (strip_words * 4), 1, kBf16AxBlockStrips);
+  const index_t block_cols = block_strips * kBf16AxStrip;
+  const index_t blocks = (S + block_cols - 1) / block_cols;
+#pragma omp parallel if (M * K * S >= kBf16ParallelMin && blocks > 1)
   {
-    std::vector<std::uint32_t> packed(static_cast<std::size_t>(std::max<index_t>(K2, 1) * kBf16AxStrip));
+    std::vector<std::uint32_t> packed(static_cast<std::size_t>(strip_words * block_strips));
 #pragma omp for schedule(static)
-    for (index_t strip = 0; strip < strips; ++strip) {
-      const index_t s0 = strip * kBf16AxStrip;
-      const index_t width = std::min(kBf16AxStrip, S - s0);
-      pack_x_strip(K, s0, width, X, ldx, packed.data());
+    for (index_t block = 0; block < blocks; ++block) {
+      const index_t b0 = block * block_cols;
+      const index_t strips = (std::min(block_cols, S - b0) + kBf16AxStrip - 1) / kBf16AxStrip;
+      for (index_t t = 0; t < strips; ++t) {
+        const index_t s0 = b0 + t * kBf16AxStrip;
+        pack_x_strip(K, s0, std::min(kBf16AxStrip, S - s0), X, ldx,
+                     packed.data() + t * strip_words);
+      }
       for (index_t m0 = 0; m0 < M; m0 += kBf16AxRows) {
         const int rows = static_cast<int>(std::min<index_t>(kBf16AxRows, M - m0));
-        ax_bf16_rows(rows, K2, a_pairs.data(), m0, packed.data(), s0, width, Y, ldy, bias);
+        for (index_t t = 0; t < strips; ++t) {
+          const index_t s0 = b0 + t * kBf16AxStrip;
+          ax_bf16_rows(rows, K2, a_pairs.data(), m0, packed.data() + t * strip_words, s0,
+                       std::min(kBf16AxStrip, S - s0), Y, ldy, bias);
+        }
       }
     }
   }
 }
 
-// partial[m * ldp + k] += sum over s in [s0, s1) of D[m][s] X[k][s] for m < M and the up to
-// 4 columns k in [k0, k0 + cols): float32 vectors over 32-column steps within each chunk of
-// kBf16AbtChunk, the lanes then added in order into double, the odd tail of the range in double.
-REVOX_TARGET_BF16 inline void abt_bf16_columns(index_t M, index_t k0, int cols, index_t s0,
-                                               index_t s1, const bfloat16* D, index_t ldd,
-                                               const bfloat16* X, index_t ldx, double* partial,
-                                               index_t ldp) {
-  const index_t full_end = s0 + (s1 - s0) / 32 * 32;
-  for (index_t c0 = s0; c0 < full_end; c0 += kBf16AbtChunk) {
-    const index_t c1 = std::min(full_end, c0 + kBf16AbtChunk);
-    for (index_t m0 = 0; m0 < M; m0 += 4) {
-      const int rows = static_cast<int>(std::min<index_t>(4, M - m0));
-      __m512 acc[4][4];
-      for (int r = 0; r < 4; ++r)
-        for (int c = 0; c < 4; ++c) acc[r][c] = _mm512_setzero_ps();
-      for (index_t s = c0; s < c1; s += 32) {
-        __m512i x[4];
+// partial[m * ldp + k] += sum over s in [c0, c1) of D[m][s] X[k][s] for m < M and the up
+// to 4 columns k in [k0, k0 + cols), c1 - c0 a multiple of 32 and at most kBf16AbtChunk:
+// float32 vectors over 32-column steps, their lanes then added in order into double.
+REVOX_TARGET_BF16 inline void abt_bf16_chunk(index_t M, index_t k0, int cols, index_t c0,
+                                             index_t c1, const bfloat16* D, index_t ldd,
+                                             const bfloat16* X, index_t ldx, double* partial,
+                                             index_t ldp) {
+  for (index_t m0 = 0; m0 < M; m0 += 4) {
+    const int rows = static_cast<int>(std::min<index_t>(4, M - m0));
+    __m512 acc[4][4];
+    for (int r = 0; r < 4; ++r)
+      for (int c = 0; c < 4; ++c) acc[r][c] = _mm512_setzero_ps();
+    for (index_t s = c0; s < c1; s += 32) {
+      __m512i x[4];
+      for (int c = 0; c < 4; ++c) {
+        x[c] = c < cols ? _mm512_loadu_si512(static_cast<const void*>(X + (k0 + c) * ldx + s))
+                        : _mm512_setzero_si512();
+      }
+      for (int r = 0; r < rows; ++r) {
+        const __m512i d = _mm512_loadu_si512(static_cast<const void*>(D + (m0 + r) * ldd + s));
         for (int c = 0; c < 4; ++c) {
-          x[c] = c < cols ? _mm512_loadu_si512(static_cast<const void*>(X + (k0 + c) * ldx + s))
-                          : _mm512_setzero_si512();
-        }
-        for (int r = 0; r < rows; ++r) {
-          const __m512i d =
-              _mm512_loadu_si512(static_cast<const void*>(D + (m0 + r) * ldd + s));
-          for (int c = 0; c < 4; ++c) {
-            acc[r][c] = _mm512_dpbf16_ps(acc[r][c], (__m512bh)d, (__m512bh)x[c]);
-          }
+          acc[r][c] = _mm512_dpbf16_ps(acc[r][c], (__m512bh)d, (__m512bh)x[c]);
         }
       }
-      alignas(64) float lanes[16];
-      for (int r = 0; r < rows; ++r)
-        for (int c = 0; c < cols; ++c) {
-          _mm512_store_ps(lanes, acc[r][c]);
-          double sum = 0.0;
-          for (float lane : lanes) sum += static_cast<double>(lane);
-          partial[(m0 + r) * ldp + k0 + c] += sum;
-        }
     }
+    alignas(64) float lanes[16];
+    for (int r = 0; r < rows; ++r)
+      for (int c = 0; c < cols; ++c) {
+        _mm512_store_ps(lanes, acc[r][c]);
+        double sum = 0.0;
+        for (float lane : lanes) sum += static_cast<double>(lane);
+        partial[(m0 + r) * ldp + k0 + c] += sum;
+      }
   }
+}
+
+// The same for the columns [t0, t1) past a range's last whole 32, in double.
+inline void abt_bf16_tail(index_t M, index_t k0, int cols, index_t t0, index_t t1,
+                          const bfloat16* D, index_t ldd, const bfloat16* X, index_t ldx,
+                          double* partial, index_t ldp) {
   for (index_t m = 0; m < M; ++m)
     for (int c = 0; c < cols; ++c) {
       double sum = 0.0;
-      for (index_t s = full_end; s < s1; ++s) {
+      for (index_t s = t0; s < t1; ++s) {
         sum += static_cast<double>(float_from_bfloat16_bits(D[m * ldd + s].bits)) *
                static_cast<double>(float_from_bfloat16_bits(X[(k0 + c) * ldx + s].bits));
       }
       partial[m * ldp + k0 + c] += sum;
     }
+}
+
+// Every chunk of range [s0, s1) for the column groups [g0, g1) of C: chunks outer, so that a
+// chunk of D's rows stays in cache while every group reads it.
+inline void abt_bf16_range(index_t M, index_t K, index_t g0, index_t g1, index_t s0, index_t s1,
+                           const bfloat16* D, index_t ldd, const bfloat16* X, index_t ldx,
+                           double* partial) {
+  const index_t full_end = s0 + (s1 - s0) / 32 * 32;
+  for (index_t c0 = s0; c0 < full_end; c0 += kBf16AbtChunk) {
+    const index_t c1 = std::min(full_end, c0 + kBf16AbtChunk);
+    for (index_t g = g0; g < g1; ++g) {
+      const int cols = static_cast<int>(std::min<index_t>(4, K - 4 * g));
+      abt_bf16_chunk(M, 4 * g, cols, c0, c1, D, ldd, X, ldx, partial, K);
+    }
+  }
+  for (index_t g = g0; g < g1; ++g) {
+    const int cols = static_cast<int>(std::min<index_t>(4, K - 4 * g));
+    abt_bf16_tail(M, 4 * g, cols, full_end, s1, D, ldd, X, ldx, partial, K);
+  }
 }
 
 inline void gemm_abt_bf16_avx512bf16(index_t M, index_t K, index_t S, const bfloat16* D,
@@ -307,23 +347,170 @@ inline void gemm_abt_bf16_avx512bf16(index_t M, index_t K, index_t S, const bflo
   const index_t range_len = ((S + ranges - 1) / ranges + 31) / 32 * 32;
   const index_t groups = (K + 3) / 4;
   std::vector<double> partials(static_cast<std::size_t>(ranges * M * K), 0.0);
-#pragma omp parallel for schedule(static) collapse(2) if (M * K * S >= kBf16ParallelMin)
-  for (index_t r = 0; r < ranges; ++r) {
-    for (index_t g = 0; g < groups; ++g) {
+  const bool parallel = M * K * S >= kBf16ParallelMin;
+  // Each (range, group) sums its chunks in the same order whichever thread runs it, so the
+  // two ways of sharing the work give the same bits: whole ranges when there are several
+  // (kBf16AbtRangeItems), otherwise (range, group) items.
+  if (ranges >= kBf16AbtRangeItems) {
+#pragma omp parallel for schedule(static) if (parallel)
+    for (index_t r = 0; r < ranges; ++r) {
       const index_t s0 = std::min(S, r * range_len);
-      const index_t s1 = std::min(S, s0 + range_len);
-      const int cols = static_cast<int>(std::min<index_t>(4, K - 4 * g));
-      abt_bf16_columns(M, 4 * g, cols, s0, s1, D, ldd, X, ldx, partials.data() + r * M * K, K);
+      abt_bf16_range(M, K, 0, groups, s0, std::min(S, s0 + range_len), D, ldd, X, ldx,
+                     partials.data() + r * M * K);
+    }
+  } else {
+#pragma omp parallel for schedule(static) collapse(2) if (parallel)
+    for (index_t r = 0; r < ranges; ++r) {
+      for (index_t g = 0; g < groups; ++g) {
+        const index_t s0 = std::min(S, r * range_len);
+        abt_bf16_range(M, K, g, g + 1, s0, std::min(S, s0 + range_len), D, ldd, X, ldx,
+                       partials.data() + r * M * K);
+      }
     }
   }
   for (index_t m = 0; m < M; ++m)
     for (index_t k = 0; k < K; ++k) {
       double sum = static_cast<double>(C[m * ldc + k]);
-      for (index_t r = 0; r < ranges; ++r) sum += partials[static_cast<std::size_t>((r * M + m) * K + k)];
+      for (index_t r = 0; r < ranges; ++r) {
+        sum += partials[static_cast<std::size_t>((r * M + m) * K + k)];
+      }
       C[m * ldc + k] = static_cast<float>(sum);
     }
 }
 #undef REVOX_TARGET_BF16
+
+// ---- AMX ----------------------------------------------------------------------------------
+// gemm_ax_bf16 on tiles: A (rounded to bfloat16, zero-padded to a multiple of 32 rows and 32
+// columns) is the row-major A operand of TDPBF16PS; the (k, k+1)-packed strips of X, padded
+// to a multiple of 16 pairs, are its B operand as they lie. Each step of 32 k updates a
+// 32 x 32 block of Y in four accumulator tiles (tmm0-3) from two A tiles (tmm4-5) and two B
+// tiles (tmm6-7); the block is then stored to a buffer and written out with the bias and the
+// rounding, through AVX-512.
+#define REVOX_TARGET_AMX __attribute__((target("avx512f,avx512bf16,amx-tile,amx-bf16")))
+
+struct alignas(64) AmxTileConfig {
+  std::uint8_t palette = 1;
+  std::uint8_t start_row = 0;
+  std::uint8_t reserved[14] = {};
+  std::uint16_t colsb[16] = {};
+  std::uint8_t rows[16] = {};
+};
+
+// Every tile 16 rows of 64 bytes; loaded on the calling thread (tile state is per thread).
+REVOX_TARGET_AMX inline void amx_configure_tiles() {
+  AmxTileConfig config;
+  for (int t = 0; t < 8; ++t) {
+    config.colsb[t] = 64;
+    config.rows[t] = 16;
+  }
+  _tile_loadconfig(&config);
+}
+
+// The 32 x 32 block of Y at rows m0 (of the padded A) and strip columns [c0, c0 + 32).
+template <class OutT>
+REVOX_TARGET_AMX void amx_ax_block(index_t Kp, const std::uint16_t* a16, index_t m0,
+                                   const std::uint32_t* packed, index_t c0, index_t M,
+                                   index_t s0, index_t width, OutT* Y, index_t ldy,
+                                   const float* bias, float* cbuf) {
+  _tile_zero(0);
+  _tile_zero(1);
+  _tile_zero(2);
+  _tile_zero(3);
+  const long a_stride = static_cast<long>(Kp * 2);
+  const long b_stride = static_cast<long>(kBf16AxStrip * 4);
+  for (index_t k0 = 0; k0 < Kp; k0 += 32) {
+    _tile_loadd(4, a16 + m0 * Kp + k0, a_stride);
+    _tile_loadd(5, a16 + (m0 + 16) * Kp + k0, a_stride);
+    _tile_loadd(6, packed + (k0 / 2) * kBf16AxStrip + c0, b_stride);
+    _tile_loadd(7, packed + (k0 / 2) * kBf16AxStrip + c0 + 16, b_stride);
+    _tile_dpbf16ps(0, 4, 6);
+    _tile_dpbf16ps(1, 4, 7);
+    _tile_dpbf16ps(2, 5, 6);
+    _tile_dpbf16ps(3, 5, 7);
+  }
+  // cbuf: 32 rows of 32 floats; tile (r, c) at rows 16 r, columns 16 c.
+  _tile_stored(0, cbuf, 128);
+  _tile_stored(1, cbuf + 16, 128);
+  _tile_stored(2, cbuf + 16 * 32, 128);
+  _tile_stored(3, cbuf + 16 * 32 + 16, 128);
+  const index_t rows = std::min<index_t>(32, M - m0);
+  for (index_t r = 0; r < rows; ++r) {
+    const __m512 b = _mm512_set1_ps(bias != nullptr ? bias[m0 + r] : 0.0f);
+    OutT* out = Y + (m0 + r) * ldy + s0;
+    for (index_t h = 0; h < 2; ++h) {
+      const index_t c = c0 + 16 * h;
+      if (c >= width) break;
+      const index_t n = std::min<index_t>(16, width - c);
+      const __mmask16 mask = static_cast<__mmask16>(n == 16 ? 0xffffu : (1u << n) - 1u);
+      const __m512 v = _mm512_add_ps(_mm512_loadu_ps(cbuf + r * 32 + 16 * h), b);
+      if constexpr (std::is_same_v<OutT, float>) {
+        _mm512_mask_storeu_ps(out + c, mask, v);
+      } else {
+        _mm512_mask_cvtepi32_storeu_epi16(
+            out + c, mask, ::revox::detail::round_to_bfloat16_avx512(_mm512_castps_si512(v)));
+      }
+    }
+  }
+}
+
+// One block of columns [b0, b0 + block_cols): packs its strips, then every 32 x 32 block of
+// Y in it. Configures the tiles and releases them (a block is about a million multiply-adds
+// and more; the configuration costs a few hundred cycles).
+template <class OutT>
+REVOX_TARGET_AMX void amx_ax_column_block(index_t M, index_t Mp, index_t K, index_t Kp,
+                                          const std::uint16_t* a16, index_t S, index_t b0,
+                                          index_t block_cols, const bfloat16* X, index_t ldx,
+                                          OutT* Y, index_t ldy, const float* bias,
+                                          std::uint32_t* packed, index_t strip_words) {
+  alignas(64) float cbuf[32 * 32];
+  const index_t strips = (std::min(block_cols, S - b0) + kBf16AxStrip - 1) / kBf16AxStrip;
+  for (index_t t = 0; t < strips; ++t) {
+    const index_t s0 = b0 + t * kBf16AxStrip;
+    std::uint32_t* strip = packed + t * strip_words;
+    // Rows of pairs past K (up to Kp / 2) are never written: zero since the buffer was made.
+    pack_x_strip(K, s0, std::min(kBf16AxStrip, S - s0), X, ldx, strip);
+  }
+  __asm__ volatile("" ::: "memory");  // the tile loads below read the packed strips
+  amx_configure_tiles();
+  for (index_t m0 = 0; m0 < Mp; m0 += 32) {
+    for (index_t t = 0; t < strips; ++t) {
+      const index_t s0 = b0 + t * kBf16AxStrip;
+      const index_t width = std::min(kBf16AxStrip, S - s0);
+      for (index_t c0 = 0; c0 < width; c0 += 32) {
+        amx_ax_block(Kp, a16, m0, packed + t * strip_words, c0, M, s0, width, Y, ldy, bias,
+                     cbuf);
+      }
+    }
+  }
+  _tile_release();
+}
+
+template <class OutT>
+void gemm_ax_bf16_amx(index_t M, index_t K, index_t S, const float* A, index_t lda,
+                      const bfloat16* X, index_t ldx, OutT* Y, index_t ldy, const float* bias) {
+  const index_t Kp = std::max<index_t>(32, (K + 31) / 32 * 32);
+  const index_t Mp = (M + 31) / 32 * 32;
+  std::vector<std::uint16_t> a16(static_cast<std::size_t>(Mp * Kp), 0);
+  for (index_t m = 0; m < M; ++m)
+    for (index_t k = 0; k < K; ++k) {
+      a16[static_cast<std::size_t>(m * Kp + k)] = bfloat16_bits(A[m * lda + k]);
+    }
+  const index_t strip_words = Kp / 2 * kBf16AxStrip;
+  const index_t block_strips = std::clamp<index_t>(
+      kBf16AxBlockBytes / (strip_words * 4), 1, kBf16AxBlockStrips);
+  const index_t block_cols = block_strips * kBf16AxStrip;
+  const index_t blocks = (S + block_cols - 1) / block_cols;
+#pragma omp parallel if (M * K * S >= kBf16ParallelMin && blocks > 1)
+  {
+    std::vector<std::uint32_t> packed(static_cast<std::size_t>(strip_words * block_strips));
+#pragma omp for schedule(static)
+    for (index_t block = 0; block < blocks; ++block) {
+      amx_ax_column_block(M, Mp, K, Kp, a16.data(), S, block * block_cols, block_cols, X, ldx,
+                          Y, ldy, bias, packed.data(), strip_words);
+    }
+  }
+}
+#undef REVOX_TARGET_AMX
 #endif  // REVOX_X86_CPUID
 
 inline void check_bf16_path(const char* op, CpuPath path) {
@@ -342,6 +529,10 @@ void gemm_ax_bf16(CpuPath path, index_t M, index_t K, index_t S, const float* A,
   detail::check_bf16_path("cpu::gemm_ax_bf16", path);
   if (M <= 0 || S <= 0) return;
 #if REVOX_X86_CPUID
+  if (path >= CpuPath::amx_bf16) {
+    detail::gemm_ax_bf16_amx(M, K, S, A, lda, X, ldx, Y, ldy, bias);
+    return;
+  }
   if (path >= CpuPath::avx512_bf16) {
     detail::gemm_ax_bf16_avx512bf16(M, K, S, A, lda, X, ldx, Y, ldy, bias);
     return;
