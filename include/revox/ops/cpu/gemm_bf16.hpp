@@ -36,6 +36,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <type_traits>
 #include <vector>
 
@@ -510,6 +511,134 @@ void gemm_ax_bf16_amx(index_t M, index_t K, index_t S, const float* A, index_t l
     }
   }
 }
+
+// gemm_abt_bf16 on tiles. Over a chunk of 32-column steps, D's rows (copied into a buffer of
+// whole 32-row tiles, zero-padded) are the A operand as they lie; X^T is the B operand, whose
+// row j holds the pair (X[k][2j], X[k][2j+1]) for 16 values of k: each 16 x 16 block of X's
+// 32-bit pairs transposed. A 32 x 32 block of C sums in four accumulator tiles over the chunk,
+// then adds into the range's double partial, as the avx512_bf16 path does.
+inline constexpr index_t kAmxAbtChunk = 1024;
+
+// bt[(kt * steps + st) * 256 + j * 16 + kk] = pair j of step st of row 16 kt + kk of X (zero
+// past K), for the chunk [c0, c0 + 32 steps).
+REVOX_TARGET_AMX inline void amx_pack_xt(index_t K, index_t Kt, index_t c0, index_t steps,
+                                         const bfloat16* X, index_t ldx, std::uint32_t* bt) {
+  for (index_t kt = 0; kt < Kt; ++kt) {
+    for (index_t st = 0; st < steps; ++st) {
+      std::uint32_t* tile = bt + (kt * steps + st) * 256;
+      for (index_t kk = 0; kk < 16; ++kk) {
+        const index_t k = 16 * kt + kk;
+        if (k >= K) {
+          for (index_t j = 0; j < 16; ++j) tile[j * 16 + kk] = 0u;
+          continue;
+        }
+        const bfloat16* row = X + k * ldx + c0 + 32 * st;
+        for (index_t j = 0; j < 16; ++j) {
+          tile[j * 16 + kk] = static_cast<std::uint32_t>(row[2 * j].bits) |
+                              (static_cast<std::uint32_t>(row[2 * j + 1].bits) << 16);
+        }
+      }
+    }
+  }
+}
+
+// One chunk of a range: partial (M x K, row-major) += D[:, c0:c1] X[:, c0:c1]^T.
+REVOX_TARGET_AMX inline void amx_abt_chunk(index_t M, index_t K, index_t c0, index_t c1,
+                                           const bfloat16* D, index_t ldd, const bfloat16* X,
+                                           index_t ldx, double* partial, std::uint16_t* dbuf,
+                                           std::uint32_t* bt) {
+  const index_t steps = (c1 - c0) / 32;
+  const index_t Mp = (M + 31) / 32 * 32;
+  const index_t Kt = (K + 31) / 32 * 2;  // 16-column tiles of C, in pairs
+  const index_t width = steps * 32;
+  for (index_t m = 0; m < Mp; ++m) {
+    std::uint16_t* out = dbuf + m * width;
+    if (m < M) {
+      std::memcpy(out, D + m * ldd + c0, static_cast<std::size_t>(width) * 2);
+    } else {
+      std::fill(out, out + width, std::uint16_t{0});
+    }
+  }
+  amx_pack_xt(K, Kt, c0, steps, X, ldx, bt);
+  __asm__ volatile("" ::: "memory");  // the tile loads below read dbuf and bt
+  alignas(64) float cbuf[32 * 32];
+  const long d_stride = static_cast<long>(width * 2);
+  for (index_t m0 = 0; m0 < Mp; m0 += 32) {
+    for (index_t kt = 0; kt < Kt; kt += 2) {
+      _tile_zero(0);
+      _tile_zero(1);
+      _tile_zero(2);
+      _tile_zero(3);
+      for (index_t st = 0; st < steps; ++st) {
+        _tile_loadd(4, dbuf + m0 * width + 32 * st, d_stride);
+        _tile_loadd(5, dbuf + (m0 + 16) * width + 32 * st, d_stride);
+        _tile_loadd(6, bt + (kt * steps + st) * 256, 64);
+        _tile_loadd(7, bt + ((kt + 1) * steps + st) * 256, 64);
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_dpbf16ps(1, 4, 7);
+        _tile_dpbf16ps(2, 5, 6);
+        _tile_dpbf16ps(3, 5, 7);
+      }
+      _tile_stored(0, cbuf, 128);
+      _tile_stored(1, cbuf + 16, 128);
+      _tile_stored(2, cbuf + 16 * 32, 128);
+      _tile_stored(3, cbuf + 16 * 32 + 16, 128);
+      const index_t rows = std::min<index_t>(32, M - m0);
+      const index_t cols = std::min<index_t>(32, K - 16 * kt);
+      for (index_t r = 0; r < rows; ++r)
+        for (index_t c = 0; c < cols; ++c) {
+          partial[(m0 + r) * K + 16 * kt + c] += static_cast<double>(cbuf[r * 32 + c]);
+        }
+    }
+  }
+}
+
+// The whole chunks of [s0, s1), with the tiles configured for them.
+REVOX_TARGET_AMX inline void amx_abt_chunks(index_t M, index_t K, index_t s0, index_t s1,
+                                            const bfloat16* D, index_t ldd, const bfloat16* X,
+                                            index_t ldx, double* partial, std::uint16_t* dbuf,
+                                            std::uint32_t* bt) {
+  amx_configure_tiles();
+  for (index_t c0 = s0; c0 < s1; c0 += kAmxAbtChunk) {
+    amx_abt_chunk(M, K, c0, std::min(s1, c0 + kAmxAbtChunk), D, ldd, X, ldx, partial, dbuf, bt);
+  }
+  _tile_release();
+}
+
+inline void gemm_abt_bf16_amx(index_t M, index_t K, index_t S, const bfloat16* D, index_t ldd,
+                              const bfloat16* X, index_t ldx, float* C, index_t ldc) {
+  const index_t ranges = std::clamp<index_t>((S + kBf16AbtRange - 1) / kBf16AbtRange, 1,
+                                             kBf16AbtMaxRanges);
+  const index_t range_len = ((S + ranges - 1) / ranges + 31) / 32 * 32;
+  const index_t Mp = (M + 31) / 32 * 32;
+  const index_t Kt = (K + 31) / 32 * 2;
+  std::vector<double> partials(static_cast<std::size_t>(ranges * M * K), 0.0);
+#pragma omp parallel if (M * K * S >= kBf16ParallelMin && ranges > 1)
+  {
+    std::vector<std::uint16_t> dbuf(static_cast<std::size_t>(Mp * kAmxAbtChunk));
+    std::vector<std::uint32_t> bt(static_cast<std::size_t>(Kt * (kAmxAbtChunk / 32) * 256));
+#pragma omp for schedule(static)
+    for (index_t r = 0; r < ranges; ++r) {
+      const index_t s0 = std::min(S, r * range_len);
+      const index_t s1 = std::min(S, s0 + range_len);
+      const index_t full_end = s0 + (s1 - s0) / 32 * 32;
+      double* partial = partials.data() + r * M * K;
+      amx_abt_chunks(M, K, s0, full_end, D, ldd, X, ldx, partial, dbuf.data(), bt.data());
+      for (index_t g = 0; g < (K + 3) / 4; ++g) {
+        const int cols = static_cast<int>(std::min<index_t>(4, K - 4 * g));
+        abt_bf16_tail(M, 4 * g, cols, full_end, s1, D, ldd, X, ldx, partial, K);
+      }
+    }
+  }
+  for (index_t m = 0; m < M; ++m)
+    for (index_t k = 0; k < K; ++k) {
+      double sum = static_cast<double>(C[m * ldc + k]);
+      for (index_t r = 0; r < ranges; ++r) {
+        sum += partials[static_cast<std::size_t>((r * M + m) * K + k)];
+      }
+      C[m * ldc + k] = static_cast<float>(sum);
+    }
+}
 #undef REVOX_TARGET_AMX
 #endif  // REVOX_X86_CPUID
 
@@ -553,6 +682,10 @@ inline void gemm_abt_bf16(CpuPath path, index_t M, index_t K, index_t S, const b
   detail::check_bf16_path("cpu::gemm_abt_bf16", path);
   if (M <= 0 || K <= 0 || S <= 0) return;
 #if REVOX_X86_CPUID
+  if (path >= CpuPath::amx_bf16) {
+    detail::gemm_abt_bf16_amx(M, K, S, D, ldd, X, ldx, C, ldc);
+    return;
+  }
   if (path >= CpuPath::avx512_bf16) {
     detail::gemm_abt_bf16_avx512bf16(M, K, S, D, ldd, X, ldx, C, ldc);
     return;
