@@ -134,6 +134,32 @@ void for_each_conversion_chunk(index_t n, Fn&& fn) {
   }
 }
 
+// The conversions of [begin, end) on `path`, on the calling thread (no OpenMP region: for
+// callers that convert many short rows, or from inside their own parallel loop).
+inline void to_bfloat16_range(CpuPath path, const float* src, bfloat16* dst, index_t begin,
+                              index_t end) {
+#if REVOX_X86_CPUID
+  if (path >= CpuPath::avx512) {
+    to_bfloat16_avx512(src, dst, begin, end);
+    return;
+  }
+#endif
+  static_cast<void>(path);
+  to_bfloat16_portable(src, dst, begin, end);
+}
+
+inline void to_float_range(CpuPath path, const bfloat16* src, float* dst, index_t begin,
+                           index_t end) {
+#if REVOX_X86_CPUID
+  if (path >= CpuPath::avx512) {
+    to_float_avx512(src, dst, begin, end);
+    return;
+  }
+#endif
+  static_cast<void>(path);
+  to_float_portable(src, dst, begin, end);
+}
+
 }  // namespace detail
 
 // dst[i] = bfloat16(src[i]) for i < n, on `path` (which must be available on this CPU).
@@ -142,13 +168,7 @@ inline void to_bfloat16(CpuPath path, const float* src, bfloat16* dst, index_t n
   REVOX_CHECK(cpu_path_available(path), "to_bfloat16: the ", cpu_path_name(path),
               " path is not available on this CPU");
   detail::for_each_conversion_chunk(n, [&](index_t begin, index_t end) {
-#if REVOX_X86_CPUID
-    if (path >= CpuPath::avx512) {
-      detail::to_bfloat16_avx512(src, dst, begin, end);
-      return;
-    }
-#endif
-    detail::to_bfloat16_portable(src, dst, begin, end);
+    detail::to_bfloat16_range(path, src, dst, begin, end);
   });
 }
 
@@ -158,13 +178,7 @@ inline void to_float(CpuPath path, const bfloat16* src, float* dst, index_t n) {
   REVOX_CHECK(cpu_path_available(path), "to_float: the ", cpu_path_name(path),
               " path is not available on this CPU");
   detail::for_each_conversion_chunk(n, [&](index_t begin, index_t end) {
-#if REVOX_X86_CPUID
-    if (path >= CpuPath::avx512) {
-      detail::to_float_avx512(src, dst, begin, end);
-      return;
-    }
-#endif
-    detail::to_float_portable(src, dst, begin, end);
+    detail::to_float_range(path, src, dst, begin, end);
   });
 }
 

@@ -12,10 +12,11 @@
 // Precision (the same on every path): A is rounded to bfloat16 for the products, as the
 // bf16 instructions require and as PyTorch's autocast does with weights; a product of two
 // bfloat16 values is exact in float32; sums are float32 (gemm_abt_bf16: float32 over at most
-// kBf16AbtChunk columns, then double); bias is added in float32; a bfloat16 Y is the float32
-// result rounded to nearest even. The paths differ only in the order and rounding of the
-// float32 sums (VDPBF16PS adds two products before it rounds, and treats subnormal inputs and
-// results as zero), so they agree to the tolerances tests/test_gemm_bf16.cpp documents.
+// a range of columns, then double, ranges fixed by S); bias is added in float32; a bfloat16 Y
+// is the float32 result rounded to nearest even. The paths differ only in the order and
+// rounding of the float32 sums (VDPBF16PS and TDPBF16PS add two products before they round,
+// and treat subnormal inputs and results as zero), so they agree to the tolerances
+// tests/test_gemm_bf16.cpp documents. Each path gives the same bits at any thread count.
 //
 // Paths, chosen at run time by CpuPath (core/cpu_features.hpp), the overloads without one
 // taking cpu_path():
@@ -27,8 +28,11 @@
 //    a chunk of 1024 columns, every 4 columns of C in turn over the same chunk; threads split
 //    ranges of columns (or, with fewer than 8 ranges, (range, 4 columns of C) items),
 //    whose partial sums are added in range order.
-//  * portable (and avx512): X (and D) are widened to float32 a block of columns at a time and
-//    handed to gemm.hpp's float kernels, with A rounded through bfloat16 first.
+//  * amx_bf16: AMX tiles (TDPBF16PS, 16 x 16 x 32 per instruction); the layouts are described
+//    at the kernels below.
+//  * portable (and avx512): threads split blocks of columns, which are widened to float32 in
+//    a per-thread buffer (with AVX-512 on the avx512 path) and handed to gemm.hpp's float
+//    kernels on that thread, with A rounded through bfloat16 first.
 //
 // activation_gemm_ax / activation_gemm_abt (at the end) pick gemm.hpp's products or these by
 // the activation type, for the convolutions' kernels.
@@ -64,66 +68,97 @@ inline constexpr index_t kBf16AbtChunk = 1024;
 inline constexpr index_t kBf16AbtRange = 8192;
 inline constexpr index_t kBf16AbtMaxRanges = 64;
 inline constexpr index_t kBf16AbtRangeItems = 8;
-// Portable path: the float32 scratch of a block of columns, in floats (about 4 MiB).
-inline constexpr index_t kBf16PortableScratch = index_t{1} << 20;
-
-inline std::uint16_t bits_of(bfloat16 v) { return v.bits; }
-inline void store_out(float v, float* y) { *y = v; }
-inline void store_out(float v, bfloat16* y) { y->bits = bfloat16_bits(v); }
-
-// The columns of a portable block: as many as fit kBf16PortableScratch floats over `rows`
-// rows, a multiple of 64 and at least 64, at most S.
-inline index_t portable_block(index_t rows, index_t S) {
-  const index_t fit = std::max<index_t>(64, kBf16PortableScratch / std::max<index_t>(rows, 1));
-  return std::min(S, fit / 64 * 64);
-}
+// Portable path: the float32 scratch of a block of columns per thread, in floats (256 KiB).
+inline constexpr index_t kBf16PortableBlockFloats = index_t{1} << 16;
 
 template <class OutT>
-void gemm_ax_bf16_portable(index_t M, index_t K, index_t S, const float* A, index_t lda,
-                           const bfloat16* X, index_t ldx, OutT* Y, index_t ldy,
-                           const float* bias) {
+void gemm_ax_bf16_portable(CpuPath conversions, index_t M, index_t K, index_t S,
+                           const float* A, index_t lda, const bfloat16* X, index_t ldx, OutT* Y,
+                           index_t ldy, const float* bias) {
   std::vector<float> a(static_cast<std::size_t>(M * K));
   for (index_t m = 0; m < M; ++m)
     for (index_t k = 0; k < K; ++k) {
-      a[static_cast<std::size_t>(m * K + k)] = float_from_bfloat16_bits(bfloat16_bits(A[m * lda + k]));
+      a[static_cast<std::size_t>(m * K + k)] =
+          float_from_bfloat16_bits(bfloat16_bits(A[m * lda + k]));
     }
-  const index_t block = portable_block(K + M, S);
-  std::vector<float> xs(static_cast<std::size_t>(K * block));
-  std::vector<float> ys(static_cast<std::size_t>(M * block));
-  for (index_t s0 = 0; s0 < S; s0 += block) {
-    const index_t width = std::min(block, S - s0);
-    for (index_t k = 0; k < K; ++k) {
-      to_float(CpuPath::portable, X + k * ldx + s0, xs.data() + k * width, width);
-    }
-    gemm_ax<float>(M, K, width, a.data(), K, xs.data(), width, ys.data(), width, bias, false);
-    for (index_t m = 0; m < M; ++m) {
-      const float* row = ys.data() + m * width;
-      OutT* out = Y + m * ldy + s0;
-      if constexpr (std::is_same_v<OutT, float>) {
-        std::copy(row, row + width, out);
-      } else {
-        to_bfloat16(CpuPath::portable, row, out, width);
+  // Threads split blocks of columns small enough that the widened X and the float Y of one
+  // stay in cache; each runs gemm_ax on its block on its own thread (a nested region).
+  // (A multiple of 192 columns: whole register tiles of gemm_ax at every vector width.)
+  const index_t block = std::min(
+      S, std::clamp<index_t>(kBf16PortableBlockFloats / std::max<index_t>(K + M, 1) / 192 * 192,
+                             192, 1152));
+  const index_t blocks = (S + block - 1) / block;
+#pragma omp parallel if (M * K * S >= kBf16ParallelMin && blocks > 1)
+  {
+    std::vector<float> xs(static_cast<std::size_t>(K * block));
+    std::vector<float> ys(static_cast<std::size_t>(M * block));
+#pragma omp for schedule(static)
+    for (index_t b = 0; b < blocks; ++b) {
+      const index_t s0 = b * block;
+      const index_t width = std::min(block, S - s0);
+      for (index_t k = 0; k < K; ++k) {
+        ::revox::detail::to_float_range(conversions, X + k * ldx + s0, xs.data() + k * width, 0,
+                                       width);
+      }
+      gemm_ax<float>(M, K, width, a.data(), K, xs.data(), width, ys.data(), width, bias, false);
+      for (index_t m = 0; m < M; ++m) {
+        const float* row = ys.data() + m * width;
+        OutT* out = Y + m * ldy + s0;
+        if constexpr (std::is_same_v<OutT, float>) {
+          std::copy(row, row + width, out);
+        } else {
+          ::revox::detail::to_bfloat16_range(conversions, row, out, 0, width);
+        }
       }
     }
   }
 }
 
-inline void gemm_abt_bf16_portable(index_t M, index_t K, index_t S, const bfloat16* D,
-                                   index_t ldd, const bfloat16* X, index_t ldx, float* C,
-                                   index_t ldc) {
-  const index_t block = portable_block(K + M, S);
-  std::vector<float> ds(static_cast<std::size_t>(M * block));
-  std::vector<float> xs(static_cast<std::size_t>(K * block));
-  for (index_t s0 = 0; s0 < S; s0 += block) {
-    const index_t width = std::min(block, S - s0);
-    for (index_t m = 0; m < M; ++m) {
-      to_float(CpuPath::portable, D + m * ldd + s0, ds.data() + m * width, width);
+inline void gemm_abt_bf16_portable(CpuPath conversions, index_t M, index_t K, index_t S,
+                                   const bfloat16* D, index_t ldd, const bfloat16* X,
+                                   index_t ldx, float* C, index_t ldc) {
+  // Ranges of columns fixed by S (as on the avx512_bf16 path), split between threads; each
+  // sums its blocks into a float partial with gemm_abt (on its own thread), and the partials
+  // are added to C in range order in double.
+  const index_t ranges = std::clamp<index_t>((S + kBf16AbtRange - 1) / kBf16AbtRange, 1,
+                                             kBf16AbtMaxRanges);
+  const index_t range_len = (S + ranges - 1) / ranges;
+  // Blocks as long as 4 MiB of float scratch per thread allows: gemm_abt's cost per call
+  // (its M x K double sums) wants long ones.
+  const index_t block = std::min(
+      range_len,
+      std::max<index_t>(192, 16 * kBf16PortableBlockFloats / std::max<index_t>(K + M, 1)));
+  std::vector<float> partials(static_cast<std::size_t>(ranges * M * K), 0.0f);
+#pragma omp parallel if (M * K * S >= kBf16ParallelMin && ranges > 1)
+  {
+    std::vector<float> ds(static_cast<std::size_t>(M * block));
+    std::vector<float> xs(static_cast<std::size_t>(K * block));
+#pragma omp for schedule(static)
+    for (index_t r = 0; r < ranges; ++r) {
+      const index_t r1 = std::min(S, (r + 1) * range_len);
+      for (index_t s0 = r * range_len; s0 < r1; s0 += block) {
+        const index_t width = std::min(block, r1 - s0);
+        for (index_t m = 0; m < M; ++m) {
+          ::revox::detail::to_float_range(conversions, D + m * ldd + s0, ds.data() + m * width,
+                                          0, width);
+        }
+        for (index_t k = 0; k < K; ++k) {
+          ::revox::detail::to_float_range(conversions, X + k * ldx + s0, xs.data() + k * width,
+                                          0, width);
+        }
+        gemm_abt<float>(M, K, width, ds.data(), width, xs.data(), width,
+                        partials.data() + r * M * K, K);
+      }
     }
-    for (index_t k = 0; k < K; ++k) {
-      to_float(CpuPath::portable, X + k * ldx + s0, xs.data() + k * width, width);
-    }
-    gemm_abt<float>(M, K, width, ds.data(), width, xs.data(), width, C, ldc);
   }
+  for (index_t m = 0; m < M; ++m)
+    for (index_t k = 0; k < K; ++k) {
+      double sum = static_cast<double>(C[m * ldc + k]);
+      for (index_t r = 0; r < ranges; ++r) {
+        sum += static_cast<double>(partials[static_cast<std::size_t>((r * M + m) * K + k)]);
+      }
+      C[m * ldc + k] = static_cast<float>(sum);
+    }
 }
 
 #if REVOX_X86_CPUID
@@ -667,7 +702,8 @@ void gemm_ax_bf16(CpuPath path, index_t M, index_t K, index_t S, const float* A,
     return;
   }
 #endif
-  detail::gemm_ax_bf16_portable(M, K, S, A, lda, X, ldx, Y, ldy, bias);
+  detail::gemm_ax_bf16_portable(std::min(path, CpuPath::avx512), M, K, S, A, lda, X, ldx, Y, ldy,
+                                bias);
 }
 
 template <class OutT>
@@ -691,7 +727,8 @@ inline void gemm_abt_bf16(CpuPath path, index_t M, index_t K, index_t S, const b
     return;
   }
 #endif
-  detail::gemm_abt_bf16_portable(M, K, S, D, ldd, X, ldx, C, ldc);
+  detail::gemm_abt_bf16_portable(std::min(path, CpuPath::avx512), M, K, S, D, ldd, X, ldx, C,
+                                 ldc);
 }
 
 inline void gemm_abt_bf16(index_t M, index_t K, index_t S, const bfloat16* D, index_t ldd,
