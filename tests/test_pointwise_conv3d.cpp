@@ -584,6 +584,86 @@ TEST_CASE("cpu::pointwise_conv3d in bfloat16 matches the double reference within
   }
 }
 
+TEST_CASE("PointwiseConv3d<bfloat16> keeps float parameters and follows the float32 layer "
+          "within bfloat16's rounding", "[layer][pointwise_conv3d][bfloat16]") {
+  using revox::bfloat16;
+  const index_t cin = 12, cout = 20;
+  revox::PointwiseConv3d<bfloat16> lb(cin, cout, true);
+  revox::PointwiseConv3d<float> lf(cin, cout, true);
+  revox::Parameters<float> pb(lb);  // float master weights for the bfloat16 layer
+  revox::Parameters<float> pf(lf);
+  REQUIRE(pb.entries().size() == 2);
+  CHECK(pb.entries()[0].name == "weight");
+  CHECK(pb.entries()[1].name == "bias");
+  revox::Rng rb(3), rf(3);
+  lb.reset_parameters(rb);
+  lf.reset_parameters(rf);
+  for (index_t i = 0; i < pb.values().numel(); ++i) REQUIRE(pb.values()[i] == pf.values()[i]);
+
+  const Shape5 xs{2, cin, 5, 6, 7};
+  const Shape5 ys = xs.with_channels(cout);
+  revox::Rng rng(8);
+  const auto x = random_tensor<bfloat16>(xs, rng);
+  const auto dy = random_tensor<bfloat16>(ys, rng);
+  Tensor<float> xf(xs), dyf(ys);
+  for (index_t i = 0; i < xs.numel(); ++i) xf[i] = static_cast<float>(x[i]);
+  for (index_t i = 0; i < ys.numel(); ++i) dyf[i] = static_cast<float>(dy[i]);
+
+  const revox::Cpu dev;
+  Tensor<bfloat16> yb(ys), dxb(xs);
+  Tensor<float> yf(ys), dxf(xs);
+  revox::PointwiseConv3d<bfloat16>::Saved<revox::Cpu> sb;
+  revox::PointwiseConv3d<float>::Saved<revox::Cpu> sf;
+  lb.forward(dev, x.cview(), yb.view(), &sb);
+  lf.forward(dev, xf.cview(), yf.view(), &sf);
+  revox::backward(lb, dev, sb, dy.cview(), dxb.view());
+  revox::backward(lf, dev, sf, dyf.cview(), dxf.view());
+
+  // The float32 layer sees the same (bfloat16-exact) activations; the bfloat16 one also
+  // rounds the weight (2^-8 of each product at most) and its outputs (2^-8 of each value).
+  // The magnitudes: the float layer run on |x|, |W|, |b| (and |dy|).
+  revox::PointwiseConv3d<float> la(cin, cout, true);
+  revox::Parameters<float> pa(la);
+  for (index_t i = 0; i < pa.values().numel(); ++i) pa.values()[i] = std::abs(pf.values()[i]);
+  Tensor<float> xa(xs), dya(ys), ya(ys), dxa(xs);
+  for (index_t i = 0; i < xs.numel(); ++i) xa[i] = std::abs(xf[i]);
+  for (index_t i = 0; i < ys.numel(); ++i) dya[i] = std::abs(dyf[i]);
+  revox::PointwiseConv3d<float>::Saved<revox::Cpu> sa;
+  la.forward(dev, xa.cview(), ya.view(), &sa);
+  revox::backward(la, dev, sa, dya.cview(), dxa.view());
+  const auto outside = [](const auto& got, const Tensor<float>& want, const Tensor<float>& mag,
+                          double per_magnitude, double rounding) {
+    index_t bad = 0;
+    for (index_t i = 0; i < want.numel(); ++i) {
+      const double tol = per_magnitude * static_cast<double>(mag[i]) +
+                         rounding * std::abs(static_cast<double>(want[i]));
+      bad += !(std::abs(static_cast<double>(static_cast<float>(got[i])) -
+                        static_cast<double>(want[i])) <= tol);
+    }
+    return bad;
+  };
+  // Per magnitude: the weight's rounding (2^-8) and both float sums ((K + 2) 2^-24 each).
+  const double terms_y = static_cast<double>(cin), terms_dx = static_cast<double>(cout);
+  CHECK(outside(yb, yf, ya, 0x1p-8 + 2 * (terms_y + 2) * 0x1p-24, 0x1p-8) == 0);
+  CHECK(outside(dxb, dxf, dxa, 0x1p-8 + 2 * (terms_dx + 2) * 0x1p-24, 0x1p-8) == 0);
+  // Weight and bias gradients: x and dy are exact in both, so only the float sums over the
+  // N * D * H * W voxels differ (and each result's own float rounding).
+  Tensor<float> gb(revox::flat_shape(pb.grads().numel())), gf(gb.shape()), ga(gb.shape());
+  for (index_t i = 0; i < gb.numel(); ++i) {
+    gb[i] = pb.grads()[i];
+    gf[i] = pf.grads()[i];
+    ga[i] = pa.grads()[i];
+  }
+  const double voxels = static_cast<double>(xs.n * xs.spatial());
+  CHECK(outside(gb, gf, ga, 2 * (voxels + 2) * 0x1p-24, 0x1p-23) == 0);
+  // Not trivially equal: the weight rounding shows in y.
+  double diff = 0.0;
+  for (index_t i = 0; i < ys.numel(); ++i) {
+    diff = std::max(diff, std::abs(static_cast<double>(static_cast<float>(yb[i])) - yf[i]));
+  }
+  CHECK(diff > 0.0);
+}
+
 #else  // REVOX_GPU_TESTS
 
 // GPU parity of the pointwise 1x1x1 convolution (ops::pointwise_conv3d_*) through the ops::

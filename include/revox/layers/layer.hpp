@@ -10,7 +10,8 @@
 //       The output extent for an input extent; throws revox::Error naming the layer, the
 //       expected and the actual value when `in` does not fit the layer.
 //   template <class Fn> void visit_params(Fn&& fn);
-//       Calls fn(const std::string& name, Param<T>&) for each parameter, in a fixed order,
+//       Calls fn(const std::string& name, Param<param_t<T>>&) for each parameter, in a fixed
+//       order (param_t<T>, core/precision.hpp: T, or float for bfloat16 activations),
 //       with PyTorch's names and layouts. Parameter-free layers call nothing.
 //   void reset_parameters(Rng& rng);
 //       PyTorch's default initialisation, written through host pointers.

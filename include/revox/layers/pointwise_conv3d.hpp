@@ -5,6 +5,9 @@
 // Computes: y_n = W x_n + b, with x_n the (Cin, D*H*W) matrix of batch item n.
 // Params:   "weight" [Cout, Cin, 1, 1, 1]; "bias" [Cout] (only when constructed with bias).
 //           Initialised like PyTorch: U(-1/sqrt(Cin), 1/sqrt(Cin)) for both.
+// Mixed precision: PointwiseConv3d<bfloat16> takes and gives bfloat16 activations and
+//           gradients; its parameters are float (param_t, bound to a Parameters<float>), and
+//           the kernels are ops/cpu/gemm_bf16.hpp's (CPU only so far).
 // Saved:    a view of x (the caller keeps x alive and unchanged until backward).
 // Backward: dx_n = W^T dy_n is ASSIGNED (skipped when dx is empty); dW += sum_n dy_n x_n^T and
 //           db += sum over batch and voxels of dy are ACCUMULATED. dx must not share memory

@@ -18,20 +18,24 @@
 
 #include "revox/core/init.hpp"
 #include "revox/core/parameters.hpp"
+#include "revox/core/precision.hpp"
 #include "revox/core/random.hpp"
 #include "revox/layers/checks.hpp"
 
 namespace revox::detail {
 
+// Parameters have type param_t<T> (core/precision.hpp): float for bfloat16 activations.
 template <class T>
 class WeightBiasParams {
  public:
+  using param_type = param_t<T>;
+
   bool has_bias() const { return has_bias_; }
-  Param<T>& weight() { return weight_; }
-  const Param<T>& weight() const { return weight_; }
+  Param<param_type>& weight() { return weight_; }
+  const Param<param_type>& weight() const { return weight_; }
   // Unbound and empty when the layer has no bias.
-  Param<T>& bias() { return bias_; }
-  const Param<T>& bias() const { return bias_; }
+  Param<param_type>& bias() { return bias_; }
+  const Param<param_type>& bias() const { return bias_; }
 
   template <class Fn>
   void visit_params(Fn&& fn) {
@@ -43,11 +47,11 @@ class WeightBiasParams {
   // `layer` names the layer in errors; it must outlive the object (a string literal).
   explicit WeightBiasParams(const char* layer) : layer_(layer) {}
   void make_weight(ParamShape shape) {
-    weight_ = Param<T>(shape);
+    weight_ = Param<param_type>(shape);
     has_weight_ = true;
   }
   void make_bias(index_t channels) {
-    bias_ = Param<T>(ParamShape{channels});
+    bias_ = Param<param_type>(ParamShape{channels});
     has_bias_ = true;
   }
   bool has_weight() const { return has_weight_; }
@@ -57,12 +61,12 @@ class WeightBiasParams {
                         (!has_weight_ || weight_.bound()) && (!has_bias_ || bias_.bound()));
   }
   // The bias for the kernels: null without bias.
-  const T* bias_value() const { return has_bias_ ? bias_.value : nullptr; }
-  T* bias_grad() const { return has_bias_ ? bias_.grad : nullptr; }
+  const param_type* bias_value() const { return has_bias_ ? bias_.value : nullptr; }
+  param_type* bias_grad() const { return has_bias_ ? bias_.grad : nullptr; }
 
  private:
-  Param<T> weight_;
-  Param<T> bias_;
+  Param<param_type> weight_;
+  Param<param_type> bias_;
   const char* layer_;
   bool has_weight_ = false;
   bool has_bias_ = false;
@@ -102,8 +106,8 @@ class NormAffine : public WeightBiasParams<T> {
   void reset_parameters(Rng& /*rng*/) {
     if (!affine()) return;
     Base::check_bound("reset_parameters");
-    init::constant(this->weight().value, this->weight().numel(), T(1));
-    init::constant(this->bias().value, this->bias().numel(), T(0));
+    init::constant(this->weight().value, this->weight().numel(), param_t<T>(1));
+    init::constant(this->bias().value, this->bias().numel(), param_t<T>(0));
   }
 
  protected:
