@@ -383,19 +383,18 @@ inline void gemm_abt_bf16_avx512bf16(index_t M, index_t K, index_t S, const bflo
   const index_t range_len = ((S + ranges - 1) / ranges + 31) / 32 * 32;
   const index_t groups = (K + 3) / 4;
   std::vector<double> partials(static_cast<std::size_t>(ranges * M * K), 0.0);
-  const bool parallel = M * K * S >= kBf16ParallelMin;
   // Each (range, group) sums its chunks in the same order whichever thread runs it, so the
   // two ways of sharing the work give the same bits: whole ranges when there are several
   // (kBf16AbtRangeItems), otherwise (range, group) items.
   if (ranges >= kBf16AbtRangeItems) {
-#pragma omp parallel for schedule(static) if (parallel)
+#pragma omp parallel for schedule(static) if (M * K * S >= kBf16ParallelMin)
     for (index_t r = 0; r < ranges; ++r) {
       const index_t s0 = std::min(S, r * range_len);
       abt_bf16_range(M, K, 0, groups, s0, std::min(S, s0 + range_len), D, ldd, X, ldx,
                      partials.data() + r * M * K);
     }
   } else {
-#pragma omp parallel for schedule(static) collapse(2) if (parallel)
+#pragma omp parallel for schedule(static) collapse(2) if (M * K * S >= kBf16ParallelMin)
     for (index_t r = 0; r < ranges; ++r) {
       for (index_t g = 0; g < groups; ++g) {
         const index_t s0 = std::min(S, r * range_len);
