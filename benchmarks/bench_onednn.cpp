@@ -378,25 +378,14 @@ void register_onednn_benchmarks() {
       {"pointwise_bwd_data_bf16", conv_bf16(Pass::backward_data), pointwise_bf16},
       {"pointwise_bwd_weight_bf16", conv_bf16(Pass::backward_weight), pointwise_bf16},
   };
-  for (const Op& op : bf16_ops) {
-    for (const Layout layout : {Layout::ncdhw, Layout::blocked}) {
-      for (const BenchShape& bs : bench_shapes()) {
-        const std::string name =
-            std::string("onednn/") + op.name + "/" + layout_name(layout) + "/" + bs.name();
-        const auto prepare = op.prepare;
-        const auto work = op.work;
-        const auto run = [prepare, work, layout, bs](benchmark::State& state) {
-          const Shape5 s = bs.shape();
-          run_prepared(state, prepare(s, layout), layout, work(s));
-        };
-        benchmark::RegisterBenchmark(name.c_str(), run)
-            ->Unit(benchmark::kMillisecond)
-            ->UseRealTime();
-      }
-    }
-  }
-  for (const Op& op : ops) {
-    for (const Layout layout : {Layout::ncdhw, Layout::blocked, Layout::reorders}) {
+  // float32 ops in three layouts; the bf16 ones as primitives only (no reorder rows).
+  const std::vector<Layout> all_layouts = {Layout::ncdhw, Layout::blocked, Layout::reorders};
+  const std::vector<Layout> primitive_layouts = {Layout::ncdhw, Layout::blocked};
+  std::vector<std::pair<Op, const std::vector<Layout>*>> rows;
+  for (const Op& op : ops) rows.emplace_back(op, &all_layouts);
+  for (const Op& op : bf16_ops) rows.emplace_back(op, &primitive_layouts);
+  for (const auto& [op, layouts] : rows) {
+    for (const Layout layout : *layouts) {
       for (const BenchShape& bs : bench_shapes()) {
         const std::string name =
             std::string("onednn/") + op.name + "/" + layout_name(layout) + "/" + bs.name();

@@ -441,33 +441,51 @@ REVOX_TARGET_AMX inline void amx_configure_tiles() {
   _tile_loadconfig(&config);
 }
 
+// One step of a 32 x 32 block: accumulator tiles 0-3 += A tiles (a0, a1: rows 0-15, 16-31)
+// times B tiles (b0, b1: columns 0-15, 16-31).
+REVOX_TARGET_AMX inline void amx_block_step(const void* a0, const void* a1, long a_stride,
+                                            const void* b0, const void* b1, long b_stride) {
+  _tile_loadd(4, a0, a_stride);
+  _tile_loadd(5, a1, a_stride);
+  _tile_loadd(6, b0, b_stride);
+  _tile_loadd(7, b1, b_stride);
+  _tile_dpbf16ps(0, 4, 6);
+  _tile_dpbf16ps(1, 4, 7);
+  _tile_dpbf16ps(2, 5, 6);
+  _tile_dpbf16ps(3, 5, 7);
+}
+
+// The block's accumulators into cbuf: 32 rows of 32 floats, tile (r, c) at rows 16 r,
+// columns 16 c.
+REVOX_TARGET_AMX inline void amx_store_block(float* cbuf) {
+  _tile_stored(0, cbuf, 128);
+  _tile_stored(1, cbuf + 16, 128);
+  _tile_stored(2, cbuf + 16 * 32, 128);
+  _tile_stored(3, cbuf + 16 * 32 + 16, 128);
+}
+
+REVOX_TARGET_AMX inline void amx_zero_block() {
+  _tile_zero(0);
+  _tile_zero(1);
+  _tile_zero(2);
+  _tile_zero(3);
+}
+
 // The 32 x 32 block of Y at rows m0 (of the padded A) and strip columns [c0, c0 + 32).
 template <class OutT>
 REVOX_TARGET_AMX void amx_ax_block(index_t Kp, const std::uint16_t* a16, index_t m0,
                                    const std::uint32_t* packed, index_t c0, index_t M,
                                    index_t s0, index_t width, OutT* Y, index_t ldy,
                                    const float* bias, float* cbuf) {
-  _tile_zero(0);
-  _tile_zero(1);
-  _tile_zero(2);
-  _tile_zero(3);
+  amx_zero_block();
   const long a_stride = static_cast<long>(Kp * 2);
   const long b_stride = static_cast<long>(kBf16AxStrip * 4);
   for (index_t k0 = 0; k0 < Kp; k0 += 32) {
-    _tile_loadd(4, a16 + m0 * Kp + k0, a_stride);
-    _tile_loadd(5, a16 + (m0 + 16) * Kp + k0, a_stride);
-    _tile_loadd(6, packed + (k0 / 2) * kBf16AxStrip + c0, b_stride);
-    _tile_loadd(7, packed + (k0 / 2) * kBf16AxStrip + c0 + 16, b_stride);
-    _tile_dpbf16ps(0, 4, 6);
-    _tile_dpbf16ps(1, 4, 7);
-    _tile_dpbf16ps(2, 5, 6);
-    _tile_dpbf16ps(3, 5, 7);
+    const std::uint32_t* b = packed + (k0 / 2) * kBf16AxStrip + c0;
+    amx_block_step(a16 + m0 * Kp + k0, a16 + (m0 + 16) * Kp + k0, a_stride, b, b + 16,
+                   b_stride);
   }
-  // cbuf: 32 rows of 32 floats; tile (r, c) at rows 16 r, columns 16 c.
-  _tile_stored(0, cbuf, 128);
-  _tile_stored(1, cbuf + 16, 128);
-  _tile_stored(2, cbuf + 16 * 32, 128);
-  _tile_stored(3, cbuf + 16 * 32 + 16, 128);
+  amx_store_block(cbuf);
   const index_t rows = std::min<index_t>(32, M - m0);
   for (index_t r = 0; r < rows; ++r) {
     const __m512 b = _mm512_set1_ps(bias != nullptr ? bias[m0 + r] : 0.0f);
@@ -599,24 +617,13 @@ REVOX_TARGET_AMX inline void amx_abt_chunk(index_t M, index_t K, index_t c0, ind
   const long d_stride = static_cast<long>(width * 2);
   for (index_t m0 = 0; m0 < Mp; m0 += 32) {
     for (index_t kt = 0; kt < Kt; kt += 2) {
-      _tile_zero(0);
-      _tile_zero(1);
-      _tile_zero(2);
-      _tile_zero(3);
+      amx_zero_block();
       for (index_t st = 0; st < steps; ++st) {
-        _tile_loadd(4, dbuf + m0 * width + 32 * st, d_stride);
-        _tile_loadd(5, dbuf + (m0 + 16) * width + 32 * st, d_stride);
-        _tile_loadd(6, bt + (kt * steps + st) * 256, 64);
-        _tile_loadd(7, bt + ((kt + 1) * steps + st) * 256, 64);
-        _tile_dpbf16ps(0, 4, 6);
-        _tile_dpbf16ps(1, 4, 7);
-        _tile_dpbf16ps(2, 5, 6);
-        _tile_dpbf16ps(3, 5, 7);
+        amx_block_step(dbuf + m0 * width + 32 * st, dbuf + (m0 + 16) * width + 32 * st,
+                       d_stride, bt + (kt * steps + st) * 256,
+                       bt + ((kt + 1) * steps + st) * 256, 64);
       }
-      _tile_stored(0, cbuf, 128);
-      _tile_stored(1, cbuf + 16, 128);
-      _tile_stored(2, cbuf + 16 * 32, 128);
-      _tile_stored(3, cbuf + 16 * 32 + 16, 128);
+      amx_store_block(cbuf);
       const index_t rows = std::min<index_t>(32, M - m0);
       const index_t cols = std::min<index_t>(32, K - 16 * kt);
       for (index_t r = 0; r < rows; ++r)
