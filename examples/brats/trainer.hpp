@@ -1034,10 +1034,12 @@ class TrainingLoop {
     }
   }
 
-  // After the epochs: the logs of a run without any epoch, the closing lines (timings, data
-  // pipeline) and the data pipeline's counters in the result.
+  // After the epochs: the logs when this invocation ran no epoch (a run without any, or a
+  // --resume of a finished run: written again from the checkpoint's history, so that a run
+  // killed between its last checkpoint and its log.csv gets that log back), the closing lines
+  // (timings, data pipeline) and the data pipeline's counters in the result.
   void finish() {
-    if (result_.history.empty() && run_.root) write_logs();
+    if (epochs_this_run_ == 0 && run_.root) write_logs();
     const double total = std::chrono::duration<double>(Clock::now() - run_start_).count();
     if (run_.world > 1 && steps_timed_ > 0) {
       const auto n = static_cast<double>(steps_timed_);

@@ -112,6 +112,17 @@ kill -9 $pid 2>/dev/null; wait $pid 2>/dev/null
 resume_until_done kill_step "$R"
 same_as_reference kill_step "$R"
 
+# (b2) between the last checkpoint and its log.csv (a kill there leaves log.csv one epoch
+# short; the checkpoint holds the whole history): --resume of the finished run writes the log
+# again
+R=$WORK/kill_before_log
+cp -r "$WORK/ref" "$R"
+head -n -1 "$WORK/ref/log.csv" >"$R/log.csv"
+[[ "$(losses "$R")" != "$(losses "$WORK/ref")" ]] &&
+  pass "kill_before_log: log.csv is an epoch short" || fail "kill_before_log: log.csv not cut"
+resume_until_done kill_before_log "$R"
+same_as_reference kill_before_log "$R"
+
 # (c) during validation (test hook: in the 2nd validation, after its first hold-out case)
 R=$WORK/kill_validation
 REVOX_TEST_KILL_IN_VALIDATION=2 "$BIN" "${TRAIN[@]}" --out "$R" >"$WORK/kill_validation.out" 2>&1
