@@ -71,6 +71,21 @@ inline constexpr index_t kBf16AbtRangeItems = 8;
 // Portable path: the float32 scratch of a block of columns per thread, in floats (256 KiB).
 inline constexpr index_t kBf16PortableBlockFloats = index_t{1} << 16;
 
+// C (M x K, leading dimension ldc) += the ranges' partial sums (each M x K, row-major, one
+// after another), added in range order in double: how every path of gemm_abt_bf16 ends.
+template <class P>
+void add_range_partials(index_t M, index_t K, index_t ranges, const P* partials, float* C,
+                        index_t ldc) {
+  for (index_t m = 0; m < M; ++m)
+    for (index_t k = 0; k < K; ++k) {
+      double sum = static_cast<double>(C[m * ldc + k]);
+      for (index_t r = 0; r < ranges; ++r) {
+        sum += static_cast<double>(partials[(r * M + m) * K + k]);
+      }
+      C[m * ldc + k] = static_cast<float>(sum);
+    }
+}
+
 template <class OutT>
 void gemm_ax_bf16_portable(CpuPath conversions, index_t M, index_t K, index_t S,
                            const float* A, index_t lda, const bfloat16* X, index_t ldx, OutT* Y,
@@ -151,14 +166,7 @@ inline void gemm_abt_bf16_portable(CpuPath conversions, index_t M, index_t K, in
       }
     }
   }
-  for (index_t m = 0; m < M; ++m)
-    for (index_t k = 0; k < K; ++k) {
-      double sum = static_cast<double>(C[m * ldc + k]);
-      for (index_t r = 0; r < ranges; ++r) {
-        sum += static_cast<double>(partials[static_cast<std::size_t>((r * M + m) * K + k)]);
-      }
-      C[m * ldc + k] = static_cast<float>(sum);
-    }
+  add_range_partials(M, K, ranges, partials.data(), C, ldc);
 }
 
 #if REVOX_X86_CPUID
@@ -245,8 +253,9 @@ REVOX_TARGET_BF16 void ax_bf16_tile(index_t K2, const std::uint32_t* a_pairs, in
       if constexpr (std::is_same_v<OutT, float>) {
         _mm512_mask_storeu_ps(out + c, mask, acc[r][v]);
       } else {
+        const __m512i bits = _mm512_castps_si512(acc[r][v]);
         _mm512_mask_cvtepi32_storeu_epi16(out + c, mask,
-                                          ::revox::detail::round_to_bfloat16_avx512(_mm512_castps_si512(acc[r][v])));
+                                          ::revox::detail::round_to_bfloat16_avx512(bits));
       }
     }
   }
@@ -403,14 +412,7 @@ inline void gemm_abt_bf16_avx512bf16(index_t M, index_t K, index_t S, const bflo
       }
     }
   }
-  for (index_t m = 0; m < M; ++m)
-    for (index_t k = 0; k < K; ++k) {
-      double sum = static_cast<double>(C[m * ldc + k]);
-      for (index_t r = 0; r < ranges; ++r) {
-        sum += partials[static_cast<std::size_t>((r * M + m) * K + k)];
-      }
-      C[m * ldc + k] = static_cast<float>(sum);
-    }
+  add_range_partials(M, K, ranges, partials.data(), C, ldc);
 }
 #undef REVOX_TARGET_BF16
 
@@ -671,14 +673,7 @@ inline void gemm_abt_bf16_amx(index_t M, index_t K, index_t S, const bfloat16* D
       }
     }
   }
-  for (index_t m = 0; m < M; ++m)
-    for (index_t k = 0; k < K; ++k) {
-      double sum = static_cast<double>(C[m * ldc + k]);
-      for (index_t r = 0; r < ranges; ++r) {
-        sum += partials[static_cast<std::size_t>((r * M + m) * K + k)];
-      }
-      C[m * ldc + k] = static_cast<float>(sum);
-    }
+  add_range_partials(M, K, ranges, partials.data(), C, ldc);
 }
 #undef REVOX_TARGET_AMX
 #endif  // REVOX_X86_CPUID
